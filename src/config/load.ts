@@ -1,0 +1,92 @@
+import { readFileSync } from "node:fs";
+import { dirname, extname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
+import { ConfigSchema, type Config } from "./schema.ts";
+
+/** A configuration that cannot be used; the CLI prints it and exits with status 2. */
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** Command-line values that win over the file and the environment. */
+export interface ConfigOverrides {
+  port?: number;
+  httpPort?: number;
+}
+
+/** A loaded config and where relative paths in it resolve from. */
+export interface LoadedConfig {
+  config: Config;
+  baseDir: string;
+}
+
+/** Reads, overrides and validates the config; throws ConfigError naming the bad key. */
+export function loadConfig(
+  file: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  overrides: ConfigOverrides = {},
+): LoadedConfig {
+  const raw = file ? readConfigFile(file) : {};
+  applyEnv(raw, env);
+  if (overrides.port !== undefined) section(raw, "server").port = overrides.port;
+  if (overrides.httpPort !== undefined) section(raw, "server").httpPort = overrides.httpPort;
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`invalid config${file ? ` (${file})` : ""}:\n${formatIssues(parsed.error)}`);
+  return { config: parsed.data, baseDir: file ? dirname(resolve(file)) : process.cwd() };
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (cause) {
+    throw new ConfigError(`cannot read config file ${file}: ${(cause as Error).message}`, { cause });
+  }
+  let value: unknown;
+  try {
+    value = extname(file) === ".json" ? JSON.parse(text) : parseYaml(text);
+  } catch (cause) {
+    throw new ConfigError(`config file ${file} is not valid ${extname(file) === ".json" ? "JSON" : "YAML"}: ${(cause as Error).message}`, { cause });
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
+  return value as Record<string, unknown>;
+}
+
+// Environment variables the README documents; each lands on one config key.
+function applyEnv(raw: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>): void {
+  const int = (name: string, value: string): number => {
+    if (!/^\d+$/.test(value)) throw new ConfigError(`invalid config: environment variable ${name}: expected a port number, got "${value}"`);
+    return Number(value);
+  };
+  if (env.PORT) section(raw, "server").port = int("PORT", env.PORT);
+  if (env.HTTP_PORT) section(raw, "server").httpPort = int("HTTP_PORT", env.HTTP_PORT);
+  if (env.LOG_LEVEL) section(raw, "log").level = env.LOG_LEVEL;
+  if (env.REDIS_URL) section(raw, "redis").url = env.REDIS_URL;
+  if (env.DATABASE_URL) section(raw, "postgres").url = env.DATABASE_URL;
+}
+
+function section(raw: Record<string, unknown>, key: string): Record<string, unknown> {
+  const value = raw[key];
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
+  const fresh: Record<string, unknown> = {};
+  raw[key] = fresh;
+  return fresh;
+}
+
+/** One line per problem, each naming the key path. */
+export function formatIssues(error: z.ZodError, prefix = ""): string {
+  return error.issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path.map(String)].filter(Boolean).join(".") || "(top level)";
+      if (issue.code === "unrecognized_keys") {
+        return `  ${path}: unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+      }
+      return `  ${path}: ${issue.message}`;
+    })
+    .join("\n");
+}

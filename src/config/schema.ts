@@ -1,0 +1,103 @@
+import { z } from "zod";
+
+const port = z.int().min(0).max(65535);
+const positiveMs = z.int().positive();
+
+/** A plugin named in config, with its options. A bare string means no options. */
+export const PluginRefSchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    plugin: z.string().min(1),
+    options: z.unknown().optional(),
+    /** Off without deleting the entry. */
+    enabled: z.boolean().default(true),
+  }),
+]);
+
+const GenerationDefaultsSchema = z.strictObject({
+  temperature: z.number().min(0).max(2).optional(),
+  maxTokens: z.int().positive().optional(),
+  /** Provider-specific options passed through untouched. */
+  extra: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const AgentSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, '.', '_' or '-'"),
+  description: z.string().default(""),
+  /** A key of `providers`. */
+  provider: z.string().min(1),
+  model: z.string().min(1),
+  systemPrompt: z.string().default(""),
+  defaults: GenerationDefaultsSchema.prefault({}),
+  /** The agent is left out (with a log line) unless all these environment variables are set. */
+  requireEnv: z.array(z.string()).default([]),
+});
+
+export const ConfigSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default("0.0.0.0"),
+      /** gRPC (grpc-js); 0 picks a free port. */
+      port: port.default(50051),
+      /** Connect / gRPC-Web (connect-node); 0 picks a free port, null turns it off. */
+      httpPort: port.nullable().default(8080),
+      /** How long in-flight calls may run after SIGTERM before they are cancelled. */
+      shutdownGraceMs: positiveMs.default(10_000),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    })
+    .prefault({}),
+  /** Middleware, outermost first. */
+  pipeline: z.array(PluginRefSchema).default(["logging", "validation"]),
+  /** Named provider instances; agents refer to these names. */
+  providers: z
+    .record(z.string(), z.strictObject({ plugin: z.string().min(1), options: z.unknown().optional() }))
+    .default({ echo: { plugin: "echo" } }),
+  eventHandlers: z.array(PluginRefSchema).default([]),
+  plugins: z
+    .strictObject({
+      /** Directories scanned for plugin files, relative to the config file. */
+      dirs: z.array(z.string()).default(["plugins"]),
+    })
+    .prefault({}),
+  agents: z.array(AgentSchema).default([]),
+  sessions: z
+    .strictObject({
+      store: z.enum(["memory"]).default("memory"),
+      ttlSeconds: z.int().positive().default(3600),
+      maxTtlSeconds: z.int().positive().default(30 * 24 * 3600),
+      /** How many of the latest messages go into the prompt. */
+      historyMessages: z.int().min(0).default(20),
+      defaultPageSize: z.int().positive().default(20),
+      maxPageSize: z.int().positive().default(100),
+      sweepIntervalMs: positiveMs.default(60_000),
+    })
+    .prefault({}),
+  executor: z
+    .strictObject({
+      retry: z
+        .strictObject({
+          maxAttempts: z.int().min(1).max(10).default(3),
+          baseDelayMs: z.int().min(0).default(200),
+          maxDelayMs: z.int().min(0).default(10_000),
+        })
+        .prefault({}),
+      batch: z
+        .strictObject({
+          defaultConcurrency: z.int().positive().default(4),
+          maxConcurrency: z.int().positive().default(16),
+          maxItems: z.int().positive().default(100),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  redis: z.strictObject({ url: z.string().optional() }).prefault({}),
+  postgres: z.strictObject({ url: z.string().optional() }).prefault({}),
+});
+
+/** The validated configuration. */
+export type Config = z.infer<typeof ConfigSchema>;
+export type PluginRef = z.infer<typeof PluginRefSchema>;

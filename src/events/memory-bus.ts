@@ -1,0 +1,59 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from "./types.ts";
+
+/**
+ * The in-process bus. Each listener runs in its own macrotask after publish
+ * returns, so a slow or hanging listener never delays the publisher, and one
+ * that throws (or rejects) is logged while the others still run.
+ */
+export class MemoryEventBus implements EventBus {
+  private readonly byType = new Map<EventType, Set<EventListener>>();
+  private readonly anyType = new Set<EventListener>();
+
+  constructor(private readonly log: Logger) {}
+
+  publish(init: EventInit): void {
+    const typed = this.byType.get(init.type);
+    if (!this.anyType.size && !typed?.size) return;
+    const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
+    for (const listener of this.anyType) this.deliver(listener, event);
+    if (typed) for (const listener of typed) this.deliver(listener, event);
+  }
+
+  subscribe(types: readonly EventType[] | "any", listener: EventListener): () => void {
+    if (types === "any") {
+      this.anyType.add(listener);
+      return () => void this.anyType.delete(listener);
+    }
+    for (const type of types) {
+      let set = this.byType.get(type);
+      if (!set) this.byType.set(type, (set = new Set()));
+      set.add(listener);
+    }
+    return () => {
+      for (const type of types) this.byType.get(type)?.delete(listener);
+    };
+  }
+
+  hasSubscribers(type: EventType): boolean {
+    return this.anyType.size > 0 || (this.byType.get(type)?.size ?? 0) > 0;
+  }
+
+  private deliver(listener: EventListener, event: RuntimeEvent): void {
+    setImmediate(() => {
+      try {
+        const result = listener(event);
+        if (result && typeof result.then === "function") {
+          result.then(undefined, (err: unknown) => this.failed(err, event));
+        }
+      } catch (err) {
+        this.failed(err, event);
+      }
+    });
+  }
+
+  private failed(err: unknown, event: RuntimeEvent): void {
+    this.log.error({ err, eventType: event.type, eventId: event.id }, "event handler failed");
+  }
+}

@@ -1,0 +1,47 @@
+import { Code, ConnectError } from "../errors.ts";
+import type { AgentContext, Middleware, RunEvent, Terminal } from "./types.ts";
+
+/**
+ * Observes one middleware's stage of one call (events, spans). Returns the
+ * iterable to use in its place, or undefined to leave the stage unwrapped.
+ */
+export type StageObserver = (
+  middleware: Middleware,
+  ctx: AgentContext,
+  stage: AsyncIterable<RunEvent>,
+) => AsyncIterable<RunEvent> | undefined;
+
+/** A composed onion: one call in, the run's event stream out. */
+export type Pipeline = (ctx: AgentContext) => AsyncIterable<RunEvent>;
+
+/**
+ * Builds the onion: middlewares[0] is outermost, `terminal` innermost. As in
+ * koa-compose, each layer gets a `next` that runs the rest; calling it twice in
+ * one call is an error rather than a silent second run of the provider.
+ */
+export function compose(middlewares: readonly Middleware[], terminal: Terminal, observe?: StageObserver): Pipeline {
+  middlewares.forEach((mw, i) => {
+    if (mw === null || typeof mw !== "object" || typeof mw.process !== "function") {
+      throw new TypeError(`pipeline entry ${i} is not a middleware (expected an object with process(ctx, next))`);
+    }
+  });
+  if (typeof terminal !== "function") throw new TypeError("pipeline terminal must be a function");
+
+  return (ctx) => {
+    let reached = -1;
+    const dispatch = (i: number): AsyncIterable<RunEvent> => {
+      if (i <= reached) {
+        throw new ConnectError(`middleware "${middlewares[i - 1]!.name}" called next() more than once`, Code.Internal);
+      }
+      reached = i;
+      if (i === middlewares.length) return terminal(ctx);
+      const mw = middlewares[i]!;
+      const stage = mw.process(ctx, () => dispatch(i + 1));
+      if (stage === null || typeof stage !== "object" || !(Symbol.asyncIterator in stage)) {
+        throw new ConnectError(`middleware "${mw.name}" did not return an async iterable`, Code.Internal);
+      }
+      return (observe && observe(mw, ctx, stage)) || stage;
+    };
+    return dispatch(0);
+  };
+}

@@ -1,0 +1,66 @@
+import type { ChatMessage, TokenUsage } from "../providers/types.ts";
+import type { SessionRecord } from "../sessions/types.ts";
+import type { AgentDefinition } from "../agents/types.ts";
+
+/** The outcome of one run, as the client receives it. */
+export interface AgentRunResult {
+  success: boolean;
+  output: string;
+  model: string;
+  finishReason: string;
+  usage: TokenUsage;
+  durationMs: number;
+  metadata: Record<string, string>;
+}
+
+/** One event of a run, flowing out through the onion. */
+export type RunEvent =
+  | { type: "started"; model: string }
+  | { type: "delta"; text: string }
+  | { type: "completed"; result: AgentRunResult };
+
+/** Per-call generation overrides. */
+export interface GenerationOptions {
+  model?: string;
+  temperature?: number;
+  maxTokens?: number;
+}
+
+/** Everything a middleware knows about one call. */
+export interface AgentContext {
+  /** Unique per call; appears in logs and events. */
+  readonly callId: string;
+  readonly agentId: string;
+  /** The configured agent, or undefined when agent_id names none (validation rejects it). */
+  readonly agent: AgentDefinition | undefined;
+  userId: string;
+  readonly sessionId: string;
+  task: string;
+  /** The request's metadata map. */
+  readonly metadata: Record<string, string>;
+  options: GenerationOptions;
+  /** Aborted on client cancel, deadline or shutdown; its reason is a ConnectError. */
+  readonly signal: AbortSignal;
+  /** Epoch ms at which the call started. */
+  readonly startTime: number;
+  /** A request header (gRPC metadata), lower-case name. */
+  header(name: string): string | undefined;
+  /** The call's session, loaded once on first use; undefined without session_id. */
+  session(): Promise<SessionRecord | undefined>;
+  /** The prompt history the agent will see (the session's last messages). */
+  history(): Promise<ChatMessage[]>;
+  /** Scratch space shared by middleware of this call. */
+  readonly state: Map<string | symbol, unknown>;
+}
+
+/** Calls the rest of the onion. */
+export type Next = () => AsyncIterable<RunEvent>;
+
+/** One layer of the onion: code before `next()` pre-processes, after it post-processes. */
+export interface Middleware {
+  readonly name: string;
+  process(ctx: AgentContext, next: Next): AsyncIterable<RunEvent>;
+}
+
+/** The innermost handler (the agent call itself). */
+export type Terminal = (ctx: AgentContext) => AsyncIterable<RunEvent>;
