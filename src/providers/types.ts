@@ -59,7 +59,12 @@ export class ProviderError extends ConnectError {
     readonly retryAfterMs?: number,
     cause?: unknown,
   ) {
+    // The name stays "ConnectError": connect-es recognises its errors by name or prototype.
     super(message, code, undefined, undefined, cause);
-    this.name = "ProviderError";
+  }
+
+  // ConnectError's own instanceof check would accept any ConnectError as a ProviderError.
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return value instanceof Error && ProviderError.prototype.isPrototypeOf(value);
   }
 }

@@ -1,0 +1,150 @@
+import type { Logger } from "pino";
+import type { AgentRegistry } from "../agents/registry.ts";
+import { Code, ConnectError, abortReason, toConnectError } from "../errors.ts";
+import type { EventBus } from "../events/types.ts";
+import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
+import type { AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
+import type { LlmProvider } from "../providers/types.ts";
+import type { SessionManager } from "../sessions/manager.ts";
+import { agentCall } from "./agent-call.ts";
+import { createContext, type CallInfo, type ExecuteInput, type ExecutionContext } from "./context.ts";
+import type { RetryPolicy } from "./retry.ts";
+
+/** What the executor is built from; wired in app.ts. */
+export interface ExecutorDeps {
+  agents: AgentRegistry;
+  providers: ReadonlyMap<string, LlmProvider>;
+  middleware: readonly Middleware[];
+  sessions: SessionManager;
+  events: EventBus;
+  retry: RetryPolicy;
+  log: Logger;
+}
+
+/** One batch item's outcome. */
+export type BatchOutcome = { result: AgentRunResult; sessionId: string } | { error: ConnectError; sessionId: string };
+
+/**
+ * Runs agents. Stream-first: `stream` is the one path through the onion, and
+ * `execute` and `batch` collect it, so every middleware sees every call the
+ * same way.
+ */
+export class Executor {
+  private readonly pipeline: Pipeline;
+
+  constructor(private readonly deps: ExecutorDeps) {
+    this.pipeline = compose(deps.middleware, agentCall(deps.providers, deps.retry, deps.log), this.observeStage);
+  }
+
+  /**
+   * The run's events: one `started`, the deltas, one `completed`. The turn is
+   * stored in the session before `completed` is yielded, so a client that has
+   * the answer can rely on the next call seeing it in the history.
+   */
+  async *stream(input: ExecuteInput, call: CallInfo): AsyncGenerator<RunEvent> {
+    const { events } = this.deps;
+    let ctx: ExecutionContext | undefined;
+    try {
+      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions);
+      events.publish({ type: "AGENT_STARTED", ...ids(ctx), data: { callId: ctx.callId } });
+      let started = false;
+      let result: AgentRunResult | undefined;
+      for await (const event of this.pipeline(ctx)) {
+        if (event.type === "completed") {
+          result ??= event.result;
+          continue;
+        }
+        if (result) continue; // nothing belongs after the result
+        if (!started) {
+          started = true;
+          yield event.type === "started" ? event : { type: "started", model: ctx.options.model || ctx.agent?.model || "" };
+          if (event.type === "started") continue;
+        } else if (event.type === "started") {
+          continue;
+        }
+        yield event;
+      }
+      if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
+      if (!started) yield { type: "started", model: result.model };
+      if (ctx.sessionId) {
+        await this.deps.sessions.appendTurn(ctx.sessionId, [
+          { role: "user", content: ctx.task },
+          { role: "assistant", content: result.output },
+        ]);
+      }
+      events.publish({
+        type: "AGENT_COMPLETED",
+        ...ids(ctx),
+        data: { callId: ctx.callId, durationMs: result.durationMs, model: result.model, inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
+      });
+      yield { type: "completed", result };
+    } catch (err) {
+      const error = call.signal.aborted ? abortReason(call.signal) : toConnectError(err);
+      if (error.code === Code.Internal) this.deps.log.error({ err: error.cause ?? error, call: ctx?.callId }, "internal error");
+      events.publish({
+        type: "ERROR_OCCURRED",
+        ...(ctx ? ids(ctx) : { agentId: input.agentId, sessionId: input.sessionId, userId: input.userId }),
+        data: { callId: ctx?.callId ?? "", code: Code[error.code], message: error.rawMessage },
+      });
+      throw error;
+    }
+  }
+
+  /** The whole answer of one call. */
+  async execute(input: ExecuteInput, call: CallInfo): Promise<AgentRunResult> {
+    let result: AgentRunResult | undefined;
+    for await (const event of this.stream(input, call)) {
+      if (event.type === "completed") result = event.result;
+    }
+    return result!;
+  }
+
+  /**
+   * Runs the inputs with at most `concurrency` at once. One failing item is
+   * that item's error; the batch fails only when the call itself is cancelled.
+   */
+  async batch(inputs: readonly ExecuteInput[], concurrency: number, call: CallInfo): Promise<BatchOutcome[]> {
+    const outcomes = new Array<BatchOutcome>(inputs.length);
+    let nextIndex = 0;
+    const worker = async () => {
+      while (nextIndex < inputs.length && !call.signal.aborted) {
+        const i = nextIndex++;
+        const input = inputs[i]!;
+        try {
+          outcomes[i] = { result: await this.execute(input, call), sessionId: input.sessionId };
+        } catch (err) {
+          outcomes[i] = { error: toConnectError(err), sessionId: input.sessionId };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
+    if (call.signal.aborted) throw abortReason(call.signal);
+    return outcomes;
+  }
+
+  // Publishes MIDDLEWARE_EXECUTED per stage, only while someone listens for it.
+  private readonly observeStage: StageObserver = (mw, ctx, stage) => {
+    const { events } = this.deps;
+    if (!events.hasSubscribers("MIDDLEWARE_EXECUTED")) return undefined;
+    return (async function* () {
+      const started = Date.now();
+      let status = "OK";
+      try {
+        yield* stage;
+      } catch (err) {
+        status = Code[toConnectError(err).code];
+        throw err;
+      } finally {
+        events.publish({
+          type: "MIDDLEWARE_EXECUTED",
+          ...ids(ctx),
+          data: { middleware: mw.name, status, durationMs: Date.now() - started },
+        });
+      }
+    })();
+  };
+}
+
+function ids(ctx: { agentId: string; sessionId: string; userId: string }) {
+  return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: ctx.userId || undefined };
+}

@@ -1,0 +1,114 @@
+import { readdirSync, statSync, readFileSync, existsSync } from "node:fs";
+import { extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Logger } from "pino";
+import { formatIssues } from "../config/load.ts";
+import { pluginShapeProblem, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts } from "./define.ts";
+
+/** A plugin that could not be loaded or set up; start-up stops with exit status 2. */
+export class PluginError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "PluginError";
+  }
+}
+
+/** A known plugin and where it came from. */
+export interface CatalogEntry {
+  definition: PluginDefinition;
+  /** "builtin" or the file it was loaded from. */
+  source: string;
+}
+
+const MODULE_EXTENSIONS = new Set([".ts", ".mts", ".js", ".mjs"]);
+
+/**
+ * Every plugin the runtime knows: the built-ins, then each entry of each
+ * plugin directory (a module file, or a folder whose package.json names one).
+ */
+export async function discoverPlugins(builtins: readonly PluginDefinition[], dirs: readonly string[]): Promise<Map<string, CatalogEntry>> {
+  const catalog = new Map<string, CatalogEntry>();
+  const add = (definition: PluginDefinition, source: string) => {
+    const existing = catalog.get(definition.name);
+    if (existing) throw new PluginError(`${source}: plugin name "${definition.name}" is already taken by ${existing.source}`);
+    catalog.set(definition.name, { definition, source });
+  };
+  for (const def of builtins) add(def, "builtin");
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir).sort()) {
+      if (name.startsWith(".") || name.startsWith("_") || name.endsWith(".d.ts") || /\.test\.[mc]?[jt]s$/.test(name)) continue;
+      const file = entryModule(join(dir, name));
+      if (file) add(await importPlugin(file), file);
+    }
+  }
+  return catalog;
+}
+
+function entryModule(path: string): string | undefined {
+  const stat = statSync(path);
+  if (stat.isFile()) return MODULE_EXTENSIONS.has(extname(path)) ? path : undefined;
+  if (!stat.isDirectory()) return undefined;
+  const pkgFile = join(path, "package.json");
+  if (!existsSync(pkgFile)) return undefined;
+  let pkg: { main?: string; module?: string; exports?: unknown };
+  try {
+    pkg = JSON.parse(readFileSync(pkgFile, "utf8"));
+  } catch (cause) {
+    throw new PluginError(`${pkgFile}: not valid JSON`, { cause });
+  }
+  const target = typeof pkg.exports === "string" ? pkg.exports : (pkg.module ?? pkg.main);
+  if (!target) throw new PluginError(`${pkgFile}: names no module (set "exports", "module" or "main")`);
+  return resolve(path, target);
+}
+
+async function importPlugin(file: string): Promise<PluginDefinition> {
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (cause) {
+    throw new PluginError(`${file}: cannot be loaded: ${(cause as Error).message}`, { cause });
+  }
+  const problem = pluginShapeProblem(mod.default);
+  if (problem) throw new PluginError(`${file}: ${problem}`);
+  return mod.default as PluginDefinition;
+}
+
+/** Shared pieces every plugin instance gets. */
+export type HostBase = Omit<PluginHost, "options" | "logger"> & { logger: Logger };
+
+/**
+ * Sets up one configured use of a plugin: finds it, checks its kind,
+ * validates its options with its own schema and runs `setup`.
+ */
+export async function instantiate<K extends PluginKind>(
+  catalog: ReadonlyMap<string, CatalogEntry>,
+  ref: string | { plugin: string; options?: unknown },
+  kind: K,
+  where: string,
+  base: HostBase,
+): Promise<{ product: PluginProducts[K]; entry: CatalogEntry }> {
+  const name = typeof ref === "string" ? ref : ref.plugin;
+  const rawOptions = typeof ref === "string" ? undefined : ref.options;
+  const entry = catalog.get(name);
+  if (!entry) {
+    const known = [...catalog.values()].filter((e) => e.definition.kind === kind).map((e) => e.definition.name);
+    throw new PluginError(`${where}: no ${kind} plugin named "${name}" (known: ${known.join(", ") || "none"})`);
+  }
+  const { definition, source } = entry;
+  if (definition.kind !== kind) throw new PluginError(`${where}: plugin "${name}" (${source}) is a ${definition.kind}, not a ${kind}`);
+  let options: unknown = rawOptions;
+  if (definition.configSchema) {
+    const parsed = definition.configSchema.safeParse(rawOptions);
+    if (!parsed.success) {
+      throw new PluginError(`${where}: invalid options for plugin "${name}" (${source}):\n${formatIssues(parsed.error, `${where}.options`)}`);
+    }
+    options = parsed.data;
+  }
+  try {
+    const product = await definition.setup({ ...base, options, logger: base.logger.child({ plugin: name }) });
+    return { product: product as PluginProducts[K], entry };
+  } catch (cause) {
+    throw new PluginError(`${where}: plugin "${name}" (${source}) failed to set up: ${(cause as Error).message}`, { cause });
+  }
+}

@@ -1,0 +1,24 @@
+// The one place that touches the host runtime's process API (Node and Deno both provide node:process).
+import process from "node:process";
+
+/** "deno" or "node", for logs. */
+export const runtimeName: string = "Deno" in globalThis ? "deno" : "node";
+
+/** Runs `handler` on the first SIGTERM or SIGINT; a second one exits at once. */
+export function onShutdownSignal(handler: (signal: string) => void): void {
+  let received = false;
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      if (received) process.exit(130);
+      received = true;
+      handler(signal);
+    });
+  }
+}
+
+export function exit(code: number): never {
+  process.exit(code);
+}
+
+export const argv: readonly string[] = process.argv.slice(2);
+export const env: Readonly<Record<string, string | undefined>> = process.env;

@@ -1,0 +1,59 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { EventService, EventType as ProtoEventType, SubscribeResponseSchema } from "../gen/qingyu/agent/v1/event_pb.ts";
+import { Code, ConnectError, invalidArgument } from "../errors.ts";
+import type { EventBus, EventType, RuntimeEvent } from "../events/types.ts";
+import type { JsonObject } from "../sessions/types.ts";
+import type { ServiceImpl } from "../transport/types.ts";
+
+/**
+ * EventService: each subscriber gets a bounded queue; one that falls more than
+ * `maxQueued` events behind is ended with RESOURCE_EXHAUSTED instead of growing
+ * memory without bound.
+ */
+export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeof EventService.method> {
+  return {
+    async *subscribe(req, call) {
+      const types = req.types.map((t) => {
+        if (t === ProtoEventType.UNSPECIFIED || !(t in ProtoEventType)) throw invalidArgument("types", `contains an unknown event type ${t}`);
+        return ProtoEventType[t] as EventType;
+      });
+      const queue: RuntimeEvent[] = [];
+      let overflowed = false;
+      let wake: (() => void) | undefined;
+      const unsubscribe = bus.subscribe(types.length ? types : "any", (event) => {
+        if (req.agentId && event.agentId !== req.agentId) return;
+        if (req.userId && event.userId !== req.userId) return;
+        if (queue.length >= maxQueued) overflowed = true;
+        else queue.push(event);
+        wake?.();
+      });
+      const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
+      try {
+        while (!call.signal.aborted) {
+          const event = queue.shift();
+          if (event) {
+            yield create(SubscribeResponseSchema, { event: toProtoEvent(event) });
+            continue;
+          }
+          if (overflowed) throw new ConnectError(`subscriber fell more than ${maxQueued} events behind and was dropped`, Code.ResourceExhausted);
+          await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+        }
+      } finally {
+        unsubscribe();
+      }
+    },
+  };
+}
+
+function toProtoEvent(e: RuntimeEvent) {
+  return {
+    eventId: e.id,
+    type: ProtoEventType[e.type],
+    time: timestampFromDate(e.time),
+    agentId: e.agentId ?? "",
+    sessionId: e.sessionId ?? "",
+    userId: e.userId ?? "",
+    data: JSON.parse(JSON.stringify(e.data)) as JsonObject,
+  };
+}

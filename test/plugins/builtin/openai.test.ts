@@ -1,0 +1,313 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import pino from "pino";
+import openaiPlugin from "../../../src/plugins/builtin/openai.ts";
+import type { PluginHost } from "../../../src/plugins/define.ts";
+import type { EventBus } from "../../../src/events/types.ts";
+import { AgentRegistry } from "../../../src/agents/registry.ts";
+import { Code, ConnectError } from "../../../src/errors.ts";
+import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
+import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.ts";
+
+const events: EventBus = {
+  publish() {},
+  subscribe: () => () => {},
+  hasSubscribers: () => false,
+};
+
+async function setup(rawOptions: unknown, env: Record<string, string | undefined> = {}): Promise<LlmProvider> {
+  const host: PluginHost<ReturnType<NonNullable<typeof openaiPlugin.configSchema>["parse"]>> = {
+    options: openaiPlugin.configSchema!.parse(rawOptions),
+    logger: pino({ level: "silent" }),
+    events,
+    agents: new AgentRegistry([]),
+    env,
+  };
+  return openaiPlugin.setup(host);
+}
+
+const request: ProviderRequest = { model: "gpt-test", messages: [{ role: "user", content: "hello there" }] };
+
+async function collect(stream: AsyncIterable<ProviderChunk>): Promise<ProviderChunk[]> {
+  const out: ProviderChunk[] = [];
+  for await (const chunk of stream) out.push(chunk);
+  return out;
+}
+
+/** What a failed run rejects with, so tests can look at it closely. */
+async function failure(run: Promise<unknown>): Promise<ProviderError> {
+  const err = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  // Not toBeInstanceOf: ConnectError's Symbol.hasInstance only recognises errors named "ConnectError".
+  expect(Object.getPrototypeOf(err)).toBe(ProviderError.prototype);
+  return err as ProviderError;
+}
+
+let fake: FakeOpenAI;
+let provider: LlmProvider;
+
+beforeEach(async () => {
+  fake = await startFakeOpenAI();
+  provider = await setup({ baseUrl: fake.url, apiKey: "sk-test" });
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+describe("openai provider: streaming", () => {
+  it("yields the deltas in order, then one finish with usage, model and finish reason", async () => {
+    fake.enqueue({
+      kind: "stream",
+      chunks: ["Hel", "lo", ", world"],
+      usage: { prompt_tokens: 7, completion_tokens: 3 },
+      finishReason: "length",
+    });
+
+    const chunks = await collect(provider.stream({ ...request, temperature: 0.2, maxTokens: 64 }, new AbortController().signal));
+
+    expect(chunks).toEqual([
+      { type: "delta", text: "Hel" },
+      { type: "delta", text: "lo" },
+      { type: "delta", text: ", world" },
+      { type: "finish", finishReason: "length", usage: { inputTokens: 7, outputTokens: 3 }, model: "gpt-test" },
+    ]);
+    const sent = fake.requests[0]!;
+    expect(sent.headers.authorization).toBe("Bearer sk-test");
+    expect(sent.body).toMatchObject({
+      model: "gpt-test",
+      messages: request.messages,
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: 0.2,
+      max_tokens: 64,
+    });
+  });
+
+  it("passes agent extras through without letting them turn streaming off", async () => {
+    await collect(provider.stream({ ...request, extra: { top_p: 0.5, stream: false } }, new AbortController().signal));
+
+    expect(fake.requests[0]!.body).toMatchObject({ top_p: 0.5, stream: true });
+    expect(fake.requests[0]!.body).not.toHaveProperty("max_tokens");
+  });
+
+  it("generate returns the whole answer of a non-streamed completion", async () => {
+    fake.enqueue({ kind: "json", content: "all at once", usage: { prompt_tokens: 2, completion_tokens: 3 } });
+
+    const result = await provider.generate!(request, new AbortController().signal);
+
+    expect(result).toEqual({ text: "all at once", finishReason: "stop", usage: { inputTokens: 2, outputTokens: 3 }, model: "gpt-test" });
+    expect(fake.requests[0]!.body.stream).toBe(false);
+  });
+});
+
+describe("openai provider: upstream errors", () => {
+  it("429 with Retry-After is RESOURCE_EXHAUSTED, retryable, with the delay", async () => {
+    fake.enqueue({
+      kind: "error",
+      status: 429,
+      headers: { "retry-after": "2" },
+      body: { error: { message: "Rate limit reached for gpt-test", type: "requests", param: null, code: "rate_limit_exceeded" } },
+    });
+
+    const err = await failure(collect(provider.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(Code.ResourceExhausted);
+    expect(err.retryable).toBe(true);
+    expect(err.retryAfterMs).toBe(2000);
+    expect(err.rawMessage).toBe("openai provider: upstream answered 429 Too Many Requests: Rate limit reached for gpt-test");
+  });
+
+  it("prefers retry-after-ms, and understands an HTTP-date Retry-After", async () => {
+    fake.enqueue(
+      { kind: "error", status: 429, headers: { "retry-after-ms": "1500", "retry-after": "9" } },
+      { kind: "error", status: 503, headers: { "retry-after": new Date(Date.now() + 5000).toUTCString() } },
+    );
+
+    const first = await failure(collect(provider.stream(request, new AbortController().signal)));
+    const second = await failure(collect(provider.stream(request, new AbortController().signal)));
+
+    expect(first.retryAfterMs).toBe(1500);
+    expect(second.code).toBe(Code.Unavailable);
+    expect(second.retryAfterMs).toBeGreaterThan(3000);
+    expect(second.retryAfterMs).toBeLessThanOrEqual(5000);
+  });
+
+  it.each([
+    [500, Code.Unavailable, true],
+    [502, Code.Unavailable, true],
+    [408, Code.Unavailable, true],
+    [409, Code.Unavailable, true],
+    [401, Code.Unauthenticated, false],
+    [403, Code.PermissionDenied, false],
+    [400, Code.InvalidArgument, false],
+    [422, Code.InvalidArgument, false],
+  ])("%i becomes %s (retryable: %s)", async (status, code, retryable) => {
+    fake.enqueue({ kind: "error", status, body: { error: { message: "upstream says no", type: "x", param: null, code: null } } });
+
+    const err = await failure(collect(provider.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(code);
+    expect(err.retryable).toBe(retryable);
+    expect(err.rawMessage).toMatch(new RegExp(`^openai provider: upstream answered ${status} .*: upstream says no$`));
+  });
+
+  it("404 is NOT_FOUND and names the model", async () => {
+    fake.enqueue({
+      kind: "error",
+      status: 404,
+      body: { error: { message: "The model `gpt-test` does not exist", type: "invalid_request_error", param: null, code: "model_not_found" } },
+    });
+
+    const err = await failure(collect(provider.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.retryable).toBe(false);
+    expect(err.rawMessage).toContain('404 Not Found for model "gpt-test"');
+  });
+
+  it("generate maps errors the same way", async () => {
+    fake.enqueue({ kind: "error", status: 401 });
+
+    const err = await failure(provider.generate!(request, new AbortController().signal));
+
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.retryable).toBe(false);
+  });
+
+  it("a refused connection is UNAVAILABLE and retryable", async () => {
+    const gone = await startFakeOpenAI();
+    await gone.close();
+    const unreachable = await setup({ baseUrl: gone.url, apiKey: "sk-test" });
+
+    const err = await failure(collect(unreachable.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.retryable).toBe(true);
+    expect(err.rawMessage).toContain(`openai provider: could not reach ${gone.url}`);
+  });
+
+  it("an upstream slower than timeoutMs is UNAVAILABLE, retryable, and says it timed out", async () => {
+    fake.enqueue({ kind: "hang" });
+    const impatient = await setup({ baseUrl: fake.url, apiKey: "sk-test", timeoutMs: 50 });
+
+    const err = await failure(collect(impatient.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.retryable).toBe(true);
+    expect(err.rawMessage).toContain("timed out");
+    await fake.waitForClose(0, 500);
+  });
+});
+
+describe("openai provider: cancellation", () => {
+  it("aborting mid-stream rejects with the signal's reason and closes the upstream request", async () => {
+    fake.enqueue({ kind: "stream", chunks: Array.from({ length: 20 }, (_, i) => `c${i} `), delayMs: 20 });
+    const controller = new AbortController();
+    const reason = new ConnectError("the client went away", Code.Canceled);
+    const stream = provider.stream(request, controller.signal)[Symbol.asyncIterator]();
+
+    expect(await stream.next()).toEqual({ done: false, value: { type: "delta", text: "c0 " } });
+    expect(await stream.next()).toEqual({ done: false, value: { type: "delta", text: "c1 " } });
+    const abortedAt = Date.now();
+    controller.abort(reason);
+
+    await expect(stream.next()).rejects.toBe(reason);
+    const closedAt = await fake.waitForClose(0, 1000);
+    expect(closedAt - abortedAt).toBeLessThan(100);
+    const written = fake.requests[0]!.chunksWritten;
+    expect(written).toBeLessThan(20);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(fake.requests[0]!.chunksWritten).toBe(written);
+  });
+
+  it("a timeout-style abort of a hanging upstream ends promptly with the signal's reason", async () => {
+    fake.enqueue({ kind: "hang" });
+    const signal = AbortSignal.timeout(50);
+    const started = Date.now();
+
+    const err = await collect(provider.stream(request, signal)).catch((e: unknown) => e);
+
+    expect(err).toBe(signal.reason);
+    expect((err as Error).name).toBe("TimeoutError");
+    expect(Date.now() - started).toBeLessThan(500);
+    await fake.waitForClose(0, 500);
+  });
+
+  it("a deadline during a hanging generate rejects with the runtime's DEADLINE_EXCEEDED, unwrapped", async () => {
+    fake.enqueue({ kind: "hang" });
+    const controller = new AbortController();
+    const reason = new ConnectError("deadline exceeded", Code.DeadlineExceeded);
+    setTimeout(() => controller.abort(reason), 30);
+
+    await expect(provider.generate!(request, controller.signal)).rejects.toBe(reason);
+    await fake.waitForClose(0, 500);
+  });
+
+  it("a stream that stalls after some chunks still ends on abort", async () => {
+    fake.enqueue({ kind: "stream-then-hang", chunks: ["a", "b"] });
+    const controller = new AbortController();
+    const reason = new ConnectError("cancelled", Code.Canceled);
+    const seen: string[] = [];
+
+    const run = (async () => {
+      for await (const chunk of provider.stream(request, controller.signal)) {
+        if (chunk.type === "delta") seen.push(chunk.text);
+        if (seen.length === 2) setTimeout(() => controller.abort(reason), 10);
+      }
+    })();
+
+    await expect(run).rejects.toBe(reason);
+    expect(seen).toEqual(["a", "b"]);
+    await fake.waitForClose(0, 500);
+  });
+
+  it("an already-aborted signal sends nothing upstream", async () => {
+    const controller = new AbortController();
+    const reason = new ConnectError("cancelled", Code.Canceled);
+    controller.abort(reason);
+
+    await expect(collect(provider.stream(request, controller.signal))).rejects.toBe(reason);
+    expect(fake.requests).toHaveLength(0);
+  });
+});
+
+describe("openai provider: setup", () => {
+  it("fails with a message naming OPENAI_API_KEY when no key is configured", async () => {
+    await expect(setup({ baseUrl: fake.url }, {})).rejects.toThrow(/OPENAI_API_KEY/);
+  });
+
+  it("takes base URL and key from host.env when the options leave them out", async () => {
+    const fromEnv = await setup({}, { OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: "sk-from-env" });
+
+    const chunks = await collect(fromEnv.stream(request, new AbortController().signal));
+
+    expect(chunks.filter((c) => c.type === "delta").map((c) => (c as { text: string }).text).join("")).toBe("hello there");
+    expect(fake.requests[0]!.headers.authorization).toBe("Bearer sk-from-env");
+  });
+
+  it("lets options win over host.env and sends organization and extra headers", async () => {
+    const other = await startFakeOpenAI();
+    try {
+      const configured = await setup(
+        { baseUrl: fake.url, apiKey: "sk-option", organization: "org-1", headers: { "x-gateway": "yes" } },
+        { OPENAI_BASE_URL: other.url, OPENAI_API_KEY: "sk-env" },
+      );
+
+      await collect(configured.stream(request, new AbortController().signal));
+
+      expect(other.requests).toHaveLength(0);
+      const headers = fake.requests[0]!.headers;
+      expect(headers.authorization).toBe("Bearer sk-option");
+      expect(headers["openai-organization"]).toBe("org-1");
+      expect(headers["x-gateway"]).toBe("yes");
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("rejects unknown options", () => {
+    expect(() => openaiPlugin.configSchema!.parse({ apiKey: "k", retries: 3 })).toThrow();
+  });
+});
