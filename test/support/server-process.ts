@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+const root = resolve(import.meta.dirname, "../..");
+
+/** Which runtime the e2e suites start the server under (QINGYU_E2E_RUNTIME=deno for Deno). */
+export const runtime = process.env.QINGYU_E2E_RUNTIME === "deno" ? "deno" : "node";
+
+/** A server process started by a test. */
+export interface ServerProcess {
+  grpcPort: number;
+  httpPort: number;
+  child: ChildProcess;
+  /** Every stdout line so far (JSON logs). */
+  lines: string[];
+  stderr: () => string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+  /** SIGTERM (or the given signal) and wait for exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+function command(args: string[]): [string, string[]] {
+  if (runtime === "deno") {
+    return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args]];
+  }
+  return [process.execPath, ["--import", "tsx", join(root, "src/main.ts"), ...args]];
+}
+
+/** Writes `config` to a temp file and runs `qingyu serve` on free ports. */
+export function writeConfig(config: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), "qingyu-e2e-"));
+  const file = join(dir, "config.json");
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+/** Runs the CLI to completion (for start-up failures). */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [cmd, argv] = command(args);
+  return new Promise((resolvePromise) => {
+    const child = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("exit", (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+/** Starts the real server with `config` and waits for its "listening" line. */
+export async function startServer(config: unknown, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const file = writeConfig(config);
+  const [cmd, argv] = command(["serve", "--config", file, "--port", "0", "--http-port", "0"]);
+  const child = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const lines: string[] = [];
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | string>((res) => child.on("exit", (code, signal) => res(code ?? signal ?? -1)));
+  const listening = new Promise<{ grpcPort: number; httpPort: number }>((res, rej) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.on("line", (line) => {
+      lines.push(line);
+      try {
+        const entry = JSON.parse(line);
+        if (entry.msg === "listening") res({ grpcPort: entry.grpcPort, httpPort: entry.httpPort });
+      } catch {
+        // not a log line
+      }
+    });
+    exited.then((code) => rej(new Error(`server exited (${code}) before listening:\n${stderr}`)));
+    setTimeout(() => rej(new Error(`server did not start within 30 s:\n${stderr}`)), 30_000).unref();
+  });
+  const ports = await listening;
+  return {
+    ...ports,
+    child,
+    lines,
+    stderr: () => stderr,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
