@@ -40,7 +40,8 @@ async function serve(args: string[]): Promise<void> {
   const { log, flush } = createLogger(config.log.level);
   const app = await App.create({ config, baseDir, env, log });
   const ports = await app.start();
-  log.info({ ...ports, runtime: runtimeName }, "listening");
+  // Always announced, whatever log.level says: operators and scripts look for it.
+  log.child({}, { level: "info" }).info({ ...ports, runtime: runtimeName }, "listening");
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
     app.shutdown().then(
