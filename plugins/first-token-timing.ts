@@ -1,0 +1,26 @@
+// An example user plugin, loaded from plugins/ like any operator's own: it adds
+// the time to first token to each result's metadata. Enable it by naming it in
+// `pipeline` (it is discovered either way, and does nothing until named).
+// Plugins outside this repository import from "qingyu-agent-runtime" instead.
+import { definePlugin, type RunEvent } from "../src/index.ts";
+
+export default definePlugin({
+  name: "first-token-timing",
+  kind: "middleware",
+  setup() {
+    return {
+      name: "first-token-timing",
+      async *process(ctx, next): AsyncIterable<RunEvent> {
+        let firstTokenMs: number | undefined;
+        for await (const event of next()) {
+          if (event.type === "delta" && firstTokenMs === undefined) firstTokenMs = Date.now() - ctx.startTime;
+          if (event.type === "completed" && firstTokenMs !== undefined) {
+            yield { type: "completed", result: { ...event.result, metadata: { ...event.result.metadata, first_token_ms: String(firstTokenMs) } } };
+            continue;
+          }
+          yield event;
+        }
+      },
+    };
+  },
+});

@@ -1,0 +1,154 @@
+import * as grpc from "@grpc/grpc-js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.ts";
+import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { TestClient, statusOf } from "../support/grpc-client.ts";
+import { runCli, startServer, writeConfig } from "../support/server-process.ts";
+
+const A = AgentService.method;
+const publicApi = pathToFileURL(resolve(import.meta.dirname, "../../src/index.ts")).href;
+
+function pluginDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "qingyu-plugins-"));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+describe("server lifecycle", () => {
+  it("drains on SIGTERM: NOT_SERVING at once, new calls UNAVAILABLE, the call in flight finishes, exit 0", async () => {
+    const server = await startServer({
+      log: { level: "warn" },
+      server: { shutdownGraceMs: 10_000 },
+      providers: { slow: { plugin: "echo", options: { tokenDelayMs: 60 } } },
+      agents: [{ id: "slow", provider: "slow", model: "m" }],
+      plugins: { dirs: [] },
+    });
+    const client = new TestClient(server.grpcPort);
+    try {
+      const call = client.stream(AgentService, A.executeStream, { agentId: "slow", task: "one two three four five six seven eight" });
+      const events: string[] = [];
+      const finished = new Promise<void>((res, rej) => {
+        call.on("data", (m) => events.push(m.event.case ?? ""));
+        call.on("end", res);
+        call.on("error", rej);
+      });
+      while (!events.includes("delta")) await new Promise((r) => setTimeout(r, 10));
+      server.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 100));
+
+      const health = await client.unary(Health, Health.method.check, {});
+      expect(health.status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
+      const refused = await statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task: "late" }));
+      expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+
+      await finished;
+      expect(events.at(-1)).toBe("completed");
+      expect(events.filter((e) => e === "delta")).toHaveLength(9);
+      expect(await server.exited).toBe(0);
+    } finally {
+      client.close();
+      await server.stop("SIGKILL");
+    }
+  });
+
+  it("cancels calls still running when the grace period ends, then exits 0", async () => {
+    const server = await startServer({
+      log: { level: "warn" },
+      server: { shutdownGraceMs: 300 },
+      providers: { slow: { plugin: "echo", options: { tokenDelayMs: 200 } } },
+      agents: [{ id: "slow", provider: "slow", model: "m" }],
+      plugins: { dirs: [] },
+    });
+    const client = new TestClient(server.grpcPort);
+    try {
+      const pending = statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task: "a b c d e f g h i j k l m n o p" }));
+      await new Promise((r) => setTimeout(r, 200));
+      server.child.kill("SIGTERM");
+      expect((await pending).code).toBe(grpc.status.UNAVAILABLE);
+      expect(await server.exited).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("loads a user's .ts middleware plugin from a plugin directory, in config order", async () => {
+    const dir = pluginDir({
+      "shout.ts": `import { definePlugin, type RunEvent } from ${JSON.stringify(publicApi)};
+export default definePlugin({
+  name: "shout",
+  kind: "middleware",
+  setup() {
+    return {
+      name: "shout",
+      async *process(ctx, next): AsyncIterable<RunEvent> {
+        for await (const e of next()) yield e.type === "delta" ? { type: "delta", text: e.text.toUpperCase() } : e;
+      },
+    };
+  },
+});
+`,
+      "notes.txt": "not a plugin, ignored",
+    });
+    const server = await startServer({
+      log: { level: "warn" },
+      pipeline: ["logging", "validation", "shout"],
+      agents: [{ id: "echo", provider: "echo", model: "m" }],
+      plugins: { dirs: [dir] },
+    });
+    const client = new TestClient(server.grpcPort);
+    try {
+      const events = await client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", task: "quiet words" }));
+      const text = events.map((e) => (e.event.case === "delta" ? e.event.value.text : "")).join("");
+      expect(text).toBe("[HISTORY=0] QUIET WORDS");
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it("runs the repository's example plugin when the pipeline names it", async () => {
+    const server = await startServer({
+      log: { level: "warn" },
+      pipeline: ["first-token-timing", "validation"],
+      agents: [{ id: "echo", provider: "echo", model: "m" }],
+      plugins: { dirs: [resolve(import.meta.dirname, "../../plugins")] },
+    });
+    const client = new TestClient(server.grpcPort);
+    try {
+      const res = await client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" });
+      expect(Number(res.result?.metadata.first_token_ms)).toBeGreaterThanOrEqual(0);
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it.each([
+    ["an unknown key", { server: { prot: 1 } }, 'server: unknown key "prot"'],
+    ["a bad value", { server: { shutdownGraceMs: -5 } }, "server.shutdownGraceMs"],
+    ["an agent on a missing provider", { agents: [{ id: "a", provider: "nope", model: "m" }] }, 'agents.0.provider: no provider named "nope"'],
+    ["a middleware that does not exist", { pipeline: ["logging", "nope"] }, 'pipeline.1: no middleware plugin named "nope"'],
+    ["bad plugin options", { pipeline: [{ plugin: "validation", options: { maxTaskBytes: "big" } }] }, "pipeline.0.options.maxTaskBytes"],
+  ])("refuses to start with %s: exit 2 and a message naming it", async (_name, config, message) => {
+    const { code, stderr } = await runCli(["serve", "--config", writeConfig({ plugins: { dirs: [] }, ...config }), "--port", "0", "--http-port", "0"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(message);
+  });
+
+  it("refuses to start when a plugin file is broken, naming the file", async () => {
+    const dir = pluginDir({ "broken.mjs": "export default {{ syntax error" });
+    const { code, stderr } = await runCli(["serve", "--config", writeConfig({ plugins: { dirs: [dir] } }), "--port", "0", "--http-port", "0"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(join(dir, "broken.mjs"));
+  });
+
+  it("rejects a bad --port flag with exit 2", async () => {
+    const { code, stderr } = await runCli(["serve", "--port", "banana"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("--port");
+  });
+});
