@@ -63,7 +63,8 @@ export const ConfigSchema = z.strictObject({
       dirs: z.array(z.string()).default(["plugins"]),
     })
     .prefault({}),
-  agents: z.array(AgentSchema).default([]),
+  /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
+  agents: z.array(AgentSchema).default([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {}, requireEnv: [] }]),
   sessions: z
     .strictObject({
       store: z.enum(["memory"]).default("memory"),

@@ -18,7 +18,8 @@ export class MemoryEventBus implements EventBus {
     if (!this.anyType.size && !typed?.size) return;
     const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
     for (const listener of this.anyType) this.deliver(listener, event);
-    if (typed) for (const listener of typed) this.deliver(listener, event);
+    // A listener on "any" that also named this type gets the event once.
+    if (typed) for (const listener of typed) if (!this.anyType.has(listener)) this.deliver(listener, event);
   }
 
   subscribe(types: readonly EventType[] | "any", listener: EventListener): () => void {

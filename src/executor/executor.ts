@@ -67,6 +67,8 @@ export class Executor {
       if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
       if (!started) yield { type: "started", model: result.model };
       if (ctx.sessionId) {
+        // Checks ownership even when a middleware answered without reading the session (a cache hit).
+        await ctx.session();
         await this.deps.sessions.appendTurn(ctx.sessionId, [
           { role: "user", content: ctx.task },
           { role: "assistant", content: result.output },

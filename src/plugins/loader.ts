@@ -57,9 +57,21 @@ function entryModule(path: string): string | undefined {
   } catch (cause) {
     throw new PluginError(`${pkgFile}: not valid JSON`, { cause });
   }
-  const target = typeof pkg.exports === "string" ? pkg.exports : (pkg.module ?? pkg.main);
+  const target = exportedModule(pkg.exports) ?? pkg.module ?? pkg.main;
   if (!target) throw new PluginError(`${pkgFile}: names no module (set "exports", "module" or "main")`);
   return resolve(path, target);
+}
+
+// "exports" as a string, or its "." entry, or that entry's import/default condition.
+function exportedModule(exports: unknown): string | undefined {
+  if (typeof exports === "string") return exports;
+  if (exports === null || typeof exports !== "object") return undefined;
+  const root = (exports as Record<string, unknown>)["."] ?? exports;
+  if (typeof root === "string") return root;
+  if (root === null || typeof root !== "object") return undefined;
+  const conditions = root as Record<string, unknown>;
+  const pick = conditions.import ?? conditions.default;
+  return typeof pick === "string" ? pick : undefined;
 }
 
 async function importPlugin(file: string): Promise<PluginDefinition> {

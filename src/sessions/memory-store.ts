@@ -161,6 +161,9 @@ const key = (s: SessionRecord) => ({ time: s.createTime.getTime(), id: s.id });
 function copySession(s: SessionRecord, withMessages: boolean): SessionRecord {
   return {
     ...s,
+    createTime: new Date(s.createTime),
+    updateTime: new Date(s.updateTime),
+    expireTime: new Date(s.expireTime),
     metadata: { ...s.metadata },
     messages: withMessages ? s.messages.map((m) => ({ ...m })) : [],
   };

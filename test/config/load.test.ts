@@ -1,0 +1,213 @@
+import { afterAll, describe, it, expect } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "../../src/config/load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "qingyu-config-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let counter = 0;
+/** Writes `text` to a fresh file with the given extension and returns its path. */
+function file(text: string, ext = ".yaml"): string {
+  const path = join(dir, `config-${++counter}${ext}`);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** The ConfigError `run` throws. */
+function configError(run: () => unknown): ConfigError {
+  let err: unknown;
+  try {
+    run();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  return err as ConfigError;
+}
+
+describe("loadConfig: defaults", () => {
+  it("with no file and no environment gives the documented defaults", () => {
+    const { config, baseDir } = loadConfig(undefined, {});
+    expect(config.server).toEqual({ host: "0.0.0.0", port: 50051, httpPort: 8080, shutdownGraceMs: 10_000 });
+    expect(config.log.level).toBe("info");
+    expect(config.pipeline).toEqual(["logging", "validation"]);
+    expect(config.providers).toEqual({ echo: { plugin: "echo" } });
+    expect(config.plugins.dirs).toEqual(["plugins"]);
+    expect(config.sessions).toMatchObject({ store: "memory", ttlSeconds: 3600, historyMessages: 20 });
+    expect(config.executor.retry).toEqual({ maxAttempts: 3, baseDelayMs: 200, maxDelayMs: 10_000 });
+    expect(config.redis.url).toBeUndefined();
+    expect(config.postgres.url).toBeUndefined();
+    expect(baseDir).toBe(process.cwd());
+  });
+
+  it("an empty file gives the defaults, and relative paths resolve from the file's directory", () => {
+    const { config, baseDir } = loadConfig(file(""), {});
+    expect(config.server.port).toBe(50051);
+    expect(baseDir).toBe(dir);
+  });
+
+  it("fills defaults around the keys a YAML file sets", () => {
+    const path = file(`
+server:
+  port: 6000
+agents:
+  - id: helper
+    provider: echo
+    model: echo-1
+`);
+    const { config } = loadConfig(path, {});
+    expect(config.server.port).toBe(6000);
+    expect(config.server.httpPort).toBe(8080);
+    expect(config.agents).toEqual([
+      { id: "helper", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {}, requireEnv: [] },
+    ]);
+  });
+
+  it("reads a .json file as JSON", () => {
+    const { config } = loadConfig(file(JSON.stringify({ server: { port: 7001, httpPort: null } }), ".json"), {});
+    expect(config.server.port).toBe(7001);
+    expect(config.server.httpPort).toBeNull();
+  });
+});
+
+describe("loadConfig: environment and CLI overrides", () => {
+  const env = {
+    PORT: "6100",
+    HTTP_PORT: "6101",
+    LOG_LEVEL: "debug",
+    REDIS_URL: "redis://cache:6379/0",
+    DATABASE_URL: "postgres://db/qingyu",
+  };
+
+  it("applies PORT, HTTP_PORT, LOG_LEVEL, REDIS_URL and DATABASE_URL", () => {
+    const { config } = loadConfig(undefined, env);
+    expect(config.server.port).toBe(6100);
+    expect(config.server.httpPort).toBe(6101);
+    expect(config.log.level).toBe("debug");
+    expect(config.redis.url).toBe("redis://cache:6379/0");
+    expect(config.postgres.url).toBe("postgres://db/qingyu");
+  });
+
+  it("the environment wins over the file, which keeps its other keys", () => {
+    const path = file(`
+server:
+  port: 5000
+  host: 127.0.0.1
+log:
+  level: warn
+redis:
+  url: redis://file
+`);
+    const { config } = loadConfig(path, env);
+    expect(config.server).toMatchObject({ port: 6100, httpPort: 6101, host: "127.0.0.1" });
+    expect(config.log.level).toBe("debug");
+    expect(config.redis.url).toBe("redis://cache:6379/0");
+  });
+
+  it("ignores variables it does not know and empty ones", () => {
+    const { config } = loadConfig(file("server:\n  port: 5000\n"), { PORT: "", SOMETHING_ELSE: "x" });
+    expect(config.server.port).toBe(5000);
+  });
+
+  it("CLI overrides win over both the file and the environment", () => {
+    const path = file("server:\n  port: 5000\n  httpPort: 5001\n");
+    const { config } = loadConfig(path, env, { port: 7000, httpPort: 7001 });
+    expect(config.server.port).toBe(7000);
+    expect(config.server.httpPort).toBe(7001);
+  });
+
+  it("a CLI override of 0 (pick a free port) is applied, not treated as absent", () => {
+    const { config } = loadConfig(undefined, env, { port: 0 });
+    expect(config.server.port).toBe(0);
+    expect(config.server.httpPort).toBe(6101);
+  });
+
+  it("a non-numeric PORT is a ConfigError naming the variable", () => {
+    const err = configError(() => loadConfig(undefined, { PORT: "http" }));
+    expect(err.message).toContain("PORT");
+    expect(err.message).toContain('"http"');
+  });
+
+  it("a bad LOG_LEVEL is a ConfigError naming log.level", () => {
+    expect(configError(() => loadConfig(undefined, { LOG_LEVEL: "loud" })).message).toContain("log.level");
+  });
+
+  it("a PORT out of range is a ConfigError naming server.port", () => {
+    expect(configError(() => loadConfig(undefined, { PORT: "70000" })).message).toContain("server.port");
+  });
+});
+
+describe("loadConfig: errors", () => {
+  it("an unknown key is a ConfigError naming the key and where it is", () => {
+    const err = configError(() => loadConfig(file("server:\n  prot: 50051\n"), {}));
+    expect(err.message).toContain('server: unknown key "prot"');
+  });
+
+  it("an unknown top-level key and a nested unknown key are each named", () => {
+    const path = file(`
+servr: {}
+agents:
+  - id: helper
+    provider: echo
+    model: m
+    sytemPrompt: hi
+`);
+    const err = configError(() => loadConfig(path, {}));
+    expect(err.message).toContain('unknown key "servr"');
+    expect(err.message).toContain('agents.0: unknown key "sytemPrompt"');
+  });
+
+  it.each([
+    ["a string", '"abc"'],
+    ["too large", "70000"],
+    ["negative", "-1"],
+    ["fractional", "80.5"],
+  ])("a port that is %s is a ConfigError naming server.port", (_label, value) => {
+    const path = file(`server:\n  port: ${value}\n`);
+    const err = configError(() => loadConfig(path, {}));
+    expect(err.message).toContain("server.port");
+    expect(err.message).toContain(path);
+  });
+
+  it("a bad value deep in a list names its full path", () => {
+    const path = file(`
+agents:
+  - id: ok
+    provider: echo
+    model: m
+  - id: "bad id!"
+    provider: echo
+    model: m
+`);
+    expect(configError(() => loadConfig(path, {})).message).toContain("agents.1.id");
+  });
+
+  it("invalid YAML is a ConfigError naming the file", () => {
+    const path = file("server:\n  port: [1, 2\n  host: x\n");
+    const err = configError(() => loadConfig(path, {}));
+    expect(err.message).toContain(path);
+    expect(err.message).toContain("YAML");
+    expect(err.cause).toBeDefined();
+  });
+
+  it("invalid JSON is a ConfigError naming the file", () => {
+    const path = file("{ server: ", ".json");
+    const err = configError(() => loadConfig(path, {}));
+    expect(err.message).toContain(path);
+    expect(err.message).toContain("JSON");
+  });
+
+  it("a file whose top level is not a mapping is a ConfigError", () => {
+    expect(configError(() => loadConfig(file("- a\n- b\n"), {})).message).toContain("mapping");
+    expect(configError(() => loadConfig(file("just a string\n"), {})).message).toContain("mapping");
+  });
+
+  it("a missing file is a ConfigError naming it", () => {
+    const path = join(dir, "does-not-exist.yaml");
+    const err = configError(() => loadConfig(path, {}));
+    expect(err.message).toContain(path);
+    expect(err.name).toBe("ConfigError");
+  });
+});

@@ -1,0 +1,582 @@
+import { afterEach, describe, it, expect } from "vitest";
+import { setTimeout as sleep } from "node:timers/promises";
+import pino from "pino";
+import { Executor } from "../../src/executor/executor.ts";
+import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
+import type { RetryPolicy } from "../../src/executor/retry.ts";
+import { AgentRegistry } from "../../src/agents/registry.ts";
+import type { AgentDefinition } from "../../src/agents/types.ts";
+import { SessionManager } from "../../src/sessions/manager.ts";
+import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
+import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import type { RuntimeEvent } from "../../src/events/types.ts";
+import type { Middleware, RunEvent } from "../../src/pipeline/types.ts";
+import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../src/providers/types.ts";
+import { Code, ConnectError } from "../../src/errors.ts";
+
+const agents: AgentDefinition[] = [
+  { id: "helper", description: "", provider: "fake", model: "fake-model", systemPrompt: "Be brief.", defaults: {} },
+  { id: "other", description: "", provider: "fake", model: "other-model", systemPrompt: "", defaults: { temperature: 0.3 } },
+];
+
+const fastRetry: RetryPolicy = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 };
+
+/** A provider double of our LlmProvider interface: records requests and signals, runs `script` per call. */
+interface FakeProvider extends LlmProvider {
+  requests: ProviderRequest[];
+  signals: AbortSignal[];
+}
+
+function fakeProvider(script: (req: ProviderRequest, signal: AbortSignal, attempt: number) => AsyncIterable<ProviderChunk>): FakeProvider {
+  const requests: ProviderRequest[] = [];
+  const signals: AbortSignal[] = [];
+  return {
+    requests,
+    signals,
+    stream(req, signal) {
+      requests.push(structuredClone(req));
+      signals.push(signal);
+      return script(req, signal, requests.length);
+    },
+  };
+}
+
+/** Replies with the words of `reply(req)` as deltas, then a finish with usage. */
+function replying(reply: (req: ProviderRequest) => string = (req) => `re: ${req.messages.at(-1)!.content}`) {
+  return fakeProvider(async function* (req) {
+    const words = reply(req).split(/(?<= )/);
+    for (const word of words) yield { type: "delta", text: word };
+    yield { type: "finish", finishReason: "stop", usage: { inputTokens: 7, outputTokens: words.length } };
+  });
+}
+
+const stores: MemorySessionStore[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+});
+
+function build(provider: LlmProvider, options: { middleware?: Middleware[]; retry?: RetryPolicy } = {}) {
+  const store = new MemorySessionStore(60_000);
+  stores.push(store);
+  const events = new MemoryEventBus(pino({ level: "silent" }));
+  const sessions = new SessionManager(store, events, {
+    ttlSeconds: 3600,
+    maxTtlSeconds: 7200,
+    historyMessages: 20,
+    defaultPageSize: 10,
+    maxPageSize: 100,
+  });
+  const executor = new Executor({
+    agents: new AgentRegistry(agents),
+    providers: new Map([["fake", provider]]),
+    middleware: options.middleware ?? [],
+    sessions,
+    events,
+    retry: options.retry ?? fastRetry,
+    log: pino({ level: "silent" }),
+  });
+  return { executor, sessions, events };
+}
+
+function input(overrides: Partial<ExecuteInput> = {}): ExecuteInput {
+  return { agentId: "helper", task: "hello world", sessionId: "", userId: "alice", metadata: {}, options: {}, ...overrides };
+}
+
+function callInfo(signal: AbortSignal = new AbortController().signal, deadline?: number): CallInfo {
+  return { signal, deadline, header: () => undefined };
+}
+
+async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
+  const out: RunEvent[] = [];
+  for await (const event of stream) out.push(event);
+  return out;
+}
+
+async function rejection(run: Promise<unknown>): Promise<ConnectError> {
+  const err = await run.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ConnectError);
+  return err as ConnectError;
+}
+
+/** Lets the event bus deliver what was published. */
+const settle = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+
+describe("Executor.stream and execute", () => {
+  it("streams started, the deltas in order, then completed last", async () => {
+    const { executor } = build(replying());
+    const events = await collect(executor.stream(input({ task: "one two three" }), callInfo()));
+    expect(events[0]).toEqual({ type: "started", model: "fake-model" });
+    expect(events.slice(1, -1)).toEqual([
+      { type: "delta", text: "re: " },
+      { type: "delta", text: "one " },
+      { type: "delta", text: "two " },
+      { type: "delta", text: "three" },
+    ]);
+    const last = events.at(-1)!;
+    expect(last.type).toBe("completed");
+    if (last.type !== "completed") return;
+    expect(last.result).toMatchObject({
+      success: true,
+      output: "re: one two three",
+      model: "fake-model",
+      finishReason: "stop",
+      usage: { inputTokens: 7, outputTokens: 4 },
+    });
+    expect(last.result.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it("execute returns the same result the stream completes with", async () => {
+    const { executor } = build(replying());
+    const events = await collect(executor.stream(input(), callInfo()));
+    const streamed = events.at(-1) as Extract<RunEvent, { type: "completed" }>;
+    const result = await executor.execute(input(), callInfo());
+    expect({ ...result, durationMs: 0 }).toEqual({ ...streamed.result, durationMs: 0 });
+    expect(result.output).toBe("re: hello world");
+  });
+
+  it("sends the provider the system prompt, the task, and the per-call options over the agent's defaults", async () => {
+    const provider = replying();
+    const { executor } = build(provider);
+    const result = await executor.execute(input({ options: { model: "bigger", temperature: 1.5, maxTokens: 12 } }), callInfo());
+    expect(provider.requests[0]).toMatchObject({
+      model: "bigger",
+      temperature: 1.5,
+      maxTokens: 12,
+      messages: [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "hello world" },
+      ],
+    });
+    expect(result.model).toBe("bigger");
+  });
+
+  it("an unknown agent is NOT_FOUND, and no provider is called", async () => {
+    const provider = replying();
+    const { executor } = build(provider);
+    const err = await rejection(executor.execute(input({ agentId: "nobody" }), callInfo()));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toContain("nobody");
+    expect(provider.requests).toHaveLength(0);
+  });
+});
+
+describe("Executor: retries", () => {
+  it("retries a retryable failure before the first token, and succeeds on the third attempt", async () => {
+    const provider = fakeProvider(async function* (_req, _signal, attempt) {
+      if (attempt < 3) throw new ProviderError("upstream down", Code.Unavailable, true);
+      yield { type: "delta", text: "finally" };
+    });
+    const { executor } = build(provider);
+    const events = await collect(executor.stream(input(), callInfo()));
+    expect(provider.requests).toHaveLength(3);
+    // The client sees one clean run: one started, the text once.
+    expect(events.map((e) => e.type)).toEqual(["started", "delta", "completed"]);
+    const last = events.at(-1) as Extract<RunEvent, { type: "completed" }>;
+    expect(last.result).toMatchObject({ success: true, output: "finally" });
+  });
+
+  it("gives up after maxAttempts with the provider's code", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ProviderError("upstream down", Code.Unavailable, true);
+    });
+    const { executor } = build(provider);
+    const err = await rejection(executor.execute(input(), callInfo()));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(provider.requests).toHaveLength(3);
+  });
+
+  it("does not retry a non-retryable error, which surfaces with its code", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ProviderError("bad model", Code.InvalidArgument, false);
+    });
+    const { executor } = build(provider);
+    const err = await rejection(executor.execute(input(), callInfo()));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toBe("bad model");
+    expect(provider.requests).toHaveLength(1);
+  });
+
+  it("does not retry a plain ConnectError from the provider", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ConnectError("down", Code.Unavailable);
+    });
+    const { executor } = build(provider);
+    expect((await rejection(executor.execute(input(), callInfo()))).code).toBe(Code.Unavailable);
+    expect(provider.requests).toHaveLength(1);
+  });
+
+  it("does not retry a failure after the first delta", async () => {
+    const provider = fakeProvider(async function* () {
+      yield { type: "delta", text: "partial " };
+      throw new ProviderError("connection reset", Code.Unavailable, true);
+    });
+    const { executor } = build(provider);
+    const seen: RunEvent[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const event of executor.stream(input(), callInfo())) seen.push(event);
+      })(),
+    );
+    expect(err.code).toBe(Code.Unavailable);
+    expect(provider.requests).toHaveLength(1);
+    expect(seen).toEqual([
+      { type: "started", model: "fake-model" },
+      { type: "delta", text: "partial " },
+    ]);
+  });
+
+  it("waits at least the provider's Retry-After before the next attempt", async () => {
+    const attemptTimes: number[] = [];
+    const provider = fakeProvider(async function* (_req, _signal, attempt) {
+      attemptTimes.push(Date.now());
+      if (attempt === 1) throw new ProviderError("slow down", Code.ResourceExhausted, true, 50);
+      yield { type: "delta", text: "ok" };
+    });
+    const { executor } = build(provider);
+    expect((await executor.execute(input(), callInfo())).output).toBe("ok");
+    expect(attemptTimes).toHaveLength(2);
+    // Timers may fire a millisecond early against Date.now's rounding.
+    expect(attemptTimes[1]! - attemptTimes[0]!).toBeGreaterThanOrEqual(48);
+  });
+
+  it("does not retry when the wait would pass the call's deadline", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ProviderError("slow down", Code.ResourceExhausted, true, 500);
+    });
+    const { executor } = build(provider);
+    const err = await rejection(executor.execute(input(), callInfo(undefined, Date.now() + 100)));
+    expect(err.code).toBe(Code.ResourceExhausted);
+    expect(provider.requests).toHaveLength(1);
+  });
+});
+
+describe("Executor: cancellation", () => {
+  it("aborting the call mid-stream aborts the provider's signal and rejects with CANCELLED", async () => {
+    const provider = fakeProvider(async function* (_req, signal) {
+      yield { type: "delta", text: "first " };
+      await sleep(60_000, undefined, { signal }); // the next token never comes before the cancel
+      yield { type: "delta", text: "never" };
+    });
+    const { executor, events } = build(provider);
+    const errors: RuntimeEvent[] = [];
+    events.subscribe(["ERROR_OCCURRED"], (e) => void errors.push(e));
+    const controller = new AbortController();
+    const reason = new ConnectError("client cancelled", Code.Canceled);
+    const seen: RunEvent[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const event of executor.stream(input(), callInfo(controller.signal))) {
+          seen.push(event);
+          if (event.type === "delta") setTimeout(() => controller.abort(reason), 10);
+        }
+      })(),
+    );
+    expect(err.code).toBe(Code.Canceled);
+    expect(seen.map((e) => e.type)).toEqual(["started", "delta"]);
+    expect(provider.signals[0]!.aborted).toBe(true);
+    expect(provider.signals[0]!.reason).toBe(reason);
+    await settle();
+    expect(errors.map((e) => e.data.code)).toEqual(["Canceled"]);
+  });
+
+  it("a cancel during the retry wait stops retrying", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ProviderError("slow down", Code.ResourceExhausted, true, 500);
+    });
+    const { executor } = build(provider);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new ConnectError("client cancelled", Code.Canceled)), 10);
+    const err = await rejection(executor.execute(input(), callInfo(controller.signal)));
+    expect(err.code).toBe(Code.Canceled);
+    expect(provider.requests).toHaveLength(1);
+  });
+});
+
+describe("Executor: sessions", () => {
+  it("appends the turn after completion, so the next call's request carries the history", async () => {
+    const provider = replying();
+    const { executor, sessions } = build(provider);
+    const session = await sessions.create("alice", "helper", {}, 0);
+
+    await executor.execute(input({ sessionId: session.id, task: "q1" }), callInfo());
+    expect((await sessions.get(session.id, "alice")).messages).toEqual([
+      { role: "user", content: "q1" },
+      { role: "assistant", content: "re: q1" },
+    ]);
+
+    await executor.execute(input({ sessionId: session.id, task: "q2" }), callInfo());
+    expect(provider.requests[1]!.messages).toEqual([
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "q1" },
+      { role: "assistant", content: "re: q1" },
+      { role: "user", content: "q2" },
+    ]);
+  });
+
+  it("the turn is stored by the time the client sees completed", async () => {
+    const { executor, sessions } = build(replying());
+    const session = await sessions.create("alice", "helper", {}, 0);
+    let atCompletion: number | undefined;
+    for await (const event of executor.stream(input({ sessionId: session.id }), callInfo())) {
+      if (event.type === "completed") atCompletion = (await sessions.get(session.id, "alice")).messages.length;
+    }
+    expect(atCompletion).toBe(2);
+  });
+
+  it("a failed run leaves the session unchanged", async () => {
+    const provider = fakeProvider(async function* () {
+      throw new ProviderError("bad", Code.InvalidArgument, false);
+    });
+    const { executor, sessions } = build(provider);
+    const session = await sessions.create("alice", "helper", {}, 0);
+    await rejection(executor.execute(input({ sessionId: session.id }), callInfo()));
+    const after = await sessions.get(session.id, "alice");
+    expect(after.messages).toEqual([]);
+    expect(after.version).toBe(0);
+  });
+
+  it("another user's session is PERMISSION_DENIED, and the provider is not called", async () => {
+    const provider = replying();
+    const { executor, sessions } = build(provider);
+    const session = await sessions.create("alice", "helper", {}, 0);
+    const err = await rejection(executor.execute(input({ sessionId: session.id, userId: "mallory" }), callInfo()));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(provider.requests).toHaveLength(0);
+    expect((await sessions.get(session.id, "alice")).messages).toEqual([]);
+  });
+
+  // Ownership is checked lazily; a middleware that answers itself (a cache hit) must not skip it.
+  it("a short-circuiting middleware does not let another user write into a session", async () => {
+    const cache: Middleware = {
+      name: "cache",
+      async *process() {
+        yield {
+          type: "completed",
+          result: { success: true, output: "cached", model: "m", finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, durationMs: 0, metadata: {} },
+        };
+      },
+    };
+    const { executor, sessions } = build(replying(), { middleware: [cache] });
+    const session = await sessions.create("alice", "helper", {}, 0);
+    const err = await executor.execute(input({ sessionId: session.id, userId: "mallory", task: "injected" }), callInfo()).then(
+      () => undefined,
+      (e: unknown) => e as ConnectError,
+    );
+    expect((await sessions.get(session.id, "alice")).messages).toEqual([]);
+    expect(err?.code).toBe(Code.PermissionDenied);
+  });
+
+  it("an empty agent_id with a session uses the session's agent", async () => {
+    const provider = replying();
+    const { executor, sessions } = build(provider);
+    const session = await sessions.create("alice", "other", {}, 0);
+    const events = await collect(executor.stream(input({ agentId: "", sessionId: session.id }), callInfo()));
+    expect(events[0]).toEqual({ type: "started", model: "other-model" });
+    expect(provider.requests[0]).toMatchObject({ model: "other-model", temperature: 0.3 });
+    // "other" has no system prompt.
+    expect(provider.requests[0]!.messages[0]).toEqual({ role: "user", content: "hello world" });
+  });
+
+  it("an agent_id that differs from the session's agent is INVALID_ARGUMENT naming agent_id", async () => {
+    const provider = replying();
+    const { executor, sessions } = build(provider);
+    const session = await sessions.create("alice", "other", {}, 0);
+    const err = await rejection(executor.execute(input({ agentId: "helper", sessionId: session.id }), callInfo()));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("agent_id");
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("an unknown session is NOT_FOUND", async () => {
+    const { executor } = build(replying());
+    const err = await rejection(executor.execute(input({ sessionId: "ghost" }), callInfo()));
+    expect(err.code).toBe(Code.NotFound);
+  });
+});
+
+describe("Executor.batch", () => {
+  it("returns results in request order, running at most `concurrency` at once", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const provider = fakeProvider(async function* (req) {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        const n = Number(req.messages.at(-1)!.content);
+        await sleep(n % 2 === 0 ? 12 : 3); // later items often finish first
+        yield { type: "delta", text: `answer ${n}` };
+      } finally {
+        inFlight--;
+      }
+    });
+    const { executor } = build(provider);
+    const inputs = Array.from({ length: 8 }, (_, i) => input({ task: String(i) }));
+    const outcomes = await executor.batch(inputs, 3, callInfo());
+    expect(outcomes).toHaveLength(8);
+    expect(outcomes.map((o) => ("result" in o ? o.result.output : `error ${o.error.code}`))).toEqual(
+      Array.from({ length: 8 }, (_, i) => `answer ${i}`),
+    );
+    expect(maxInFlight).toBeLessThanOrEqual(3);
+    expect(maxInFlight).toBeGreaterThan(1);
+    expect(provider.requests).toHaveLength(8);
+  });
+
+  it("one failing item is that item's error; the others succeed", async () => {
+    const provider = fakeProvider(async function* (req) {
+      const task = req.messages.at(-1)!.content;
+      if (task === "bad") throw new ProviderError("rejected", Code.InvalidArgument, false);
+      yield { type: "delta", text: task.toUpperCase() };
+    });
+    const { executor } = build(provider);
+    const outcomes = await executor.batch(
+      [input({ task: "a" }), input({ task: "bad" }), input({ agentId: "nobody", task: "c" }), input({ task: "d" })],
+      2,
+      callInfo(),
+    );
+    expect(outcomes).toHaveLength(4);
+    expect(outcomes[0]).toMatchObject({ result: { output: "A" } });
+    expect("error" in outcomes[1]! && outcomes[1].error.code).toBe(Code.InvalidArgument);
+    expect("error" in outcomes[2]! && outcomes[2].error.code).toBe(Code.NotFound);
+    expect(outcomes[3]).toMatchObject({ result: { output: "D" } });
+  });
+
+  it("reports each item's session id and stores each item's turn", async () => {
+    const { executor, sessions } = build(replying());
+    const s1 = await sessions.create("alice", "helper", {}, 0);
+    const s2 = await sessions.create("alice", "helper", {}, 0);
+    const outcomes = await executor.batch([input({ sessionId: s1.id, task: "one" }), input({ sessionId: s2.id, task: "two" })], 2, callInfo());
+    expect(outcomes.map((o) => o.sessionId)).toEqual([s1.id, s2.id]);
+    expect((await sessions.get(s1.id, "alice")).messages.map((m) => m.content)).toEqual(["one", "re: one"]);
+    expect((await sessions.get(s2.id, "alice")).messages.map((m) => m.content)).toEqual(["two", "re: two"]);
+  });
+
+  it("a cancelled batch rejects with the cancel reason", async () => {
+    const provider = fakeProvider(async function* (_req, signal) {
+      await sleep(60_000, undefined, { signal });
+      yield { type: "delta", text: "never" };
+    });
+    const { executor } = build(provider);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new ConnectError("client cancelled", Code.Canceled)), 10);
+    const err = await rejection(executor.batch([input(), input(), input()], 2, callInfo(controller.signal)));
+    expect(err.code).toBe(Code.Canceled);
+    expect(provider.requests).toHaveLength(2);
+  });
+});
+
+describe("Executor: events", () => {
+  it("publishes AGENT_STARTED and AGENT_COMPLETED for a successful run", async () => {
+    const { executor, events } = build(replying());
+    const seen: RuntimeEvent[] = [];
+    events.subscribe("any", (e) => void seen.push(e));
+    await executor.execute(input(), callInfo());
+    await settle();
+    expect(seen.map((e) => e.type)).toEqual(["AGENT_STARTED", "AGENT_COMPLETED"]);
+    const [started, completed] = seen;
+    expect(started).toMatchObject({ agentId: "helper", userId: "alice" });
+    expect(completed).toMatchObject({ agentId: "helper", userId: "alice", data: { model: "fake-model", inputTokens: 7, outputTokens: 3 } });
+    expect(typeof started!.data.callId).toBe("string");
+    expect(completed!.data.callId).toBe(started!.data.callId);
+  });
+
+  it("publishes ERROR_OCCURRED with the status code name for a failed run", async () => {
+    const { executor, events } = build(replying());
+    const seen: RuntimeEvent[] = [];
+    events.subscribe("any", (e) => void seen.push(e));
+    await rejection(executor.execute(input({ agentId: "nobody" }), callInfo()));
+    await settle();
+    const errors = seen.filter((e) => e.type === "ERROR_OCCURRED");
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ agentId: "nobody", data: { code: "NotFound" } });
+    expect(seen.some((e) => e.type === "AGENT_COMPLETED")).toBe(false);
+  });
+
+  it("publishes MIDDLEWARE_EXECUTED per middleware with its status when someone listens", async () => {
+    const passThrough = (name: string): Middleware => ({
+      name,
+      async *process(_ctx, next) {
+        yield* next();
+      },
+    });
+    const provider = fakeProvider(async function* (req) {
+      if (req.messages.at(-1)!.content === "fail") throw new ProviderError("bad", Code.InvalidArgument, false);
+      yield { type: "delta", text: "ok" };
+    });
+    const { executor, events } = build(provider, { middleware: [passThrough("outer"), passThrough("inner")] });
+    const seen: RuntimeEvent[] = [];
+    events.subscribe(["MIDDLEWARE_EXECUTED"], (e) => void seen.push(e));
+    await executor.execute(input(), callInfo());
+    await rejection(executor.execute(input({ task: "fail" }), callInfo()));
+    await settle();
+    expect(seen.map((e) => [e.data.middleware, e.data.status])).toEqual([
+      ["inner", "OK"],
+      ["outer", "OK"],
+      ["inner", "InvalidArgument"],
+      ["outer", "InvalidArgument"],
+    ]);
+  });
+});
+
+describe("Executor: middleware errors", () => {
+  it("a middleware that throws a plain Error fails the call with INTERNAL", async () => {
+    const provider = replying();
+    const broken: Middleware = {
+      name: "broken",
+      process() {
+        throw new Error("null pointer in plugin");
+      },
+    };
+    const { executor } = build(provider, { middleware: [broken] });
+    const err = await rejection(executor.execute(input(), callInfo()));
+    expect(err.code).toBe(Code.Internal);
+    expect(err.rawMessage).toContain("null pointer in plugin");
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("a plain Error thrown in a middleware's post-processing is INTERNAL too", async () => {
+    const broken: Middleware = {
+      name: "broken-after",
+      async *process(_ctx, next) {
+        yield* next();
+        throw new TypeError("cannot read properties of undefined");
+      },
+    };
+    const { executor } = build(replying(), { middleware: [broken] });
+    const err = await rejection(executor.execute(input(), callInfo()));
+    expect(err.code).toBe(Code.Internal);
+  });
+
+  it("a middleware's ConnectError passes through with its code", async () => {
+    const deny: Middleware = {
+      name: "auth",
+      process() {
+        throw new ConnectError("no token", Code.Unauthenticated);
+      },
+    };
+    const { executor } = build(replying(), { middleware: [deny] });
+    expect((await rejection(executor.execute(input(), callInfo()))).code).toBe(Code.Unauthenticated);
+  });
+
+  it("a short-circuiting middleware's result is what the client gets, with a started first", async () => {
+    const provider = replying();
+    const cache: Middleware = {
+      name: "cache",
+      async *process() {
+        yield {
+          type: "completed",
+          result: { success: true, output: "cached", model: "cache-model", finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, durationMs: 0, metadata: { cache: "hit" } },
+        };
+      },
+    };
+    const { executor } = build(provider, { middleware: [cache] });
+    const events = await collect(executor.stream(input(), callInfo()));
+    expect(events.map((e) => e.type)).toEqual(["started", "completed"]);
+    expect(events.at(-1)).toMatchObject({ result: { output: "cached", metadata: { cache: "hit" } } });
+    expect(provider.requests).toHaveLength(0);
+  });
+});

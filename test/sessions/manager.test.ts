@@ -1,0 +1,261 @@
+import { afterEach, describe, it, expect } from "vitest";
+import pino from "pino";
+import { SessionManager, type SessionPolicy } from "../../src/sessions/manager.ts";
+import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
+import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import type { EventType, RuntimeEvent } from "../../src/events/types.ts";
+import type { SessionRecord } from "../../src/sessions/types.ts";
+import { Code, ConnectError } from "../../src/errors.ts";
+
+const basePolicy: SessionPolicy = {
+  ttlSeconds: 3600,
+  maxTtlSeconds: 7200,
+  historyMessages: 3,
+  defaultPageSize: 2,
+  maxPageSize: 5,
+};
+
+const stores: MemorySessionStore[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+});
+
+function setup(policy: Partial<SessionPolicy> = {}, now?: () => number) {
+  const store = new MemorySessionStore(60_000, now);
+  stores.push(store);
+  const events = new MemoryEventBus(pino({ level: "silent" }));
+  return { store, events, manager: new SessionManager(store, events, { ...basePolicy, ...policy }) };
+}
+
+/** The next event of `type` the bus delivers. */
+function nextEvent(bus: MemoryEventBus, type: EventType): Promise<RuntimeEvent> {
+  return new Promise((resolve) => {
+    const off = bus.subscribe([type], (event) => {
+      off();
+      resolve(event);
+    });
+  });
+}
+
+async function rejection(run: Promise<unknown>): Promise<ConnectError> {
+  const err = await run.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ConnectError);
+  return err as ConnectError;
+}
+
+describe("SessionManager: create", () => {
+  it("creates a session owned by the user with the default TTL when none is given", async () => {
+    const t = 1_700_000_000_000;
+    const { manager } = setup({}, () => t);
+    const s = await manager.create("alice", "helper", { k: "v" }, 0);
+    expect(s).toMatchObject({ userId: "alice", agentId: "helper", metadata: { k: "v" }, version: 0 });
+    expect(s.expireTime.getTime() - s.createTime.getTime()).toBe(3600 * 1000);
+  });
+
+  it("uses a requested TTL up to the maximum", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 7200);
+    expect(s.expireTime.getTime() - s.createTime.getTime()).toBe(7200 * 1000);
+  });
+
+  it("rejects a TTL above the maximum with INVALID_ARGUMENT naming ttl_seconds", async () => {
+    const { manager, store } = setup();
+    const err = await rejection(manager.create("alice", "helper", {}, 7201));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("ttl_seconds");
+    expect((await store.list("alice", 10, "")).items).toEqual([]);
+  });
+
+  it("rejects a missing user_id with INVALID_ARGUMENT naming user_id", async () => {
+    const { manager } = setup();
+    const err = await rejection(manager.create("", "helper", {}, 0));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("user_id");
+  });
+
+  it("publishes SESSION_CREATED with the session, user and agent", async () => {
+    const { manager, events } = setup();
+    const created = nextEvent(events, "SESSION_CREATED");
+    const s = await manager.create("alice", "helper", {}, 0);
+    expect(await created).toMatchObject({ type: "SESSION_CREATED", sessionId: s.id, userId: "alice", agentId: "helper" });
+  });
+});
+
+describe("SessionManager: get and ownership", () => {
+  it("returns the owner's session", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    expect((await manager.get(s.id, "alice")).id).toBe(s.id);
+  });
+
+  it("another user's GetSession is PERMISSION_DENIED", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    const err = await rejection(manager.get(s.id, "bob"));
+    expect(err.code).toBe(Code.PermissionDenied);
+  });
+
+  it("an unknown session is NOT_FOUND, an empty id INVALID_ARGUMENT naming session_id", async () => {
+    const { manager } = setup();
+    expect((await rejection(manager.get("ghost", "alice"))).code).toBe(Code.NotFound);
+    const err = await rejection(manager.get("", "alice"));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("session_id");
+  });
+
+  it("another user cannot delete, checkpoint or read checkpoints of the session", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    await manager.saveCheckpoint(s.id, "alice", { x: 1 }, 0);
+    expect((await rejection(manager.delete(s.id, "bob"))).code).toBe(Code.PermissionDenied);
+    expect((await rejection(manager.saveCheckpoint(s.id, "bob", { x: 2 }, 0))).code).toBe(Code.PermissionDenied);
+    expect((await rejection(manager.getCheckpoint(s.id, "bob", ""))).code).toBe(Code.PermissionDenied);
+    expect((await rejection(manager.listCheckpoints(s.id, "bob", 0, ""))).code).toBe(Code.PermissionDenied);
+    // Nothing changed.
+    const still = await manager.get(s.id, "alice");
+    expect(still.version).toBe(1);
+  });
+});
+
+describe("SessionManager: list", () => {
+  it("shows only the user's own sessions", async () => {
+    const { manager } = setup({ defaultPageSize: 10 });
+    const mine = await manager.create("alice", "helper", {}, 0);
+    await manager.create("bob", "helper", {}, 0);
+    const page = await manager.list("alice", 0, "");
+    expect(page.items.map((s) => s.id)).toEqual([mine.id]);
+  });
+
+  it("rejects a missing user_id", async () => {
+    const { manager } = setup();
+    const err = await rejection(manager.list("", 10, ""));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("user_id");
+  });
+
+  it("uses the default page size for 0, caps at the maximum, rejects a negative size", async () => {
+    const { manager } = setup();
+    for (let i = 0; i < 8; i++) await manager.create("alice", "helper", {}, 0);
+    expect((await manager.list("alice", 0, "")).items).toHaveLength(2);
+    expect((await manager.list("alice", 3, "")).items).toHaveLength(3);
+    const capped = await manager.list("alice", 1000, "");
+    expect(capped.items).toHaveLength(5);
+    expect(capped.nextPageToken).not.toBe("");
+    const rest = await manager.list("alice", 1000, capped.nextPageToken);
+    expect(rest.items).toHaveLength(3);
+    expect(rest.nextPageToken).toBe("");
+    const err = await rejection(manager.list("alice", -1, ""));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("page_size");
+  });
+
+  it("caps checkpoint listings at the maximum page size too", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    for (let i = 0; i < 7; i++) await manager.saveCheckpoint(s.id, "alice", { i }, 0);
+    expect((await manager.listCheckpoints(s.id, "alice", 0, "")).items).toHaveLength(2);
+    expect((await manager.listCheckpoints(s.id, "alice", 100, "")).items).toHaveLength(5);
+  });
+});
+
+describe("SessionManager: delete", () => {
+  it("deletes the session and publishes SESSION_DELETED", async () => {
+    const { manager, events } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    const deleted = nextEvent(events, "SESSION_DELETED");
+    await manager.delete(s.id, "alice");
+    expect(await deleted).toMatchObject({ type: "SESSION_DELETED", sessionId: s.id, userId: "alice", agentId: "helper" });
+    expect((await rejection(manager.get(s.id, "alice"))).code).toBe(Code.NotFound);
+    expect((await rejection(manager.delete(s.id, "alice"))).code).toBe(Code.NotFound);
+  });
+});
+
+describe("SessionManager: checkpoints", () => {
+  it("saves a checkpoint and publishes CHECKPOINT_SAVED with its id and version", async () => {
+    const { manager, events } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    const saved = nextEvent(events, "CHECKPOINT_SAVED");
+    const cp = await manager.saveCheckpoint(s.id, "alice", { step: 1 }, 0);
+    expect(await saved).toMatchObject({
+      type: "CHECKPOINT_SAVED",
+      sessionId: s.id,
+      userId: "alice",
+      agentId: "helper",
+      data: { checkpointId: cp.id, version: 1 },
+    });
+    expect(await manager.getCheckpoint(s.id, "alice", "")).toEqual(cp);
+  });
+
+  it("a stale expected version is ABORTED; a negative one INVALID_ARGUMENT", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    await manager.saveCheckpoint(s.id, "alice", { step: 1 }, 0);
+    expect((await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, 5))).code).toBe(Code.Aborted);
+    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, -1));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("expected_version");
+  });
+
+  it("getCheckpoint is NOT_FOUND for a session without checkpoints or an unknown id", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    expect((await rejection(manager.getCheckpoint(s.id, "alice", ""))).code).toBe(Code.NotFound);
+    await manager.saveCheckpoint(s.id, "alice", {}, 0);
+    const err = await rejection(manager.getCheckpoint(s.id, "alice", "nope"));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toContain("nope");
+  });
+});
+
+describe("SessionManager: history", () => {
+  function withMessages(n: number): SessionRecord {
+    return {
+      id: "s",
+      userId: "u",
+      agentId: "a",
+      createTime: new Date(0),
+      updateTime: new Date(0),
+      expireTime: new Date(0),
+      metadata: {},
+      version: n,
+      messages: Array.from({ length: n }, (_, i) => ({ role: i % 2 ? ("assistant" as const) : ("user" as const), content: `m${i}` })),
+    };
+  }
+
+  it("recent() takes the last historyMessages messages, in order", () => {
+    const { manager } = setup({ historyMessages: 3 });
+    expect(manager.recent(withMessages(5)).map((m) => m.content)).toEqual(["m2", "m3", "m4"]);
+    expect(manager.recent(withMessages(2)).map((m) => m.content)).toEqual(["m0", "m1"]);
+    expect(manager.recent(withMessages(0))).toEqual([]);
+  });
+
+  it("recent() is empty when historyMessages is 0", () => {
+    const { manager } = setup({ historyMessages: 0 });
+    expect(manager.recent(withMessages(4))).toEqual([]);
+  });
+
+  it("appendTurn stores messages that recent() then returns", async () => {
+    const { manager } = setup({ historyMessages: 2 });
+    const s = await manager.create("alice", "helper", {}, 0);
+    expect(
+      await manager.appendTurn(s.id, [
+        { role: "user", content: "q1" },
+        { role: "assistant", content: "a1" },
+      ]),
+    ).toBe(1);
+    await manager.appendTurn(s.id, [
+      { role: "user", content: "q2" },
+      { role: "assistant", content: "a2" },
+    ]);
+    const recent = manager.recent(await manager.get(s.id, "alice"));
+    expect(recent).toEqual([
+      { role: "user", content: "q2" },
+      { role: "assistant", content: "a2" },
+    ]);
+  });
+});
