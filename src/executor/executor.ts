@@ -57,7 +57,7 @@ export class Executor {
         if (result) continue; // nothing belongs after the result
         if (!started) {
           started = true;
-          yield event.type === "started" ? event : { type: "started", model: ctx.options.model || ctx.agent?.model || "" };
+          yield { type: "started", model: event.type === "started" ? event.model : ctx.options.model || ctx.agent?.model || "", agentId: ctx.agentId };
           if (event.type === "started") continue;
         } else if (event.type === "started") {
           continue;
@@ -65,7 +65,7 @@ export class Executor {
         yield event;
       }
       if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
-      if (!started) yield { type: "started", model: result.model };
+      if (!started) yield { type: "started", model: result.model, agentId: ctx.agentId };
       if (ctx.sessionId) {
         // Checks ownership even when a middleware answered without reading the session (a cache hit).
         await ctx.session();

@@ -15,7 +15,7 @@ export interface AgentRunResult {
 
 /** One event of a run, flowing out through the onion. */
 export type RunEvent =
-  | { type: "started"; model: string }
+  | { type: "started"; model: string; agentId?: string }
   | { type: "delta"; text: string }
   | { type: "completed"; result: AgentRunResult };
 

@@ -34,7 +34,7 @@ export function agentService(executor: Executor, agents: AgentRegistry, batch: B
         switch (event.type) {
           case "started":
             message = create(ExecuteStreamResponseSchema, {
-              event: { case: "started", value: { agentId: req.agentId, sessionId: req.sessionId, model: event.model } },
+              event: { case: "started", value: { agentId: event.agentId ?? req.agentId, sessionId: req.sessionId, model: event.model } },
             });
             break;
           case "delta":

@@ -96,6 +96,10 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
     const list = await client.unary(SessionService, S.listCheckpoints, { sessionId: sid });
     expect(list.checkpoints.map((c) => c.version)).toEqual([4n, 3n]);
 
+    const streamed = await client.collect(client.stream(AgentService, A.executeStream, { sessionId: sid, task: "third" }));
+    const started = streamed[0]!.event;
+    expect(started.case === "started" && [started.value.agentId, started.value.sessionId]).toEqual(["echo", sid]);
+
     await client.unary(SessionService, S.deleteSession, { sessionId: sid, userId: "alice" });
     expect((await statusOf(client.unary(SessionService, S.getSession, { sessionId: sid }))).code).toBe(grpc.status.NOT_FOUND);
     expect((await statusOf(client.unary(SessionService, S.getCheckpoint, { sessionId: sid }))).code).toBe(grpc.status.NOT_FOUND);
