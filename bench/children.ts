@@ -25,6 +25,13 @@ export interface ServerChild {
 const live = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 
+/** A fresh temp directory, removed when the bench exits however it exits. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "qingyu-bench-"));
+  tempDirs.add(dir);
+  return dir;
+}
+
 /** Registers a child so the exit hooks kill it; h2load runs go through here too. */
 export function track(child: ChildProcess): ChildProcess {
   live.add(child);
@@ -127,9 +134,7 @@ function canConnect(port: number): Promise<boolean> {
  * why we poll the port instead of waiting for the "listening" line.
  */
 export async function startOurs(name: string, config: unknown): Promise<ServerChild> {
-  const dir = mkdtempSync(join(tmpdir(), "qingyu-bench-"));
-  tempDirs.add(dir);
-  const file = join(dir, "config.json");
+  const file = join(tempDir(), "config.json");
   writeFileSync(file, JSON.stringify(config, null, 2));
   const [port, httpPort] = [await freePort(), await freePort()];
   const args = nodeArgs("src/main.ts", ["serve", "--config", file, "--port", String(port), "--http-port", String(httpPort)]);

@@ -74,7 +74,11 @@ export async function startServer(config: unknown, env: Record<string, string> =
     exited.then((code) => rej(new Error(`server exited (${code}) before listening:\n${stderr}`)));
     setTimeout(() => rej(new Error(`server did not start within 30 s:\n${stderr}`)), 30_000).unref();
   });
-  const ports = await listening;
+  // A server that never announced itself must not outlive the test run.
+  const ports = await listening.catch((err: unknown) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
   return {
     ...ports,
     child,

@@ -1,0 +1,46 @@
+// Turns raw runs into the printed table and the JSON file. Medians, because
+// noise between runs on these shared VMs is ±15-40%; ratios are taken between
+// servers measured in the same interleaved session, never across sessions.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+
+export const median = (xs: readonly number[]): number => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** One printed row: a metric's value per server. */
+export interface Row {
+  metric: string;
+  /** Which direction is good, so a ratio above 1 is not misread; "neither" for context rows. */
+  better: "higher" | "lower" | "neither";
+  values: Record<string, number>;
+}
+
+const fmt = (x: number): string => {
+  if (!Number.isFinite(x)) return "n/a";
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString("en-US");
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+};
+
+/** A markdown table: every server, and each non-baseline server's ratio to the baseline. */
+export function table(rows: readonly Row[], baseline: string, others: readonly string[]): string {
+  const head = ["metric", baseline, ...others.flatMap((o) => [o, `${o} / ${baseline}`]), "better"];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of rows) {
+    const base = r.values[baseline]!;
+    const cells = [r.metric, fmt(base), ...others.flatMap((o) => [fmt(r.values[o]!), `${(r.values[o]! / base).toFixed(2)}x`]), r.better];
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+export function writeJson(file: string, value: unknown): void {
+  mkdirSync(dirname(file), { recursive: true });
+  // BigInt never appears in results, but NaN does: JSON turns it into null, which is what we want.
+  writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
+}

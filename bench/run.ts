@@ -1,0 +1,171 @@
+// `npm run bench`: our server against a bare grpc-js server on the same
+// methods and wire types, on this machine, in one session. Only ratios mean
+// anything across machines and days; see /work/shared/notes/benchmarking.md.
+//
+// BENCH_RUNS (default 3) and BENCH_SECONDS (default 5) size the throughput
+// runs; the latency and streaming phases scale with BENCH_SECONDS.
+import { execFileSync } from "node:child_process";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { ExecuteRequestSchema, ExecuteResponseSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { installCleanup, root, rssKiB, startBare, startOurs, stopAll, tempDir, type ServerChild } from "./children.ts";
+import { checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
+import { h2load, writeGrpcFrame, type H2loadRun } from "./h2load.ts";
+import { median, table, writeJson, type Row } from "./report.ts";
+
+const RUNS = positiveInt("BENCH_RUNS", 3);
+const SECONDS = positiveInt("BENCH_SECONDS", 5);
+const WARMUP_SECONDS = 1;
+const LOAD_SHAPES = [
+  { connections: 1, streams: 64 },
+  { connections: 4, streams: 64 },
+];
+const IN_FLIGHT = [1, 16, 64];
+const LATENCY_SECONDS = Math.max(1, SECONDS * 0.4);
+const STREAM_SECONDS = Math.max(1, SECONDS * 0.6);
+const STREAM_WORDS = 2000;
+
+const TASK = "summarise the quarterly report for the board in three short sentences";
+const STREAM_TASK = Array.from({ length: STREAM_WORDS }, (_, i) => `word${i}`).join(" ");
+
+function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`${name}: expected a positive integer, got "${raw}"`);
+  return Number(raw);
+}
+
+// The echo agent with no token delay: everything measured is the runtime's own cost.
+// host 127.0.0.1 as the bare server; plugin dirs empty because the temp dir has none.
+function oursConfig(pipeline?: unknown[]): Record<string, unknown> {
+  return {
+    server: { host: "127.0.0.1", shutdownGraceMs: 1000 },
+    log: { level: "info" },
+    ...(pipeline ? { pipeline } : {}), // absent: the default pipeline (logging, validation)
+    providers: { echo: { plugin: "echo", options: { tokenDelayMs: 0 } } },
+    agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
+    plugins: { dirs: [] },
+  };
+}
+
+// Each run starts from a different server so none is always measured first (or last) in a round.
+const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i + by) % xs.length]!);
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  installCleanup();
+  const started = Date.now();
+  log(`bench: ${RUNS} run(s) x ${SECONDS}s per throughput point, Node ${process.version}`);
+
+  const servers: ServerChild[] = await Promise.all([
+    startBare(),
+    startOurs("ours", oursConfig()),
+    startOurs("ours-no-pipeline", oursConfig([])),
+  ]);
+  const names = servers.map((s) => s.name);
+  const rss: Record<string, { idleKiB: number; peakKiB: number; endKiB: number }> = {};
+  const sampleRss = (s: ServerChild) => {
+    const r = (rss[s.name] ??= { idleKiB: rssKiB(s.pid), peakKiB: 0, endKiB: 0 });
+    r.endKiB = rssKiB(s.pid);
+    r.peakKiB = Math.max(r.peakKiB, r.endKiB);
+  };
+
+  // h2load counts any HTTP 200 as success, and a gRPC error is an HTTP 200 too: prove each server answers OK first.
+  const request = create(ExecuteRequestSchema, { agentId: "echo", task: TASK });
+  for (const s of servers) {
+    await checkExecute(s.port, TASK);
+    sampleRss(s);
+  }
+  // A trailers-only error response carries no DATA; a real answer carries at least a frame this size.
+  const minDataBytes = 5 + toBinary(ExecuteResponseSchema, create(ExecuteResponseSchema, { result: { output: TASK } })).length;
+  const bodyFile = join(tempDir(), "execute-request.bin");
+  writeGrpcFrame(bodyFile, toBinary(ExecuteRequestSchema, request));
+  const problems: string[] = [];
+
+  const throughput: H2loadRun[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    for (const shape of LOAD_SHAPES) {
+      for (const s of rotate(servers, run)) {
+        const r = await h2load(s, { ...shape, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, path: EXECUTE, bodyFile });
+        throughput.push(r);
+        sampleRss(s);
+        log(`  h2load -c ${shape.connections} -m ${shape.streams} ${s.name.padEnd(16)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  ${r.cpuMicrosPerCall.toFixed(1).padStart(6)} µs CPU/call  ${r.serverCores.toFixed(2)} cores`);
+        if (r.failed || r.errored || r.timeout) problems.push(`${s.name} -c ${shape.connections}: h2load reported ${r.failed} failed, ${r.errored} errored, ${r.timeout} timeout`);
+        if (r.dataBytesPerCall < minDataBytes) problems.push(`${s.name} -c ${shape.connections}: only ${r.dataBytesPerCall.toFixed(1)} DATA bytes per call (expected >= ${minDataBytes}): calls are failing with a gRPC status`);
+      }
+    }
+  }
+  // Still answering correctly after the load, not just still alive.
+  for (const s of servers) await checkExecute(s.port, TASK);
+
+  const latencies: LatencyRun[] = [];
+  for (const inFlight of IN_FLIGHT) {
+    for (const s of servers) {
+      const r = await latency(s.name, s.port, request, inFlight, LATENCY_SECONDS, 0.5);
+      s.assertAlive();
+      latencies.push(r);
+      log(`  latency ${String(inFlight).padStart(2)} in flight ${s.name.padEnd(16)} p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.callsPerSec.toFixed(0)} calls/s)`);
+      if (r.errors) problems.push(`${s.name}: ${r.errors} failed calls at ${inFlight} in flight (grpc-js client)`);
+    }
+  }
+
+  const streams: StreamRun[] = [];
+  for (const s of servers) {
+    const r = await streaming(s.name, s.port, STREAM_TASK, STREAM_WORDS, STREAM_SECONDS);
+    s.assertAlive();
+    sampleRss(s);
+    streams.push(r);
+    log(`  stream ${s.name.padEnd(16)} ${r.msgsPerSec.toFixed(0)} msgs/s over ${r.calls} calls`);
+  }
+
+  const rows: Row[] = [];
+  const perServer = (pick: (name: string) => number) => Object.fromEntries(names.map((n) => [n, pick(n)]));
+  for (const { connections: c, streams: m } of LOAD_SHAPES) {
+    const of = (n: string) => throughput.filter((r) => r.server === n && r.connections === c);
+    rows.push({ metric: `unary calls/s (h2load -c ${c} -m ${m})`, better: "higher", values: perServer((n) => median(of(n).map((r) => r.reqPerSec))) });
+    rows.push({ metric: `server CPU µs/call (-c ${c})`, better: "lower", values: perServer((n) => median(of(n).map((r) => r.cpuMicrosPerCall))) });
+    rows.push({ metric: `server cores busy (-c ${c})`, better: "neither", values: perServer((n) => median(of(n).map((r) => r.serverCores))) });
+  }
+  for (const k of IN_FLIGHT) {
+    const at = (n: string) => latencies.find((r) => r.server === n && r.inFlight === k)!;
+    rows.push({ metric: `p50 ms, ${k} in flight (grpc-js)`, better: "lower", values: perServer((n) => at(n).p50Ms) });
+    rows.push({ metric: `p99 ms, ${k} in flight (grpc-js)`, better: "lower", values: perServer((n) => at(n).p99Ms) });
+  }
+  rows.push({ metric: `stream msgs/s (${STREAM_WORDS}-word task)`, better: "higher", values: perServer((n) => streams.find((r) => r.server === n)!.msgsPerSec) });
+  rows.push({ metric: "RSS MiB, idle after start", better: "lower", values: perServer((n) => rss[n]!.idleKiB / 1024) });
+  rows.push({ metric: "RSS MiB, peak", better: "lower", values: perServer((n) => rss[n]!.peakKiB / 1024) });
+
+  await stopAll();
+  const [baseline, ...others] = names;
+  console.log(`\n${table(rows, baseline!, others)}\n`);
+  console.log(`ratios are ${others.join(" and ")} divided by ${baseline}; "better" says which way is good (cores busy near 1.0 = one saturated event loop).`);
+  if (problems.length) console.log(`\nPROBLEMS:\n${problems.map((p) => `- ${p}`).join("\n")}`);
+  else console.log("\nno errors: every h2load run had 0 failed/errored and full responses; grpc-js checks answered OK.");
+
+  const file = join(root, "bench/results/latest.json");
+  writeJson(file, {
+    date: new Date().toISOString(),
+    node: process.version,
+    h2load: execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim(),
+    cpus: { count: cpus().length, model: cpus()[0]?.model },
+    settings: { runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK },
+    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]) },
+    rows,
+    problems,
+    memory: rss,
+    raw: { throughput, latency: latencies, streaming: streams },
+    wallSeconds: (Date.now() - started) / 1000,
+  });
+  log(`bench: wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    await stopAll();
+    process.exit(1);
+  },
+);
