@@ -110,7 +110,7 @@ describe("Executor.stream and execute", () => {
   it("streams started, the deltas in order, then completed last", async () => {
     const { executor } = build(replying());
     const events = await collect(executor.stream(input({ task: "one two three" }), callInfo()));
-    expect(events[0]).toEqual({ type: "started", model: "fake-model" });
+    expect(events[0]).toEqual({ type: "started", model: "fake-model", agentId: "helper" });
     expect(events.slice(1, -1)).toEqual([
       { type: "delta", text: "re: " },
       { type: "delta", text: "one " },
@@ -225,7 +225,7 @@ describe("Executor: retries", () => {
     expect(err.code).toBe(Code.Unavailable);
     expect(provider.requests).toHaveLength(1);
     expect(seen).toEqual([
-      { type: "started", model: "fake-model" },
+      { type: "started", model: "fake-model", agentId: "helper" },
       { type: "delta", text: "partial " },
     ]);
   });
@@ -376,7 +376,7 @@ describe("Executor: sessions", () => {
     const { executor, sessions } = build(provider);
     const session = await sessions.create("alice", "other", {}, 0);
     const events = await collect(executor.stream(input({ agentId: "", sessionId: session.id }), callInfo()));
-    expect(events[0]).toEqual({ type: "started", model: "other-model" });
+    expect(events[0]).toEqual({ type: "started", model: "other-model", agentId: "other" });
     expect(provider.requests[0]).toMatchObject({ model: "other-model", temperature: 0.3 });
     // "other" has no system prompt.
     expect(provider.requests[0]!.messages[0]).toEqual({ role: "user", content: "hello world" });
