@@ -191,6 +191,15 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
       ),
     );
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // agent_id "echo", task = the bytes ff fe: not UTF-8.
+    const badUtf8 = Buffer.from([0x0a, 0x04, 0x65, 0x63, 0x68, 0x6f, 0x12, 0x02, 0xff, 0xfe]);
+    const utf8 = await statusOf(
+      new Promise((resolve, reject) =>
+        client.raw.makeUnaryRequest("/qingyu.agent.v1.AgentService/Execute", (b: Buffer) => b, (b: Buffer) => b, badUtf8, (err, res) => (err ? reject(err) : resolve(res))),
+      ),
+    );
+    expect(utf8.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(utf8.details).toContain("qingyu.agent.v1.ExecuteRequest");
     const unknown = await statusOf(
       new Promise((resolve, reject) =>
         client.raw.makeUnaryRequest("/qingyu.agent.v1.AgentService/Nope", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (err, res) => (err ? reject(err) : resolve(res))),

@@ -1,4 +1,7 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -80,6 +83,24 @@ describe("Connect JSON, health and reflection", () => {
     const got = await connect(server.httpPort, "qingyu.agent.v1.SessionService/GetSession", { sessionId: sid });
     expect(got.body.session.messages).toHaveLength(2);
     expect(got.body.session.version).toBe("1");
+  });
+
+  it.each([
+    ["Connect", createConnectTransport],
+    ["gRPC-Web", createGrpcWebTransport],
+  ] as const)("streams ExecuteStream over %s on the HTTP port", async (_name, makeTransport) => {
+    const agents = createClient(AgentService, makeTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1" }));
+    const kinds: string[] = [];
+    let text = "";
+    for await (const res of agents.executeStream({ agentId: "echo", task: "over http" })) {
+      kinds.push(res.event.case ?? "");
+      if (res.event.case === "delta") text += res.event.value.text;
+    }
+    expect(kinds).toEqual(["started", "delta", "delta", "delta", "completed"]);
+    expect(text).toBe("[history=0] over http");
+    const err = await agents.execute({ agentId: "ghost", task: "x" }).catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.NotFound);
   });
 
   it("does not let __proto__ keys in JSON fill in fields", async () => {
