@@ -46,7 +46,8 @@ export class Executor {
     let ctx: ExecutionContext | undefined;
     try {
       ctx = await createContext(input, call, this.deps.agents, this.deps.sessions);
-      events.publish({ type: "AGENT_STARTED", ...ids(ctx), data: { callId: ctx.callId } });
+      // Events are built only when someone listens: most calls have no subscriber.
+      if (events.hasSubscribers("AGENT_STARTED")) events.publish({ type: "AGENT_STARTED", ...ids(ctx), data: { callId: ctx.callId } });
       let started = false;
       let result: AgentRunResult | undefined;
       for await (const event of this.pipeline(ctx)) {
@@ -74,7 +75,7 @@ export class Executor {
           { role: "assistant", content: result.output },
         ]);
       }
-      events.publish({
+      if (events.hasSubscribers("AGENT_COMPLETED")) events.publish({
         type: "AGENT_COMPLETED",
         ...ids(ctx),
         data: { callId: ctx.callId, durationMs: result.durationMs, model: result.model, inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },

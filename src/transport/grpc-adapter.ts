@@ -89,7 +89,9 @@ function callContext(call: AnyCall) {
     signal: controller.signal,
     deadline,
     trailers,
-    peer: call.getPeer(),
+    get peer() {
+      return call.getPeer();
+    },
     header(name) {
       const values = call.metadata.get(name);
       return values.length ? String(values[0]) : undefined;
