@@ -34,3 +34,9 @@ export function abortReason(signal: AbortSignal): ConnectError {
   if (reason instanceof ConnectError) return reason;
   return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, reason);
 }
+
+/** A status code's canonical gRPC name, as operators grep for it: INVALID_ARGUMENT, not InvalidArgument. */
+export function codeName(code: Code): string {
+  if (code === Code.Canceled) return "CANCELLED";
+  return (Code[code] ?? "UNKNOWN").replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { AgentRegistry } from "../agents/registry.ts";
-import { Code, ConnectError, abortReason, toConnectError } from "../errors.ts";
+import { Code, ConnectError, abortReason, codeName, toConnectError } from "../errors.ts";
 import type { EventBus } from "../events/types.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
 import type { AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
@@ -87,7 +87,7 @@ export class Executor {
       events.publish({
         type: "ERROR_OCCURRED",
         ...(ctx ? ids(ctx) : { agentId: input.agentId, sessionId: input.sessionId, userId: input.userId }),
-        data: { callId: ctx?.callId ?? "", code: Code[error.code], message: error.rawMessage },
+        data: { callId: ctx?.callId ?? "", code: codeName(error.code), message: error.rawMessage },
       });
       throw error;
     }
@@ -135,7 +135,7 @@ export class Executor {
       try {
         yield* stage;
       } catch (err) {
-        status = Code[toConnectError(err).code];
+        status = codeName(toConnectError(err).code);
         throw err;
       } finally {
         events.publish({

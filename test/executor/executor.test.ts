@@ -281,7 +281,7 @@ describe("Executor: cancellation", () => {
     expect(provider.signals[0]!.aborted).toBe(true);
     expect(provider.signals[0]!.reason).toBe(reason);
     await settle();
-    expect(errors.map((e) => e.data.code)).toEqual(["Canceled"]);
+    expect(errors.map((e) => e.data.code)).toEqual(["CANCELLED"]);
   });
 
   it("a cancel during the retry wait stops retrying", async () => {
@@ -492,7 +492,7 @@ describe("Executor: events", () => {
     await settle();
     const errors = seen.filter((e) => e.type === "ERROR_OCCURRED");
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ agentId: "nobody", data: { code: "NotFound" } });
+    expect(errors[0]).toMatchObject({ agentId: "nobody", data: { code: "NOT_FOUND" } });
     expect(seen.some((e) => e.type === "AGENT_COMPLETED")).toBe(false);
   });
 
@@ -516,8 +516,8 @@ describe("Executor: events", () => {
     expect(seen.map((e) => [e.data.middleware, e.data.status])).toEqual([
       ["inner", "OK"],
       ["outer", "OK"],
-      ["inner", "InvalidArgument"],
-      ["outer", "InvalidArgument"],
+      ["inner", "INVALID_ARGUMENT"],
+      ["outer", "INVALID_ARGUMENT"],
     ]);
   });
 });

@@ -1,6 +1,5 @@
 import { z } from "zod";
-import { toConnectError } from "../../errors.ts";
-import { Code } from "../../errors.ts";
+import { Code, codeName, toConnectError } from "../../errors.ts";
 import type { AgentRunResult, RunEvent } from "../../pipeline/types.ts";
 import { definePlugin } from "../define.ts";
 
@@ -34,7 +33,7 @@ export default definePlugin({
             agent: ctx.agentId,
             session: ctx.sessionId || undefined,
             user: ctx.userId || undefined,
-            status: Code[error.code],
+            status: codeName(error.code),
             error: error.rawMessage,
             durationMs: Date.now() - ctx.startTime,
           }, "call failed");
