@@ -2,6 +2,7 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { Code, ConnectError, toConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
+import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 /**
@@ -55,11 +56,7 @@ function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions) 
   // connect-node also aborts its signal when a call completes normally; by then nobody listens.
   const onAbort = () => {
     const reason = ConnectError.from(hctx.signal.reason);
-    controller.abort(
-      reason.code === Code.DeadlineExceeded || (deadline !== undefined && Date.now() >= deadline)
-        ? new ConnectError("the deadline passed before the call finished", Code.DeadlineExceeded)
-        : new ConnectError("the client cancelled the call", Code.Canceled),
-    );
+    controller.abort(reason.code === Code.DeadlineExceeded ? deadlineExceeded() : endedEarly(deadline));
   };
   hctx.signal.addEventListener("abort", onAbort, { once: true });
   const ctx: CallContext = {

@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { Code, ConnectError, invalidArgument, toConnectError } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
+import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
@@ -74,17 +75,12 @@ function callContext(call: AnyCall) {
   const raw = call.getDeadline();
   const deadline = typeof raw === "number" ? (Number.isFinite(raw) ? raw : undefined) : raw.getTime();
   // grpc-js ends an expired call itself and then reports it as cancelled; tell the two apart.
-  const onCancel = () =>
-    controller.abort(
-      deadline !== undefined && Date.now() >= deadline - 1
-        ? new ConnectError("the deadline passed before the call finished", Code.DeadlineExceeded)
-        : new ConnectError("the client cancelled the call", Code.Canceled),
-    );
+  const onCancel = () => controller.abort(endedEarly(deadline));
   call.once("cancelled", onCancel);
   const timer =
     deadline === undefined
       ? undefined
-      : setTimeout(() => controller.abort(new ConnectError("the deadline passed before the call finished", Code.DeadlineExceeded)), Math.max(0, deadline - Date.now()));
+      : setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
   const ctx: GrpcCallContext = {
     signal: controller.signal,
     deadline,
