@@ -26,6 +26,8 @@ export function toGrpcService(
     if (!fn) throw new Error(`${service.typeName} has no implementation of ${method.name}`);
     const streaming = method.methodKind === "server_streaming";
     if (!streaming && method.methodKind !== "unary") throw new Error(`${method.methodKind} methods are not supported`);
+    // Only streams can be open-ended; a unary call is always waited for at shutdown.
+    const tracking = streaming ? track : { ...track, longLived: false };
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
@@ -46,7 +48,7 @@ export function toGrpcService(
         if (err !== undefined) fail(toStatus(err, trailers, log, method));
       };
       try {
-        end = tracker.begin(controller, streaming ? track : { ...track, longLived: false });
+        end = tracker.begin(controller, tracking);
         const req = parseRequest(method, call.request);
         body(req as never, ctx).then(() => finish(), finish);
       } catch (err) {
