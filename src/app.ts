@@ -128,6 +128,7 @@ export class App {
       this.tracker.cancelAll();
       await this.tracker.waitIdle(1000);
     }
+    this.tracker.closeLongLived();
     await Promise.all([this.grpc.close(1000), this.http?.close(1000)]);
     for (const plugin of this.plugins) {
       try {

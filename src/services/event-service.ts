@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { EventService, EventType as ProtoEventType, SubscribeResponseSchema } from "../gen/qingyu/agent/v1/event_pb.ts";
-import { Code, ConnectError, invalidArgument } from "../errors.ts";
+import { Code, ConnectError, abortReason, invalidArgument } from "../errors.ts";
 import type { EventBus, EventType, RuntimeEvent } from "../events/types.ts";
 import type { JsonObject } from "../sessions/types.ts";
 import type { ServiceImpl } from "../transport/types.ts";
@@ -30,7 +30,9 @@ export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeo
       });
       const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
       try {
-        while (!call.signal.aborted) {
+        for (;;) {
+          // Ended by the client, or by a server that is draining: UNAVAILABLE tells a client to reconnect elsewhere.
+          if (call.signal.aborted) throw abortReason(call.signal);
           const event = queue.shift();
           if (event) {
             yield create(SubscribeResponseSchema, { event: toProtoEvent(event) });

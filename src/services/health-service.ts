@@ -5,7 +5,7 @@ import {
   HealthCheckResponseSchema,
   HealthListResponseSchema,
 } from "../gen/grpc/health/v1/health_pb.ts";
-import { Code, ConnectError } from "../errors.ts";
+import { Code, ConnectError, abortReason } from "../errors.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 
 /** Serving status per service name; "" is the whole server. */
@@ -59,12 +59,13 @@ export function healthService(state: HealthState): ServiceImpl<typeof Health.met
       const stop = state.onChange(() => wake?.());
       const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
       try {
-        while (!call.signal.aborted) {
+        for (;;) {
           const status = state.get(req.service) ?? Status.SERVICE_UNKNOWN;
           if (status !== last) {
             last = status;
             yield create(HealthCheckResponseSchema, { status });
           }
+          if (call.signal.aborted) throw abortReason(call.signal);
           await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
         }
       } finally {

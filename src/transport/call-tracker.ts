@@ -4,7 +4,11 @@ import { Code, ConnectError } from "../errors.ts";
 export interface TrackOptions {
   /** Keeps being served while draining (health checks). */
   servedWhileDraining?: boolean;
-  /** Open-ended (subscriptions, watches): ended as soon as draining starts, not waited for. */
+  /**
+   * Open-ended (subscriptions, watches): never waited for at shutdown. Ended as
+   * soon as draining starts, or, when also servedWhileDraining (health watches,
+   * which must report NOT_SERVING), when the server finally closes.
+   */
   longLived?: boolean;
 }
 
@@ -14,7 +18,8 @@ export interface TrackOptions {
  */
 export class CallTracker {
   private readonly active = new Set<AbortController>();
-  private readonly longLived = new Set<AbortController>();
+  /** Open-ended calls, with whether they outlive the start of draining. */
+  private readonly longLived = new Map<AbortController, boolean>();
   private idleWaiters: Array<() => void> = [];
   private drainingFlag = false;
 
@@ -31,8 +36,7 @@ export class CallTracker {
   begin(controller: AbortController, options: TrackOptions = {}): () => void {
     if (this.drainingFlag && !options.servedWhileDraining) throw shuttingDown();
     if (options.longLived) {
-      if (this.drainingFlag) controller.abort(shuttingDown());
-      this.longLived.add(controller);
+      this.longLived.set(controller, options.servedWhileDraining ?? false);
       return () => void this.longLived.delete(controller);
     }
     this.active.add(controller);
@@ -49,7 +53,7 @@ export class CallTracker {
   /** Stops accepting calls and ends open-ended streams, so their clients reconnect elsewhere. */
   drain(): void {
     this.drainingFlag = true;
-    for (const controller of this.longLived) controller.abort(shuttingDown());
+    for (const [controller, servedWhileDraining] of this.longLived) if (!servedWhileDraining) controller.abort(shuttingDown());
   }
 
   /** Resolves true once no call is in flight, or false when `timeoutMs` passes first. */
@@ -68,6 +72,11 @@ export class CallTracker {
   cancelAll(): void {
     const reason = new ConnectError("the server shut down before the call finished", Code.Unavailable);
     for (const controller of this.active) controller.abort(reason);
+  }
+
+  /** Ends the open-ended calls still open (health watches), just before the ports close. */
+  closeLongLived(): void {
+    for (const controller of this.longLived.keys()) controller.abort(shuttingDown());
   }
 }
 

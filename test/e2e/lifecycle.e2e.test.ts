@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.ts";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { EventService } from "../../src/gen/qingyu/agent/v1/event_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runCli, startServer, writeConfig } from "../support/server-process.ts";
 
@@ -36,7 +37,12 @@ describe("server lifecycle", () => {
         call.on("end", res);
         call.on("error", rej);
       });
-      while (!events.includes("delta")) await new Promise((r) => setTimeout(r, 10));
+      const watched: HealthCheckResponse_ServingStatus[] = [];
+      const watch = client.stream(Health, Health.method.watch, {});
+      watch.on("data", (m) => watched.push(m.status));
+      const watchEnded = statusOf(client.collect(watch));
+      const subscription = statusOf(client.collect(client.stream(EventService, EventService.method.subscribe, {})));
+      while (!events.includes("delta") || watched.length === 0) await new Promise((r) => setTimeout(r, 10));
       server.child.kill("SIGTERM");
       await new Promise((r) => setTimeout(r, 100));
 
@@ -45,8 +51,13 @@ describe("server lifecycle", () => {
       const refused = await statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task: "late" }));
       expect(refused.code).toBe(grpc.status.UNAVAILABLE);
 
+      // Subscriptions end at once, so their clients reconnect to another replica.
+      expect((await subscription).code).toBe(grpc.status.UNAVAILABLE);
       await finished;
       expect(events.at(-1)).toBe("completed");
+      // A health watch reports NOT_SERVING, then ends with the server.
+      expect(watched).toEqual([HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.NOT_SERVING]);
+      expect((await watchEnded).code).toBe(grpc.status.UNAVAILABLE);
       expect(events.filter((e) => e === "delta")).toHaveLength(9);
       expect(await server.exited).toBe(0);
     } finally {
