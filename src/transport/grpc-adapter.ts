@@ -39,18 +39,17 @@ export function toGrpcService(
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.localName,
     };
-    const run = (call: AnyCall, body: (req: never, ctx: CallContext) => Promise<void>, fail: (s: Partial<grpc.StatusObject>) => void) => {
-      const { ctx, controller, trailers, dispose } = callContext(call);
+    const run = (call: AnyCall, body: (req: never, ctx: GrpcCallContext) => Promise<void>, fail: (s: Partial<grpc.StatusObject>) => void) => {
+      const ctx = new GrpcCallContext(call);
       let end: (() => void) | undefined;
       const finish = (err?: unknown) => {
-        dispose();
+        ctx.dispose();
         end?.();
-        if (err !== undefined) fail(toStatus(err, trailers, log, method));
+        if (err !== undefined) fail(toStatus(err, ctx.trailers(), log, method));
       };
       try {
-        end = tracker.begin(controller, tracking);
-        const req = parseRequest(method, call.request);
-        body(req as never, ctx).then(() => finish(), finish);
+        end = tracker.begin(ctx.controller, tracking);
+        body(parseRequest(method, call.request) as never, ctx).then(() => finish(), finish);
       } catch (err) {
         finish(err);
       }
@@ -59,50 +58,60 @@ export function toGrpcService(
       ? (call: grpc.ServerWritableStream<Buffer, unknown>) =>
           run(call, (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx), (s) => call.emit("error", s))
       : (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-          run(call, async (req, ctx) => {
-            const res = await (fn(req, ctx) as Promise<unknown>);
-            callback(null, res, (ctx as GrpcCallContext).trailers);
-          }, (s) => callback(s));
+          run(call, async (req, ctx) => callback(null, await (fn(req, ctx) as Promise<unknown>), ctx.pendingTrailers), (s) => callback(s));
   }
   return { definition, handlers };
 }
 
-interface GrpcCallContext extends CallContext {
-  trailers: grpc.Metadata;
-}
+/**
+ * One grpc-js call as a CallContext. A class rather than an object of closures:
+ * it is built for every call on the hot path.
+ */
+class GrpcCallContext implements CallContext {
+  readonly controller = new AbortController();
+  readonly signal = this.controller.signal;
+  readonly deadline: number | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private trailerMetadata: grpc.Metadata | undefined;
 
-function callContext(call: AnyCall) {
-  const controller = new AbortController();
-  const trailers = new grpc.Metadata();
-  const raw = call.getDeadline();
-  const deadline = typeof raw === "number" ? (Number.isFinite(raw) ? raw : undefined) : raw.getTime();
+  constructor(private readonly call: AnyCall) {
+    const raw = call.getDeadline();
+    this.deadline = typeof raw === "number" ? (Number.isFinite(raw) ? raw : undefined) : raw.getTime();
+    call.once("cancelled", this.onCancel);
+    if (this.deadline !== undefined) this.timer = setTimeout(this.onDeadline, Math.max(0, this.deadline - Date.now()));
+  }
+
+  get peer(): string {
+    return this.call.getPeer();
+  }
+
+  header(name: string): string | undefined {
+    const values = this.call.metadata.get(name);
+    return values.length ? String(values[0]) : undefined;
+  }
+
+  setTrailer(name: string, value: string): void {
+    this.trailers().set(name, value);
+  }
+
+  /** Trailing metadata to add to, made on first use. */
+  trailers(): grpc.Metadata {
+    return (this.trailerMetadata ??= new grpc.Metadata());
+  }
+
+  /** The trailers set so far, if any: most calls send none. */
+  get pendingTrailers(): grpc.Metadata | undefined {
+    return this.trailerMetadata;
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.call.removeListener("cancelled", this.onCancel);
+  }
+
   // grpc-js ends an expired call itself and then reports it as cancelled; tell the two apart.
-  const onCancel = () => controller.abort(endedEarly(deadline));
-  call.once("cancelled", onCancel);
-  const timer =
-    deadline === undefined
-      ? undefined
-      : setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
-  const ctx: GrpcCallContext = {
-    signal: controller.signal,
-    deadline,
-    trailers,
-    get peer() {
-      return call.getPeer();
-    },
-    header(name) {
-      const values = call.metadata.get(name);
-      return values.length ? String(values[0]) : undefined;
-    },
-    setTrailer(name, value) {
-      trailers.set(name, value);
-    },
-  };
-  const dispose = () => {
-    if (timer) clearTimeout(timer);
-    call.removeListener("cancelled", onCancel);
-  };
-  return { ctx, controller, trailers, dispose };
+  private readonly onCancel = () => this.controller.abort(endedEarly(this.deadline));
+  private readonly onDeadline = () => this.controller.abort(deadlineExceeded());
 }
 
 function parseRequest(method: DescMethod, bytes: unknown): unknown {
@@ -120,7 +129,7 @@ function serialize(schema: DescMessage, message: unknown): Buffer {
 
 // Writes each message as the implementation yields it, waiting for the socket
 // when the client reads slower than we produce.
-async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableStream<Buffer, unknown>, ctx: CallContext) {
+async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableStream<Buffer, unknown>, ctx: GrpcCallContext) {
   const iterator = messages[Symbol.asyncIterator]();
   try {
     for (;;) {
@@ -133,7 +142,7 @@ async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableS
     await iterator.return?.();
     throw err;
   }
-  call.end((ctx as GrpcCallContext).trailers);
+  call.end(ctx.pendingTrailers);
 }
 
 function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: AbortSignal): Promise<void> {
