@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AgentRegistry } from "../agents/registry.ts";
 import { invalidArgument } from "../errors.ts";
 import type { ChatMessage } from "../providers/types.ts";
+import type { AgentDefinition } from "../agents/types.ts";
 import type { AgentContext, GenerationOptions } from "../pipeline/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { SessionRecord } from "../sessions/types.ts";
@@ -42,44 +43,70 @@ export async function createContext(
   agents: AgentRegistry,
   sessions: SessionManager,
 ): Promise<ExecutionContext> {
-  let loaded: Promise<SessionRecord | undefined> | undefined;
-  let userId = input.userId;
-  const loadSession = (): Promise<SessionRecord | undefined> =>
-    (loaded ??= input.sessionId
-      ? sessions.get(input.sessionId, userId).then((session) => {
-          // A call without user_id acts as the session's owner.
-          userId ||= session.userId;
-          if (agentId && session.agentId && session.agentId !== agentId) {
-            throw invalidArgument("agent_id", `session "${session.id}" is bound to agent "${session.agentId}", not "${agentId}"`);
-          }
-          return session;
-        })
-      : Promise.resolve(undefined));
+  const ctx = new CallAgentContext(input, call, agents, sessions);
+  if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent();
+  return ctx;
+}
 
-  let agentId = input.agentId;
-  if (!agentId && input.sessionId) agentId = (await loadSession())?.agentId ?? "";
+// A class, not an object of closures: one is built for every call.
+class CallAgentContext implements ExecutionContext {
+  readonly callId = randomUUID();
+  agentId: string;
+  agent: AgentDefinition | undefined;
+  userId: string;
+  readonly sessionId: string;
+  task: string;
+  readonly metadata: Record<string, string>;
+  options: GenerationOptions;
+  readonly signal: AbortSignal;
+  readonly deadline: number | undefined;
+  readonly startTime = Date.now();
+  readonly state = new Map<string | symbol, unknown>();
+  private loaded: Promise<SessionRecord | undefined> | undefined;
+  private recent: Promise<ChatMessage[]> | undefined;
 
-  let history: Promise<ChatMessage[]> | undefined;
-  return {
-    callId: randomUUID(),
-    agentId,
-    agent: agentId ? agents.get(agentId) : undefined,
-    get userId() {
-      return userId;
-    },
-    set userId(value: string) {
-      userId = value;
-    },
-    sessionId: input.sessionId,
-    task: input.task,
-    metadata: input.metadata,
-    options: { ...input.options },
-    signal: call.signal,
-    deadline: call.deadline,
-    startTime: Date.now(),
-    header: call.header,
-    session: loadSession,
-    history: () => (history ??= loadSession().then((s) => (s ? sessions.recent(s) : []))),
-    state: new Map(),
-  };
+  constructor(
+    input: ExecuteInput,
+    private readonly call: CallInfo,
+    private readonly agents: AgentRegistry,
+    private readonly sessions: SessionManager,
+  ) {
+    this.agentId = input.agentId;
+    this.agent = input.agentId ? agents.get(input.agentId) : undefined;
+    this.userId = input.userId;
+    this.sessionId = input.sessionId;
+    this.task = input.task;
+    this.metadata = input.metadata;
+    this.options = { ...input.options };
+    this.signal = call.signal;
+    this.deadline = call.deadline;
+  }
+
+  header(name: string): string | undefined {
+    return this.call.header(name);
+  }
+
+  session(): Promise<SessionRecord | undefined> {
+    return (this.loaded ??= this.sessionId ? this.sessions.get(this.sessionId, this.userId).then((s) => this.check(s)) : Promise.resolve(undefined));
+  }
+
+  history(): Promise<ChatMessage[]> {
+    return (this.recent ??= this.session().then((s) => (s ? this.sessions.recent(s) : [])));
+  }
+
+  /** A call that names only a session runs that session's agent. */
+  async adoptSessionAgent(): Promise<void> {
+    const session = await this.session();
+    this.agentId = session?.agentId ?? "";
+    this.agent = this.agentId ? this.agents.get(this.agentId) : undefined;
+  }
+
+  private check(session: SessionRecord): SessionRecord {
+    // A call without user_id acts as the session's owner.
+    this.userId ||= session.userId;
+    if (this.agentId && session.agentId && session.agentId !== this.agentId) {
+      throw invalidArgument("agent_id", `session "${session.id}" is bound to agent "${session.agentId}", not "${this.agentId}"`);
+    }
+    return session;
+  }
 }

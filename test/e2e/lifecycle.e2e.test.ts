@@ -96,7 +96,10 @@ export default definePlugin({
     return {
       name: "shout",
       async *process(ctx, next): AsyncIterable<RunEvent> {
-        for await (const e of next()) yield e.type === "delta" ? { type: "delta", text: e.text.toUpperCase() } : e;
+        for await (const e of next()) {
+          if (e.type === "completed") yield { type: "delta", text: ctx.header("x-shout-suffix") ?? "" };
+          yield e.type === "delta" ? { type: "delta", text: e.text.toUpperCase() } : e;
+        }
       },
     };
   },
@@ -112,9 +115,12 @@ export default definePlugin({
     });
     const client = new TestClient(server.grpcPort);
     try {
-      const events = await client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", task: "quiet words" }));
+      const events = await client.collect(
+        client.stream(AgentService, A.executeStream, { agentId: "echo", task: "quiet words" }, { metadata: { "x-shout-suffix": "!!" } }),
+      );
       const text = events.map((e) => (e.event.case === "delta" ? e.event.value.text : "")).join("");
-      expect(text).toBe("[HISTORY=0] QUIET WORDS");
+      // Request metadata reaches middleware through ctx.header.
+      expect(text).toBe("[HISTORY=0] QUIET WORDS!!");
     } finally {
       client.close();
       await server.stop();
