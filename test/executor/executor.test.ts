@@ -13,6 +13,7 @@ import type { RuntimeEvent } from "../../src/events/types.ts";
 import type { Middleware, RunEvent } from "../../src/pipeline/types.ts";
 import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../src/providers/types.ts";
 import { Code, ConnectError } from "../../src/errors.ts";
+import { rejection } from "../support/rejection.ts";
 
 const agents: AgentDefinition[] = [
   { id: "helper", description: "", provider: "fake", model: "fake-model", systemPrompt: "Be brief.", defaults: {} },
@@ -92,16 +93,6 @@ async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
   return out;
 }
 
-async function rejection(run: Promise<unknown>): Promise<ConnectError> {
-  const err = await run.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
 
 /** Lets the event bus deliver what was published. */
 const settle = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));

@@ -5,7 +5,8 @@ import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import type { EventType, RuntimeEvent } from "../../src/events/types.ts";
 import type { SessionRecord } from "../../src/sessions/types.ts";
-import { Code, ConnectError } from "../../src/errors.ts";
+import { Code } from "../../src/errors.ts";
+import { rejection } from "../support/rejection.ts";
 
 const basePolicy: SessionPolicy = {
   ttlSeconds: 3600,
@@ -37,16 +38,6 @@ function nextEvent(bus: MemoryEventBus, type: EventType): Promise<RuntimeEvent> 
   });
 }
 
-async function rejection(run: Promise<unknown>): Promise<ConnectError> {
-  const err = await run.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
 
 describe("SessionManager: create", () => {
   it("creates a session owned by the user with the default TTL when none is given", async () => {

@@ -1,7 +1,8 @@
 import { afterEach, describe, it, expect } from "vitest";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import type { CreateSessionInput, SessionRecord } from "../../src/sessions/types.ts";
-import { Code, ConnectError } from "../../src/errors.ts";
+import { Code } from "../../src/errors.ts";
+import { rejection } from "../support/rejection.ts";
 
 /** A clock the test moves by hand. */
 function clock(start = 1_700_000_000_000) {
@@ -33,16 +34,6 @@ const input = (overrides: Partial<CreateSessionInput> = {}): CreateSessionInput 
   ...overrides,
 });
 
-async function rejection(run: Promise<unknown>): Promise<ConnectError> {
-  const err = await run.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConnectError);
-  return err as ConnectError;
-}
 
 describe("MemorySessionStore: create and get", () => {
   it("creates a session with the input, version 0, no messages and an expiry ttl ahead", async () => {
