@@ -105,6 +105,19 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
     expect((await statusOf(client.unary(SessionService, S.getCheckpoint, { sessionId: sid }))).code).toBe(grpc.status.NOT_FOUND);
   });
 
+  it("expires an idle session after its TTL; a write extends it", async () => {
+    const { session } = await client.unary(SessionService, S.createSession, { userId: "ttl", agentId: "echo", ttlSeconds: 1 });
+    const sid = session!.sessionId;
+    expect(Number(session!.expireTime!.seconds) - Number(session!.createTime!.seconds)).toBe(1);
+    await new Promise((r) => setTimeout(r, 600));
+    await client.unary(AgentService, A.execute, { sessionId: sid, task: "keep me alive" });
+    await new Promise((r) => setTimeout(r, 600));
+    expect((await client.unary(SessionService, S.getSession, { sessionId: sid })).session?.messages).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await statusOf(client.unary(SessionService, S.getSession, { sessionId: sid }))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await statusOf(client.unary(AgentService, A.execute, { sessionId: sid, task: "too late" }))).code).toBe(grpc.status.NOT_FOUND);
+  });
+
   it("lists only the caller's sessions, newest first, page by page", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
