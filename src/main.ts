@@ -42,6 +42,7 @@ async function serve(args: string[]): Promise<void> {
   const ports = await app.start();
   // Always announced, whatever log.level says: operators and scripts look for it.
   log.child({}, { level: "info" }).info({ ...ports, runtime: runtimeName }, "listening");
+  flush();
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
     app.shutdown().then(

@@ -16,6 +16,11 @@ export function onShutdownSignal(handler: (signal: string) => void): void {
   }
 }
 
+/** Runs `handler` synchronously when the process exits, however it exits. */
+export function onExit(handler: () => void): void {
+  process.on("exit", handler);
+}
+
 export function exit(code: number): never {
   process.exit(code);
 }
