@@ -51,19 +51,17 @@ export class Executor {
       let started = false;
       let result: AgentRunResult | undefined;
       for await (const event of this.pipeline(ctx)) {
+        if (result) continue; // nothing belongs after the result
         if (event.type === "completed") {
-          result ??= event.result;
+          result = event.result;
           continue;
         }
-        if (result) continue; // nothing belongs after the result
+        // Exactly one started, first, even when a middleware answers without one.
         if (!started) {
           started = true;
           yield { type: "started", model: event.type === "started" ? event.model : ctx.options.model || ctx.agent?.model || "", agentId: ctx.agentId };
-          if (event.type === "started") continue;
-        } else if (event.type === "started") {
-          continue;
         }
-        yield event;
+        if (event.type !== "started") yield event;
       }
       if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
       if (!started) yield { type: "started", model: result.model, agentId: ctx.agentId };
