@@ -46,14 +46,13 @@ async function serve(args: string[]): Promise<void> {
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
     app.shutdown().then(
+      // The exit hook flushes the log.
       () => {
         log.info("stopped");
-        flush();
         exit(0);
       },
       (err: unknown) => {
         log.error({ err }, "shutdown failed");
-        flush();
         exit(1);
       },
     );
