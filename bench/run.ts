@@ -54,7 +54,17 @@ const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i 
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
+function requireH2load(): void {
+  try {
+    execFileSync("h2load", ["--version"], { stdio: "ignore" });
+  } catch {
+    log("bench: h2load not found; it drives the throughput rows (a Node client saturates first). Install it: apt-get install nghttp2-client");
+    process.exit(2);
+  }
+}
+
 async function main(): Promise<void> {
+  requireH2load();
   installCleanup();
   const started = Date.now();
   log(`bench: ${RUNS} run(s) x ${SECONDS}s per throughput point, Node ${process.version}`);
