@@ -1,8 +1,9 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { Code, ConnectError, toConnectError } from "../errors.ts";
+import { Code, ConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
+import { edgeError } from "./edge-error.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 /**
@@ -15,11 +16,7 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
     for (const method of service.methods) {
       const fn = impl[method.localName]!;
       const fail = (err: unknown): never => {
-        const error = toConnectError(err);
-        if (error.code === Code.Internal && !(err instanceof ConnectError)) {
-          log.error({ err, method: `${service.typeName}/${method.name}` }, "unhandled error in service method");
-        }
-        throw error;
+        throw edgeError(err, method, log);
       };
       adapted[method.localName] =
         method.methodKind === "server_streaming"

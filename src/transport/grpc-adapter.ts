@@ -1,9 +1,10 @@
 import { fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { Code, ConnectError, invalidArgument, toConnectError } from "../errors.ts";
+import { invalidArgument } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
+import { edgeError } from "./edge-error.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
@@ -161,10 +162,7 @@ function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: Abort
 }
 
 function toStatus(err: unknown, trailers: grpc.Metadata, log: Logger, method: DescMethod): Partial<grpc.StatusObject> {
-  const error = toConnectError(err);
-  if (error.code === Code.Internal && !(err instanceof ConnectError)) {
-    log.error({ err, method: `${method.parent.typeName}/${method.name}` }, "unhandled error in service method");
-  }
+  const error = edgeError(err, method, log);
   error.metadata.forEach((value, key) => trailers.set(key, value));
   return { code: error.code as number as grpc.status, details: error.rawMessage, metadata: trailers };
 }
