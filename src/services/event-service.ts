@@ -5,6 +5,7 @@ import { Code, ConnectError, abortReason, invalidArgument } from "../errors.ts";
 import type { EventBus, EventType, RuntimeEvent } from "../events/types.ts";
 import type { JsonObject } from "../sessions/types.ts";
 import type { ServiceImpl } from "../transport/types.ts";
+import { Wakeup } from "./wakeup.ts";
 
 /**
  * EventService: each subscriber gets a bounded queue; one that falls more than
@@ -20,15 +21,14 @@ export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeo
       });
       const queue: RuntimeEvent[] = [];
       let overflowed = false;
-      let wake: (() => void) | undefined;
+      const wakeup = new Wakeup(call.signal);
       const unsubscribe = bus.subscribe(types.length ? types : "any", (event) => {
         if (req.agentId && event.agentId !== req.agentId) return;
         if (req.userId && event.userId !== req.userId) return;
         if (queue.length >= maxQueued) overflowed = true;
         else queue.push(event);
-        wake?.();
+        wakeup.wake();
       });
-      const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
       try {
         for (;;) {
           // Ended by the client, or by a server that is draining: UNAVAILABLE tells a client to reconnect elsewhere.
@@ -39,7 +39,7 @@ export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeo
             continue;
           }
           if (overflowed) throw new ConnectError(`subscriber fell more than ${maxQueued} events behind and was dropped`, Code.ResourceExhausted);
-          await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+          await wakeup.wait();
         }
       } finally {
         unsubscribe();

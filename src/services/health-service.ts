@@ -7,6 +7,7 @@ import {
 } from "../gen/grpc/health/v1/health_pb.ts";
 import { Code, ConnectError, abortReason } from "../errors.ts";
 import type { ServiceImpl } from "../transport/types.ts";
+import { Wakeup } from "./wakeup.ts";
 
 /** Serving status per service name; "" is the whole server. */
 export class HealthState {
@@ -55,9 +56,8 @@ export function healthService(state: HealthState): ServiceImpl<typeof Health.met
 
     async *watch(req, call) {
       let last: Status | undefined;
-      let wake: (() => void) | undefined;
-      const stop = state.onChange(() => wake?.());
-      const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
+      const wakeup = new Wakeup(call.signal);
+      const stop = state.onChange(() => wakeup.wake());
       try {
         for (;;) {
           const status = state.get(req.service) ?? Status.SERVICE_UNKNOWN;
@@ -66,7 +66,7 @@ export function healthService(state: HealthState): ServiceImpl<typeof Health.met
             yield create(HealthCheckResponseSchema, { status });
           }
           if (call.signal.aborted) throw abortReason(call.signal);
-          await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+          await wakeup.wait();
         }
       } finally {
         stop();
