@@ -1,20 +1,20 @@
 import { resolve } from "node:path";
 import type { Logger } from "pino";
-import { AgentRegistry } from "./agents/registry.ts";
-import type { AgentDefinition } from "./agents/types.ts";
-import { ConfigError } from "./config/load.ts";
+import { SharedClients } from "./clients/shared.ts";
+import type { LoadedConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
-import { Executor } from "./executor/executor.ts";
 import { MemoryEventBus } from "./events/memory-bus.ts";
+import { AdminService } from "./gen/qingyu/agent/v1/admin_pb.ts";
 import { AgentService } from "./gen/qingyu/agent/v1/agent_pb.ts";
 import { EventService } from "./gen/qingyu/agent/v1/event_pb.ts";
 import { SessionService } from "./gen/qingyu/agent/v1/session_pb.ts";
 import { Health } from "./gen/grpc/health/v1/health_pb.ts";
-import type { PluginDefinition } from "./plugins/define.ts";
+import { assemble, type SharedRuntime } from "./plugins/assemble.ts";
 import { builtinPlugins } from "./plugins/builtin/index.ts";
-import { discoverPlugins, instantiate, type HostBase } from "./plugins/loader.ts";
-import type { Middleware } from "./pipeline/types.ts";
-import type { LlmProvider } from "./providers/types.ts";
+import type { Generation } from "./plugins/generation.ts";
+import { LiveRuntime, type ReloadOutcome } from "./plugins/live-runtime.ts";
+import { discoverPlugins, type CatalogEntry } from "./plugins/loader.ts";
+import { adminService } from "./services/admin-service.ts";
 import { agentService } from "./services/agent-service.ts";
 import { eventService } from "./services/event-service.ts";
 import { HealthState, healthService } from "./services/health-service.ts";
@@ -34,6 +34,18 @@ export interface AppOptions {
   baseDir: string;
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
+  /** Re-reads the config for a reload; without it a reload reloads the plugins with the same config. */
+  reread?: () => LoadedConfig;
+}
+
+/** Every plugin the config can use: built-ins, plugin directories, npm packages. */
+export function discoverFor(config: Config, baseDir: string, bust?: string): Promise<Map<string, CatalogEntry>> {
+  const { dirs, packages, disabled } = config.plugins;
+  return discoverPlugins(
+    builtinPlugins,
+    dirs.map((d) => resolve(baseDir, d)),
+    { packages, disabled, baseDir, bust },
+  );
 }
 
 /** The ports actually bound. */
@@ -51,60 +63,49 @@ export class App {
     private readonly tracker: CallTracker,
     private readonly health: HealthState,
     private readonly store: SessionStore,
-    private readonly plugins: readonly PluginDefinition[],
+    private readonly live: LiveRuntime,
+    private readonly clients: SharedClients,
   ) {}
 
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
   static async create(options: AppOptions): Promise<App> {
     const { config, env, log, baseDir } = options;
     const events = new MemoryEventBus(log);
-    const agents = new AgentRegistry(enabledAgents(config, env, log));
-    const catalog = await discoverPlugins(builtinPlugins, config.plugins.dirs.map((d) => resolve(baseDir, d)));
-    const base: HostBase = { events, agents, env, logger: log };
-    const used = new Set<PluginDefinition>();
-
-    // Only providers some enabled agent uses are set up: an unused openai entry must not demand a key.
-    const providers = new Map<string, LlmProvider>();
-    for (const agent of agents.list()) {
-      if (providers.has(agent.provider)) continue;
-      const ref = config.providers[agent.provider];
-      if (!ref) {
-        const i = config.agents.findIndex((a) => a.id === agent.id);
-        throw new ConfigError(`invalid config:\n  agents.${i}.provider: no provider named "${agent.provider}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`);
-      }
-      const { product, entry } = await instantiate(catalog, ref, "llm-provider", `providers.${agent.provider}`, base);
-      providers.set(agent.provider, product);
-      used.add(entry.definition);
-    }
-
-    const middleware: Middleware[] = [];
-    for (const [i, ref] of config.pipeline.entries()) {
-      if (typeof ref !== "string" && !ref.enabled) continue;
-      const { product, entry } = await instantiate(catalog, ref, "middleware", `pipeline.${i}`, base);
-      middleware.push(product);
-      used.add(entry.definition);
-    }
-    for (const [i, ref] of config.eventHandlers.entries()) {
-      if (typeof ref !== "string" && !ref.enabled) continue;
-      const { product: handler, entry } = await instantiate(catalog, ref, "event-handler", `eventHandlers.${i}`, base);
-      events.subscribe(handler.types, (event) => handler.handle(event));
-      used.add(entry.definition);
-    }
-
+    const clients = new SharedClients(config, log);
     const store = new MemorySessionStore(config.sessions.sweepIntervalMs);
     const sessions = new SessionManager(store, events, config.sessions);
-    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log });
-    const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName]);
+    const shared: SharedRuntime = { events, sessions, clients, env, log };
+    let first: Generation;
+    try {
+      first = await assemble(1, config, baseDir, await discoverFor(config, baseDir), shared);
+    } catch (err) {
+      await Promise.all([clients.close(), store.close()]);
+      throw err;
+    }
+    const load = async (id: number) => {
+      const next = options.reread ? options.reread() : { config, baseDir };
+      // A fresh import of every plugin file, so edited files take effect.
+      const catalog = await discoverFor(next.config, next.baseDir, `generation=${id}`);
+      return assemble(id, next.config, next.baseDir, catalog, shared);
+    };
+    const live = new LiveRuntime(first, load, events, log);
+    const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName]);
     const services = [
-      hosted(AgentService, agentService(executor, agents, config.executor.batch)),
-      hosted(SessionService, sessionService(sessions, agents)),
-      hosted(EventService, eventService(events), { longLived: true }),
+      hosted(AgentService, agentService(live)),
+      hosted(SessionService, sessionService(sessions, live)),
+      hosted(EventService, eventService(events, live), { longLived: true }),
+      hosted(AdminService, adminService(live)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
     const tracker = new CallTracker();
     const grpc = new GrpcTransport(services, tracker, log);
     const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log);
-    return new App(options, grpc, http, tracker, health, store, [...used]);
+    return new App(options, grpc, http, tracker, health, store, live, clients);
+  }
+
+  /** Re-reads config and plugins (SIGHUP, AdminService.Reload); rejects and keeps the running ones when they fail. */
+  reload(): Promise<ReloadOutcome> {
+    return this.live.reload();
   }
 
   async start(): Promise<BoundPorts> {
@@ -130,27 +131,8 @@ export class App {
     }
     this.tracker.closeLongLived();
     await Promise.all([this.grpc.close(1000), this.http?.close(1000)]);
-    for (const plugin of this.plugins) {
-      try {
-        await plugin.dispose?.();
-      } catch (err) {
-        log.error({ err, plugin: plugin.name }, "plugin dispose failed");
-      }
-    }
-    await this.store.close();
+    // Plugins first: an audit flush still needs the shared pool.
+    await this.live.close();
+    await Promise.all([this.store.close(), this.clients.close()]);
   }
-}
-
-function enabledAgents(config: Config, env: AppOptions["env"], log: Logger): AgentDefinition[] {
-  const agents: AgentDefinition[] = [];
-  for (const a of config.agents) {
-    const missing = a.requireEnv.filter((name) => !env[name]);
-    if (missing.length) {
-      log.info({ agent: a.id, missing }, "agent left out: required environment variables are not set");
-      continue;
-    }
-    if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults });
-  }
-  return agents;
 }

@@ -1,7 +1,9 @@
 // The public API for plugin authors: `import { definePlugin } from "qingyu-agent-runtime"`.
 export { definePlugin } from "./plugins/define.ts";
 export type { EventHandler, PluginDefinition, PluginHost, PluginKind, PluginProducts } from "./plugins/define.ts";
-export type { AgentContext, AgentRunResult, GenerationOptions, Middleware, Next, RunEvent } from "./pipeline/types.ts";
+export type { AgentContext, AgentRunResult, GenerationOptions, Middleware, Next, RpcCall, RunEvent } from "./pipeline/types.ts";
+export type { Principal } from "./auth/principal.ts";
+export { actingUser } from "./auth/principal.ts";
 export type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest, ProviderResult, TokenUsage } from "./providers/types.ts";
 export { ProviderError } from "./providers/types.ts";
 export type { EventBus, EventType, RuntimeEvent } from "./events/types.ts";

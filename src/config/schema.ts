@@ -61,6 +61,10 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** Directories scanned for plugin files, relative to the config file. */
       dirs: z.array(z.string()).default(["plugins"]),
+      /** npm packages whose default export is a plugin, resolved from the config file's directory. */
+      packages: z.array(z.string().min(1)).default([]),
+      /** Plugins turned off without deleting them: plugin names, or file / folder names in a plugin directory (those are not even loaded). */
+      disabled: z.array(z.string().min(1)).default([]),
     })
     .prefault({}),
   /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
@@ -95,8 +99,23 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
-  redis: z.strictObject({ url: z.string().optional() }).prefault({}),
-  postgres: z.strictObject({ url: z.string().optional() }).prefault({}),
+  /** The shared Redis client (rate limits, cache, and later sessions and events). */
+  redis: z
+    .strictObject({
+      url: z.string().optional(),
+      commandTimeoutMs: z.number().int().positive().default(2000),
+      connectTimeoutMs: z.number().int().positive().default(2000),
+    })
+    .prefault({}),
+  /** The shared PostgreSQL pool (audit, and later sessions). */
+  postgres: z
+    .strictObject({
+      url: z.string().optional(),
+      poolSize: z.number().int().positive().default(10),
+      connectTimeoutMs: z.number().int().positive().default(2000),
+      statementTimeoutMs: z.number().int().positive().default(5000),
+    })
+    .prefault({}),
 });
 
 /** The validated configuration. */

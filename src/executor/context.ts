@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { AgentRegistry } from "../agents/registry.ts";
-import { invalidArgument } from "../errors.ts";
+import type { Principal } from "../auth/principal.ts";
+import { Code, ConnectError, invalidArgument } from "../errors.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import type { AgentDefinition } from "../agents/types.ts";
 import type { AgentContext, GenerationOptions } from "../pipeline/types.ts";
@@ -54,6 +55,8 @@ class CallAgentContext implements ExecutionContext {
   agentId: string;
   agent: AgentDefinition | undefined;
   userId: string;
+  readonly requestedUserId: string;
+  principal: Principal | undefined = undefined;
   readonly sessionId: string;
   task: string;
   readonly metadata: Record<string, string>;
@@ -74,6 +77,7 @@ class CallAgentContext implements ExecutionContext {
     this.agentId = input.agentId;
     this.agent = input.agentId ? agents.get(input.agentId) : undefined;
     this.userId = input.userId;
+    this.requestedUserId = input.userId;
     this.sessionId = input.sessionId;
     this.task = input.task;
     this.metadata = input.metadata;
@@ -86,8 +90,10 @@ class CallAgentContext implements ExecutionContext {
     return this.call.header(name);
   }
 
+  // Read once, but the owner is checked on every use: auth may set the user after an early read.
   session(): Promise<SessionRecord | undefined> {
-    return (this.loaded ??= this.sessionId ? this.sessions.get(this.sessionId, this.userId).then((s) => this.check(s)) : Promise.resolve(undefined));
+    this.loaded ??= this.sessionId ? this.sessions.get(this.sessionId, "") : Promise.resolve(undefined);
+    return this.loaded.then((s) => s && this.check(s));
   }
 
   history(): Promise<ChatMessage[]> {
@@ -102,8 +108,12 @@ class CallAgentContext implements ExecutionContext {
   }
 
   private check(session: SessionRecord): SessionRecord {
-    // A call without user_id acts as the session's owner.
-    this.userId ||= session.userId;
+    // A call that named no user acts as the session's owner; so does an admin that named none.
+    if (!this.userId || (this.principal?.admin && !this.requestedUserId)) {
+      this.userId = session.userId;
+    } else if (session.userId !== this.userId) {
+      throw new ConnectError(`session "${session.id}" belongs to another user`, Code.PermissionDenied);
+    }
     if (this.agentId && session.agentId && session.agentId !== this.agentId) {
       throw invalidArgument("agent_id", `session "${session.id}" is bound to agent "${session.agentId}", not "${this.agentId}"`);
     }

@@ -1,6 +1,7 @@
 import type { ChatMessage, TokenUsage } from "../providers/types.ts";
 import type { SessionRecord } from "../sessions/types.ts";
 import type { AgentDefinition } from "../agents/types.ts";
+import type { Principal } from "../auth/principal.ts";
 
 /** The outcome of one run, as the client receives it. */
 export interface AgentRunResult {
@@ -33,7 +34,15 @@ export interface AgentContext {
   readonly agentId: string;
   /** The configured agent, or undefined when agent_id names none (validation rejects it). */
   readonly agent: AgentDefinition | undefined;
+  /**
+   * The user the call acts as: the request's user_id until an auth middleware
+   * sets it from the principal (see actingUser).
+   */
   userId: string;
+  /** The user_id the request named ("" when none). */
+  readonly requestedUserId: string;
+  /** Who is calling, once an auth middleware has established it. */
+  principal: Principal | undefined;
   readonly sessionId: string;
   task: string;
   /** The request's metadata map. */
@@ -56,10 +65,31 @@ export interface AgentContext {
 /** Calls the rest of the onion. */
 export type Next = () => AsyncIterable<RunEvent>;
 
+/** An RPC that does not run an agent (sessions, events, agent listing, admin), as `admit` sees it. */
+export interface RpcCall {
+  /** Fully-qualified service, e.g. "qingyu.agent.v1.SessionService". */
+  readonly service: string;
+  /** Method name, e.g. "GetSession". */
+  readonly method: string;
+  /** A request header (gRPC metadata), lower-case name. */
+  header(name: string): string | undefined;
+  /** Who is calling; an auth middleware sets it. */
+  principal: Principal | undefined;
+  readonly signal: AbortSignal;
+}
+
 /** One layer of the onion: code before `next()` pre-processes, after it post-processes. */
 export interface Middleware {
   readonly name: string;
   process(ctx: AgentContext, next: Next): AsyncIterable<RunEvent>;
+  /**
+   * Runs, in pipeline order, before every RPC that has no onion of its own
+   * (SessionService, EventService, ListAgents, AdminService). Throw a
+   * ConnectError to refuse the call; set `call.principal` to authenticate it.
+   */
+  admit?(call: RpcCall): void | Promise<void>;
+  /** Releases what setup acquired (timers, queues); called at shutdown and once a reload has replaced it. */
+  dispose?(): void | Promise<void>;
 }
 
 /** The innermost handler (the agent call itself). */

@@ -1,3 +1,5 @@
+import type { Redis } from "ioredis";
+import type { Pool } from "pg";
 import type { Logger } from "pino";
 import type { ZodType } from "zod";
 import type { AgentRegistry } from "../agents/registry.ts";
@@ -12,6 +14,8 @@ export type PluginKind = "middleware" | "event-handler" | "llm-provider";
 export interface EventHandler {
   types: readonly EventType[] | "any";
   handle(event: RuntimeEvent): void | Promise<void>;
+  /** Releases what setup acquired; called at shutdown and once a reload has replaced it. */
+  dispose?(): void | Promise<void>;
 }
 
 /** What `setup` returns for each kind. */
@@ -32,6 +36,14 @@ export interface PluginHost<Options = unknown> {
   readonly agents: AgentRegistry;
   /** The process environment, passed in rather than read globally (tests inject their own). */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** The process's shared Redis client; throws when `redis.url` is not configured. The runtime closes it. */
+  redis(): Redis;
+  /** The process's shared PostgreSQL pool; throws when `postgres.url` is not configured. The runtime closes it. */
+  postgres(): Pool;
+  /** Another configured provider (a key of `providers`), set up on first request; for providers that wrap others. */
+  provider(name: string): Promise<LlmProvider>;
+  /** Resolves a path from the config the plugin was configured in. */
+  resolvePath(path: string): string;
 }
 
 /** A plugin module's default export, made by definePlugin. */

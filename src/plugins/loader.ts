@@ -1,5 +1,6 @@
 import { readdirSync, statSync, readFileSync, existsSync } from "node:fs";
-import { extname, join, resolve } from "node:path";
+import { dirname, extname, join, resolve } from "node:path";
+import process from "node:process";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
 import { formatIssues } from "../config/load.ts";
@@ -16,33 +17,79 @@ export class PluginError extends Error {
 /** A known plugin and where it came from. */
 export interface CatalogEntry {
   definition: PluginDefinition;
-  /** "builtin" or the file it was loaded from. */
+  /** "builtin", the file it was loaded from, or "npm:<package> (<file>)". */
   source: string;
+  /** Turned off by `plugins.disabled`: listed, but config may not use it. */
+  disabled: boolean;
+}
+
+/** Where else to look, beyond the plugin directories. */
+export interface DiscoveryOptions {
+  /** npm packages named in config. */
+  packages?: readonly string[];
+  /** Plugin names, or entry names in a directory, that are turned off. */
+  disabled?: readonly string[];
+  /** Where packages are resolved from (the config file's directory). */
+  baseDir?: string;
+  /**
+   * Appended to module URLs as a query so that a reload imports files afresh
+   * instead of getting the module cache's old copy.
+   */
+  bust?: string;
 }
 
 const MODULE_EXTENSIONS = new Set([".ts", ".mts", ".js", ".mjs"]);
 
 /**
  * Every plugin the runtime knows: the built-ins, then each entry of each
- * plugin directory (a module file, or a folder whose package.json names one).
+ * plugin directory (a module file, or a folder whose package.json names one),
+ * then the configured npm packages.
  */
-export async function discoverPlugins(builtins: readonly PluginDefinition[], dirs: readonly string[]): Promise<Map<string, CatalogEntry>> {
+export async function discoverPlugins(
+  builtins: readonly PluginDefinition[],
+  dirs: readonly string[],
+  options: DiscoveryOptions = {},
+): Promise<Map<string, CatalogEntry>> {
+  const disabled = new Set(options.disabled ?? []);
   const catalog = new Map<string, CatalogEntry>();
   const add = (definition: PluginDefinition, source: string) => {
     const existing = catalog.get(definition.name);
     if (existing) throw new PluginError(`${source}: plugin name "${definition.name}" is already taken by ${existing.source}`);
-    catalog.set(definition.name, { definition, source });
+    catalog.set(definition.name, { definition, source, disabled: disabled.has(definition.name) });
   };
   for (const def of builtins) add(def, "builtin");
   for (const dir of dirs) {
     if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir).sort()) {
       if (name.startsWith(".") || name.startsWith("_") || name.endsWith(".d.ts") || /\.test\.[mc]?[jt]s$/.test(name)) continue;
+      // A disabled entry is not even imported: turning off a broken file must work.
+      if (disabled.has(name) || disabled.has(name.replace(/\.[mc]?[jt]s$/, ""))) continue;
       const file = entryModule(join(dir, name));
-      if (file) add(await importPlugin(file), file);
+      if (file) add(await importPlugin(file, options.bust), file);
     }
   }
+  for (const pkg of options.packages ?? []) {
+    const file = packageModule(pkg, options.baseDir ?? process.cwd());
+    add(await importPlugin(file, options.bust, `npm package "${pkg}" (${file})`), `npm:${pkg} (${file})`);
+  }
   return catalog;
+}
+
+// Node's resolution of a bare name, from the config's directory upwards, without loading it.
+function packageModule(pkg: string, baseDir: string): string {
+  if (!/^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/.test(pkg)) {
+    throw new PluginError(`plugins.packages: "${pkg}" is not an npm package name`);
+  }
+  for (let dir = resolve(baseDir); ; dir = dirname(dir)) {
+    const candidate = join(dir, "node_modules", pkg);
+    if (existsSync(join(candidate, "package.json"))) {
+      const file = entryModule(candidate);
+      if (!file) throw new PluginError(`npm package "${pkg}" (${candidate}) names no module`);
+      return file;
+    }
+    if (dirname(dir) === dir) break;
+  }
+  throw new PluginError(`plugins.packages: npm package "${pkg}" is not installed (looked in node_modules from ${baseDir} upwards)`);
 }
 
 function entryModule(path: string): string | undefined {
@@ -74,15 +121,16 @@ function exportedModule(exports: unknown): string | undefined {
   return typeof pick === "string" ? pick : undefined;
 }
 
-async function importPlugin(file: string): Promise<PluginDefinition> {
+async function importPlugin(file: string, bust: string | undefined, label = file): Promise<PluginDefinition> {
   let mod: { default?: unknown };
+  const url = pathToFileURL(resolve(file)).href;
   try {
-    mod = await import(pathToFileURL(resolve(file)).href);
+    mod = await import(bust ? `${url}?${bust}` : url);
   } catch (cause) {
-    throw new PluginError(`${file}: cannot be loaded: ${(cause as Error).message}`, { cause });
+    throw new PluginError(`${label}: cannot be loaded: ${(cause as Error).message}`, { cause });
   }
   const problem = pluginShapeProblem(mod.default);
-  if (problem) throw new PluginError(`${file}: ${problem}`);
+  if (problem) throw new PluginError(`${label}: ${problem}`);
   return mod.default as PluginDefinition;
 }
 
@@ -108,6 +156,7 @@ export async function instantiate<K extends PluginKind>(
     throw new PluginError(`${where}: no ${kind} plugin named "${name}" (known: ${known.join(", ") || "none"})`);
   }
   const { definition, source } = entry;
+  if (entry.disabled) throw new PluginError(`${where}: plugin "${name}" (${source}) is turned off by plugins.disabled`);
   if (definition.kind !== kind) throw new PluginError(`${where}: plugin "${name}" (${source}) is a ${definition.kind}, not a ${kind}`);
   let options: unknown = rawOptions;
   if (definition.configSchema) {

@@ -43,6 +43,8 @@ export interface ProviderResult {
 export interface LlmProvider {
   stream(req: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
   generate?(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult>;
+  /** Releases what setup acquired; called at shutdown and once a reload has replaced it. */
+  dispose?(): void | Promise<void>;
 }
 
 /**

@@ -27,3 +27,8 @@ export function exit(code: number): never {
 
 export const argv: readonly string[] = process.argv.slice(2);
 export const env: Readonly<Record<string, string | undefined>> = process.env;
+
+/** Runs `handler` on every SIGHUP (the conventional "reload your config" signal). */
+export function onReloadSignal(handler: () => void): void {
+  process.on("SIGHUP", handler);
+}

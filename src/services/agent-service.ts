@@ -7,11 +7,11 @@ import {
   ListAgentsResponseSchema,
   type ExecuteStreamResponse,
 } from "../gen/qingyu/agent/v1/agent_pb.ts";
-import type { AgentRegistry } from "../agents/registry.ts";
 import { invalidArgument } from "../errors.ts";
-import type { Executor } from "../executor/executor.ts";
+import type { LiveRuntime } from "../plugins/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
+import { admitted, onGeneration } from "./scope.ts";
 
 /** Batch limits from config. */
 export interface BatchPolicy {
@@ -20,16 +20,26 @@ export interface BatchPolicy {
   maxItems: number;
 }
 
-/** AgentService: proto in, executor, proto out. */
-export function agentService(executor: Executor, agents: AgentRegistry, batch: BatchPolicy): ServiceImpl<typeof AgentService.method> {
+/**
+ * AgentService: proto in, the current generation's executor, proto out. Each
+ * call holds the generation it started on, so a reload never changes the
+ * pipeline under it.
+ */
+export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService.method> {
   return {
     async execute(req, call) {
-      const result = await executor.execute(toExecuteInput(req), call);
-      return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: req.sessionId });
+      const gen = live.current;
+      gen.enter();
+      try {
+        const result = await gen.parts.executor.execute(toExecuteInput(req), call);
+        return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: req.sessionId });
+      } finally {
+        gen.leave();
+      }
     },
 
     async *executeStream(req, call) {
-      for await (const event of executor.stream(toExecuteInput(req), call)) {
+      for await (const event of onGeneration(live, (gen) => gen.parts.executor.stream(toExecuteInput(req), call))) {
         let message: ExecuteStreamResponse;
         switch (event.type) {
           case "started":
@@ -49,12 +59,20 @@ export function agentService(executor: Executor, agents: AgentRegistry, batch: B
     },
 
     async executeBatch(req, call) {
-      if (req.requests.length === 0) throw invalidArgument("requests", "must not be empty");
-      if (req.requests.length > batch.maxItems) {
-        throw invalidArgument("requests", `has ${req.requests.length} items; the limit is ${batch.maxItems}`);
+      const gen = live.current;
+      gen.enter();
+      let outcomes;
+      try {
+        const batch: BatchPolicy = gen.parts.config.executor.batch;
+        if (req.requests.length === 0) throw invalidArgument("requests", "must not be empty");
+        if (req.requests.length > batch.maxItems) {
+          throw invalidArgument("requests", `has ${req.requests.length} items; the limit is ${batch.maxItems}`);
+        }
+        const concurrency = Math.min(req.maxConcurrency || batch.defaultConcurrency, batch.maxConcurrency);
+        outcomes = await gen.parts.executor.batch(req.requests.map(toExecuteInput), concurrency, call);
+      } finally {
+        gen.leave();
       }
-      const concurrency = Math.min(req.maxConcurrency || batch.defaultConcurrency, batch.maxConcurrency);
-      const outcomes = await executor.batch(req.requests.map(toExecuteInput), concurrency, call);
       return create(ExecuteBatchResponseSchema, {
         items: outcomes.map((o) =>
           "result" in o
@@ -64,10 +82,12 @@ export function agentService(executor: Executor, agents: AgentRegistry, batch: B
       });
     },
 
-    async listAgents() {
-      return create(ListAgentsResponseSchema, {
-        agents: agents.list().map((a) => ({ agentId: a.id, description: a.description, provider: a.provider, model: a.model })),
-      });
+    listAgents(_req, call) {
+      return admitted(live, call, { service: AgentService.typeName, method: "ListAgents" }, async ({ gen }) =>
+        create(ListAgentsResponseSchema, {
+          agents: gen.parts.agents.list().map((a) => ({ agentId: a.id, description: a.description, provider: a.provider, model: a.model })),
+        }),
+      );
     },
   };
 }

@@ -5,6 +5,8 @@ import { Code, ConnectError, abortReason, invalidArgument } from "../errors.ts";
 import type { EventBus, EventType, RuntimeEvent } from "../events/types.ts";
 import type { JsonObject } from "../sessions/types.ts";
 import type { ServiceImpl } from "../transport/types.ts";
+import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import { admitted } from "./scope.ts";
 import { Wakeup } from "./wakeup.ts";
 
 /**
@@ -12,9 +14,13 @@ import { Wakeup } from "./wakeup.ts";
  * `maxQueued` events behind is ended with RESOURCE_EXHAUSTED instead of growing
  * memory without bound.
  */
-export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeof EventService.method> {
+export function eventService(bus: EventBus, live: LiveRuntime, maxQueued = 1000): ServiceImpl<typeof EventService.method> {
   return {
     async *subscribe(req, call) {
+      // Admission only: a subscription may outlive many reloads, so it holds no generation.
+      const { principal, user } = await admitted(live, call, { service: EventService.typeName, method: "Subscribe", userId: req.userId }, async (a) => a);
+      // With auth, a user sees only events of their own calls; an admin sees whatever user_id selects.
+      const userFilter = principal?.admin ? req.userId : user;
       const types = req.types.map((t) => {
         if (t === ProtoEventType.UNSPECIFIED || !(t in ProtoEventType)) throw invalidArgument("types", `contains an unknown event type ${t}`);
         return ProtoEventType[t] as EventType;
@@ -24,7 +30,7 @@ export function eventService(bus: EventBus, maxQueued = 1000): ServiceImpl<typeo
       const wakeup = new Wakeup(call.signal);
       const unsubscribe = bus.subscribe(types.length ? types : "any", (event) => {
         if (req.agentId && event.agentId !== req.agentId) return;
-        if (req.userId && event.userId !== req.userId) return;
+        if (userFilter && event.userId !== userFilter) return;
         if (queue.length >= maxQueued) overflowed = true;
         else queue.push(event);
         wakeup.wake();

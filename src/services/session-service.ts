@@ -9,49 +9,75 @@ import {
   SaveCheckpointResponseSchema,
   SessionService,
 } from "../gen/qingyu/agent/v1/session_pb.ts";
-import type { AgentRegistry } from "../agents/registry.ts";
 import { invalidArgument, notFound } from "../errors.ts";
+import type { LiveRuntime } from "../plugins/live-runtime.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toCheckpoint, toSession } from "./convert.ts";
+import { admitted, type Admitted } from "./scope.ts";
 
-/** SessionService: proto in, SessionManager, proto out. */
-export function sessionService(sessions: SessionManager, agents: AgentRegistry): ServiceImpl<typeof SessionService.method> {
+const SERVICE = SessionService.typeName;
+
+// Whose sessions a call may touch: the acting user's, or anyone's for an admin that named no user.
+function owner({ principal, user }: Admitted): string {
+  return principal?.admin && user === principal.id ? "" : user;
+}
+
+/**
+ * SessionService: proto in, SessionManager, proto out. Every RPC passes the
+ * pipeline's admit hooks; with auth configured the principal is the user, so
+ * one user can neither read, list, checkpoint nor delete another's sessions.
+ */
+export function sessionService(sessions: SessionManager, live: LiveRuntime): ServiceImpl<typeof SessionService.method> {
   return {
-    async createSession(req) {
-      if (!req.agentId) throw invalidArgument("agent_id", "is required");
-      if (!agents.get(req.agentId)) throw notFound("agent", req.agentId);
-      const session = await sessions.create(req.userId, req.agentId, req.metadata, req.ttlSeconds);
-      return create(CreateSessionResponseSchema, { session: toSession(session) });
+    createSession(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "CreateSession", userId: req.userId }, async ({ gen, user }) => {
+        if (!req.agentId) throw invalidArgument("agent_id", "is required");
+        if (!gen.parts.agents.get(req.agentId)) throw notFound("agent", req.agentId);
+        const session = await sessions.create(user, req.agentId, req.metadata, req.ttlSeconds);
+        return create(CreateSessionResponseSchema, { session: toSession(session) });
+      });
     },
 
-    async getSession(req) {
-      return create(GetSessionResponseSchema, { session: toSession(await sessions.get(req.sessionId, req.userId)) });
+    getSession(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "GetSession", userId: req.userId }, async (a) =>
+        create(GetSessionResponseSchema, { session: toSession(await sessions.get(req.sessionId, owner(a))) }),
+      );
     },
 
-    async listSessions(req) {
-      const page = await sessions.list(req.userId, req.pageSize, req.pageToken);
-      return create(ListSessionsResponseSchema, { sessions: page.items.map(toSession), nextPageToken: page.nextPageToken });
+    listSessions(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "ListSessions", userId: req.userId }, async ({ user }) => {
+        const page = await sessions.list(user, req.pageSize, req.pageToken);
+        return create(ListSessionsResponseSchema, { sessions: page.items.map(toSession), nextPageToken: page.nextPageToken });
+      });
     },
 
-    async deleteSession(req) {
-      await sessions.delete(req.sessionId, req.userId);
-      return create(DeleteSessionResponseSchema);
+    deleteSession(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "DeleteSession", userId: req.userId }, async (a) => {
+        await sessions.delete(req.sessionId, owner(a));
+        return create(DeleteSessionResponseSchema);
+      });
     },
 
-    async saveCheckpoint(req) {
-      const checkpoint = await sessions.saveCheckpoint(req.sessionId, req.userId, req.data ?? {}, Number(req.expectedVersion));
-      return create(SaveCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
+    saveCheckpoint(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "SaveCheckpoint", userId: req.userId }, async (a) => {
+        const checkpoint = await sessions.saveCheckpoint(req.sessionId, owner(a), req.data ?? {}, Number(req.expectedVersion));
+        return create(SaveCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
+      });
     },
 
-    async getCheckpoint(req) {
-      const checkpoint = await sessions.getCheckpoint(req.sessionId, req.userId, req.checkpointId);
-      return create(GetCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
+    getCheckpoint(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "GetCheckpoint", userId: req.userId }, async (a) => {
+        const checkpoint = await sessions.getCheckpoint(req.sessionId, owner(a), req.checkpointId);
+        return create(GetCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
+      });
     },
 
-    async listCheckpoints(req) {
-      const page = await sessions.listCheckpoints(req.sessionId, req.userId, req.pageSize, req.pageToken);
-      return create(ListCheckpointsResponseSchema, { checkpoints: page.items.map(toCheckpoint), nextPageToken: page.nextPageToken });
+    listCheckpoints(req, call) {
+      return admitted(live, call, { service: SERVICE, method: "ListCheckpoints", userId: req.userId }, async (a) => {
+        const page = await sessions.listCheckpoints(req.sessionId, owner(a), req.pageSize, req.pageToken);
+        return create(ListCheckpointsResponseSchema, { checkpoints: page.items.map(toCheckpoint), nextPageToken: page.nextPageToken });
+      });
     },
   };
 }

@@ -23,6 +23,8 @@ function context(task = "task"): AgentContext {
     agentId: "agent",
     agent: undefined,
     userId: "u",
+    requestedUserId: "u",
+    principal: undefined,
     sessionId: "",
     task,
     metadata: {},

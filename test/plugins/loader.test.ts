@@ -208,11 +208,26 @@ export default definePlugin({ name: "", kind: "middleware", setup() { return {};
 describe("instantiate", () => {
   function base(lines: Record<string, unknown>[] = []): HostBase {
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    return { logger, events: new MemoryEventBus(pino({ level: "silent" })), agents: new AgentRegistry([]), env: { TOKEN: "t" } };
+    return {
+      logger,
+      events: new MemoryEventBus(pino({ level: "silent" })),
+      agents: new AgentRegistry([]),
+      env: { TOKEN: "t" },
+      redis: () => {
+        throw new Error("no Redis in this test");
+      },
+      postgres: () => {
+        throw new Error("no PostgreSQL in this test");
+      },
+      provider: async (name) => {
+        throw new Error(`no provider ${name} in this test`);
+      },
+      resolvePath: (p) => p,
+    };
   }
 
   function catalogOf(...defs: PluginDefinition[]): Map<string, CatalogEntry> {
-    return new Map(defs.map((definition) => [definition.name, { definition, source: `/plugins/${definition.name}.ts` }]));
+    return new Map(defs.map((definition) => [definition.name, { definition, source: `/plugins/${definition.name}.ts`, disabled: false }]));
   }
 
   const limiter = definePlugin({

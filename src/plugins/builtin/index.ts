@@ -1,8 +1,11 @@
 import type { PluginDefinition } from "../define.ts";
+import alerting from "./alerting.ts";
+import cache from "./cache/plugin.ts";
 import echo from "./echo.ts";
+import fallback from "./fallback.ts";
 import logging from "./logging.ts";
 import openai from "./openai.ts";
 import validation from "./validation.ts";
 
 /** The plugins that ship with the runtime, written against the public contract. */
-export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, echo, openai] as unknown as PluginDefinition[];
+export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, cache, echo, openai, fallback, alerting] as unknown as PluginDefinition[];

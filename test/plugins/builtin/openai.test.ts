@@ -21,6 +21,16 @@ async function setup(rawOptions: unknown, env: Record<string, string | undefined
     events,
     agents: new AgentRegistry([]),
     env,
+    redis: () => {
+      throw new Error("no Redis in this test");
+    },
+    postgres: () => {
+      throw new Error("no PostgreSQL in this test");
+    },
+    provider: async (name) => {
+      throw new Error(`no provider ${name} in this test`);
+    },
+    resolvePath: (p) => p,
   };
   return openaiPlugin.setup(host);
 }

@@ -1,0 +1,39 @@
+import type { Config } from "../config/schema.ts";
+import { discoverFor } from "../app.ts";
+
+/**
+ * `qingyu plugins`: what was discovered, its kind and source, whether it is
+ * enabled and used, and the pipeline order — read from the config and plugin
+ * files without setting any plugin up (so it opens no connection).
+ */
+export async function describePlugins(config: Config, baseDir: string): Promise<string> {
+  const catalog = await discoverFor(config, baseDir);
+  const enabled = (ref: Config["pipeline"][number]) => typeof ref === "string" || ref.enabled;
+  const name = (ref: Config["pipeline"][number]) => (typeof ref === "string" ? ref : ref.plugin);
+  const used = new Set<string>([
+    ...config.pipeline.filter(enabled).map(name),
+    ...config.eventHandlers.filter(enabled).map(name),
+    ...config.agents.map((a) => config.providers[a.provider]?.plugin).filter((p): p is string => !!p),
+  ]);
+  const rows = [...catalog.values()].map((e) => [
+    e.definition.name,
+    e.definition.kind,
+    e.disabled ? "disabled" : used.has(e.definition.name) ? "in use" : "available",
+    e.source,
+  ]);
+  const header = ["NAME", "KIND", "STATUS", "SOURCE"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
+  const pipeline = config.pipeline.map((ref, i) => `  ${i + 1}. ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
+  const handlers = config.eventHandlers.map((ref) => `  - ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
+  return [
+    line(header),
+    ...rows.map(line),
+    "",
+    "pipeline (outermost first):",
+    ...(pipeline.length ? pipeline : ["  (empty)"]),
+    "event handlers:",
+    ...(handlers.length ? handlers : ["  (none)"]),
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,135 @@
+import { resolve } from "node:path";
+import type { Logger } from "pino";
+import { AgentRegistry } from "../agents/registry.ts";
+import type { AgentDefinition } from "../agents/types.ts";
+import type { SharedClients } from "../clients/shared.ts";
+import { ConfigError } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import type { EventBus } from "../events/types.ts";
+import { Executor } from "../executor/executor.ts";
+import { Admission } from "../pipeline/admission.ts";
+import type { Middleware } from "../pipeline/types.ts";
+import type { LlmProvider } from "../providers/types.ts";
+import type { SessionManager } from "../sessions/manager.ts";
+import type { EventHandler, PluginDefinition, PluginHost } from "./define.ts";
+import { Generation, type Disposable } from "./generation.ts";
+import { instantiate, PluginError, type CatalogEntry, type HostBase } from "./loader.ts";
+
+/** What outlives a reload: shared by every generation. */
+export interface SharedRuntime {
+  events: EventBus;
+  sessions: SessionManager;
+  clients: SharedClients;
+  env: Readonly<Record<string, string | undefined>>;
+  log: Logger;
+}
+
+/**
+ * Sets up every plugin the config uses and builds the executor around them.
+ * When anything fails, what was already set up is disposed before the error
+ * propagates, so a failed reload leaks nothing.
+ */
+export async function assemble(
+  id: number,
+  config: Config,
+  baseDir: string,
+  catalog: ReadonlyMap<string, CatalogEntry>,
+  shared: SharedRuntime,
+): Promise<Generation> {
+  const { events, sessions, clients, env, log } = shared;
+  const agents = new AgentRegistry(enabledAgents(config, env, log));
+  const disposables: Disposable[] = [];
+  const definitions = new Set<PluginDefinition>();
+  const providers = new Map<string, LlmProvider>();
+  const settingUp = new Map<string, Promise<LlmProvider>>();
+
+  // Providers come up on demand so that a fallback provider can ask for the ones it wraps.
+  const provider = (name: string, chain: readonly string[]): Promise<LlmProvider> => {
+    const known = settingUp.get(name);
+    if (known) {
+      if (chain.includes(name)) return Promise.reject(new PluginError(`providers.${name}: providers refer to each other in a cycle (${[...chain, name].join(" → ")})`));
+      return known;
+    }
+    const ref = config.providers[name];
+    if (!ref) {
+      return Promise.reject(new PluginError(`${chain.length ? `providers.${chain.at(-1)}` : "providers"}: no provider named "${name}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`));
+    }
+    const promise = instantiate(catalog, ref, "llm-provider", `providers.${name}`, host([...chain, name])).then(({ product, entry }) => {
+      providers.set(name, product);
+      definitions.add(entry.definition);
+      if (product.dispose) disposables.push({ where: `providers.${name}`, dispose: () => product.dispose!() });
+      return product;
+    });
+    settingUp.set(name, promise);
+    return promise;
+  };
+  const host = (chain: readonly string[]): HostBase => ({
+    events,
+    agents,
+    env,
+    logger: log,
+    redis: () => clients.redis(),
+    postgres: () => clients.postgres(),
+    provider: (name) => provider(name, chain),
+    resolvePath: (path) => resolve(baseDir, path),
+  } satisfies Omit<PluginHost, "options">);
+
+  try {
+    // Only providers some enabled agent uses are set up: an unused openai entry must not demand a key.
+    for (const agent of agents.list()) {
+      if (!config.providers[agent.provider]) {
+        const i = config.agents.findIndex((a) => a.id === agent.id);
+        throw new ConfigError(`invalid config:\n  agents.${i}.provider: no provider named "${agent.provider}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`);
+      }
+      await provider(agent.provider, []);
+    }
+    const middleware: Middleware[] = [];
+    for (const [i, ref] of config.pipeline.entries()) {
+      if (typeof ref !== "string" && !ref.enabled) continue;
+      const { product, entry } = await instantiate(catalog, ref, "middleware", `pipeline.${i}`, host([]));
+      middleware.push(product);
+      definitions.add(entry.definition);
+      if (product.dispose) disposables.push({ where: `pipeline.${i}`, dispose: () => product.dispose!() });
+    }
+    const handlers: EventHandler[] = [];
+    for (const [i, ref] of config.eventHandlers.entries()) {
+      if (typeof ref !== "string" && !ref.enabled) continue;
+      const { product, entry } = await instantiate(catalog, ref, "event-handler", `eventHandlers.${i}`, host([]));
+      handlers.push(product);
+      definitions.add(entry.definition);
+      if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
+    }
+    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log });
+    return new Generation({
+      id,
+      config,
+      catalog,
+      agents,
+      executor,
+      admission: new Admission(middleware),
+      pipeline: middleware.map((m) => m.name),
+      handlers,
+      disposables,
+      definitions,
+    });
+  } catch (err) {
+    // Settle providers still coming up (a fallback's) so their products are disposed too.
+    await Promise.allSettled(settingUp.values());
+    await new Generation({ id, config, catalog, agents, executor: undefined!, admission: new Admission([]), pipeline: [], handlers: [], disposables, definitions: new Set() }).dispose(log);
+    throw err;
+  }
+}
+
+function enabledAgents(config: Config, env: SharedRuntime["env"], log: Logger): AgentDefinition[] {
+  const agents: AgentDefinition[] = [];
+  for (const a of config.agents) {
+    const missing = a.requireEnv.filter((name) => !env[name]);
+    if (missing.length) {
+      log.info({ agent: a.id, missing }, "agent left out: required environment variables are not set");
+      continue;
+    }
+    if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
+    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults });
+  }
+  return agents;
+}

@@ -1,0 +1,54 @@
+import { z } from "zod";
+import type { AgentRunResult } from "../../../pipeline/types.ts";
+
+/** One cached run: what a hit replays. */
+export interface CachedRun {
+  /** The model the original `started` event named. */
+  model: string;
+  /** The original deltas, in order, so a hit streams the same chunks. */
+  chunks: string[];
+  /** The original result (without the cache marker). */
+  result: AgentRunResult;
+}
+
+// Entries may come from another process (or version) through Redis: checked, not trusted.
+const Entry = z.object({
+  v: z.literal(1),
+  model: z.string(),
+  chunks: z.array(z.string()),
+  result: z.object({
+    success: z.boolean(),
+    output: z.string(),
+    model: z.string(),
+    finishReason: z.string(),
+    usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
+    durationMs: z.number(),
+    metadata: z.record(z.string(), z.string()),
+  }),
+});
+
+/** The stored form of an entry. */
+export function encodeEntry(run: CachedRun): string {
+  return JSON.stringify({ v: 1, model: run.model, chunks: run.chunks, result: run.result });
+}
+
+/** The entry stored as `text`, or undefined when it is not one this version wrote. */
+export function decodeEntry(text: string): CachedRun | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = Entry.safeParse(raw);
+  if (!parsed.success) return undefined;
+  const { model, chunks, result } = parsed.data;
+  return { model, chunks, result };
+}
+
+const encoder = new TextEncoder();
+
+/** Size of a stored entry in UTF-8 bytes. */
+export function entryBytes(text: string): number {
+  return encoder.encode(text).byteLength;
+}

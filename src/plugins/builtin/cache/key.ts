@@ -1,0 +1,40 @@
+import { createHash } from "node:crypto";
+import type { AgentContext } from "../../../pipeline/types.ts";
+
+/**
+ * JSON with object keys sorted at every level and undefined fields dropped, so
+ * that equal inputs give equal text whatever order their fields were set in.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`;
+  const fields = Object.keys(value as Record<string, unknown>)
+    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+  return `{${fields.join(",")}}`;
+}
+
+/**
+ * The cache key of a call: SHA-256 (hex) over everything that shapes the
+ * answer: agent, effective model, system prompt, generation options, history,
+ * task, and the user when answers are per user.
+ */
+export async function cacheKey(ctx: AgentContext, perUser: boolean): Promise<string> {
+  // History first: reading the session may settle ctx.userId (a call naming no user acts as the owner).
+  const history = await ctx.history();
+  const agent = ctx.agent;
+  const material = {
+    // Bumped when the entry format or key material changes, so old entries are never read.
+    v: 1,
+    agent: ctx.agentId,
+    provider: agent?.provider,
+    model: ctx.options.model || agent?.model || "",
+    system: agent?.systemPrompt ?? "",
+    options: { temperature: ctx.options.temperature, maxTokens: ctx.options.maxTokens, defaults: agent?.defaults },
+    history: history.map((m) => ({ role: m.role, content: m.content })),
+    task: ctx.task,
+    user: perUser ? ctx.userId : undefined,
+  };
+  return createHash("sha256").update(canonicalJson(material)).digest("hex");
+}

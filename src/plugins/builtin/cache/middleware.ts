@@ -1,0 +1,97 @@
+import type { Logger } from "pino";
+import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent } from "../../../pipeline/types.ts";
+import { decodeEntry, encodeEntry, entryBytes } from "./entry.ts";
+import { cacheKey } from "./key.ts";
+import type { CacheStore } from "./store.ts";
+
+/** What the cache middleware needs besides its store. */
+export interface CacheSettings {
+  ttlSeconds: number;
+  maxEntryBytes: number;
+  perUser: boolean;
+}
+
+/** How a request's `cache-control` header asks the cache to behave. */
+interface Directives {
+  /** Skip the lookup (the answer is still stored). */
+  noCache: boolean;
+  /** Neither look up nor store. */
+  noStore: boolean;
+}
+
+function directives(header: string | undefined): Directives {
+  const tokens = (header ?? "").toLowerCase().split(",").map((t) => t.trim());
+  return { noCache: tokens.includes("no-cache"), noStore: tokens.includes("no-store") };
+}
+
+function marked(result: AgentRunResult, cache: string, durationMs = result.durationMs): AgentRunResult {
+  return { ...result, durationMs, metadata: { ...result.metadata, cache } };
+}
+
+/**
+ * Answers a repeated call from the store without running the agent, replaying
+ * the original chunks; runs and stores (successful runs only) otherwise.
+ * `metadata.cache` on the result says "hit", "miss" or "bypass" (no-store).
+ */
+export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: Logger): Middleware {
+  const ttlMs = Math.max(1, Math.round(settings.ttlSeconds * 1000));
+
+  async function* replay(ctx: AgentContext, text: string): AsyncGenerator<RunEvent, boolean> {
+    // Yields nothing when the entry is unreadable, so the caller can still run the agent.
+    const run = decodeEntry(text);
+    if (!run) return false;
+    yield { type: "started", model: run.model };
+    for (const chunk of run.chunks) yield { type: "delta", text: chunk };
+    yield { type: "completed", result: marked(run.result, "hit", Date.now() - ctx.startTime) };
+    return true;
+  }
+
+  async function* runAndStore(ctx: AgentContext, next: Next, key: string): AsyncGenerator<RunEvent> {
+    let model = "";
+    const chunks: string[] = [];
+    for await (const event of next()) {
+      if (event.type === "started") model = event.model;
+      else if (event.type === "delta") chunks.push(event.text);
+      else if (event.type === "completed") {
+        // Stored before the client has its answer, so a call it makes next (to any process) can hit.
+        if (event.result.success && !ctx.signal.aborted) await save(key, model || event.result.model, chunks, event.result);
+        yield { type: "completed", result: marked(event.result, "miss") };
+        continue;
+      }
+      yield event;
+    }
+  }
+
+  async function save(key: string, model: string, chunks: string[], result: AgentRunResult): Promise<void> {
+    const text = encodeEntry({ model, chunks, result });
+    const bytes = entryBytes(text);
+    if (bytes > settings.maxEntryBytes) {
+      logger.debug({ bytes, limit: settings.maxEntryBytes }, "result too large to cache");
+      return;
+    }
+    await store.set(key, text, ttlMs);
+  }
+
+  return {
+    name: "cache",
+    async *process(ctx, next): AsyncIterable<RunEvent> {
+      const asked = directives(ctx.header("cache-control"));
+      if (asked.noStore) {
+        for await (const event of next()) {
+          yield event.type === "completed" ? { type: "completed", result: marked(event.result, "bypass") } : event;
+        }
+        return;
+      }
+      const key = await cacheKey(ctx, settings.perUser);
+      if (!asked.noCache) {
+        const text = await store.get(key);
+        if (text !== undefined) {
+          if (yield* replay(ctx, text)) return;
+          logger.warn({ call: ctx.callId }, "unreadable cache entry; running the agent");
+        }
+      }
+      yield* runAndStore(ctx, next, key);
+    },
+    dispose: () => store.dispose?.(),
+  };
+}

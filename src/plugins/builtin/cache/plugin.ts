@@ -1,0 +1,44 @@
+import { z } from "zod";
+import { definePlugin } from "../../define.ts";
+import { MemoryCache } from "./memory-cache.ts";
+import { cacheMiddleware } from "./middleware.ts";
+import { RedisCache } from "./redis-cache.ts";
+import type { CacheStore } from "./store.ts";
+
+const Options = z
+  .strictObject({
+    /** "memory": per process; "redis": shared by every process through the runtime's Redis (`redis.url`). */
+    backend: z.enum(["memory", "redis"]).default("memory"),
+    /** How long an answer is served from the cache. */
+    ttlSeconds: z.number().positive().default(300),
+    /** Memory backend: most entries kept; the least recently used is evicted first. */
+    maxEntries: z.int().positive().default(1000),
+    /** Answers whose stored entry (chunks and result) is larger than this, in bytes, are not cached. */
+    maxEntryBytes: z.int().positive().default(1024 * 1024),
+    /** Redis backend: prefix of every key, to share one Redis between deployments. */
+    keyPrefix: z.string().default("qingyu:cache:"),
+    /** Include the acting user in the key, so users never see each other's answers. */
+    perUser: z.boolean().default(false),
+  })
+  .prefault({});
+
+/**
+ * Serves repeated calls (same agent, model, system prompt, options, history
+ * and task) from a cache, replaying the original stream without running the
+ * agent. Only successful, completed runs are cached. A request header
+ * `cache-control: no-cache` skips the lookup but stores the fresh answer;
+ * `no-store` neither looks up nor stores. The result's `metadata.cache` is
+ * "hit", "miss" or "bypass". Place it after auth when `perUser` is set.
+ */
+export default definePlugin({
+  name: "cache",
+  kind: "middleware",
+  configSchema: Options,
+  setup({ options, logger, redis }) {
+    const store: CacheStore =
+      options.backend === "redis"
+        ? new RedisCache(redis(), options.keyPrefix, logger)
+        : new MemoryCache({ maxEntries: options.maxEntries });
+    return cacheMiddleware(store, options, logger);
+  },
+});

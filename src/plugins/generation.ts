@@ -1,0 +1,95 @@
+import type { Logger } from "pino";
+import type { AgentRegistry } from "../agents/registry.ts";
+import type { Config } from "../config/schema.ts";
+import type { EventBus } from "../events/types.ts";
+import type { Executor } from "../executor/executor.ts";
+import type { Admission } from "../pipeline/admission.ts";
+import type { EventHandler, PluginDefinition } from "./define.ts";
+import type { CatalogEntry } from "./loader.ts";
+
+/** Something set up for a generation that must be released with it. */
+export interface Disposable {
+  /** For logs: which config entry it came from. */
+  readonly where: string;
+  dispose(): void | Promise<void>;
+}
+
+/** What one generation is made of; see assemble(). */
+export interface GenerationParts {
+  id: number;
+  config: Config;
+  catalog: ReadonlyMap<string, CatalogEntry>;
+  agents: AgentRegistry;
+  executor: Executor;
+  admission: Admission;
+  /** Middleware names, outermost first. */
+  pipeline: readonly string[];
+  handlers: readonly EventHandler[];
+  disposables: readonly Disposable[];
+  /** The plugin definitions this generation uses. */
+  definitions: ReadonlySet<PluginDefinition>;
+}
+
+/**
+ * One loaded set of config and plugins. A reload builds a new generation and
+ * swaps it in; calls that entered the old one finish on it, and it is disposed
+ * once the last of them has left.
+ */
+export class Generation {
+  private active = 0;
+  private unsubscribers: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(readonly parts: GenerationParts) {}
+
+  get id(): number {
+    return this.parts.id;
+  }
+
+  /** Subscribes its event handlers; each handler's failure is the bus's to log. */
+  activate(events: EventBus): void {
+    for (const handler of this.parts.handlers) {
+      this.unsubscribers.push(events.subscribe(handler.types, (event) => handler.handle(event)));
+    }
+  }
+
+  /** Stops its event handlers from receiving new events. */
+  deactivate(): void {
+    for (const unsubscribe of this.unsubscribers.splice(0)) unsubscribe();
+  }
+
+  /** A call starts on this generation; pair with leave(). */
+  enter(): void {
+    this.active++;
+  }
+
+  leave(): void {
+    if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  /** Resolves when no call is on this generation. */
+  idle(): Promise<void> {
+    return this.active === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Releases every product set up for it, innermost last-set-up first, and the
+   * plugin modules `successor` no longer uses. A dispose that fails is logged.
+   */
+  async dispose(log: Logger, successor?: Generation): Promise<void> {
+    this.deactivate();
+    for (const item of [...this.parts.disposables].reverse()) await disposeQuietly(log, item.where, () => item.dispose());
+    for (const definition of this.parts.definitions) {
+      if (successor?.parts.definitions.has(definition) || !definition.dispose) continue;
+      await disposeQuietly(log, `plugin "${definition.name}"`, () => definition.dispose!());
+    }
+  }
+}
+
+async function disposeQuietly(log: Logger, where: string, dispose: () => void | Promise<void>): Promise<void> {
+  try {
+    await dispose();
+  } catch (err) {
+    log.error({ err, where }, "plugin dispose failed");
+  }
+}

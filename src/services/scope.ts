@@ -1,0 +1,61 @@
+import { actingUser, type Principal } from "../auth/principal.ts";
+import type { CallInfo } from "../executor/context.ts";
+import type { Generation } from "../plugins/generation.ts";
+import type { LiveRuntime } from "../plugins/live-runtime.ts";
+
+/** A call's generation and who is calling. */
+export interface Admitted {
+  gen: Generation;
+  principal: Principal | undefined;
+  /** The user the call acts as (see actingUser). */
+  user: string;
+}
+
+/**
+ * Runs one unary RPC on the current generation: its admit hooks first, then
+ * `fn`. The generation is held until `fn` settles, so a reload never disposes
+ * plugins under a running call.
+ */
+export async function admitted<T>(
+  live: LiveRuntime,
+  call: CallInfo,
+  rpc: { service: string; method: string; userId?: string },
+  fn: (a: Admitted) => Promise<T>,
+): Promise<T> {
+  const gen = live.current;
+  gen.enter();
+  try {
+    const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
+    return await fn({ gen, principal, user: actingUser(principal, rpc.userId ?? "") });
+  } finally {
+    gen.leave();
+  }
+}
+
+/** As admitted(), for a server stream: the generation is held until the stream ends. */
+export async function* admittedStream<T>(
+  live: LiveRuntime,
+  call: CallInfo,
+  rpc: { service: string; method: string; userId?: string },
+  fn: (a: Admitted) => AsyncIterable<T>,
+): AsyncGenerator<T> {
+  const gen = live.current;
+  gen.enter();
+  try {
+    const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
+    yield* fn({ gen, principal, user: actingUser(principal, rpc.userId ?? "") });
+  } finally {
+    gen.leave();
+  }
+}
+
+/** Holds the current generation for an agent run (its onion does its own admission). */
+export async function* onGeneration<T>(live: LiveRuntime, fn: (gen: Generation) => AsyncIterable<T>): AsyncGenerator<T> {
+  const gen = live.current;
+  gen.enter();
+  try {
+    yield* fn(gen);
+  } finally {
+    gen.leave();
+  }
+}

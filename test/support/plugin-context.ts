@@ -1,0 +1,109 @@
+import pino from "pino";
+import type { Redis } from "ioredis";
+import type { Pool } from "pg";
+import { AgentRegistry } from "../../src/agents/registry.ts";
+import type { AgentDefinition } from "../../src/agents/types.ts";
+import type { Principal } from "../../src/auth/principal.ts";
+import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import type { AgentContext, AgentRunResult, RunEvent } from "../../src/pipeline/types.ts";
+import type { PluginDefinition, PluginHost, PluginKind, PluginProducts } from "../../src/plugins/define.ts";
+import type { ChatMessage } from "../../src/providers/types.ts";
+
+/** The echo agent most plugin tests run against. */
+export const testAgent: AgentDefinition = { id: "echo", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {} };
+
+/**
+ * Sets a plugin up the way the runtime does: options through its own schema,
+ * then `setup` with a host. Real Redis / Postgres clients are passed in by
+ * tests that need them.
+ */
+export async function setUpPlugin<K extends PluginKind>(
+  plugin: PluginDefinition<K, any>,
+  rawOptions: unknown,
+  extra: { redis?: Redis; postgres?: Pool; env?: Record<string, string>; agents?: AgentDefinition[] } = {},
+): Promise<PluginProducts[K]> {
+  const logger = pino({ level: "silent" });
+  const options = plugin.configSchema ? plugin.configSchema.parse(rawOptions) : rawOptions;
+  const host: PluginHost<unknown> = {
+    options,
+    logger,
+    events: new MemoryEventBus(logger),
+    agents: new AgentRegistry(extra.agents ?? [testAgent]),
+    env: extra.env ?? {},
+    redis: () => {
+      if (!extra.redis) throw new Error("no Redis is configured");
+      return extra.redis;
+    },
+    postgres: () => {
+      if (!extra.postgres) throw new Error("no PostgreSQL is configured");
+      return extra.postgres;
+    },
+    provider: async (name) => {
+      throw new Error(`no provider "${name}" in this test host`);
+    },
+    resolvePath: (p) => p,
+  };
+  return plugin.setup(host) as Promise<PluginProducts[K]>;
+}
+
+/** Fields of a test context a test may set. */
+export interface ContextInit {
+  agentId?: string;
+  userId?: string;
+  sessionId?: string;
+  task?: string;
+  headers?: Record<string, string>;
+  history?: ChatMessage[];
+  principal?: Principal;
+  metadata?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** An AgentContext as the executor builds one, for calling a middleware directly. */
+export function agentContext(init: ContextInit = {}): AgentContext {
+  const headers = init.headers ?? {};
+  return {
+    callId: `call-${Math.random().toString(36).slice(2)}`,
+    agentId: init.agentId ?? testAgent.id,
+    agent: (init.agentId ?? testAgent.id) === testAgent.id ? testAgent : undefined,
+    userId: init.userId ?? "",
+    requestedUserId: init.userId ?? "",
+    principal: init.principal,
+    sessionId: init.sessionId ?? "",
+    task: init.task ?? "hello",
+    metadata: init.metadata ?? {},
+    options: {},
+    signal: init.signal ?? new AbortController().signal,
+    startTime: Date.now(),
+    header: (name) => headers[name],
+    session: async () => undefined,
+    history: async () => init.history ?? [],
+    state: new Map(),
+  };
+}
+
+/** A successful result as the agent call produces it. */
+export function runResult(output: string, usage = { inputTokens: 3, outputTokens: 5 }): AgentRunResult {
+  return { success: true, output, model: "echo-1", finishReason: "stop", usage, durationMs: 1, metadata: {} };
+}
+
+/** A `next` that yields a run like the agent call does, counting how often it ran. */
+export function terminal(output = "hi there", chunks = ["hi ", "there"]): { next: () => AsyncIterable<RunEvent>; calls: number } {
+  const t = {
+    calls: 0,
+    next: async function* (): AsyncIterable<RunEvent> {
+      t.calls++;
+      yield { type: "started", model: "echo-1" };
+      for (const text of chunks) yield { type: "delta", text };
+      yield { type: "completed", result: runResult(output) };
+    },
+  };
+  return t;
+}
+
+/** Every event of a stream. */
+export async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
+  const out: RunEvent[] = [];
+  for await (const event of stream) out.push(event);
+  return out;
+}
