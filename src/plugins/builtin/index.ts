@@ -1,11 +1,13 @@
 import type { PluginDefinition } from "../define.ts";
 import alerting from "./alerting.ts";
+import audit from "./audit/plugin.ts";
 import cache from "./cache/plugin.ts";
 import echo from "./echo.ts";
 import fallback from "./fallback.ts";
 import logging from "./logging.ts";
 import openai from "./openai.ts";
+import rateLimit from "./rate-limit/plugin.ts";
 import validation from "./validation.ts";
 
 /** The plugins that ship with the runtime, written against the public contract. */
-export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, cache, echo, openai, fallback, alerting] as unknown as PluginDefinition[];
+export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, rateLimit, cache, audit, echo, openai, fallback, alerting] as unknown as PluginDefinition[];

@@ -1,0 +1,48 @@
+import type { Migration } from "../../../db/migrate.ts";
+
+/** A table name as the `table` option accepts it: lower-case identifier, optionally `schema.table`. */
+export const TABLE_PATTERN = /^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/;
+
+/** The table name quoted part by part, so reserved words such as `user` work too. */
+export function quoteTable(table: string): string {
+  if (!TABLE_PATTERN.test(table)) throw new Error(`not a safe table name: ${JSON.stringify(table)}`);
+  return table.split(".").map((part) => `"${part}"`).join(".");
+}
+
+/** The migration component of an audit table, as recorded in qingyu_schema_migrations. */
+export function auditComponent(table: string): string {
+  return `audit:${table}`;
+}
+
+/** The audit table's schema history; append new versions, never edit applied ones. */
+export function auditMigrations(table: string): readonly Migration[] {
+  const quoted = quoteTable(table);
+  const bare = table.split(".").pop()!;
+  // No schema in the index name: PostgreSQL puts an index in its table's schema.
+  const index = `"${bare.slice(0, 54)}_time_idx"`;
+  return [
+    {
+      version: 1,
+      name: "create audit table",
+      sql: `
+        create table ${quoted} (
+          id bigserial primary key,
+          time timestamptz not null,
+          call_id text not null,
+          principal text,
+          user_id text,
+          agent_id text not null,
+          session_id text,
+          status text not null,
+          code integer not null,
+          input_tokens integer,
+          output_tokens integer,
+          duration_ms integer not null,
+          input_sha256 text not null,
+          input text,
+          error text
+        );
+        create index ${index} on ${quoted} (time);`,
+    },
+  ];
+}

@@ -1,0 +1,20 @@
+import type { AgentContext } from "../../../pipeline/types.ts";
+
+/** Characters per token in the usual rough estimate for English text and code. */
+const CHARS_PER_TOKEN = 4;
+
+/** A rough count of tokens in some text: ceil(chars / 4). */
+export function estimateTokens(chars: number): number {
+  return Math.ceil(chars / CHARS_PER_TOKEN);
+}
+
+/**
+ * The input tokens a call will likely send, before it runs: the agent's
+ * system prompt, the history the agent will see, and the task. Settled
+ * against the real usage once the call completes.
+ */
+export async function estimateInputTokens(ctx: AgentContext): Promise<number> {
+  let chars = (ctx.agent?.systemPrompt.length ?? 0) + ctx.task.length;
+  for (const message of await ctx.history()) chars += message.content.length;
+  return estimateTokens(chars);
+}

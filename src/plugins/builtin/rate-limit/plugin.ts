@@ -1,0 +1,170 @@
+import { z } from "zod";
+import { storeUnavailable } from "../../../clients/shared.ts";
+import { Code, ConnectError, invalidArgument } from "../../../errors.ts";
+import type { AgentContext, RunEvent } from "../../../pipeline/types.ts";
+import { definePlugin } from "../../define.ts";
+import type { BucketDraw, Buckets } from "./buckets.ts";
+import { estimateInputTokens } from "./estimate.ts";
+import { MemoryBuckets } from "./memory-buckets.ts";
+import { RedisBuckets } from "./redis-buckets.ts";
+
+const Limits = z
+  .strictObject({
+    /** Calls per minute; unlimited when absent. */
+    requestsPerMinute: z.int().positive().optional(),
+    /** LLM tokens (input + output) per minute; unlimited when absent. */
+    tokensPerMinute: z.int().positive().optional(),
+  })
+  .prefault({});
+
+const Options = z
+  .strictObject({
+    /** Where buckets live: "memory" limits each process, "redis" all processes sharing the Redis together. */
+    backend: z.enum(["memory", "redis"]).default("memory"),
+    /** Prefix of every Redis key (Redis only); give each deployment sharing a Redis its own. */
+    keyPrefix: z.string().min(1).default("qingyu:rl:"),
+    /** Limits per caller: the principal's id, else "user:<user_id>", else "anonymous" (shared by all anonymous callers). */
+    perPrincipal: Limits,
+    /** Limits per agent, over all callers. */
+    perAgent: Limits,
+    /** When the backend fails: "reject" the call (UNAVAILABLE), or "allow" it unlimited with a warning. */
+    onBackendError: z.enum(["reject", "allow"]).default("reject"),
+  })
+  .prefault({});
+
+type RateLimitOptions = z.infer<typeof Options>;
+
+/** One configured limit: a bucket per principal or per agent. */
+interface Limit {
+  readonly scope: "principal" | "agent";
+  readonly unit: "requests" | "tokens";
+  readonly capacity: number;
+}
+
+/** A limit applied to one call: its bucket, and how to name it to the caller. */
+interface Charge {
+  readonly draw: BucketDraw;
+  readonly limit: Limit;
+  readonly label: string;
+}
+
+/** What config cannot express; for tests. */
+export interface RateLimitDeps {
+  /** The memory backend's clock (epoch ms). Redis uses its own TIME. */
+  readonly now?: () => number;
+}
+
+function configuredLimits(options: RateLimitOptions): Limit[] {
+  const limits: Limit[] = [];
+  for (const scope of ["principal", "agent"] as const) {
+    const l = scope === "principal" ? options.perPrincipal : options.perAgent;
+    if (l.requestsPerMinute) limits.push({ scope, unit: "requests", capacity: l.requestsPerMinute });
+    if (l.tokensPerMinute) limits.push({ scope, unit: "tokens", capacity: l.tokensPerMinute });
+  }
+  return limits;
+}
+
+/** Whose bucket a call draws from: the authenticated principal, else the named user, else everyone anonymous. */
+export function principalKey(ctx: AgentContext): string {
+  if (ctx.principal) return ctx.principal.id;
+  return ctx.userId ? `user:${ctx.userId}` : "anonymous";
+}
+
+function refusal(charge: Charge, retryAfterMs: number): ConnectError {
+  const ms = Math.max(1, Math.ceil(retryAfterMs));
+  return new ConnectError(
+    `rate limit exceeded: ${charge.label} (limit ${charge.limit.capacity}); retry in ${ms} ms`,
+    Code.ResourceExhausted,
+    { "retry-after-ms": String(ms), "retry-after": String(Math.ceil(ms / 1000)) },
+  );
+}
+
+/** Makes the plugin; the default export is made with no overrides. */
+export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
+  return definePlugin({
+    name: "rate-limit",
+    kind: "middleware",
+    configSchema: Options,
+    setup({ options, logger, redis }) {
+      const limits = configuredLimits(options);
+      if (limits.length === 0) logger.warn("rate-limit has no limits configured; every call passes");
+      const counts = limits.some((l) => l.unit === "tokens");
+      const buckets: Buckets = options.backend === "redis" ? new RedisBuckets(redis()) : new MemoryBuckets(deps.now);
+      const pending = new Set<Promise<void>>();
+
+      const charges = (ctx: AgentContext, estimate: number): Charge[] => {
+        const principal = principalKey(ctx);
+        return limits.map((limit) => {
+          const name = limit.scope === "principal" ? principal : ctx.agentId;
+          const short = limit.scope === "principal" ? "p" : "a";
+          const key = `${options.keyPrefix}${short}:${name}:${limit.unit === "requests" ? "req" : "tok"}`;
+          const amount = limit.unit === "requests" ? 1 : estimate;
+          return { draw: { key, capacity: limit.capacity, amount }, limit, label: `${limit.unit} per minute for ${limit.scope} "${name}"` };
+        });
+      };
+
+      // Fire and forget: the caller's stream neither waits for nor hears about
+      // the store; dispose waits for what is still in flight.
+      const settle = (ctx: AgentContext, tokenCharges: Charge[], amount: number, why: string): void => {
+        if (amount === 0 || tokenCharges.length === 0) return;
+        const draws = tokenCharges.map((c) => ({ ...c.draw, amount }));
+        const done: Promise<void> = Promise.resolve()
+          .then(() => buckets.adjust(draws))
+          .catch((err: unknown) => {
+            logger.warn({ call: ctx.callId, err: (err as Error)?.message ?? String(err), amount }, `rate-limit ${why} failed`);
+          })
+          .finally(() => pending.delete(done));
+        pending.add(done);
+      };
+
+      return {
+        name: "rate-limit",
+        async *process(ctx, next): AsyncIterable<RunEvent> {
+          if (limits.length === 0) return yield* next();
+          const estimate = counts ? await estimateInputTokens(ctx) : 0;
+          const all = charges(ctx, estimate);
+          const tooBig = all.find((c) => c.draw.amount > c.draw.capacity);
+          if (tooBig) {
+            throw invalidArgument(
+              "task",
+              `the call's estimated ${estimate} input tokens exceed the limit of ${tooBig.label} (${tooBig.limit.capacity}); it can never fit`,
+            );
+          }
+          let outcome;
+          try {
+            outcome = await buckets.take(all.map((c) => c.draw));
+          } catch (err) {
+            if (options.onBackendError === "reject") throw storeUnavailable(`rate-limit ${options.backend} backend`, err);
+            logger.warn({ call: ctx.callId, err: (err as Error)?.message ?? String(err) }, "rate-limit backend failed; call allowed unlimited");
+            return yield* next();
+          }
+          if (!outcome.ok) throw refusal(all[outcome.index]!, outcome.retryAfterMs);
+
+          const tokenCharges = all.filter((c) => c.limit.unit === "tokens");
+          let settled = false;
+          try {
+            for await (const event of next()) {
+              if (event.type === "completed" && !settled) {
+                settled = true;
+                const used = event.result.usage.inputTokens + event.result.usage.outputTokens;
+                // 0 means the provider reported no usage: the estimate stands.
+                if (used > 0) settle(ctx, tokenCharges, used - estimate, "settle");
+              }
+              yield event;
+            }
+          } finally {
+            // Failed, cancelled, or abandoned before completing: the tokens were never spent.
+            if (!settled) settle(ctx, tokenCharges, -estimate, "refund");
+          }
+        },
+        async dispose() {
+          await Promise.allSettled([...pending]);
+          await buckets.dispose?.();
+        },
+      };
+    },
+  });
+}
+
+/** Token buckets per principal and per agent, for requests and LLM tokens per minute. */
+export default createRateLimitPlugin();

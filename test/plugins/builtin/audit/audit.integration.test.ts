@@ -1,0 +1,220 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import pg from "pg";
+import audit from "../../../../src/plugins/builtin/audit/plugin.ts";
+import { Code, ConnectError } from "../../../../src/errors.ts";
+import type { Principal } from "../../../../src/auth/principal.ts";
+import type { RunEvent } from "../../../../src/pipeline/types.ts";
+import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
+
+const URL = "postgres://postgres@127.0.0.1:5432/test";
+const table = `audit_${Math.random().toString(36).slice(2, 10)}`;
+const qualified = `public.${table}_q`;
+let pool: pg.Pool;
+
+const alice: Principal = { id: "alice", admin: false, roles: [], method: "api-key" };
+
+interface Row {
+  time: Date;
+  call_id: string;
+  principal: string | null;
+  user_id: string | null;
+  agent_id: string;
+  session_id: string | null;
+  status: string;
+  code: number;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  duration_ms: number;
+  input_sha256: string;
+  input: string | null;
+  error: string | null;
+}
+
+async function rows(callIds: string[], from = table): Promise<Row[]> {
+  const r = await pool.query<Row>(`select * from ${from} where call_id = any($1) order by id`, [callIds]);
+  return r.rows;
+}
+
+function row(all: Row[], callId: string): Row {
+  const found = all.filter((r) => r.call_id === callId);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+
+async function* failing(err: unknown): AsyncIterable<RunEvent> {
+  yield* [];
+  throw err;
+}
+
+beforeAll(() => {
+  pool = new pg.Pool({ connectionString: URL });
+});
+
+afterAll(async () => {
+  await pool.query(`drop table if exists ${table}`);
+  await pool.query(`drop table if exists ${qualified}`);
+  await pool.query("delete from qingyu_schema_migrations where component = any($1)", [[`audit:${table}`, `audit:${qualified}`]]);
+  await pool.end();
+});
+
+describe("audit middleware", () => {
+  it("records one row per call: OK, failed and cancelled, with principal, tokens and input hash", async () => {
+    const mw = await setUpPlugin(audit, { table }, { postgres: pool });
+
+    const ok = agentContext({ principal: alice, userId: "alice", sessionId: "s-1", task: "what is 2+2?" });
+    const t = terminal();
+    const events = await collect(mw.process(ok, t.next));
+    expect(events).toEqual(await collect(terminal().next()));
+
+    const invalid = agentContext({ task: "bad" });
+    const thrown = new ConnectError("x", Code.InvalidArgument);
+    await expect(collect(mw.process(invalid, () => failing(thrown)))).rejects.toBe(thrown);
+
+    const crashed = agentContext({ task: "crash" });
+    await expect(collect(mw.process(crashed, () => failing(new Error("boom"))))).rejects.toThrow("boom");
+
+    const cancelled = agentContext({ task: "stop early" });
+    const seen: RunEvent[] = [];
+    for await (const event of mw.process(cancelled, terminal().next)) {
+      seen.push(event);
+      break;
+    }
+    expect(seen).toEqual([{ type: "started", model: "echo-1" }]);
+
+    await mw.dispose!();
+    const all = await rows([ok.callId, invalid.callId, crashed.callId, cancelled.callId]);
+    expect(all).toHaveLength(4);
+
+    const okRow = row(all, ok.callId);
+    expect(okRow).toMatchObject({
+      principal: "alice",
+      user_id: "alice",
+      agent_id: "echo",
+      session_id: "s-1",
+      status: "OK",
+      code: 0,
+      input_tokens: 3,
+      output_tokens: 5,
+      input_sha256: sha256("what is 2+2?"),
+      input: null,
+      error: null,
+    });
+    expect(Math.abs(okRow.time.getTime() - ok.startTime)).toBeLessThan(5);
+    expect(okRow.duration_ms).toBeGreaterThanOrEqual(0);
+
+    expect(row(all, invalid.callId)).toMatchObject({
+      principal: null,
+      user_id: null,
+      session_id: null,
+      status: "INVALID_ARGUMENT",
+      code: Code.InvalidArgument,
+      input_tokens: null,
+      output_tokens: null,
+      input_sha256: sha256("bad"),
+      error: "x",
+    });
+    expect(row(all, crashed.callId)).toMatchObject({ status: "INTERNAL", code: Code.Internal, error: "internal error: boom" });
+    expect(row(all, cancelled.callId)).toMatchObject({ status: "CANCELLED", code: Code.Canceled, input_tokens: null });
+  });
+
+  it("records the abort reason when the consumer stops because the deadline passed", async () => {
+    const mw = await setUpPlugin(audit, { table }, { postgres: pool });
+    const controller = new AbortController();
+    const ctx = agentContext({ signal: controller.signal });
+    for await (const _ of mw.process(ctx, terminal().next)) {
+      controller.abort(new ConnectError("deadline exceeded", Code.DeadlineExceeded));
+      break;
+    }
+    await mw.dispose!();
+    expect(row(await rows([ctx.callId]), ctx.callId)).toMatchObject({ status: "DEADLINE_EXCEEDED", code: Code.DeadlineExceeded });
+  });
+
+  it("stores the raw task only with recordInput, and the task as the client sent it", async () => {
+    const plain = await setUpPlugin(audit, { table }, { postgres: pool });
+    const recording = await setUpPlugin(audit, { table, recordInput: true }, { postgres: pool });
+    const a = agentContext({ task: "secret question" });
+    const b = agentContext({ task: "open question" });
+    await collect(plain.process(a, terminal().next));
+    await collect(
+      recording.process(b, () => {
+        b.task = "rewritten by an inner middleware";
+        return terminal().next();
+      }),
+    );
+    await Promise.all([plain.dispose!(), recording.dispose!()]);
+    const all = await rows([a.callId, b.callId]);
+    expect(row(all, a.callId)).toMatchObject({ input: null, input_sha256: sha256("secret question") });
+    expect(row(all, b.callId)).toMatchObject({ input: "open question", input_sha256: sha256("open question") });
+  });
+
+  it("passes each event on as it arrives, before the run finishes", async () => {
+    const mw = await setUpPlugin(audit, { table }, { postgres: pool });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const ctx = agentContext();
+    const it = mw.process(ctx, async function* () {
+      yield { type: "started", model: "echo-1" } satisfies RunEvent;
+      await held;
+      yield* terminal().next();
+    })[Symbol.asyncIterator]();
+    expect(await it.next()).toEqual({ done: false, value: { type: "started", model: "echo-1" } });
+    release();
+    while (!(await it.next()).done);
+    await mw.dispose!();
+    expect(await rows([ctx.callId])).toHaveLength(1);
+  });
+
+  it("writes rows within flushIntervalMs without waiting for dispose", async () => {
+    const mw = await setUpPlugin(audit, { table, flushIntervalMs: 50 }, { postgres: pool });
+    const ctx = agentContext();
+    await collect(mw.process(ctx, terminal().next));
+    await vi.waitFor(async () => expect(await rows([ctx.callId])).toHaveLength(1), { timeout: 2000, interval: 20 });
+    await mw.dispose!();
+  });
+
+  it("writes a full batch at once and holds a partial one until the timer", async () => {
+    const mw = await setUpPlugin(audit, { table, batchSize: 3, flushIntervalMs: 60_000 }, { postgres: pool });
+    const ctxs = [agentContext(), agentContext(), agentContext()];
+    await collect(mw.process(ctxs[0]!, terminal().next));
+    await collect(mw.process(ctxs[1]!, terminal().next));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(0);
+    await collect(mw.process(ctxs[2]!, terminal().next));
+    await vi.waitFor(async () => expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(3), { timeout: 2000, interval: 20 });
+    await mw.dispose!();
+  });
+
+  it("accepts a schema-qualified table", async () => {
+    const mw = await setUpPlugin(audit, { table: qualified }, { postgres: pool });
+    const ctx = agentContext();
+    await collect(mw.process(ctx, terminal().next));
+    await mw.dispose!();
+    expect(await rows([ctx.callId], qualified)).toHaveLength(1);
+  });
+
+  it("refuses a table name that is not a safe identifier", async () => {
+    for (const bad of ["audit; drop table x", "Audit", "a.b.c", "1audit", ""]) {
+      await expect(setUpPlugin(audit, { table: bad }, { postgres: pool })).rejects.toThrow(/table/);
+    }
+  });
+
+  it("fails setup with a clear error when PostgreSQL is down", async () => {
+    const dead = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:1/test", connectionTimeoutMillis: 500 });
+    try {
+      await expect(setUpPlugin(audit, { table }, { postgres: dead })).rejects.toThrow(
+        new RegExp(`audit: cannot prepare table "${table}": cannot migrate audit:${table}: cannot connect to PostgreSQL`),
+      );
+    } finally {
+      await dead.end();
+    }
+  });
+
+  it("fails setup when the table's schema does not exist", async () => {
+    await expect(setUpPlugin(audit, { table: `no_such_schema_${table}.audit` }, { postgres: pool })).rejects.toThrow(
+      /audit: cannot prepare table .*migration 1 "create audit table".*schema "no_such_schema_/,
+    );
+  });
+});
