@@ -1,15 +1,26 @@
 import { parseArgs } from "node:util";
 import { App } from "./app.ts";
-import { ConfigError, loadConfig } from "./config/load.ts";
+import { describePlugins } from "./cli/plugins-command.ts";
+import { requestReload } from "./cli/reload-command.ts";
+import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
 import { createLogger } from "./log.ts";
 import { PluginError } from "./plugins/loader.ts";
-import { argv, env, exit, onShutdownSignal, runtimeName } from "./runtime/process.ts";
+import { hashApiKey } from "./plugins/builtin/auth/api-keys.ts";
+import { argv, env, exit, onReloadSignal, onShutdownSignal, runtimeName } from "./runtime/process.ts";
 
-const USAGE = `usage: qingyu serve [--config FILE] [--port N] [--http-port M]
-
-  --config FILE    YAML or JSON config (default: built-in defaults, echo agent only)
-  --port N         gRPC port (default 50051; env PORT)
-  --http-port M    Connect / gRPC-Web port (default 8080; env HTTP_PORT)`;
+const USAGE = `usage:
+  qingyu serve [--config FILE] [--port N] [--http-port M]
+      --config FILE    YAML or JSON config (default: built-in defaults, echo agent only)
+      --port N         gRPC port (default 50051; env PORT)
+      --http-port M    Connect / gRPC-Web port (default 8080; env HTTP_PORT)
+      SIGHUP re-reads the config and plugins without dropping calls.
+  qingyu plugins [--config FILE]
+      Lists the plugins discovered, their kind, status and source, and the pipeline order.
+  qingyu reload [--address HOST:PORT] [--token TOKEN]
+      Asks a running server to reload (AdminService.Reload); default address 127.0.0.1:50051,
+      token from --token or QINGYU_TOKEN (needed when auth is configured: an admin's key or JWT).
+  qingyu hash-key [KEY]
+      Prints the SHA-256 to put in auth.apiKeys[].sha256 (reads KEY from stdin when not given).`;
 
 function fail(message: string, status: number): never {
   process.stderr.write(`qingyu: ${message}\n`);
@@ -33,16 +44,19 @@ async function serve(args: string[]): Promise<void> {
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`, 2);
   }
-  const { config, baseDir } = loadConfig(values.config, env, {
+  const overrides: ConfigOverrides = {
     port: port("--port", values.port),
     httpPort: port("--http-port", values["http-port"]),
-  });
+  };
+  const { config, baseDir } = loadConfig(values.config, env, overrides);
   const { log, flush } = createLogger(config.log.level);
-  const app = await App.create({ config, baseDir, env, log });
+  const app = await App.create({ config, baseDir, env, log, reread: () => loadConfig(values.config, env, overrides) });
   const ports = await app.start();
   // Always announced, whatever log.level says: operators and scripts look for it.
   log.child({}, { level: "info" }).info({ ...ports, runtime: runtimeName }, "listening");
   flush();
+  // A failed reload is logged by the runtime and the old pipeline keeps serving.
+  onReloadSignal(() => void app.reload().then(() => flush(), () => flush()));
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
     app.shutdown().then(
@@ -59,9 +73,49 @@ async function serve(args: string[]): Promise<void> {
   });
 }
 
+function options<T extends Record<string, { type: "string" }>>(args: string[], spec: T, positionals = false) {
+  try {
+    return parseArgs({ args, options: spec, strict: true, allowPositionals: positionals });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`, 2);
+  }
+}
+
+async function plugins(args: string[]): Promise<void> {
+  const { values } = options(args, { config: { type: "string" } });
+  const { config, baseDir } = loadConfig(values.config, env);
+  process.stdout.write(await describePlugins(config, baseDir));
+}
+
+async function reload(args: string[]): Promise<void> {
+  const { values } = options(args, { address: { type: "string" }, token: { type: "string" } });
+  try {
+    const res = await requestReload(values.address ?? "127.0.0.1:50051", values.token ?? env.QINGYU_TOKEN);
+    process.stdout.write(`reloaded: generation ${res.generation}, pipeline: ${res.pipeline.join(" → ") || "(empty)"}\n`);
+    for (const warning of res.warnings) process.stdout.write(`warning: ${warning}\n`);
+  } catch (err) {
+    fail(`reload failed: ${(err as Error).message}`, 1);
+  }
+}
+
+async function hashKey(args: string[]): Promise<void> {
+  const { positionals } = options(args, {}, true);
+  let key = positionals[0];
+  if (key === undefined) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    key = Buffer.concat(chunks).toString("utf8").trim();
+  }
+  if (!key) fail("hash-key: no key given", 2);
+  process.stdout.write(`${hashApiKey(key)}\n`);
+}
+
 const [command = "serve", ...rest] = argv;
 try {
   if (command === "serve") await serve(rest);
+  else if (command === "plugins") await plugins(rest);
+  else if (command === "reload") await reload(rest);
+  else if (command === "hash-key") await hashKey(rest);
   else if (command === "--help" || command === "help") process.stdout.write(`${USAGE}\n`);
   else if (command.startsWith("--")) await serve(argv.slice());
   else fail(`unknown command "${command}"\n${USAGE}`, 2);

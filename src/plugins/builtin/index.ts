@@ -1,6 +1,8 @@
 import type { PluginDefinition } from "../define.ts";
 import alerting from "./alerting.ts";
 import audit from "./audit/plugin.ts";
+import auth from "./auth/plugin.ts";
+import authorization from "./authorization.ts";
 import cache from "./cache/plugin.ts";
 import echo from "./echo.ts";
 import fallback from "./fallback.ts";
@@ -10,4 +12,4 @@ import rateLimit from "./rate-limit/plugin.ts";
 import validation from "./validation.ts";
 
 /** The plugins that ship with the runtime, written against the public contract. */
-export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, rateLimit, cache, audit, echo, openai, fallback, alerting] as unknown as PluginDefinition[];
+export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, auth, authorization, rateLimit, cache, audit, echo, openai, fallback, alerting] as unknown as PluginDefinition[];
