@@ -54,7 +54,9 @@ export async function assemble(
     if (!ref) {
       return Promise.reject(new PluginError(`${chain.length ? `providers.${chain.at(-1)}` : "providers"}: no provider named "${name}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`));
     }
-    const promise = instantiate(catalog, ref, "llm-provider", `providers.${name}`, host([...chain, name])).then(({ product, entry }) => {
+    // Registered before setup runs: a setup that asks for providers synchronously must find this one (cycles).
+    const promise = Promise.resolve().then(async () => {
+      const { product, entry } = await instantiate(catalog, ref, "llm-provider", `providers.${name}`, host([...chain, name]));
       providers.set(name, product);
       definitions.add(entry.definition);
       if (product.dispose) disposables.push({ where: `providers.${name}`, dispose: () => product.dispose!() });
