@@ -24,12 +24,23 @@ const decodeResponse = decode<ExecuteResponse>(ExecuteResponseSchema);
 const encodeStreamRequest = encode(ExecuteStreamRequestSchema);
 const decodeStreamResponse = decode<ExecuteStreamResponse>(ExecuteStreamResponseSchema);
 
+/**
+ * The API key the full-suite server's auth plugin accepts. Every server gets
+ * it, so all do the same client work; the others ignore the header.
+ */
+export const BENCH_API_KEY = "bench-key-0123456789abcdef";
+const authMetadata = (() => {
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${BENCH_API_KEY}`);
+  return md;
+})();
+
 export function client(port: number): grpc.Client {
   return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
 }
 
 export function execute(c: grpc.Client, req: ExecuteRequest): Promise<ExecuteResponse> {
-  return new Promise((res, rej) => c.makeUnaryRequest(EXECUTE, encodeRequest, decodeResponse, req, (err, value) => (err ? rej(err) : res(value!))));
+  return new Promise((res, rej) => c.makeUnaryRequest(EXECUTE, encodeRequest, decodeResponse, req, authMetadata.clone(), (err, value) => (err ? rej(err) : res(value!))));
 }
 
 /** One real call that must come back OK and echo the task; throws with the status otherwise. */
@@ -101,7 +112,7 @@ export interface StreamRun {
 function streamOnce(c: grpc.Client, task: string): Promise<number> {
   return new Promise((res, rej) => {
     let count = 0;
-    const call = c.makeServerStreamRequest(EXECUTE_STREAM, encodeStreamRequest, decodeStreamResponse, create(ExecuteStreamRequestSchema, { agentId: "echo", task }));
+    const call = c.makeServerStreamRequest(EXECUTE_STREAM, encodeStreamRequest, decodeStreamResponse, create(ExecuteStreamRequestSchema, { agentId: "echo", task }), authMetadata.clone());
     call.on("data", () => count++);
     call.on("error", rej);
     call.on("end", () => res(count));

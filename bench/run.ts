@@ -10,7 +10,8 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { ExecuteRequestSchema, ExecuteResponseSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { installCleanup, root, rssKiB, startBare, startOurs, stopAll, tempDir, type ServerChild } from "./children.ts";
-import { checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
+import { createHash } from "node:crypto";
+import { BENCH_API_KEY, checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame, type H2loadRun } from "./h2load.ts";
 import { median, table, writeJson, type Row } from "./report.ts";
 
@@ -49,6 +50,15 @@ function oursConfig(pipeline?: unknown[]): Record<string, unknown> {
   };
 }
 
+// The suite an operator turns on first: auth with an API key, rate limit in memory, validation, logging.
+// Limits far above what the bench sends, so every call pays for the checks and none is refused.
+const FULL_SUITE = [
+  "logging",
+  { plugin: "auth", options: { apiKeys: [{ id: "bench", sha256: createHash("sha256").update(BENCH_API_KEY).digest("hex") }] } },
+  { plugin: "rate-limit", options: { backend: "memory", perPrincipal: { requestsPerMinute: 1e9, tokensPerMinute: 1e12 }, perAgent: { requestsPerMinute: 1e9 } } },
+  "validation",
+];
+
 // Each run starts from a different server so none is always measured first (or last) in a round.
 const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i + by) % xs.length]!);
 
@@ -73,6 +83,7 @@ async function main(): Promise<void> {
     startBare(),
     startOurs("ours", oursConfig()),
     startOurs("ours-no-pipeline", oursConfig([])),
+    startOurs("ours-full-suite", oursConfig(FULL_SUITE)),
   ]);
   const names = servers.map((s) => s.name);
   const rss: Record<string, { idleKiB: number; peakKiB: number; endKiB: number }> = {};
@@ -161,7 +172,7 @@ async function main(): Promise<void> {
     h2load: execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim(),
     cpus: { count: cpus().length, model: cpus()[0]?.model },
     settings: { runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK },
-    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]) },
+    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE) },
     rows,
     problems,
     memory: rss,

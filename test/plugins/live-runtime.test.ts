@@ -103,7 +103,7 @@ describe("LiveRuntime", () => {
     const handler = definePlugin({
       name: "tap",
       kind: "event-handler",
-      setup: ({ options }) => ({ types: "any" as const, handle: () => void seen.push(String((options as { label: string }).label)) }),
+      setup: ({ options }) => ({ types: "any" as const, handle: () => void seen.push(String((options as unknown as { label: string }).label)) }),
     });
     const cat = catalog(handler);
     const gen = (label: string, id: number) => assemble(id, config({ eventHandlers: [{ plugin: "tap", options: { label } }] }), "/", cat, shared);
