@@ -15,7 +15,11 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
   return async function* (context): AsyncIterable<RunEvent> {
     const ctx = context as ExecutionContext;
     const agent = ctx.agent;
-    if (!agent) throw notFound("agent", ctx.agentId);
+    if (!agent) {
+      // Named only a session that could not be read: that is the error to report.
+      if (!ctx.agentId && ctx.sessionId) await ctx.session();
+      throw ctx.agentId ? notFound("agent", ctx.agentId) : new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument);
+    }
     const provider = providers.get(agent.provider);
     if (!provider) throw new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
 

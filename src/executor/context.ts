@@ -45,7 +45,9 @@ export async function createContext(
   sessions: SessionManager,
 ): Promise<ExecutionContext> {
   const ctx = new CallAgentContext(input, call, agents, sessions);
-  if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent();
+  // A session that cannot be read (missing, another user's) is not reported here: auth in the
+  // onion must answer first, and whoever next asks for the session gets the error.
+  if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent().catch(() => undefined);
   return ctx;
 }
 

@@ -23,7 +23,14 @@ export default definePlugin({
     return {
       name: "validation",
       process(ctx, next): AsyncIterable<RunEvent> {
-        if (!ctx.agentId) throw invalidArgument("agent_id", "is required (or give a session_id bound to an agent)");
+        if (!ctx.agentId) {
+          if (!ctx.sessionId) throw invalidArgument("agent_id", "is required (or give a session_id bound to an agent)");
+          // The session's agent could not be adopted: its own error (NOT_FOUND, PERMISSION_DENIED) says why.
+          return (async function* (): AsyncIterable<RunEvent> {
+            await ctx.session();
+            throw invalidArgument("agent_id", `is required: session "${ctx.sessionId}" is bound to no agent`);
+          })();
+        }
         if (!ctx.agent) throw new ConnectError(`agent "${ctx.agentId}" not found`, Code.NotFound);
         if (ctx.task.trim() === "") throw invalidArgument("task", "must not be empty");
         const bytes = Buffer.byteLength(ctx.task, "utf8");
