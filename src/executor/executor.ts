@@ -3,7 +3,7 @@ import type { AgentRegistry } from "../agents/registry.ts";
 import { Code, ConnectError, abortReason, codeName, toConnectError } from "../errors.ts";
 import type { EventBus } from "../events/types.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
-import type { AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
+import type { AgentContext, AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
 import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import { agentCall } from "./agent-call.ts";
@@ -19,6 +19,8 @@ export interface ExecutorDeps {
   events: EventBus;
   retry: RetryPolicy;
   log: Logger;
+  /** Whether an auth middleware guards calls (events then carry only users a principal vouched for). */
+  authenticated?: boolean;
 }
 
 /** One batch item's outcome. */
@@ -46,8 +48,6 @@ export class Executor {
     let ctx: ExecutionContext | undefined;
     try {
       ctx = await createContext(input, call, this.deps.agents, this.deps.sessions);
-      // Events are built only when someone listens: most calls have no subscriber.
-      if (events.hasSubscribers("AGENT_STARTED")) events.publish({ type: "AGENT_STARTED", ...ids(ctx), data: { callId: ctx.callId } });
       let started = false;
       let result: AgentRunResult | undefined;
       for await (const event of this.pipeline(ctx)) {
@@ -59,12 +59,16 @@ export class Executor {
         // Exactly one started, first, even when a middleware answers without one.
         if (!started) {
           started = true;
+          this.publishStarted(ctx);
           yield { type: "started", model: event.type === "started" ? event.model : ctx.options.model || ctx.agent?.model || "", agentId: ctx.agentId };
         }
         if (event.type !== "started") yield event;
       }
       if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
-      if (!started) yield { type: "started", model: result.model, agentId: ctx.agentId };
+      if (!started) {
+        this.publishStarted(ctx);
+        yield { type: "started", model: result.model, agentId: ctx.agentId };
+      }
       if (ctx.sessionId) {
         // Checks ownership even when a middleware answered without reading the session (a cache hit).
         await ctx.session();
@@ -75,7 +79,7 @@ export class Executor {
       }
       if (events.hasSubscribers("AGENT_COMPLETED")) events.publish({
         type: "AGENT_COMPLETED",
-        ...ids(ctx),
+        ...this.ids(ctx),
         data: { callId: ctx.callId, durationMs: result.durationMs, model: result.model, inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
       });
       yield { type: "completed", result };
@@ -84,7 +88,7 @@ export class Executor {
       if (error.code === Code.Internal) this.deps.log.error({ err: error.cause ?? error, call: ctx?.callId }, "internal error");
       events.publish({
         type: "ERROR_OCCURRED",
-        ...(ctx ? ids(ctx) : { agentId: input.agentId, sessionId: input.sessionId, userId: input.userId }),
+        ...(ctx ? this.ids(ctx) : { agentId: input.agentId, sessionId: input.sessionId || undefined, userId: this.deps.authenticated ? undefined : input.userId || undefined }),
         data: { callId: ctx?.callId ?? "", code: codeName(error.code), message: error.rawMessage },
       });
       throw error;
@@ -127,6 +131,7 @@ export class Executor {
   private readonly observeStage: StageObserver = (mw, ctx, stage) => {
     const { events } = this.deps;
     if (!events.hasSubscribers("MIDDLEWARE_EXECUTED")) return undefined;
+    const ids = () => this.ids(ctx);
     return (async function* () {
       const started = Date.now();
       let status = "OK";
@@ -138,14 +143,30 @@ export class Executor {
       } finally {
         events.publish({
           type: "MIDDLEWARE_EXECUTED",
-          ...ids(ctx),
+          ...ids(),
           data: { middleware: mw.name, status, durationMs: Date.now() - started },
         });
       }
     })();
   };
-}
 
-function ids(ctx: { agentId: string; sessionId: string; userId: string }) {
-  return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: ctx.userId || undefined };
+  // Announced once the onion lets the run through, so auth has set who the user is.
+  private publishStarted(ctx: ExecutionContext): void {
+    // Events are built only when someone listens: most calls have no subscriber.
+    if (this.deps.events.hasSubscribers("AGENT_STARTED")) this.deps.events.publish({ type: "AGENT_STARTED", ...this.ids(ctx), data: { callId: ctx.callId } });
+  }
+
+  /**
+   * Whom an event is about. With auth configured, a call no principal vouched
+   * for is attributed to no user: a refused caller's claimed user_id must not
+   * put events into that user's stream.
+   */
+  private ids(ctx: AgentContext) {
+    const { principal } = ctx;
+    let userId: string | undefined = ctx.userId;
+    // Only an admin acts for others; anyone else's event is theirs, whatever user_id they claimed.
+    if (principal) userId = principal.admin ? ctx.userId || principal.id : principal.id;
+    else if (this.deps.authenticated) userId = undefined;
+    return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: userId || undefined };
+  }
 }

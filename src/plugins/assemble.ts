@@ -101,14 +101,15 @@ export async function assemble(
       definitions.add(entry.definition);
       if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
     }
-    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log });
+    const admission = new Admission(middleware);
+    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded });
     return new Generation({
       id,
       config,
       catalog,
       agents,
       executor,
-      admission: new Admission(middleware),
+      admission,
       pipeline: middleware.map((m) => m.name),
       handlers,
       disposables,
