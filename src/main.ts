@@ -51,10 +51,7 @@ async function serve(args: string[]): Promise<void> {
   const { config, baseDir } = loadConfig(values.config, env, overrides);
   const { log, flush } = createLogger(config.log.level);
   const app = await App.create({ config, baseDir, env, log, reread: () => loadConfig(values.config, env, overrides) });
-  const ports = await app.start();
-  // Always announced, whatever log.level says: operators and scripts look for it.
-  log.child({}, { level: "info" }).info({ ...ports, runtime: runtimeName }, "listening");
-  flush();
+  // Handlers first: a signal sent as soon as "listening" is out must not meet the default action (exit).
   // A failed reload is logged by the runtime and the old pipeline keeps serving.
   onReloadSignal(() => void app.reload().then(() => flush(), () => flush()));
   onShutdownSignal((signal) => {
@@ -71,6 +68,10 @@ async function serve(args: string[]): Promise<void> {
       },
     );
   });
+  const ports = await app.start();
+  // Always announced, whatever log.level says: operators and scripts look for it.
+  log.child({}, { level: "info" }).info({ ...ports, runtime: runtimeName }, "listening");
+  flush();
 }
 
 function options<T extends Record<string, { type: "string" }>>(args: string[], spec: T, positionals = false) {

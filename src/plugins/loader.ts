@@ -3,6 +3,7 @@ import { dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
+import { forgetCommonJs } from "../runtime/module-cache.ts";
 import { formatIssues } from "../config/load.ts";
 import { pluginShapeProblem, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts } from "./define.ts";
 
@@ -124,6 +125,7 @@ function exportedModule(exports: unknown): string | undefined {
 async function importPlugin(file: string, bust: string | undefined, label = file): Promise<PluginDefinition> {
   let mod: { default?: unknown };
   const url = pathToFileURL(resolve(file)).href;
+  if (bust) forgetCommonJs(resolve(file));
   try {
     mod = await import(bust ? `${url}?${bust}` : url);
   } catch (cause) {

@@ -25,7 +25,7 @@ export interface ServerProcess {
 
 function command(args: string[]): [string, string[]] {
   if (runtime === "deno") {
-    return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args]];
+    return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args]];
   }
   return [process.execPath, ["--import", "tsx", join(root, "src/main.ts"), ...args]];
 }
@@ -51,10 +51,18 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
   });
 }
 
-/** Starts the real server with `config` and waits for its "listening" line. */
-export async function startServer(config: unknown, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const file = writeConfig(config);
-  const [cmd, argv] = command(["serve", "--config", file, "--port", "0", "--http-port", "0"]);
+/** Starts the real server with `config` on free ports and waits for its "listening" line. */
+export function startServer(config: unknown, env: Record<string, string> = {}): Promise<ServerProcess> {
+  return serveFile(writeConfig(config), ["--port", "0", "--http-port", "0"], env);
+}
+
+/**
+ * `qingyu serve --config file ...args`, resolved once the "listening" line is
+ * out: for tests that own the config file (rewrite it for a reload, or need
+ * its folder to be where npm packages resolve from).
+ */
+export async function serveFile(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+  const [cmd, argv] = command(["serve", "--config", file, ...args]);
   const child = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   let stderr = "";
