@@ -1,6 +1,7 @@
 import { z } from "zod";
-import { Code, codeName, toConnectError } from "../../errors.ts";
-import type { AgentRunResult, RunEvent } from "../../pipeline/types.ts";
+import { Code, abortReason, codeName, toConnectError } from "../../errors.ts";
+import { observe } from "../../pipeline/stream.ts";
+import type { AgentRunResult } from "../../pipeline/types.ts";
 import { definePlugin } from "../define.ts";
 
 const Options = z
@@ -18,39 +19,37 @@ export default definePlugin({
   setup({ logger, options }) {
     return {
       name: "logging",
-      async *process(ctx, next): AsyncIterable<RunEvent> {
+      process(ctx, next) {
         let result: AgentRunResult | undefined;
-        try {
-          for await (const event of next()) {
+        // Observed, not wrapped in a generator: the line needs only the result and how the call ended.
+        return observe(next(), {
+          event(event) {
             if (event.type === "completed") result = event.result;
-            yield event;
-          }
-        } catch (err) {
-          const error = toConnectError(err);
-          const level = error.code === Code.Internal || error.code === Code.Unavailable ? "error" : "warn";
-          logger[level]({
-            call: ctx.callId,
-            agent: ctx.agentId,
-            session: ctx.sessionId || undefined,
-            user: ctx.userId || undefined,
-            status: codeName(error.code),
-            error: error.rawMessage,
-            durationMs: Date.now() - ctx.startTime,
-          }, "call failed");
-          throw err;
-        }
-        logger[options.level]({
-          call: ctx.callId,
-          agent: ctx.agentId,
-          session: ctx.sessionId || undefined,
-          user: ctx.userId || undefined,
-          status: "OK",
-          durationMs: Date.now() - ctx.startTime,
-          model: result?.model,
-          inputTokens: result?.usage.inputTokens,
-          outputTokens: result?.usage.outputTokens,
-          cache: result?.metadata.cache,
-        }, "call");
+          },
+          end({ error, abandoned }) {
+            const fields = {
+              call: ctx.callId,
+              agent: ctx.agentId,
+              session: ctx.sessionId || undefined,
+              user: ctx.userId || undefined,
+              durationMs: Date.now() - ctx.startTime,
+            };
+            if (error !== undefined || (abandoned && !result)) {
+              const failure = error !== undefined ? toConnectError(error) : abortReason(ctx.signal);
+              const level = failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
+              logger[level]({ ...fields, status: codeName(failure.code), error: failure.rawMessage }, "call failed");
+              return;
+            }
+            logger[options.level]({
+              ...fields,
+              status: "OK",
+              model: result?.model,
+              inputTokens: result?.usage.inputTokens,
+              outputTokens: result?.usage.outputTokens,
+              cache: result?.metadata.cache,
+            }, "call");
+          },
+        });
       },
     };
   },

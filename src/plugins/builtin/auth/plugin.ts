@@ -1,5 +1,6 @@
 import { actingUser, type Principal } from "../../../auth/principal.ts";
-import type { RunEvent } from "../../../pipeline/types.ts";
+import { after } from "../../../pipeline/stream.ts";
+import type { AgentContext } from "../../../pipeline/types.ts";
 import { definePlugin } from "../../define.ts";
 import { createApiKeyVerifier } from "./api-keys.ts";
 import { bearerCredential, looksLikeJwt, unauthenticated } from "./bearer.ts";
@@ -11,6 +12,12 @@ import { AuthOptions } from "./options.ts";
  * key (checked against stored hashes) or a JWT. The principal becomes the
  * call's user; a non-admin naming another user_id is refused.
  */
+function actAs(ctx: AgentContext, principal: Principal | undefined): void {
+  if (!principal) return;
+  ctx.principal = principal;
+  ctx.userId = actingUser(principal, ctx.requestedUserId);
+}
+
 export default definePlugin({
   name: "auth",
   kind: "middleware",
@@ -20,8 +27,12 @@ export default definePlugin({
     const apiKey = createApiKeyVerifier(options.apiKeys);
     const jwt = options.jwt ? await createJwtVerifier(options.jwt, host) : undefined;
 
-    /** The caller's principal; undefined only for an anonymous call that allowAnonymous lets through. */
-    async function authenticate(header: string | undefined): Promise<Principal | undefined> {
+    /**
+     * The caller's principal; undefined only for an anonymous call that
+     * allowAnonymous lets through. Synchronous for API keys (the common case
+     * between services), a promise for JWTs.
+     */
+    function authenticate(header: string | undefined): Principal | undefined | Promise<Principal> {
       const credential = bearerCredential(header);
       if (credential === undefined) {
         if (options.allowAnonymous) return undefined;
@@ -39,13 +50,12 @@ export default definePlugin({
 
     return {
       name: "auth",
-      async *process(ctx, next): AsyncIterable<RunEvent> {
-        const principal = await authenticate(ctx.header("authorization"));
-        if (principal) {
-          ctx.principal = principal;
-          ctx.userId = actingUser(principal, ctx.requestedUserId);
-        }
-        yield* next();
+      process(ctx, next) {
+        const principal = authenticate(ctx.header("authorization"));
+        // No layer of our own around the stream: auth only needs to run before it.
+        if (principal instanceof Promise) return after(principal.then((p) => actAs(ctx, p)), next);
+        actAs(ctx, principal);
+        return next();
       },
       async admit(call) {
         const principal = await authenticate(call.header("authorization"));

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { storeUnavailable } from "../../../clients/shared.ts";
 import { Code, ConnectError, invalidArgument } from "../../../errors.ts";
-import type { AgentContext, RunEvent } from "../../../pipeline/types.ts";
+import { after, observe } from "../../../pipeline/stream.ts";
+import type { AgentContext } from "../../../pipeline/types.ts";
 import { definePlugin } from "../../define.ts";
 import type { BucketDraw, Buckets } from "./buckets.ts";
 import { estimateInputTokens } from "./estimate.ts";
@@ -119,43 +120,51 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
 
       return {
         name: "rate-limit",
-        async *process(ctx, next): AsyncIterable<RunEvent> {
-          if (limits.length === 0) return yield* next();
-          const estimate = counts ? await estimateInputTokens(ctx) : 0;
-          const all = charges(ctx, estimate);
-          const tooBig = all.find((c) => c.draw.amount > c.draw.capacity);
-          if (tooBig) {
-            throw invalidArgument(
-              "task",
-              `the call's estimated ${estimate} input tokens exceed the limit of ${tooBig.label} (${tooBig.limit.capacity}); it can never fit`,
-            );
-          }
-          let outcome;
-          try {
-            outcome = await buckets.take(all.map((c) => c.draw));
-          } catch (err) {
-            if (options.onBackendError === "reject") throw storeUnavailable(`rate-limit ${options.backend} backend`, err);
-            logger.warn({ call: ctx.callId, err: (err as Error)?.message ?? String(err) }, "rate-limit backend failed; call allowed unlimited");
-            return yield* next();
-          }
-          if (!outcome.ok) throw refusal(all[outcome.index]!, outcome.retryAfterMs);
-
-          const tokenCharges = all.filter((c) => c.limit.unit === "tokens");
-          let settled = false;
-          try {
-            for await (const event of next()) {
-              if (event.type === "completed" && !settled) {
+        process(ctx, next) {
+          if (limits.length === 0) return next();
+          let estimate = 0;
+          let tokenCharges: Charge[] = [];
+          let limited = true;
+          const admitted = (async () => {
+            estimate = counts ? await estimateInputTokens(ctx) : 0;
+            const all = charges(ctx, estimate);
+            const tooBig = all.find((c) => c.draw.amount > c.draw.capacity);
+            if (tooBig) {
+              throw invalidArgument(
+                "task",
+                `the call's estimated ${estimate} input tokens exceed the limit of ${tooBig.label} (${tooBig.limit.capacity}); it can never fit`,
+              );
+            }
+            let outcome;
+            try {
+              outcome = await buckets.take(all.map((c) => c.draw));
+            } catch (err) {
+              if (options.onBackendError === "reject") throw storeUnavailable(`rate-limit ${options.backend} backend`, err);
+              logger.warn({ call: ctx.callId, err: (err as Error)?.message ?? String(err) }, "rate-limit backend failed; call allowed unlimited");
+              limited = false;
+              return;
+            }
+            if (!outcome.ok) throw refusal(all[outcome.index]!, outcome.retryAfterMs);
+            tokenCharges = all.filter((c) => c.limit.unit === "tokens");
+          })();
+          // Observed, not wrapped in a generator: settling needs only the completed event.
+          return after(admitted, () => {
+            if (!limited) return next();
+            let settled = false;
+            return observe(next(), {
+              event(event) {
+                if (event.type !== "completed" || settled) return;
                 settled = true;
                 const used = event.result.usage.inputTokens + event.result.usage.outputTokens;
                 // 0 means the provider reported no usage: the estimate stands.
                 if (used > 0) settle(ctx, tokenCharges, used - estimate, "settle");
-              }
-              yield event;
-            }
-          } finally {
-            // Failed, cancelled, or abandoned before completing: the tokens were never spent.
-            if (!settled) settle(ctx, tokenCharges, -estimate, "refund");
-          }
+              },
+              end() {
+                // Failed, cancelled, or abandoned before completing: the tokens were never spent.
+                if (!settled) settle(ctx, tokenCharges, -estimate, "refund");
+              },
+            });
+          });
         },
         async dispose() {
           await Promise.allSettled([...pending]);
