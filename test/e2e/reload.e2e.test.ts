@@ -202,6 +202,15 @@ describe("hot reload", () => {
       expect(cli.code).toBe(0);
       expect(cli.stdout).toBe("reloaded: generation 3, pipeline: stamp → validation\n");
       expect((await stampOf(client)).stamp).toBe("v3");
+
+      // ListPlugins describes the running generation: the user's plugin from its file, in use.
+      const listed = await client.unary(AdminService, AdminService.method.listPlugins, {});
+      expect(listed.generation).toBe(3n);
+      expect(listed.pipeline).toEqual(["stamp", "validation"]);
+      const stamp = listed.plugins.find((p) => p.name === "stamp");
+      expect(stamp).toMatchObject({ kind: "middleware", enabled: true, inUse: true });
+      expect(stamp!.source).toMatch(/stamp\.ts$/);
+      expect(listed.plugins.find((p) => p.name === "cache")).toMatchObject({ source: "builtin", inUse: false });
     } finally {
       client.close();
       await server.stop();
