@@ -1,3 +1,5 @@
+import { existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
 
@@ -21,6 +23,14 @@ export async function describePlugins(config: Config, baseDir: string): Promise<
     e.disabled ? "disabled" : used.has(e.definition.name) ? "in use" : "available",
     e.source,
   ]);
+  // Entries turned off by file name were never imported: their plugin name is unknown.
+  const off = new Set(config.plugins.disabled);
+  for (const dir of config.plugins.dirs.map((d) => resolve(baseDir, d))) {
+    if (!existsSync(dir)) continue;
+    for (const entry of readdirSync(dir).sort()) {
+      if (off.has(entry) || off.has(entry.replace(/\.[mc]?[jt]s$/, ""))) rows.push(["(not loaded)", "?", "disabled", join(dir, entry)]);
+    }
+  }
   const header = ["NAME", "KIND", "STATUS", "SOURCE"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");

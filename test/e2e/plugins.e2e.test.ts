@@ -161,8 +161,9 @@ describe("plugins from a user's folders and packages", () => {
     expect(rows.get("fragile")).toEqual({ kind: "middleware", status: "available", source: join(plugins, "fragile.mjs") });
     expect(rows.get("validation")).toEqual({ kind: "middleware", status: "in use", source: "builtin" });
     expect(rows.get("openai")).toEqual({ kind: "llm-provider", status: "available", source: "builtin" });
-    // A file disabled by name is not even imported.
+    // A file disabled by name is not even imported: listed as such, its plugin name unknown.
     expect(rows.has("broken")).toBe(false);
+    expect(rows.get("(not loaded)")).toEqual({ kind: "?", status: "disabled", source: join(plugins, "broken.ts") });
     expect(stdout).toContain(
       ["pipeline (outermost first):", "  1. pkg-tag", "  2. fragile (off)", "  3. ts-tag", "  4. validation", "  5. folder-tag", "event handlers:", "  - recorder"].join("\n"),
     );
