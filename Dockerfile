@@ -14,5 +14,6 @@ USER node
 EXPOSE 50051 8080
 # grpc-health-probe or any gRPC health check works against grpc.health.v1.Health on 50051.
 STOPSIGNAL SIGTERM
+# `docker kill -s HUP <container>` reloads config and plugins (mount them over /app/config and /app/plugins).
 ENTRYPOINT ["node", "bin/qingyu.mjs"]
 CMD ["serve", "--config", "config/example.yaml"]
