@@ -71,14 +71,28 @@ export const ConfigSchema = z.strictObject({
   agents: z.array(AgentSchema).default([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {}, requireEnv: [] }]),
   sessions: z
     .strictObject({
-      store: z.enum(["memory"]).default("memory"),
+      /** memory: this process only. redis / postgres: shared by every process. redis+postgres: PostgreSQL is the truth, Redis the hot copy. */
+      store: z.enum(["memory", "redis", "postgres", "redis+postgres"]).default("memory"),
       ttlSeconds: z.int().positive().default(3600),
       maxTtlSeconds: z.int().positive().default(30 * 24 * 3600),
       /** How many of the latest messages go into the prompt. */
       historyMessages: z.int().min(0).default(20),
+      /** A token budget for those messages (estimated at 4 characters a token); 0 = no budget. */
+      historyTokens: z.int().min(0).default(0),
+      /** How many of the latest messages GetSession returns. */
+      getMessagesLimit: z.int().min(0).default(200),
+      /** Largest checkpoint accepted, as JSON bytes. */
+      maxCheckpointBytes: z.int().positive().default(1024 * 1024),
+      /** How many checkpoints each session keeps; older ones are pruned as new ones are saved. */
+      checkpointsKept: z.int().positive().default(20),
       defaultPageSize: z.int().positive().default(20),
       maxPageSize: z.int().positive().default(100),
+      /** How often expired sessions are swept (memory and postgres; Redis expires keys itself). */
       sweepIntervalMs: positiveMs.default(60_000),
+      /** Redis layout: every key starts with this. */
+      redisKeyPrefix: z.string().min(1).default("qingyu:"),
+      /** PostgreSQL schema holding the session tables (created by migrations at start; must exist). */
+      postgresSchema: z.string().regex(/^[a-z_][a-z0-9_]*$/, "a lower-case SQL identifier").default("public"),
     })
     .prefault({}),
   executor: z

@@ -94,7 +94,7 @@ class CallAgentContext implements ExecutionContext {
 
   // Read once, but the owner is checked on every use: auth may set the user after an early read.
   session(): Promise<SessionRecord | undefined> {
-    this.loaded ??= this.sessionId ? this.sessions.get(this.sessionId, "") : Promise.resolve(undefined);
+    this.loaded ??= this.sessionId ? this.sessions.forTurn(this.sessionId) : Promise.resolve(undefined);
     return this.loaded.then((s) => s && this.check(s));
   }
 

@@ -41,7 +41,7 @@ export function sessionService(sessions: SessionManager, live: LiveRuntime): Ser
 
     getSession(req, call) {
       return admitted(live, call, { service: SERVICE, method: "GetSession", userId: req.userId }, async (a) =>
-        create(GetSessionResponseSchema, { session: toSession(await sessions.get(req.sessionId, owner(a))) }),
+        create(GetSessionResponseSchema, { session: toSession(await sessions.read(req.sessionId, owner(a))) }),
       );
     },
 

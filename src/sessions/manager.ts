@@ -8,6 +8,10 @@ export interface SessionPolicy {
   ttlSeconds: number;
   maxTtlSeconds: number;
   historyMessages: number;
+  historyTokens: number;
+  getMessagesLimit: number;
+  maxCheckpointBytes: number;
+  checkpointsKept: number;
   defaultPageSize: number;
   maxPageSize: number;
 }
@@ -38,10 +42,13 @@ export class SessionManager {
     return session;
   }
 
-  /** The session, if it exists and `userId` (when given) owns it. */
-  async get(sessionId: string, userId: string): Promise<SessionRecord> {
+  /**
+   * The session, if it exists and `userId` (when given) owns it, with its
+   * latest `messages` messages (none by default: an ownership check reads no history).
+   */
+  async get(sessionId: string, userId: string, messages = 0): Promise<SessionRecord> {
     if (!sessionId) throw invalidArgument("session_id", "is required");
-    const session = await this.store.get(sessionId);
+    const session = await this.store.get(sessionId, { messages });
     if (!session) throw notFound("session", sessionId);
     if (userId && session.userId !== userId) {
       throw new ConnectError(`session "${sessionId}" belongs to another user`, Code.PermissionDenied);
@@ -60,10 +67,35 @@ export class SessionManager {
     this.events.publish({ type: "SESSION_DELETED", sessionId, userId: session.userId, agentId: session.agentId, data: {} });
   }
 
-  /** The last messages of the history, as the prompt takes them. */
+  /** GetSession: the session with as many messages as a client may read at once. */
+  read(sessionId: string, userId: string): Promise<SessionRecord> {
+    return this.get(sessionId, userId, this.policy.getMessagesLimit);
+  }
+
+  /** A turn's one read: the session with the messages its prompt may use (no ownership check yet). */
+  forTurn(sessionId: string): Promise<SessionRecord> {
+    return this.get(sessionId, "", this.policy.historyMessages);
+  }
+
+  /**
+   * The history as the prompt takes it: the latest historyMessages, then as
+   * many of those, newest first, as fit historyTokens (when set), so a long
+   * session never sends an unbounded prompt.
+   */
   recent(session: SessionRecord): ChatMessage[] {
     const n = this.policy.historyMessages;
-    return n === 0 ? [] : session.messages.slice(-n);
+    const latest = n === 0 ? [] : session.messages.slice(-n);
+    const budget = this.policy.historyTokens;
+    if (budget === 0) return latest;
+    let spent = 0;
+    let from = latest.length;
+    while (from > 0) {
+      const cost = Math.ceil(latest[from - 1]!.content.length / 4);
+      if (spent + cost > budget) break;
+      spent += cost;
+      from--;
+    }
+    return latest.slice(from);
   }
 
   appendTurn(sessionId: string, messages: ChatMessage[]): Promise<number> {
@@ -72,8 +104,12 @@ export class SessionManager {
 
   async saveCheckpoint(sessionId: string, userId: string, data: JsonObject, expectedVersion: number): Promise<CheckpointRecord> {
     if (expectedVersion < 0) throw invalidArgument("expected_version", "must not be negative");
+    const bytes = Buffer.byteLength(JSON.stringify(data), "utf8");
+    if (bytes > this.policy.maxCheckpointBytes) {
+      throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);
+    }
     const session = await this.get(sessionId, userId);
-    const checkpoint = await this.store.saveCheckpoint(sessionId, data, expectedVersion);
+    const checkpoint = await this.store.saveCheckpoint(sessionId, { data, expectedVersion, keep: this.policy.checkpointsKept });
     this.events.publish({
       type: "CHECKPOINT_SAVED",
       sessionId,

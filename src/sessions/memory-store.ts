@@ -5,8 +5,9 @@ import { decodePageToken, encodePageToken, isAfter, newestFirst } from "./page-t
 import type {
   CheckpointRecord,
   CreateSessionInput,
-  JsonObject,
+  GetOptions,
   Page,
+  SaveCheckpointInput,
   SessionRecord,
   SessionStore,
 } from "./types.ts";
@@ -45,14 +46,15 @@ export class MemorySessionStore implements SessionStore {
       metadata: { ...input.metadata },
       version: 0,
       messages: [],
+      messageCount: 0,
     };
     this.entries.set(session.id, { session, ttlMs: input.ttlSeconds * 1000, checkpoints: [] });
-    return copySession(session, true);
+    return copySession(session, 0);
   }
 
-  async get(sessionId: string): Promise<SessionRecord | undefined> {
+  async get(sessionId: string, options: GetOptions): Promise<SessionRecord | undefined> {
     const entry = this.live(sessionId);
-    return entry && copySession(entry.session, true);
+    return entry && copySession(entry.session, options.messages);
   }
 
   async list(userId: string, pageSize: number, pageToken: string): Promise<Page<SessionRecord>> {
@@ -67,7 +69,7 @@ export class MemorySessionStore implements SessionStore {
     const items = rest.slice(0, pageSize);
     const last = items.at(-1);
     return {
-      items: items.map((s) => copySession(s, false)),
+      items: items.map((s) => copySession(s, 0)),
       nextPageToken: rest.length > pageSize && last ? encodePageToken(key(last)) : "",
     };
   }
@@ -79,10 +81,11 @@ export class MemorySessionStore implements SessionStore {
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
     const entry = this.mustGet(sessionId);
     entry.session.messages.push(...messages.map((m) => ({ ...m })));
+    entry.session.messageCount = entry.session.messages.length;
     return this.touch(entry);
   }
 
-  async saveCheckpoint(sessionId: string, data: JsonObject, expectedVersion: number): Promise<CheckpointRecord> {
+  async saveCheckpoint(sessionId: string, { data, expectedVersion, keep }: SaveCheckpointInput): Promise<CheckpointRecord> {
     const entry = this.mustGet(sessionId);
     if (expectedVersion !== 0 && expectedVersion !== entry.session.version) {
       throw new ConnectError(
@@ -100,6 +103,7 @@ export class MemorySessionStore implements SessionStore {
       version,
     };
     entry.checkpoints.push(checkpoint);
+    if (entry.checkpoints.length > keep) entry.checkpoints.splice(0, entry.checkpoints.length - keep);
     return structuredClone(checkpoint);
   }
 
@@ -121,6 +125,8 @@ export class MemorySessionStore implements SessionStore {
       nextPageToken: rest.length > pageSize && last ? encodePageToken({ time: last.version, id: last.id }) : "",
     };
   }
+
+  async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
@@ -158,13 +164,13 @@ export class MemorySessionStore implements SessionStore {
 
 const key = (s: SessionRecord) => ({ time: s.createTime.getTime(), id: s.id });
 
-function copySession(s: SessionRecord, withMessages: boolean): SessionRecord {
+function copySession(s: SessionRecord, messages: number): SessionRecord {
   return {
     ...s,
     createTime: new Date(s.createTime),
     updateTime: new Date(s.updateTime),
     expireTime: new Date(s.expireTime),
     metadata: { ...s.metadata },
-    messages: withMessages ? s.messages.map((m) => ({ ...m })) : [],
+    messages: messages > 0 ? s.messages.slice(-messages).map((m) => ({ ...m })) : [],
   };
 }

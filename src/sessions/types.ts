@@ -14,7 +14,16 @@ export interface SessionRecord {
   metadata: Record<string, string>;
   /** Incremented by every write: appended turn or saved checkpoint. */
   version: number;
+  /** The latest messages, oldest first: as many as the read asked for (see GetOptions). */
   messages: ChatMessage[];
+  /** How many messages the session holds in all. */
+  messageCount: number;
+}
+
+/** How much of a session a read brings back. */
+export interface GetOptions {
+  /** The latest this many messages; 0 reads none (an ownership check, a checkpoint call). */
+  messages: number;
 }
 
 /** A saved snapshot of agent state within a session. */
@@ -43,25 +52,40 @@ export interface Page<T> {
   nextPageToken: string;
 }
 
+/** A checkpoint to save. */
+export interface SaveCheckpointInput {
+  data: JsonObject;
+  /** 0 = no check; otherwise the session's current version, or ABORTED. */
+  expectedVersion: number;
+  /** Retention: after saving, only the latest this many checkpoints of the session remain. */
+  keep: number;
+}
+
 /**
- * Where sessions and checkpoints live. Every method throws a ConnectError with
- * NOT_FOUND for a missing (or expired) session, ABORTED for a stale
- * expected version, INVALID_ARGUMENT for a bad page token.
+ * Where sessions and checkpoints live. Every method throws a ConnectError:
+ * NOT_FOUND for a missing (or expired) session, ABORTED for a stale expected
+ * version, INVALID_ARGUMENT for a bad page token, UNAVAILABLE when the backing
+ * service cannot be reached in time. One call is one round trip to each
+ * backing service wherever the method allows it (get, appendMessages,
+ * saveCheckpoint): a conversation turn must not cost more as history grows.
  */
 export interface SessionStore {
   create(input: CreateSessionInput): Promise<SessionRecord>;
-  /** The session with its messages, or undefined when missing or expired. */
-  get(sessionId: string): Promise<SessionRecord | undefined>;
+  /** The session with its latest messages, or undefined when missing or expired. */
+  get(sessionId: string, options: GetOptions): Promise<SessionRecord | undefined>;
   /** A user's sessions, newest first, without messages. */
   list(userId: string, pageSize: number, pageToken: string): Promise<Page<SessionRecord>>;
   /** Deletes the session and its checkpoints; false when there was none. */
   delete(sessionId: string): Promise<boolean>;
-  /** Appends messages atomically with the version bump; returns the new version. */
+  /** Appends messages atomically with the version bump and TTL refresh; returns the new version. */
   appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number>;
-  /** expectedVersion 0 = no check. */
-  saveCheckpoint(sessionId: string, data: JsonObject, expectedVersion: number): Promise<CheckpointRecord>;
-  /** checkpointId empty = the latest. */
+  /** Saves atomically with the version bump; the checkpoint's parent is the previous latest. */
+  saveCheckpoint(sessionId: string, input: SaveCheckpointInput): Promise<CheckpointRecord>;
+  /** checkpointId empty = the latest; undefined when there is no such checkpoint (NOT_FOUND when no session). */
   getCheckpoint(sessionId: string, checkpointId: string): Promise<CheckpointRecord | undefined>;
+  /** Newest first. */
   listCheckpoints(sessionId: string, pageSize: number, pageToken: string): Promise<Page<CheckpointRecord>>;
+  /** Resolves when the backing service answers; rejects (UNAVAILABLE) when it does not. For readiness. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

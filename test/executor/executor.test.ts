@@ -61,6 +61,10 @@ function build(provider: LlmProvider, options: { middleware?: Middleware[]; retr
   stores.push(store);
   const events = new MemoryEventBus(pino({ level: "silent" }));
   const sessions = new SessionManager(store, events, {
+    historyTokens: 0,
+    getMessagesLimit: 200,
+    maxCheckpointBytes: 1 << 20,
+    checkpointsKept: 20,
     ttlSeconds: 3600,
     maxTtlSeconds: 7200,
     historyMessages: 20,
@@ -295,7 +299,7 @@ describe("Executor: sessions", () => {
     const session = await sessions.create("alice", "helper", {}, 0);
 
     await executor.execute(input({ sessionId: session.id, task: "q1" }), callInfo());
-    expect((await sessions.get(session.id, "alice")).messages).toEqual([
+    expect((await sessions.read(session.id, "alice")).messages).toEqual([
       { role: "user", content: "q1" },
       { role: "assistant", content: "re: q1" },
     ]);
@@ -314,7 +318,7 @@ describe("Executor: sessions", () => {
     const session = await sessions.create("alice", "helper", {}, 0);
     let atCompletion: number | undefined;
     for await (const event of executor.stream(input({ sessionId: session.id }), callInfo())) {
-      if (event.type === "completed") atCompletion = (await sessions.get(session.id, "alice")).messages.length;
+      if (event.type === "completed") atCompletion = (await sessions.read(session.id, "alice")).messages.length;
     }
     expect(atCompletion).toBe(2);
   });
@@ -326,7 +330,7 @@ describe("Executor: sessions", () => {
     const { executor, sessions } = build(provider);
     const session = await sessions.create("alice", "helper", {}, 0);
     await rejection(executor.execute(input({ sessionId: session.id }), callInfo()));
-    const after = await sessions.get(session.id, "alice");
+    const after = await sessions.read(session.id, "alice");
     expect(after.messages).toEqual([]);
     expect(after.version).toBe(0);
   });
@@ -338,7 +342,7 @@ describe("Executor: sessions", () => {
     const err = await rejection(executor.execute(input({ sessionId: session.id, userId: "mallory" }), callInfo()));
     expect(err.code).toBe(Code.PermissionDenied);
     expect(provider.requests).toHaveLength(0);
-    expect((await sessions.get(session.id, "alice")).messages).toEqual([]);
+    expect((await sessions.read(session.id, "alice")).messages).toEqual([]);
   });
 
   // Ownership is checked lazily; a middleware that answers itself (a cache hit) must not skip it.
@@ -358,7 +362,7 @@ describe("Executor: sessions", () => {
       () => undefined,
       (e: unknown) => e as ConnectError,
     );
-    expect((await sessions.get(session.id, "alice")).messages).toEqual([]);
+    expect((await sessions.read(session.id, "alice")).messages).toEqual([]);
     expect(err?.code).toBe(Code.PermissionDenied);
   });
 
@@ -442,8 +446,8 @@ describe("Executor.batch", () => {
     const s2 = await sessions.create("alice", "helper", {}, 0);
     const outcomes = await executor.batch([input({ sessionId: s1.id, task: "one" }), input({ sessionId: s2.id, task: "two" })], 2, callInfo());
     expect(outcomes.map((o) => o.sessionId)).toEqual([s1.id, s2.id]);
-    expect((await sessions.get(s1.id, "alice")).messages.map((m) => m.content)).toEqual(["one", "re: one"]);
-    expect((await sessions.get(s2.id, "alice")).messages.map((m) => m.content)).toEqual(["two", "re: two"]);
+    expect((await sessions.read(s1.id, "alice")).messages.map((m) => m.content)).toEqual(["one", "re: one"]);
+    expect((await sessions.read(s2.id, "alice")).messages.map((m) => m.content)).toEqual(["two", "re: two"]);
   });
 
   it("a cancelled batch rejects with the cancel reason", async () => {

@@ -9,6 +9,10 @@ import { Code } from "../../src/errors.ts";
 import { rejection } from "../support/rejection.ts";
 
 const basePolicy: SessionPolicy = {
+  historyTokens: 0,
+  getMessagesLimit: 200,
+  maxCheckpointBytes: 1024,
+  checkpointsKept: 100,
   ttlSeconds: 3600,
   maxTtlSeconds: 7200,
   historyMessages: 3,
@@ -214,6 +218,7 @@ describe("SessionManager: history", () => {
       expireTime: new Date(0),
       metadata: {},
       version: n,
+      messageCount: n,
       messages: Array.from({ length: n }, (_, i) => ({ role: i % 2 ? ("assistant" as const) : ("user" as const), content: `m${i}` })),
     };
   }
@@ -223,6 +228,32 @@ describe("SessionManager: history", () => {
     expect(manager.recent(withMessages(5)).map((m) => m.content)).toEqual(["m2", "m3", "m4"]);
     expect(manager.recent(withMessages(2)).map((m) => m.content)).toEqual(["m0", "m1"]);
     expect(manager.recent(withMessages(0))).toEqual([]);
+  });
+
+  it("recent() keeps, newest first, only the messages that fit historyTokens", () => {
+    const { manager } = setup({ historyMessages: 10, historyTokens: 3 });
+    // Each "mN" is 2 characters, 1 token: the last three fit, a fourth would not.
+    expect(manager.recent(withMessages(6)).map((m) => m.content)).toEqual(["m3", "m4", "m5"]);
+    const long: SessionRecord = { ...withMessages(2), messages: [{ role: "user", content: "x".repeat(40) }, { role: "assistant", content: "ok" }] };
+    // The older message alone is over budget: it is dropped, not cut.
+    expect(manager.recent(long).map((m) => m.content)).toEqual(["ok"]);
+  });
+
+  it("refuses a checkpoint larger than maxCheckpointBytes with INVALID_ARGUMENT naming data", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { blob: "x".repeat(2000) }, 0));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/data.*limit is 1024/);
+    expect((await manager.listCheckpoints(s.id, "alice", 10, "")).items).toEqual([]);
+  });
+
+  it("keeps only the latest checkpointsKept checkpoints", async () => {
+    const { manager } = setup({ checkpointsKept: 3 });
+    const s = await manager.create("alice", "helper", {}, 0);
+    for (let i = 0; i < 5; i++) await manager.saveCheckpoint(s.id, "alice", { i }, 0);
+    const kept = (await manager.listCheckpoints(s.id, "alice", 10, "")).items.map((c) => c.data.i);
+    expect(kept).toEqual([4, 3, 2]);
   });
 
   it("recent() is empty when historyMessages is 0", () => {
@@ -243,7 +274,7 @@ describe("SessionManager: history", () => {
       { role: "user", content: "q2" },
       { role: "assistant", content: "a2" },
     ]);
-    const recent = manager.recent(await manager.get(s.id, "alice"));
+    const recent = manager.recent(await manager.forTurn(s.id));
     expect(recent).toEqual([
       { role: "user", content: "q2" },
       { role: "assistant", content: "a2" },

@@ -15,6 +15,9 @@ function clock(start = 1_700_000_000_000) {
   };
 }
 
+/** Reads every message. */
+const ALL = { messages: 10_000 };
+
 const stores: MemorySessionStore[] = [];
 function makeStore(now: () => number = Date.now): MemorySessionStore {
   const store = new MemorySessionStore(60_000, now);
@@ -45,7 +48,7 @@ describe("MemorySessionStore: create and get", () => {
     expect(s.createTime.getTime()).toBe(c.now());
     expect(s.updateTime.getTime()).toBe(c.now());
     expect(s.expireTime.getTime()).toBe(c.now() + 60_000);
-    expect(await store.get(s.id)).toEqual(s);
+    expect(await store.get(s.id, ALL)).toEqual(s);
   });
 
   it("gives every session its own id", async () => {
@@ -56,7 +59,7 @@ describe("MemorySessionStore: create and get", () => {
   });
 
   it("returns undefined for an unknown session", async () => {
-    expect(await makeStore().get("no-such-session")).toBeUndefined();
+    expect(await makeStore().get("no-such-session", ALL)).toBeUndefined();
   });
 
   it("returns copies: mutating a returned record does not change the store", async () => {
@@ -69,12 +72,12 @@ describe("MemorySessionStore: create and get", () => {
     created.userId = "mallory";
 
     await store.appendMessages(created.id, [{ role: "user", content: "hi" }]);
-    const got = await store.get(created.id);
+    const got = await store.get(created.id, ALL);
     got!.messages.push({ role: "assistant", content: "injected" });
     got!.messages[0]!.content = "rewritten";
     got!.metadata.team = "changed-got";
 
-    const again = await store.get(created.id);
+    const again = await store.get(created.id, ALL);
     expect(again).toMatchObject({ userId: "alice", version: 1, metadata: { team: "a" } });
     expect(again!.messages).toEqual([{ role: "user", content: "hi" }]);
   });
@@ -85,14 +88,14 @@ describe("MemorySessionStore: create and get", () => {
     const message = { role: "user" as const, content: "original" };
     await store.appendMessages(s.id, [message]);
     message.content = "mutated";
-    expect((await store.get(s.id))!.messages).toEqual([{ role: "user", content: "original" }]);
+    expect((await store.get(s.id, ALL))!.messages).toEqual([{ role: "user", content: "original" }]);
   });
 
   it("returned Date fields are copies too", async () => {
     const store = makeStore();
     const s = await store.create(input());
     s.expireTime.setTime(0);
-    expect(await store.get(s.id)).toBeDefined();
+    expect(await store.get(s.id, ALL)).toBeDefined();
   });
 });
 
@@ -110,7 +113,7 @@ describe("MemorySessionStore: appendMessages and TTL", () => {
     ).toBe(1);
     c.advance(4_000);
     expect(await store.appendMessages(s.id, [{ role: "user", content: "q2" }])).toBe(2);
-    const got = (await store.get(s.id))!;
+    const got = (await store.get(s.id, ALL))!;
     expect(got.version).toBe(2);
     expect(got.messages.map((m) => m.content)).toEqual(["q1", "a1", "q2"]);
     expect(got.createTime.getTime()).toBe(s.createTime.getTime());
@@ -125,7 +128,7 @@ describe("MemorySessionStore: appendMessages and TTL", () => {
     c.advance(9_000);
     await store.appendMessages(s.id, [{ role: "user", content: "still here" }]);
     c.advance(9_000); // 18 s after creation, 9 s after the write
-    expect(await store.get(s.id)).toBeDefined();
+    expect(await store.get(s.id, ALL)).toBeDefined();
   });
 
   it("expires a session after its TTL: get is undefined, writes are NOT_FOUND", async () => {
@@ -133,12 +136,12 @@ describe("MemorySessionStore: appendMessages and TTL", () => {
     const store = makeStore(c.now);
     const s = await store.create(input({ ttlSeconds: 10 }));
     c.advance(9_999);
-    expect(await store.get(s.id)).toBeDefined();
+    expect(await store.get(s.id, ALL)).toBeDefined();
     c.advance(1);
-    expect(await store.get(s.id)).toBeUndefined();
+    expect(await store.get(s.id, ALL)).toBeUndefined();
     const err = await rejection(store.appendMessages(s.id, [{ role: "user", content: "late" }]));
     expect(err.code).toBe(Code.NotFound);
-    expect((await rejection(store.saveCheckpoint(s.id, {}, 0))).code).toBe(Code.NotFound);
+    expect((await rejection(store.saveCheckpoint(s.id, { data: {}, expectedVersion: 0, keep: 100 }))).code).toBe(Code.NotFound);
     expect(await store.delete(s.id)).toBe(false);
   });
 
@@ -239,13 +242,13 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore(c.now);
     const s = await store.create(input({ ttlSeconds: 10 }));
     c.advance(5_000);
-    const first = await store.saveCheckpoint(s.id, { step: 1 }, 0);
-    const second = await store.saveCheckpoint(s.id, { step: 2, nested: { list: [1, "two", null] } }, 0);
+    const first = await store.saveCheckpoint(s.id, { data: { step: 1 }, expectedVersion: 0, keep: 100 });
+    const second = await store.saveCheckpoint(s.id, { data: { step: 2, nested: { list: [1, "two", null] } }, expectedVersion: 0, keep: 100 });
     expect(first).toMatchObject({ sessionId: s.id, data: { step: 1 }, parentId: "", version: 1 });
     expect(second).toMatchObject({ sessionId: s.id, parentId: first.id, version: 2 });
     expect(second.data).toEqual({ step: 2, nested: { list: [1, "two", null] } });
     expect(first.createTime.getTime()).toBe(c.now());
-    const session = (await store.get(s.id))!;
+    const session = (await store.get(s.id, ALL))!;
     expect(session.version).toBe(2);
     expect(session.expireTime.getTime()).toBe(c.now() + 10_000);
   });
@@ -254,18 +257,18 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     await store.appendMessages(s.id, [{ role: "user", content: "x" }]); // version 1
-    const ok = await store.saveCheckpoint(s.id, { a: 1 }, 1);
+    const ok = await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: 1, keep: 100 });
     expect(ok.version).toBe(2);
 
-    const stale = await rejection(store.saveCheckpoint(s.id, { a: 2 }, 1));
+    const stale = await rejection(store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 1, keep: 100 }));
     expect(stale.code).toBe(Code.Aborted);
-    expect((await store.get(s.id))!.version).toBe(2);
+    expect((await store.get(s.id, ALL))!.version).toBe(2);
     expect((await store.listCheckpoints(s.id, 10, "")).items).toHaveLength(1);
 
-    const ahead = await rejection(store.saveCheckpoint(s.id, { a: 2 }, 7));
+    const ahead = await rejection(store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 7, keep: 100 }));
     expect(ahead.code).toBe(Code.Aborted);
 
-    const unchecked = await store.saveCheckpoint(s.id, { a: 3 }, 0);
+    const unchecked = await store.saveCheckpoint(s.id, { data: { a: 3 }, expectedVersion: 0, keep: 100 });
     expect(unchecked.version).toBe(3);
     expect(unchecked.parentId).toBe(ok.id);
   });
@@ -274,8 +277,8 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     expect(await store.getCheckpoint(s.id, "")).toBeUndefined();
-    const first = await store.saveCheckpoint(s.id, { n: 1 }, 0);
-    const second = await store.saveCheckpoint(s.id, { n: 2 }, 0);
+    const first = await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: 0, keep: 100 });
+    const second = await store.saveCheckpoint(s.id, { data: { n: 2 }, expectedVersion: 0, keep: 100 });
     expect(await store.getCheckpoint(s.id, "")).toEqual(second);
     expect(await store.getCheckpoint(s.id, first.id)).toEqual(first);
     expect(await store.getCheckpoint(s.id, "nope")).toBeUndefined();
@@ -285,7 +288,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     const data = { list: [1, 2] };
-    const saved = await store.saveCheckpoint(s.id, data, 0);
+    const saved = await store.saveCheckpoint(s.id, { data: data, expectedVersion: 0, keep: 100 });
     data.list.push(3);
     (saved.data.list as number[]).push(4);
     const got = (await store.getCheckpoint(s.id, saved.id))!;
@@ -298,7 +301,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const a = await store.create(input());
     const b = await store.create(input());
-    const cp = await store.saveCheckpoint(a.id, { x: 1 }, 0);
+    const cp = await store.saveCheckpoint(a.id, { data: { x: 1 }, expectedVersion: 0, keep: 100 });
     expect(await store.getCheckpoint(b.id, cp.id)).toBeUndefined();
     expect(await store.getCheckpoint(b.id, "")).toBeUndefined();
   });
@@ -307,7 +310,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     const saved = [];
-    for (let i = 0; i < 7; i++) saved.push(await store.saveCheckpoint(s.id, { i }, 0));
+    for (let i = 0; i < 7; i++) saved.push(await store.saveCheckpoint(s.id, { data: { i }, expectedVersion: 0, keep: 100 }));
     const newestFirst = saved.map((c) => c.id).reverse();
 
     const seen: string[] = [];
@@ -337,13 +340,13 @@ describe("MemorySessionStore: delete", () => {
     const store = makeStore();
     const s = await store.create(input());
     const keep = await store.create(input());
-    await store.saveCheckpoint(s.id, { x: 1 }, 0);
+    await store.saveCheckpoint(s.id, { data: { x: 1 }, expectedVersion: 0, keep: 100 });
     expect(await store.delete(s.id)).toBe(true);
-    expect(await store.get(s.id)).toBeUndefined();
+    expect(await store.get(s.id, ALL)).toBeUndefined();
     expect((await rejection(store.getCheckpoint(s.id, ""))).code).toBe(Code.NotFound);
     expect((await rejection(store.listCheckpoints(s.id, 10, ""))).code).toBe(Code.NotFound);
     expect((await store.list("alice", 10, "")).items.map((x) => x.id)).toEqual([keep.id]);
-    expect(await store.get(keep.id)).toBeDefined();
+    expect(await store.get(keep.id, ALL)).toBeDefined();
   });
 
   it("returns false for a session that does not exist (or was already deleted)", async () => {
