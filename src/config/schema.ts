@@ -89,6 +89,10 @@ export const ConfigSchema = z.strictObject({
       maxPageSize: z.int().positive().default(100),
       /** How often expired sessions are swept (memory and postgres; Redis expires keys itself). */
       sweepIntervalMs: positiveMs.default(60_000),
+      /** How often readiness pings the store (redis, postgres, tiered). */
+      healthCheckIntervalMs: positiveMs.default(2000),
+      /** Tiered store: how many of a session's latest messages the Redis copy holds (reads wanting more go to PostgreSQL). */
+      hotMessages: z.int().min(0).default(50),
       /** Redis layout: every key starts with this. */
       redisKeyPrefix: z.string().min(1).default("qingyu:"),
       /** PostgreSQL schema holding the session tables (created by migrations at start; must exist). */

@@ -9,10 +9,16 @@ import { Code, ConnectError, abortReason } from "../errors.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { Wakeup } from "./wakeup.ts";
 
-/** Serving status per service name; "" is the whole server. */
+/**
+ * Serving status per service name; "" is the whole server. Everything is
+ * NOT_SERVING while the server drains, or while a dependency every call needs
+ * (the session store) is down, so load balancers route elsewhere.
+ */
 export class HealthState {
   private readonly statuses = new Map<string, Status>();
   private readonly watchers = new Set<() => void>();
+  private draining = false;
+  private readonly down = new Set<string>();
 
   constructor(services: readonly string[]) {
     for (const name of ["", ...services]) this.statuses.set(name, Status.SERVING);
@@ -20,7 +26,21 @@ export class HealthState {
 
   /** Marks every service NOT_SERVING (shutdown) or SERVING. */
   setAll(serving: boolean): void {
-    for (const name of this.statuses.keys()) this.statuses.set(name, serving ? Status.SERVING : Status.NOT_SERVING);
+    this.draining = !serving;
+    this.update();
+  }
+
+  /** Records that a dependency is up or down; any one down makes the server NOT_SERVING. */
+  setDependency(name: string, up: boolean): void {
+    if (up) this.down.delete(name);
+    else this.down.add(name);
+    this.update();
+  }
+
+  private update(): void {
+    const status = this.draining || this.down.size > 0 ? Status.NOT_SERVING : Status.SERVING;
+    if ([...this.statuses.values()].every((s) => s === status)) return;
+    for (const name of this.statuses.keys()) this.statuses.set(name, status);
     for (const wake of this.watchers) wake();
   }
 

@@ -1,0 +1,159 @@
+import type { Redis } from "ioredis";
+import type { ChatMessage } from "../providers/types.ts";
+import type { SessionRecord } from "./types.ts";
+
+/** What a write changed in a session, as the truth store reports it. */
+export interface SessionHead {
+  version: number;
+  updateTime: Date;
+  expireTime: Date;
+  messageCount: number;
+}
+
+// A stub holds only a version: reads treat it as a miss, and a warm-up carrying an
+// older version than the stub's is refused, so a slow warm-up racing a write (or a
+// delete) on another process cannot plant a stale copy. Expiry is the session's own.
+const WARM = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = cjson.decode(cur)
+  if tonumber(v.version) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+return 1
+`;
+
+// ARGV: messages JSON array, new version, update ms, expire ms, message count, window.
+// Applies a write to the copy when the copy is exactly one version behind; a copy or
+// stub already at or past it is left alone (a late apply, or a deleted session's
+// stub); otherwise leaves a stub at the new version (the copy missed something).
+const APPLY = `
+local cur = redis.call('GET', KEYS[1])
+local version = tonumber(ARGV[2])
+local v = cur and cjson.decode(cur)
+if v and tonumber(v.version) >= version then return 0 end
+if not v or v.stub or tonumber(v.version) ~= version - 1 then
+  redis.call('SET', KEYS[1], cjson.encode({stub = true, version = version}), 'PXAT', ARGV[4])
+  return 0
+end
+local msgs = v.messages
+if type(msgs) ~= 'table' then msgs = {} end
+for _, m in ipairs(cjson.decode(ARGV[1])) do table.insert(msgs, m) end
+local window = tonumber(ARGV[6])
+local keep = {}
+for i = math.max(1, #msgs - window + 1), #msgs do table.insert(keep, msgs[i]) end
+v.messages = keep
+v.version = version
+v.updateTime = tonumber(ARGV[3])
+v.expireTime = tonumber(ARGV[4])
+v.messageCount = tonumber(ARGV[5])
+redis.call('SET', KEYS[1], cjson.encode(v), 'PXAT', ARGV[4])
+return 1
+`;
+
+/** The cached form: dates as epoch ms. */
+interface Cached {
+  stub?: boolean;
+  id: string;
+  userId: string;
+  agentId: string;
+  metadata: Record<string, string>;
+  createTime: number;
+  updateTime: number;
+  expireTime: number;
+  version: number;
+  messageCount: number;
+  messages: ChatMessage[] | Record<string, never>;
+}
+
+/**
+ * The tiered store's Redis copy of a session: its head and its latest
+ * `window` messages, in one key, so a turn's read is one GET and its write
+ * one script. PostgreSQL stays the truth: a copy that may have missed a
+ * write is replaced by a stub and re-read from there.
+ */
+export class HotCopy {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keyPrefix: string,
+    /** How many of the latest messages the copy keeps. */
+    readonly window: number,
+  ) {}
+
+  private key(sessionId: string): string {
+    return `${this.keyPrefix}hot:{${sessionId}}`;
+  }
+
+  /** The copy, or undefined on a miss (absent, or a stub). */
+  async read(sessionId: string): Promise<SessionRecord | undefined> {
+    const raw = await this.redis.get(this.key(sessionId));
+    if (!raw) return undefined;
+    const v = JSON.parse(raw) as Cached;
+    if (v.stub) return undefined;
+    return {
+      id: v.id,
+      userId: v.userId,
+      agentId: v.agentId,
+      metadata: v.metadata ?? {},
+      createTime: new Date(v.createTime),
+      updateTime: new Date(v.updateTime),
+      expireTime: new Date(v.expireTime),
+      version: v.version,
+      messageCount: v.messageCount,
+      // cjson writes an empty list as {}.
+      messages: Array.isArray(v.messages) ? v.messages : [],
+    };
+  }
+
+  /** Stores a copy read from the truth, unless a newer write already left its mark. */
+  async warm(session: SessionRecord): Promise<void> {
+    const cached: Cached = {
+      id: session.id,
+      userId: session.userId,
+      agentId: session.agentId,
+      metadata: session.metadata,
+      createTime: session.createTime.getTime(),
+      updateTime: session.updateTime.getTime(),
+      expireTime: session.expireTime.getTime(),
+      version: session.version,
+      messageCount: session.messageCount,
+      messages: session.messages.slice(-this.window),
+    };
+    await this.redis.eval(WARM, 1, this.key(session.id), JSON.stringify(cached), String(session.version), String(session.expireTime.getTime()));
+  }
+
+  /** Applies a write the truth has committed: appended messages (none for a checkpoint) and the new head. */
+  async apply(sessionId: string, head: SessionHead, appended: readonly ChatMessage[]): Promise<void> {
+    await this.redis.eval(
+      APPLY,
+      1,
+      this.key(sessionId),
+      JSON.stringify(appended),
+      String(head.version),
+      String(head.updateTime.getTime()),
+      String(head.expireTime.getTime()),
+      String(head.messageCount),
+      String(this.window),
+    );
+  }
+
+  /** After a delete: a stub no warm-up can overwrite, for as long as a slow one might still arrive. */
+  async bury(sessionId: string, forMs: number): Promise<void> {
+    await this.redis.set(this.key(sessionId), JSON.stringify({ stub: true, version: Number.MAX_SAFE_INTEGER }), "PX", forMs);
+  }
+
+  /** Forgets every copy (when too many may have missed writes to name them). */
+  async forgetAll(): Promise<void> {
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.keyPrefix}hot:*`, "COUNT", 1000);
+      if (keys.length) await this.redis.unlink(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  }
+
+  /** Forgets copies that may have missed writes while Redis was unreachable. */
+  async forget(sessionIds: readonly string[]): Promise<void> {
+    if (sessionIds.length) await this.redis.del(...sessionIds.map((id) => this.key(id)));
+  }
+}

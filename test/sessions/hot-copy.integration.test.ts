@@ -1,0 +1,111 @@
+import { Redis } from "ioredis";
+import { randomUUID } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { HotCopy } from "../../src/sessions/hot-copy.ts";
+import type { SessionRecord } from "../../src/sessions/types.ts";
+
+const redis = new Redis("redis://127.0.0.1:6379");
+const prefix = `qingyu:test:hot:${randomUUID()}:`;
+const hot = new HotCopy(redis, prefix, 3);
+
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+});
+
+function session(version: number, messages: number, ttlMs = 60_000): SessionRecord {
+  const now = Date.now();
+  return {
+    id: randomUUID(),
+    userId: "alice",
+    agentId: "helper",
+    metadata: { team: "a" },
+    createTime: new Date(now - 1000),
+    updateTime: new Date(now),
+    expireTime: new Date(now + ttlMs),
+    version,
+    messageCount: messages,
+    messages: Array.from({ length: messages }, (_, i) => ({ role: i % 2 ? ("assistant" as const) : ("user" as const), content: `m${i}` })),
+  };
+}
+
+const head = (s: SessionRecord, version: number, messageCount: number) => ({
+  version,
+  updateTime: new Date(s.updateTime.getTime() + 5),
+  expireTime: new Date(s.expireTime.getTime() + 5),
+  messageCount,
+});
+
+describe("HotCopy: the tiered store's Redis copy", () => {
+  it("warms a copy holding the latest `window` messages and reads it back exactly", async () => {
+    const s = session(4, 5);
+    await hot.warm(s);
+    expect(await hot.read(s.id)).toEqual({ ...s, messages: s.messages.slice(-3) });
+  });
+
+  it("reads a copy with no messages as an empty list (Lua's JSON writes [] as {})", async () => {
+    const s = session(0, 0);
+    await hot.warm(s);
+    await hot.apply(s.id, head(s, 1, 0), []);
+    expect((await hot.read(s.id))!.messages).toEqual([]);
+  });
+
+  it("applies a write one version ahead: messages appended within the window, head replaced", async () => {
+    const s = session(2, 2);
+    await hot.warm(s);
+    const h = head(s, 3, 4);
+    await hot.apply(s.id, h, [{ role: "user", content: "q" }, { role: "assistant", content: "a" }]);
+    const copy = await hot.read(s.id);
+    expect(copy!.messages.map((m) => m.content)).toEqual(["m1", "q", "a"]);
+    expect(copy).toMatchObject({ version: 3, messageCount: 4, updateTime: h.updateTime, expireTime: h.expireTime });
+  });
+
+  it("turns a copy that missed a write into a miss, and refuses a late warm-up older than the write", async () => {
+    const s = session(2, 2);
+    await hot.warm(s);
+    await hot.apply(s.id, head(s, 4, 4), []); // version 3 was never applied
+    expect(await hot.read(s.id)).toBeUndefined();
+    await hot.warm(s); // a slow warm-up carrying version 2
+    expect(await hot.read(s.id)).toBeUndefined();
+    const current = { ...session(4, 4), id: s.id };
+    await hot.warm(current);
+    expect((await hot.read(s.id))!.version).toBe(4);
+  });
+
+  it("ignores an apply that arrives after a newer state", async () => {
+    const s = session(5, 2);
+    await hot.warm(s);
+    await hot.apply(s.id, head(s, 5, 9), [{ role: "user", content: "late" }]);
+    expect(await hot.read(s.id)).toEqual({ ...s, messages: s.messages.slice(-3) });
+  });
+
+  it("keeps a deleted session buried: no warm-up or apply brings it back", async () => {
+    const s = session(3, 1);
+    await hot.warm(s);
+    await hot.bury(s.id, 10_000);
+    await hot.warm({ ...s, version: 9 });
+    await hot.apply(s.id, head(s, 10, 1), []);
+    expect(await hot.read(s.id)).toBeUndefined();
+  });
+
+  it("expires a copy with its session, and forgets copies on request", async () => {
+    const short = session(1, 1, 300);
+    const other = session(1, 1);
+    await hot.warm(short);
+    await hot.warm(other);
+    await new Promise((r) => setTimeout(r, 450));
+    expect(await hot.read(short.id)).toBeUndefined();
+    await hot.forget([other.id]);
+    expect(await hot.read(other.id)).toBeUndefined();
+  });
+
+  it("forgets every copy under its prefix when asked to forget all", async () => {
+    const a = session(1, 1);
+    const b = session(1, 1);
+    await Promise.all([hot.warm(a), hot.warm(b)]);
+    await hot.forgetAll();
+    expect(await hot.read(a.id)).toBeUndefined();
+    expect(await hot.read(b.id)).toBeUndefined();
+  });
+});
