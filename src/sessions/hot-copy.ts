@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { RedisScript } from "../clients/redis-script.ts";
 import type { ChatMessage } from "../providers/types.ts";
 import type { SessionRecord } from "./types.ts";
 
@@ -13,7 +14,7 @@ export interface SessionHead {
 // A stub holds only a version: reads treat it as a miss, and a warm-up carrying an
 // older version than the stub's is refused, so a slow warm-up racing a write (or a
 // delete) on another process cannot plant a stale copy. Expiry is the session's own.
-const WARM = `
+const WARM = new RedisScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local v = cjson.decode(cur)
@@ -21,13 +22,13 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 return 1
-`;
+`);
 
 // ARGV: messages JSON array, new version, update ms, expire ms, message count, window.
 // Applies a write to the copy when the copy is exactly one version behind; a copy or
 // stub already at or past it is left alone (a late apply, or a deleted session's
 // stub); otherwise leaves a stub at the new version (the copy missed something).
-const APPLY = `
+const APPLY = new RedisScript(`
 local cur = redis.call('GET', KEYS[1])
 local version = tonumber(ARGV[2])
 local v = cur and cjson.decode(cur)
@@ -49,7 +50,7 @@ v.expireTime = tonumber(ARGV[4])
 v.messageCount = tonumber(ARGV[5])
 redis.call('SET', KEYS[1], cjson.encode(v), 'PXAT', ARGV[4])
 return 1
-`;
+`);
 
 /** The cached form: dates as epoch ms. */
 interface Cached {
@@ -119,21 +120,15 @@ export class HotCopy {
       messageCount: session.messageCount,
       messages: session.messages.slice(-this.window),
     };
-    await this.redis.eval(WARM, 1, this.key(session.id), JSON.stringify(cached), String(session.version), String(session.expireTime.getTime()));
+    await WARM.run(this.redis, [this.key(session.id)], [JSON.stringify(cached), session.version, session.expireTime.getTime()]);
   }
 
   /** Applies a write the truth has committed: appended messages (none for a checkpoint) and the new head. */
   async apply(sessionId: string, head: SessionHead, appended: readonly ChatMessage[]): Promise<void> {
-    await this.redis.eval(
-      APPLY,
-      1,
-      this.key(sessionId),
-      JSON.stringify(appended),
-      String(head.version),
-      String(head.updateTime.getTime()),
-      String(head.expireTime.getTime()),
-      String(head.messageCount),
-      String(this.window),
+    await APPLY.run(
+      this.redis,
+      [this.key(sessionId)],
+      [JSON.stringify(appended), head.version, head.updateTime.getTime(), head.expireTime.getTime(), head.messageCount, this.window],
     );
   }
 

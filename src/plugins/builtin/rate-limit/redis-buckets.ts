@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
+import { RedisScript } from "../../../clients/redis-script.ts";
 import { type BucketDraw, type Buckets, REFILL_PERIOD_MS, type TakeOutcome } from "./buckets.ts";
 
 // Shared by both scripts. The clock is Redis's TIME, so every process sharing
@@ -60,25 +60,9 @@ end
 return 1
 `;
 
-/** A Lua script run by its SHA, sent in full only when the server has not cached it yet. */
-class Script {
-  private readonly sha: string;
-
-  constructor(private readonly lua: string) {
-    this.sha = createHash("sha1").update(lua).digest("hex");
-  }
-
-  async run(redis: Redis, draws: readonly BucketDraw[]): Promise<unknown> {
-    const keys = draws.map((d) => d.key);
-    const args = draws.flatMap((d) => [String(d.capacity), String(d.amount)]);
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
-      // EVAL caches the script, so the next run by SHA finds it.
-      return await redis.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
+/** KEYS and ARGV of both scripts: the bucket keys, then capacity and amount per bucket. */
+function scriptInput(draws: readonly BucketDraw[]): [string[], string[]] {
+  return [draws.map((d) => d.key), draws.flatMap((d) => [String(d.capacity), String(d.amount)])];
 }
 
 /**
@@ -87,18 +71,18 @@ class Script {
  * the host's shared one; this never closes it.
  */
 export class RedisBuckets implements Buckets {
-  private readonly takeScript = new Script(TAKE);
-  private readonly adjustScript = new Script(ADJUST);
+  private readonly takeScript = new RedisScript(TAKE);
+  private readonly adjustScript = new RedisScript(ADJUST);
 
   constructor(private readonly redis: Redis) {}
 
   async take(draws: readonly BucketDraw[]): Promise<TakeOutcome> {
-    const reply = (await this.takeScript.run(this.redis, draws)) as number[];
+    const reply = (await this.takeScript.run(this.redis, ...scriptInput(draws))) as number[];
     if (reply[0] === 1) return { ok: true };
     return { ok: false, index: Number(reply[1]) - 1, retryAfterMs: Number(reply[2]) };
   }
 
   async adjust(draws: readonly BucketDraw[]): Promise<void> {
-    await this.adjustScript.run(this.redis, draws);
+    await this.adjustScript.run(this.redis, ...scriptInput(draws));
   }
 }
