@@ -20,12 +20,21 @@ import { eventService } from "./services/event-service.ts";
 import { HealthState, healthService } from "./services/health-service.ts";
 import { sessionService } from "./services/session-service.ts";
 import { SessionManager } from "./sessions/manager.ts";
-import { MemorySessionStore } from "./sessions/memory-store.ts";
+import { openStore } from "./sessions/open-store.ts";
+import { StoreMonitor } from "./sessions/store-monitor.ts";
 import type { SessionStore } from "./sessions/types.ts";
 import { CallTracker } from "./transport/call-tracker.ts";
 import { GrpcTransport } from "./transport/grpc-server.ts";
 import { HttpTransport } from "./transport/http-server.ts";
 import { hosted } from "./transport/types.ts";
+
+/** A dependency the server cannot start without is not there (exit status 1, with the reason). */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StartupError";
+  }
+}
 
 /** What the app is built from. */
 export interface AppOptions {
@@ -65,6 +74,7 @@ export class App {
     private readonly store: SessionStore,
     private readonly live: LiveRuntime,
     private readonly clients: SharedClients,
+    private readonly monitor: StoreMonitor | undefined,
   ) {}
 
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
@@ -72,7 +82,13 @@ export class App {
     const { config, env, log, baseDir } = options;
     const events = new MemoryEventBus(log);
     const clients = new SharedClients(config, log);
-    const store = new MemorySessionStore(config.sessions.sweepIntervalMs);
+    let store: SessionStore;
+    try {
+      store = await openStore(config.sessions, clients, log);
+    } catch (err) {
+      await clients.close();
+      throw new StartupError(`cannot open the ${config.sessions.store} session store: ${(err as Error).message}`, { cause: err });
+    }
     const sessions = new SessionManager(store, events, config.sessions);
     const shared: SharedRuntime = { events, sessions, clients, env, log };
     let first: Generation;
@@ -100,7 +116,9 @@ export class App {
     const tracker = new CallTracker();
     const grpc = new GrpcTransport(services, tracker, log);
     const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log);
-    return new App(options, grpc, http, tracker, health, store, live, clients);
+    // The memory store is always there; the others are watched so readiness tells the truth.
+    const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
+    return new App(options, grpc, http, tracker, health, store, live, clients, monitor);
   }
 
   /** Re-reads config and plugins (SIGHUP, AdminService.Reload); rejects and keeps the running ones when they fail. */
@@ -110,6 +128,7 @@ export class App {
 
   async start(): Promise<BoundPorts> {
     const { host, port, httpPort } = this.options.config.server;
+    await this.monitor?.start();
     const grpcPort = await this.grpc.listen(host, port);
     const boundHttp = this.http && httpPort !== null ? await this.http.listen(host, httpPort) : undefined;
     return { grpcPort, httpPort: boundHttp };
@@ -122,6 +141,7 @@ export class App {
   async shutdown(): Promise<void> {
     const { log, config } = this.options;
     this.health.setAll(false);
+    this.monitor?.stop();
     this.tracker.drain();
     log.info({ inFlight: this.tracker.inFlight, graceMs: config.server.shutdownGraceMs }, "draining");
     if (!(await this.tracker.waitIdle(config.server.shutdownGraceMs))) {

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { App } from "./app.ts";
+import { App, StartupError } from "./app.ts";
 import { describePlugins } from "./cli/plugins-command.ts";
 import { requestReload } from "./cli/reload-command.ts";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
@@ -122,5 +122,6 @@ try {
   else fail(`unknown command "${command}"\n${USAGE}`, 2);
 } catch (err) {
   if (err instanceof ConfigError || err instanceof PluginError) fail(err.message, 2);
+  if (err instanceof StartupError) fail(err.message, 1);
   fail(`failed to start: ${(err as Error).stack ?? String(err)}`, 1);
 }

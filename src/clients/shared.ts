@@ -56,6 +56,8 @@ export class SharedClients {
       max: poolSize,
       connectionTimeoutMillis: connectTimeoutMs,
       statement_timeout: statementTimeoutMs,
+      // Client side too: a server that silently drops packets must not hang a call until TCP gives up.
+      query_timeout: statementTimeoutMs + 1000,
     });
     // An idle client's error (server restart) must not crash the process.
     pool.on("error", (err) => this.log.warn({ err: err.message }, "postgres idle client error"));

@@ -99,12 +99,17 @@ export class SessionManager {
   }
 
   appendTurn(sessionId: string, messages: ChatMessage[]): Promise<number> {
-    return this.store.appendMessages(sessionId, messages);
+    // PostgreSQL text cannot hold NUL; it carries no meaning in a conversation, so every store gets U+FFFD instead.
+    const clean = messages.map((m) => (m.content.includes("\u0000") ? { ...m, content: m.content.replaceAll("\u0000", "\uFFFD") } : m));
+    return this.store.appendMessages(sessionId, clean);
   }
 
   async saveCheckpoint(sessionId: string, userId: string, data: JsonObject, expectedVersion: number): Promise<CheckpointRecord> {
     if (expectedVersion < 0) throw invalidArgument("expected_version", "must not be negative");
-    const bytes = Buffer.byteLength(JSON.stringify(data), "utf8");
+    const json = JSON.stringify(data);
+    // PostgreSQL's jsonb cannot hold NUL: refuse it the same way on every store.
+    if (json.includes("\\u0000")) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
+    const bytes = Buffer.byteLength(json, "utf8");
     if (bytes > this.policy.maxCheckpointBytes) {
       throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);
     }

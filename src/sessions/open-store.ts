@@ -1,0 +1,31 @@
+import type { Logger } from "pino";
+import type { SharedClients } from "../clients/shared.ts";
+import type { Config } from "../config/schema.ts";
+import { HotCopy } from "./hot-copy.ts";
+import { MemorySessionStore } from "./memory-store.ts";
+import { PostgresSessionStore } from "./postgres-store.ts";
+import { RedisSessionStore } from "./redis-store.ts";
+import { TieredSessionStore } from "./tiered-store.ts";
+import type { SessionStore } from "./types.ts";
+
+/**
+ * The configured session store. PostgreSQL stores run their migrations here,
+ * so a database that cannot be reached (or a schema that does not exist)
+ * stops start-up with the reason rather than failing the first call.
+ */
+export async function openStore(config: Config["sessions"], clients: SharedClients, log: Logger): Promise<SessionStore> {
+  switch (config.store) {
+    case "memory":
+      return new MemorySessionStore(config.sweepIntervalMs);
+    case "redis":
+      return new RedisSessionStore(clients.redis(), { keyPrefix: config.redisKeyPrefix });
+    case "postgres":
+      return PostgresSessionStore.open(clients.postgres(), { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, log });
+    case "redis+postgres": {
+      const truth = await PostgresSessionStore.open(clients.postgres(), { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, log });
+      const redis = clients.redis();
+      const hot = new HotCopy(redis, config.redisKeyPrefix, config.hotMessages);
+      return new TieredSessionStore(truth, hot, redis, { retryAfterMs: 1000, maxDirty: 100_000 }, log.child({ store: "tiered" }));
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import pg from "pg";
+import type { Migration } from "../db/migrate.ts";
+
+/** The migrations component of the session tables in one schema. */
+export const migrationComponent = (schema: string) => `sessions:${schema}`;
+
+/**
+ * The session tables in `schema`, as versioned migrations. Append new versions;
+ * never edit an applied one. Timestamps are stored truncated to milliseconds
+ * (by the statements) so that a JS Date, and so a page token, names a row exactly.
+ */
+export function sessionMigrations(schema: string): Migration[] {
+  const s = pg.escapeIdentifier(schema);
+  return [
+    {
+      version: 1,
+      name: "sessions, messages and checkpoints",
+      sql: `
+        create table ${s}.sessions (
+          id uuid primary key default gen_random_uuid(),
+          user_id text not null,
+          agent_id text not null,
+          metadata jsonb not null default '{}',
+          version bigint not null default 0,
+          message_count integer not null default 0,
+          ttl_seconds integer not null,
+          created_at timestamptz not null,
+          updated_at timestamptz not null,
+          expires_at timestamptz not null,
+          -- The parent of the next checkpoint, read under the row lock so racing saves chain correctly.
+          last_checkpoint_id uuid,
+          -- Checkpoints ever saved: numbers them gap-free (seq), so pruning needs no count.
+          checkpoint_count bigint not null default 0
+        );
+        -- Listings: one user's sessions newest first, in page-token order.
+        create index sessions_user_created on ${s}.sessions (user_id, created_at desc, id desc);
+        -- The sweeper: expired sessions oldest first.
+        create index sessions_expires on ${s}.sessions (expires_at);
+
+        create table ${s}.messages (
+          session_id uuid not null references ${s}.sessions (id) on delete cascade,
+          -- Assigned in append order under the session's row lock, so it orders the history.
+          id bigserial not null,
+          role text not null,
+          content text not null,
+          primary key (session_id, id)
+        );
+
+        create table ${s}.checkpoints (
+          id uuid primary key,
+          session_id uuid not null references ${s}.sessions (id) on delete cascade,
+          version bigint not null,
+          -- 1, 2, 3... within the session (versions have gaps: appends bump them too).
+          seq bigint not null,
+          parent_id uuid,
+          data jsonb not null,
+          created_at timestamptz not null,
+          unique (session_id, version)
+        );`,
+    },
+  ];
+}

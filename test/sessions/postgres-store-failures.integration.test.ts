@@ -1,0 +1,129 @@
+import { Writable } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import pino from "pino";
+import { Code } from "../../src/errors.ts";
+import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
+import type { SessionStore } from "../../src/sessions/types.ts";
+import { rejection } from "../support/rejection.ts";
+
+const URL = "postgres://postgres@127.0.0.1:5432/test";
+const DEAD = "postgres://postgres@127.0.0.1:1/test";
+const schema = `sessf_${Math.random().toString(36).slice(2, 10)}`;
+const bare = `${schema}_bare`; // exists, never migrated: every statement is a bug
+const silent = pino({ level: "silent" });
+const ID = "00000000-0000-4000-8000-000000000000";
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: URL });
+  await pool.query(`create schema ${schema}; create schema ${bare}`);
+});
+
+afterAll(async () => {
+  await pool.query(`drop schema if exists ${schema} cascade; drop schema if exists ${bare} cascade`);
+  await pool.query("delete from qingyu_schema_migrations where component = $1", [`sessions:${schema}`]);
+  await pool.end();
+});
+
+/** Every method once, each settled, with how long it took. */
+async function everyMethod(store: SessionStore, skip: string[] = []): Promise<{ name: string; code: Code | undefined; ms: number }[]> {
+  const calls: [string, () => Promise<unknown>][] = [
+    ["create", () => store.create({ userId: "u", agentId: "a", metadata: {}, ttlSeconds: 60 })],
+    ["get", () => store.get(ID, { messages: 10 })],
+    ["list", () => store.list("u", 10, "")],
+    ["delete", () => store.delete(ID)],
+    ["appendMessages", () => store.appendMessages(ID, [{ role: "user", content: "x" }])],
+    ["saveCheckpoint", () => store.saveCheckpoint(ID, { data: {}, expectedVersion: 0, keep: 3 })],
+    ["getCheckpoint", () => store.getCheckpoint(ID, "")],
+    ["listCheckpoints", () => store.listCheckpoints(ID, 10, "")],
+    ["ping", () => store.ping()],
+  ];
+  const out = [];
+  for (const [name, call] of calls.filter(([n]) => !skip.includes(n))) {
+    const started = Date.now();
+    const err = await rejection(call());
+    out.push({ name, code: err.code, ms: Date.now() - started });
+  }
+  return out;
+}
+
+describe("PostgreSQL session store failures", () => {
+  it("answers UNAVAILABLE quickly on every method when PostgreSQL cannot be reached", async () => {
+    const dead = new pg.Pool({ connectionString: DEAD, connectionTimeoutMillis: 500 });
+    const store = new PostgresSessionStore(dead, { schema, sweepIntervalMs: 60_000, log: silent });
+    try {
+      for (const r of await everyMethod(store)) {
+        expect(r, r.name).toMatchObject({ code: Code.Unavailable });
+        expect(r.ms, r.name).toBeLessThan(1500);
+      }
+      expect((await rejection(PostgresSessionStore.open(dead, { schema, sweepIntervalMs: 60_000, log: silent }))).code).toBe(Code.Unavailable);
+    } finally {
+      await store.close();
+      await dead.end();
+    }
+  });
+
+  it("logs a failed sweep as a warning and keeps going", async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) });
+    const dead = new pg.Pool({ connectionString: DEAD, connectionTimeoutMillis: 500 });
+    const store = new PostgresSessionStore(dead, { schema, sweepIntervalMs: 50, log: pino({ level: "info" }, sink) });
+    try {
+      const deadline = Date.now() + 3000;
+      while (lines.filter((l) => l.msg === "session sweep failed").length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const warned = lines.filter((l) => l.msg === "session sweep failed");
+      expect(warned.length).toBeGreaterThanOrEqual(2);
+      expect(warned.every((l) => l.level === 40)).toBe(true);
+    } finally {
+      await store.close();
+      await dead.end();
+    }
+  });
+
+  it("answers UNAVAILABLE when a statement outlives statement_timeout", async () => {
+    const slow = new pg.Pool({ connectionString: URL, statement_timeout: 300 });
+    const store = await PostgresSessionStore.open(slow, { schema, sweepIntervalMs: 60_000, log: silent });
+    const holder = await pool.connect();
+    try {
+      const s = await store.create({ userId: "u", agentId: "a", metadata: {}, ttlSeconds: 60 });
+      // Another transaction holds the session's row, so the append waits on its lock.
+      await holder.query("begin");
+      await holder.query(`select 1 from ${schema}.sessions where id = $1 for update`, [s.id]);
+      const started = Date.now();
+      expect((await rejection(store.appendMessages(s.id, [{ role: "user", content: "x" }]))).code).toBe(Code.Unavailable);
+      expect(Date.now() - started).toBeLessThan(2000);
+      await holder.query("rollback");
+      expect(await store.appendMessages(s.id, [{ role: "user", content: "x" }])).toBe(1);
+    } finally {
+      holder.release();
+      await store.close();
+      await slow.end();
+    }
+  });
+
+  it("answers INTERNAL for a bug, such as tables that are not there", async () => {
+    const store = new PostgresSessionStore(pool, { schema: bare, sweepIntervalMs: 60_000, log: silent });
+    try {
+      // ping touches no table, so it still answers.
+      for (const r of await everyMethod(store, ["ping"])) expect(r, r.name).toMatchObject({ code: Code.Internal });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("treats malformed ids as not found (not INTERNAL) and foreign page tokens as invalid", async () => {
+    const store = await PostgresSessionStore.open(pool, { schema, sweepIntervalMs: 60_000, log: silent });
+    try {
+      expect(await store.get("not-a-uuid", { messages: 5 })).toBeUndefined();
+      expect(await store.delete("not-a-uuid")).toBe(false);
+      expect((await rejection(store.appendMessages("x", []))).code).toBe(Code.NotFound);
+      const s = await store.create({ userId: "u", agentId: "a", metadata: {}, ttlSeconds: 60 });
+      expect(await store.getCheckpoint(s.id, "not-a-uuid")).toBeUndefined();
+      const forged = Buffer.from(JSON.stringify([Date.now(), "not-a-uuid"])).toString("base64url");
+      expect((await rejection(store.list("u", 5, forged))).code).toBe(Code.InvalidArgument);
+    } finally {
+      await store.close();
+    }
+  });
+});
