@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pino from "pino";
+import { HotCopy } from "../../src/sessions/hot-copy.ts";
+import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
+import { TieredSessionStore } from "../../src/sessions/tiered-store.ts";
+import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
+import { storeContract } from "./store-contract.ts";
+
+const log = pino({ level: "silent" });
+const iso = isolation();
+const pool = countingPool();
+const redis = countingRedis();
+const stores: PostgresSessionStore[] = [];
+
+async function tiered(client = redis, window = 50): Promise<TieredSessionStore> {
+  const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
+  stores.push(truth);
+  return new TieredSessionStore(truth, new HotCopy(client, iso.prefix, window), client, { retryAfterMs: 200, maxDirty: 1000 }, log);
+}
+
+beforeAll(() => iso.create(pool));
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await iso.remove(pool, redis);
+  redis.disconnect();
+  await pool.end();
+});
+
+storeContract("redis+postgres", { make: () => tiered() });
+
+const turn = (i: number) => [{ role: "user" as const, content: `q${i}` }, { role: "assistant" as const, content: `a${i}` }];
+const input = { userId: "u-tiered", agentId: "helper", metadata: {}, ttlSeconds: 600 };
+
+describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
+  it("serves a turn's read from Redis and commits its write to PostgreSQL: one read, one write each", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    for (let i = 0; i < 250; i++) await store.appendMessages(s.id, turn(i));
+    const read = await roundTrips(() => store.get(s.id, { messages: 20 }));
+    expect(read).toEqual({ redis: ["get"], pg: 0 });
+    const write = await roundTrips(() => store.appendMessages(s.id, turn(250)));
+    expect(write).toEqual({ redis: ["evalsha"], pg: 1 });
+    const got = await store.get(s.id, { messages: 4 });
+    expect(got!.messages.map((m) => m.content)).toEqual(["q249", "a249", "q250", "a250"]);
+    expect(got).toMatchObject({ version: 251, messageCount: 502 });
+  });
+
+  it("answers a read Redis lost from PostgreSQL and warms the copy again", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, turn(0));
+    await redis.del(`${iso.prefix}hot:{${s.id}}`); // evicted, flushed, restarted
+    const miss = await roundTrips(() => store.get(s.id, { messages: 20 }));
+    expect(miss.pg).toBe(1);
+    await new Promise((r) => setTimeout(r, 20)); // the warm-up is not awaited by the read
+    const hit = await roundTrips(() => store.get(s.id, { messages: 20 }));
+    expect(hit).toEqual({ redis: ["get"], pg: 0 });
+    expect((await store.get(s.id, { messages: 20 }))!.messages.map((m) => m.content)).toEqual(["q0", "a0"]);
+  });
+
+  it("reads past the copy's window from PostgreSQL", async () => {
+    const store = await tiered(redis, 4);
+    const s = await store.create(input);
+    for (let i = 0; i < 5; i++) await store.appendMessages(s.id, turn(i));
+    expect((await roundTrips(() => store.get(s.id, { messages: 4 }))).pg).toBe(0);
+    const wide = await roundTrips(async () => expect((await store.get(s.id, { messages: 10 }))!.messages).toHaveLength(10));
+    expect(wide.pg).toBe(1);
+  });
+
+  it("keeps serving, and committing every write, with Redis unreachable", async () => {
+    const dead = countingRedis("redis://127.0.0.1:1", { maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 200, retryStrategy: () => null });
+    dead.on("error", () => undefined);
+    try {
+      const store = await tiered(dead);
+      const s = await store.create(input);
+      const versions: number[] = [];
+      for (let i = 0; i < 3; i++) versions.push(await store.appendMessages(s.id, turn(i)));
+      const cp = await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: 3, keep: 5 });
+      expect(versions).toEqual([1, 2, 3]);
+      expect(cp.version).toBe(4);
+      const got = await store.get(s.id, { messages: 10 });
+      expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1", "q2", "a2"]);
+      // And the truth has it, whoever reads it next.
+      const healthy = await tiered();
+      expect((await healthy.get(s.id, { messages: 10 }))!.version).toBe(4);
+    } finally {
+      dead.disconnect();
+    }
+  });
+
+  it("lets a delete win over a copy: the session is gone for every reader", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, turn(0));
+    await store.get(s.id, { messages: 20 });
+    expect(await store.delete(s.id)).toBe(true);
+    expect(await store.get(s.id, { messages: 20 })).toBeUndefined();
+    expect(await (await tiered()).get(s.id, { messages: 20 })).toBeUndefined();
+  });
+
+  it("keeps a second process's copy exact: its writes apply, a missed one forces a re-read", async () => {
+    const a = await tiered();
+    const b = await tiered();
+    const s = await a.create(input);
+    await a.appendMessages(s.id, turn(0));
+    await b.appendMessages(s.id, turn(1));
+    await a.saveCheckpoint(s.id, { data: { x: 1 }, expectedVersion: 2, keep: 5 });
+    for (const store of [a, b]) {
+      const got = await store.get(s.id, { messages: 20 });
+      expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+      expect(got!.version).toBe(3);
+    }
+  });
+});

@@ -1,0 +1,60 @@
+// Real Redis and PostgreSQL for session-store tests: a random key prefix and a
+// random schema per suite, removed afterwards, and counters of the round trips
+// a store sends (each command or query the client writes to its connection).
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import pg from "pg";
+
+export const REDIS_URL = "redis://127.0.0.1:6379";
+export const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+
+/** Round trips sent so far, by backend. */
+export const sent = { redis: [] as string[], pg: 0 };
+
+class CountingClient extends pg.Client {
+  override query(...args: any[]): any {
+    sent.pg++;
+    return (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+  }
+}
+
+/** An ioredis client recording each command's name in `sent.redis`. */
+export function countingRedis(url = REDIS_URL, options: ConstructorParameters<typeof Redis>[1] = {}): Redis {
+  const redis = new Redis(url, options as never);
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((command: { name: string }, stream?: unknown) => {
+    sent.redis.push(command.name.toLowerCase());
+    return send(command as never, stream as never);
+  }) as typeof redis.sendCommand;
+  return redis;
+}
+
+/** A pg pool whose every query is counted in `sent.pg`. */
+export function countingPool(url = PG_URL, max = 10): pg.Pool {
+  return new pg.Pool({ connectionString: url, max, Client: CountingClient as unknown as new () => pg.ClientBase });
+}
+
+/** The round trips `run` sent to each backend. */
+export async function roundTrips(run: () => Promise<unknown>): Promise<{ redis: string[]; pg: number }> {
+  const [r, p] = [sent.redis.length, sent.pg];
+  await run();
+  return { redis: sent.redis.slice(r), pg: sent.pg - p };
+}
+
+/** A schema and a key prefix no other run uses, and their removal. */
+export function isolation() {
+  const id = randomUUID().replace(/-/g, "").slice(0, 12);
+  return {
+    schema: `test_${id}`,
+    prefix: `qingyu:test:${id}:`,
+    async create(pool: pg.Pool): Promise<void> {
+      await pool.query(`create schema ${this.schema}`);
+    },
+    async remove(pool: pg.Pool, redis: Redis): Promise<void> {
+      await pool.query(`drop schema if exists ${this.schema} cascade`);
+      await pool.query(`delete from qingyu_schema_migrations where component = $1`, [`sessions:${this.schema}`]).catch(() => undefined);
+      const keys = await redis.keys(`${this.prefix}*`);
+      for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    },
+  };
+}
