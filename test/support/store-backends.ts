@@ -2,7 +2,7 @@
 // random schema per suite, removed afterwards, and counters of the round trips
 // a store sends (each command or query the client writes to its connection).
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import pg from "pg";
 
 export const REDIS_URL = "redis://127.0.0.1:6379";
@@ -19,8 +19,8 @@ class CountingClient extends pg.Client {
 }
 
 /** An ioredis client recording each command's name in `sent.redis`. */
-export function countingRedis(url = REDIS_URL, options: ConstructorParameters<typeof Redis>[1] = {}): Redis {
-  const redis = new Redis(url, options as never);
+export function countingRedis(url = REDIS_URL, options: RedisOptions = {}): Redis {
+  const redis = new Redis(url, options);
   const send = redis.sendCommand.bind(redis);
   redis.sendCommand = ((command: { name: string }, stream?: unknown) => {
     sent.redis.push(command.name.toLowerCase());
