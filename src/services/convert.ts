@@ -54,6 +54,7 @@ export function toSession(s: SessionRecord): Session {
     metadata: s.metadata,
     version: BigInt(s.version),
     messages: s.messages,
+    messageCount: BigInt(s.messageCount),
   });
 }
 
