@@ -248,6 +248,16 @@ describe("SessionManager: history", () => {
     expect((await manager.listCheckpoints(s.id, "alice", 10, "")).items).toEqual([]);
   });
 
+  it("refuses a checkpoint holding NUL (no store can keep it the same) and stores NUL in messages as U+FFFD", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { text: "a\u0000b" }, 0));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("NUL");
+    await manager.appendTurn(s.id, [{ role: "user", content: "x\u0000y" }]);
+    expect((await manager.read(s.id, "alice")).messages[0]!.content).toBe("x\uFFFDy");
+  });
+
   it("keeps only the latest checkpointsKept checkpoints", async () => {
     const { manager } = setup({ checkpointsKept: 3 });
     const s = await manager.create("alice", "helper", {}, 0);
