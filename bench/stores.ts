@@ -51,7 +51,7 @@ async function measure(name: string, store: SessionStore): Promise<Record<string
     "create/s": await rate(() => store.create({ userId: "bench-x", agentId: "echo", metadata: { k: "v" }, ttlSeconds: 600 })),
     "get/s (20 messages)": await rate((i) => store.get(pick(i), { messages: HISTORY })),
     "append turn/s": await rate((i) => store.appendMessages(pick(i), [{ role: "user", content: "q" }, { role: "assistant", content: "a" }])),
-    "save-checkpoint/s": await rate((i) => store.saveCheckpoint(pick(i), { data: { step: i, notes: "x".repeat(200) }, expectedVersion: 0, keep: 20 })),
+    "save-checkpoint/s": await rate((i) => store.saveCheckpoint(pick(i), { data: { step: i, notes: "x".repeat(200) }, expectedVersion: -1, keep: 20 })),
   };
   process.stderr.write(`  ${name.padEnd(15)} ${Object.entries(out).map(([k, v]) => `${k} ${v.toFixed(0)}`).join("  ")}\n`);
   return out;

@@ -61,7 +61,7 @@ export function sessionService(sessions: SessionManager, live: LiveRuntime): Ser
 
     saveCheckpoint(req, call) {
       return admitted(live, call, { service: SERVICE, method: "SaveCheckpoint", userId: req.userId }, async (a) => {
-        const checkpoint = await sessions.saveCheckpoint(req.sessionId, owner(a), req.data ?? {}, Number(req.expectedVersion));
+        const checkpoint = await sessions.saveCheckpoint(req.sessionId, owner(a), req.data ?? {}, req.expectedVersion === undefined ? undefined : Number(req.expectedVersion));
         return create(SaveCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
       });
     },

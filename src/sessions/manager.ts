@@ -104,8 +104,9 @@ export class SessionManager {
     return this.store.appendMessages(sessionId, clean);
   }
 
-  async saveCheckpoint(sessionId: string, userId: string, data: JsonObject, expectedVersion: number): Promise<CheckpointRecord> {
-    if (expectedVersion < 0) throw invalidArgument("expected_version", "must not be negative");
+  /** `expectedVersion` undefined: no version check. */
+  async saveCheckpoint(sessionId: string, userId: string, data: JsonObject, expectedVersion: number | undefined): Promise<CheckpointRecord> {
+    if (expectedVersion !== undefined && expectedVersion < 0) throw invalidArgument("expected_version", "must not be negative");
     const json = JSON.stringify(data);
     // PostgreSQL's jsonb cannot hold NUL: refuse it the same way on every store.
     if (json.includes("\\u0000")) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
@@ -114,7 +115,7 @@ export class SessionManager {
       throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);
     }
     const session = await this.get(sessionId, userId);
-    const checkpoint = await this.store.saveCheckpoint(sessionId, { data, expectedVersion, keep: this.policy.checkpointsKept });
+    const checkpoint = await this.store.saveCheckpoint(sessionId, { data, expectedVersion: expectedVersion ?? -1, keep: this.policy.checkpointsKept });
     this.events.publish({
       type: "CHECKPOINT_SAVED",
       sessionId,

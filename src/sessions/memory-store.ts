@@ -87,7 +87,7 @@ export class MemorySessionStore implements SessionStore {
 
   async saveCheckpoint(sessionId: string, { data, expectedVersion, keep }: SaveCheckpointInput): Promise<CheckpointRecord> {
     const entry = this.mustGet(sessionId);
-    if (expectedVersion !== 0 && expectedVersion !== entry.session.version) {
+    if (expectedVersion >= 0 && expectedVersion !== entry.session.version) {
       throw new ConnectError(
         `session "${sessionId}" is at version ${entry.session.version}, not the expected ${expectedVersion}`,
         Code.Aborted,

@@ -82,7 +82,7 @@ export function sessionSql(schema: string) {
             expires_at = ${NOW_MS} + s.ttl_seconds * interval '1 second',
             last_checkpoint_id = $2::uuid
         from cur
-        where s.id = $1::uuid and s.id = cur.id and ($3::bigint = 0 or cur.version = $3::bigint)
+        where s.id = $1::uuid and s.id = cur.id and ($3::bigint < 0 or cur.version = $3::bigint)
         returning s.version, s.checkpoint_count as seq, s.message_count, s.updated_at, s.expires_at, cur.last_checkpoint_id as parent_id
       ), ins as (
         insert into ${q}.checkpoints (id, session_id, version, seq, parent_id, data, created_at)

@@ -100,7 +100,7 @@ export const SAVE_CHECKPOINT = `${SESSION}
 local h = load(KEYS[1])
 if not h then return {0} end
 local expected = tonumber(ARGV[3])
-if expected ~= 0 and tonumber(h[7]) ~= expected then return {1, tonumber(h[7])} end
+if expected >= 0 and tonumber(h[7]) ~= expected then return {1, tonumber(h[7])} end
 local parent = redis.call('ZREVRANGE', KEYS[4], 0, 0)[1] or ''
 local v = bump(h)
 redis.call('HSET', KEYS[3], ARGV[2],

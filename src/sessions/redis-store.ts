@@ -189,6 +189,11 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async ping(): Promise<void> {
+    // A client between reconnect attempts would hold the PING until the next attempt
+    // fails; readiness should flip as soon as the connection is known lost.
+    if (this.redis.status === "reconnecting" || this.redis.status === "end" || this.redis.status === "close") {
+      throw storeUnavailable(WHAT, new Error(`connection ${this.redis.status}`));
+    }
     try {
       await this.redis.ping();
     } catch (err) {

@@ -55,7 +55,7 @@ export interface Page<T> {
 /** A checkpoint to save. */
 export interface SaveCheckpointInput {
   data: JsonObject;
-  /** 0 = no check; otherwise the session's current version, or ABORTED. */
+  /** -1 = no check; otherwise (0 included) the session's current version, or ABORTED. */
   expectedVersion: number;
   /** Retention: after saving, only the latest this many checkpoints of the session remain. */
   keep: number;

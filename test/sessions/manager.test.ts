@@ -106,9 +106,9 @@ describe("SessionManager: get and ownership", () => {
   it("another user cannot delete, checkpoint or read checkpoints of the session", async () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
-    await manager.saveCheckpoint(s.id, "alice", { x: 1 }, 0);
+    await manager.saveCheckpoint(s.id, "alice", { x: 1 }, undefined);
     expect((await rejection(manager.delete(s.id, "bob"))).code).toBe(Code.PermissionDenied);
-    expect((await rejection(manager.saveCheckpoint(s.id, "bob", { x: 2 }, 0))).code).toBe(Code.PermissionDenied);
+    expect((await rejection(manager.saveCheckpoint(s.id, "bob", { x: 2 }, undefined))).code).toBe(Code.PermissionDenied);
     expect((await rejection(manager.getCheckpoint(s.id, "bob", ""))).code).toBe(Code.PermissionDenied);
     expect((await rejection(manager.listCheckpoints(s.id, "bob", 0, ""))).code).toBe(Code.PermissionDenied);
     // Nothing changed.
@@ -152,7 +152,7 @@ describe("SessionManager: list", () => {
   it("caps checkpoint listings at the maximum page size too", async () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
-    for (let i = 0; i < 7; i++) await manager.saveCheckpoint(s.id, "alice", { i }, 0);
+    for (let i = 0; i < 7; i++) await manager.saveCheckpoint(s.id, "alice", { i }, undefined);
     expect((await manager.listCheckpoints(s.id, "alice", 0, "")).items).toHaveLength(2);
     expect((await manager.listCheckpoints(s.id, "alice", 100, "")).items).toHaveLength(5);
   });
@@ -175,7 +175,7 @@ describe("SessionManager: checkpoints", () => {
     const { manager, events } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
     const saved = nextEvent(events, "CHECKPOINT_SAVED");
-    const cp = await manager.saveCheckpoint(s.id, "alice", { step: 1 }, 0);
+    const cp = await manager.saveCheckpoint(s.id, "alice", { step: 1 }, undefined);
     expect(await saved).toMatchObject({
       type: "CHECKPOINT_SAVED",
       sessionId: s.id,
@@ -189,7 +189,7 @@ describe("SessionManager: checkpoints", () => {
   it("a stale expected version is ABORTED; a negative one INVALID_ARGUMENT", async () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
-    await manager.saveCheckpoint(s.id, "alice", { step: 1 }, 0);
+    await manager.saveCheckpoint(s.id, "alice", { step: 1 }, undefined);
     expect((await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, 5))).code).toBe(Code.Aborted);
     const err = await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, -1));
     expect(err.code).toBe(Code.InvalidArgument);
@@ -200,7 +200,7 @@ describe("SessionManager: checkpoints", () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
     expect((await rejection(manager.getCheckpoint(s.id, "alice", ""))).code).toBe(Code.NotFound);
-    await manager.saveCheckpoint(s.id, "alice", {}, 0);
+    await manager.saveCheckpoint(s.id, "alice", {}, undefined);
     const err = await rejection(manager.getCheckpoint(s.id, "alice", "nope"));
     expect(err.code).toBe(Code.NotFound);
     expect(err.rawMessage).toContain("nope");
@@ -242,7 +242,7 @@ describe("SessionManager: history", () => {
   it("refuses a checkpoint larger than maxCheckpointBytes with INVALID_ARGUMENT naming data", async () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
-    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { blob: "x".repeat(2000) }, 0));
+    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { blob: "x".repeat(2000) }, undefined));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toMatch(/data.*limit is 1024/);
     expect((await manager.listCheckpoints(s.id, "alice", 10, "")).items).toEqual([]);
@@ -251,7 +251,7 @@ describe("SessionManager: history", () => {
   it("refuses a checkpoint holding NUL (no store can keep it the same) and stores NUL in messages as U+FFFD", async () => {
     const { manager } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
-    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { text: "a\u0000b" }, 0));
+    const err = await rejection(manager.saveCheckpoint(s.id, "alice", { text: "a\u0000b" }, undefined));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain("NUL");
     await manager.appendTurn(s.id, [{ role: "user", content: "x\u0000y" }]);
@@ -261,7 +261,7 @@ describe("SessionManager: history", () => {
   it("keeps only the latest checkpointsKept checkpoints", async () => {
     const { manager } = setup({ checkpointsKept: 3 });
     const s = await manager.create("alice", "helper", {}, 0);
-    for (let i = 0; i < 5; i++) await manager.saveCheckpoint(s.id, "alice", { i }, 0);
+    for (let i = 0; i < 5; i++) await manager.saveCheckpoint(s.id, "alice", { i }, undefined);
     const kept = (await manager.listCheckpoints(s.id, "alice", 10, "")).items.map((c) => c.data.i);
     expect(kept).toEqual([4, 3, 2]);
   });

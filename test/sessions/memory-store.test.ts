@@ -141,7 +141,7 @@ describe("MemorySessionStore: appendMessages and TTL", () => {
     expect(await store.get(s.id, ALL)).toBeUndefined();
     const err = await rejection(store.appendMessages(s.id, [{ role: "user", content: "late" }]));
     expect(err.code).toBe(Code.NotFound);
-    expect((await rejection(store.saveCheckpoint(s.id, { data: {}, expectedVersion: 0, keep: 100 }))).code).toBe(Code.NotFound);
+    expect((await rejection(store.saveCheckpoint(s.id, { data: {}, expectedVersion: -1, keep: 100 }))).code).toBe(Code.NotFound);
     expect(await store.delete(s.id)).toBe(false);
   });
 
@@ -242,8 +242,8 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore(c.now);
     const s = await store.create(input({ ttlSeconds: 10 }));
     c.advance(5_000);
-    const first = await store.saveCheckpoint(s.id, { data: { step: 1 }, expectedVersion: 0, keep: 100 });
-    const second = await store.saveCheckpoint(s.id, { data: { step: 2, nested: { list: [1, "two", null] } }, expectedVersion: 0, keep: 100 });
+    const first = await store.saveCheckpoint(s.id, { data: { step: 1 }, expectedVersion: -1, keep: 100 });
+    const second = await store.saveCheckpoint(s.id, { data: { step: 2, nested: { list: [1, "two", null] } }, expectedVersion: -1, keep: 100 });
     expect(first).toMatchObject({ sessionId: s.id, data: { step: 1 }, parentId: "", version: 1 });
     expect(second).toMatchObject({ sessionId: s.id, parentId: first.id, version: 2 });
     expect(second.data).toEqual({ step: 2, nested: { list: [1, "two", null] } });
@@ -268,7 +268,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const ahead = await rejection(store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 7, keep: 100 }));
     expect(ahead.code).toBe(Code.Aborted);
 
-    const unchecked = await store.saveCheckpoint(s.id, { data: { a: 3 }, expectedVersion: 0, keep: 100 });
+    const unchecked = await store.saveCheckpoint(s.id, { data: { a: 3 }, expectedVersion: -1, keep: 100 });
     expect(unchecked.version).toBe(3);
     expect(unchecked.parentId).toBe(ok.id);
   });
@@ -277,8 +277,8 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     expect(await store.getCheckpoint(s.id, "")).toBeUndefined();
-    const first = await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: 0, keep: 100 });
-    const second = await store.saveCheckpoint(s.id, { data: { n: 2 }, expectedVersion: 0, keep: 100 });
+    const first = await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: -1, keep: 100 });
+    const second = await store.saveCheckpoint(s.id, { data: { n: 2 }, expectedVersion: -1, keep: 100 });
     expect(await store.getCheckpoint(s.id, "")).toEqual(second);
     expect(await store.getCheckpoint(s.id, first.id)).toEqual(first);
     expect(await store.getCheckpoint(s.id, "nope")).toBeUndefined();
@@ -288,7 +288,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     const data = { list: [1, 2] };
-    const saved = await store.saveCheckpoint(s.id, { data: data, expectedVersion: 0, keep: 100 });
+    const saved = await store.saveCheckpoint(s.id, { data: data, expectedVersion: -1, keep: 100 });
     data.list.push(3);
     (saved.data.list as number[]).push(4);
     const got = (await store.getCheckpoint(s.id, saved.id))!;
@@ -301,7 +301,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const a = await store.create(input());
     const b = await store.create(input());
-    const cp = await store.saveCheckpoint(a.id, { data: { x: 1 }, expectedVersion: 0, keep: 100 });
+    const cp = await store.saveCheckpoint(a.id, { data: { x: 1 }, expectedVersion: -1, keep: 100 });
     expect(await store.getCheckpoint(b.id, cp.id)).toBeUndefined();
     expect(await store.getCheckpoint(b.id, "")).toBeUndefined();
   });
@@ -310,7 +310,7 @@ describe("MemorySessionStore: checkpoints", () => {
     const store = makeStore();
     const s = await store.create(input());
     const saved = [];
-    for (let i = 0; i < 7; i++) saved.push(await store.saveCheckpoint(s.id, { data: { i }, expectedVersion: 0, keep: 100 }));
+    for (let i = 0; i < 7; i++) saved.push(await store.saveCheckpoint(s.id, { data: { i }, expectedVersion: -1, keep: 100 }));
     const newestFirst = saved.map((c) => c.id).reverse();
 
     const seen: string[] = [];
@@ -340,7 +340,7 @@ describe("MemorySessionStore: delete", () => {
     const store = makeStore();
     const s = await store.create(input());
     const keep = await store.create(input());
-    await store.saveCheckpoint(s.id, { data: { x: 1 }, expectedVersion: 0, keep: 100 });
+    await store.saveCheckpoint(s.id, { data: { x: 1 }, expectedVersion: -1, keep: 100 });
     expect(await store.delete(s.id)).toBe(true);
     expect(await store.get(s.id, ALL)).toBeUndefined();
     expect((await rejection(store.getCheckpoint(s.id, ""))).code).toBe(Code.NotFound);

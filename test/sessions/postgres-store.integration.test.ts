@@ -79,7 +79,7 @@ describe("PostgreSQL session store", () => {
       const live = await store.create(input);
       for (const s of [doomed, live]) {
         await store.appendMessages(s.id, turn(1));
-        await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: 0, keep: 5 });
+        await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: -1, keep: 5 });
       }
       const count = async (table: string, id: string) =>
         Number((await pool.query(`select count(*) from ${schema}.${table} where ${table === "sessions" ? "id" : "session_id"} = $1`, [id])).rows[0].count);
@@ -118,7 +118,7 @@ describe("PostgreSQL session store", () => {
         expect(got!.messages).toHaveLength(s === short ? 2 : 500);
         expect(got!.messages.at(-1)!.content).toBe(s === short ? "a0" : "a249");
       }
-      for (let i = 0; i < 5; i++) await store.saveCheckpoint(long.id, { data: { i }, expectedVersion: 0, keep: 10 });
+      for (let i = 0; i < 5; i++) await store.saveCheckpoint(long.id, { data: { i }, expectedVersion: -1, keep: 10 });
       let saved: Awaited<ReturnType<typeof store.saveCheckpoint>>;
       expect(await queriesOf(async () => (saved = await store.saveCheckpoint(long.id, { data: { i: 5 }, expectedVersion: 6, keep: 3 })))).toBe(1);
       expect(saved!.version).toBe(7);
@@ -136,7 +136,7 @@ describe("PostgreSQL session store", () => {
     try {
       const s = await a.create(input);
       // Expected version 0 means no check, so the races start from version 1.
-      await a.saveCheckpoint(s.id, { data: { round: 0 }, expectedVersion: 0, keep: 100 });
+      await a.saveCheckpoint(s.id, { data: { round: 0 }, expectedVersion: -1, keep: 100 });
       for (let round = 1; round <= 5; round++) {
         const racing = await Promise.allSettled(
           Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).saveCheckpoint(s.id, { data: { round, i }, expectedVersion: round, keep: 100 })),
@@ -164,7 +164,7 @@ describe("PostgreSQL session store", () => {
     try {
       const s = await a.create(input);
       for (let round = 0; round < 5; round++) {
-        await Promise.all(Array.from({ length: 4 }, (_, i) => (i % 2 ? a : b).saveCheckpoint(s.id, { data: { round, i }, expectedVersion: 0, keep: 5 })));
+        await Promise.all(Array.from({ length: 4 }, (_, i) => (i % 2 ? a : b).saveCheckpoint(s.id, { data: { round, i }, expectedVersion: -1, keep: 5 })));
         const rows = await pool.query(`select count(*)::int as n from ${schema}.checkpoints where session_id = $1`, [s.id]);
         expect(rows.rows[0].n).toBe(Math.min(5, 4 * (round + 1)));
       }
@@ -181,7 +181,7 @@ describe("PostgreSQL session store", () => {
       const s = await a.create(input);
       await Promise.all(
         Array.from({ length: 12 }, (_, i) =>
-          i % 3 === 0 ? b.appendMessages(s.id, turn(i)) : (i % 2 ? a : b).saveCheckpoint(s.id, { data: { i }, expectedVersion: 0, keep: 100 }),
+          i % 3 === 0 ? b.appendMessages(s.id, turn(i)) : (i % 2 ? a : b).saveCheckpoint(s.id, { data: { i }, expectedVersion: -1, keep: 100 }),
         ),
       );
       const chain = (await a.listCheckpoints(s.id, 100, "")).items.reverse();

@@ -46,7 +46,7 @@ describe("RedisSessionStore", () => {
   it("gives every key of a session a TTL no longer than the session's, moved by each write", async () => {
     const s = await store.create(input("ttl-user"));
     await store.appendMessages(s.id, turn(1));
-    await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: 0, keep: 5 });
+    await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: -1, keep: 5 });
     for (const key of keysOf(s.id)) {
       const pttl = await redis.pttl(key);
       expect(pttl).toBeLessThanOrEqual(600_000);
@@ -57,7 +57,7 @@ describe("RedisSessionStore", () => {
     // Shorten everything by hand: the next write of either kind puts the full TTL back.
     for (const write of [
       () => store.appendMessages(s.id, turn(2)),
-      () => store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 0, keep: 5 }),
+      () => store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: -1, keep: 5 }),
     ]) {
       for (const key of [...keysOf(s.id), `${prefix}u:ttl-user`]) await redis.pexpire(key, 5_000);
       await write();
@@ -122,11 +122,11 @@ describe("RedisSessionStore", () => {
     for (const history of [2, 500]) {
       const s = await counted.create(input("rt-user"));
       await counted.appendMessages(s.id, Array.from({ length: history }, (_, i) => ({ role: "user" as const, content: `m${i}` })));
-      await counted.saveCheckpoint(s.id, { data: { warm: true }, expectedVersion: 0, keep: 3 }); // scripts now cached
+      await counted.saveCheckpoint(s.id, { data: { warm: true }, expectedVersion: -1, keep: 3 }); // scripts now cached
       const ops: [string, () => Promise<unknown>][] = [
         ["get", () => counted.get(s.id, { messages: 500 })],
         ["appendMessages", () => counted.appendMessages(s.id, turn(1))],
-        ["saveCheckpoint", () => counted.saveCheckpoint(s.id, { data: { n: history }, expectedVersion: 0, keep: 3 })],
+        ["saveCheckpoint", () => counted.saveCheckpoint(s.id, { data: { n: history }, expectedVersion: -1, keep: 3 })],
       ];
       for (const [name, op] of ops) {
         sent.length = 0;
@@ -202,7 +202,7 @@ async function expectUnavailableEverywhere(store: SessionStore, withinMs = 500):
     ["list", () => store.list("u1", 10, "")],
     ["delete", () => store.delete(id)],
     ["appendMessages", () => store.appendMessages(id, turn(1))],
-    ["saveCheckpoint", () => store.saveCheckpoint(id, { data: {}, expectedVersion: 0, keep: 1 })],
+    ["saveCheckpoint", () => store.saveCheckpoint(id, { data: {}, expectedVersion: -1, keep: 1 })],
     ["getCheckpoint", () => store.getCheckpoint(id, "")],
     ["listCheckpoints", () => store.listCheckpoints(id, 10, "")],
     ["ping", () => store.ping()],

@@ -113,7 +113,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     it("deletes a session and its checkpoints; a second delete finds nothing", withStore(async (store) => {
       const user = freshUser();
       const s = await store.create(input({ userId: user }));
-      await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: 0, keep: 10 });
+      await store.saveCheckpoint(s.id, { data: { n: 1 }, expectedVersion: -1, keep: 10 });
       expect(await store.delete(s.id)).toBe(true);
       expect(await store.get(s.id, ALL)).toBeUndefined();
       expect((await rejection(store.getCheckpoint(s.id, ""))).code).toBe(Code.NotFound);
@@ -124,7 +124,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     it("saves checkpoints with gap-free versions and parents, reads the latest or by id, lists newest first", withStore(async (store) => {
       const s = await store.create(input());
       const data = { step: 1, nested: { list: [1, "two", null, true], empty: {} }, text: "ünï 🚀" };
-      const first = await store.saveCheckpoint(s.id, { data, expectedVersion: 0, keep: 10 });
+      const first = await store.saveCheckpoint(s.id, { data, expectedVersion: -1, keep: 10 });
       expect(first).toMatchObject({ sessionId: s.id, version: 1, parentId: "", data });
       await store.appendMessages(s.id, [{ role: "user", content: "between" }]);
       const second = await store.saveCheckpoint(s.id, { data: { step: 2 }, expectedVersion: 2, keep: 10 });
@@ -132,7 +132,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.getCheckpoint(s.id, "")).toEqual(second);
       expect(await store.getCheckpoint(s.id, first.id)).toEqual(first);
       expect(await store.getCheckpoint(s.id, "00000000-0000-4000-8000-000000000000")).toBeUndefined();
-      const third = await store.saveCheckpoint(s.id, { data: { step: 3 }, expectedVersion: 0, keep: 10 });
+      const third = await store.saveCheckpoint(s.id, { data: { step: 3 }, expectedVersion: -1, keep: 10 });
       const p1 = await store.listCheckpoints(s.id, 2, "");
       expect(p1.items.map((c) => c.id)).toEqual([third.id, second.id]);
       const p2 = await store.listCheckpoints(s.id, 2, p1.nextPageToken);
@@ -141,20 +141,26 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect((await store.get(s.id, ALL))!.version).toBe(4);
     }));
 
+    it("takes expected version 0 to mean a session nothing was written to yet", withStore(async (store) => {
+      const s = await store.create(input());
+      expect((await store.saveCheckpoint(s.id, { data: { first: true }, expectedVersion: 0, keep: 10 })).version).toBe(1);
+      expect((await rejection(store.saveCheckpoint(s.id, { data: { again: true }, expectedVersion: 0, keep: 10 }))).code).toBe(Code.Aborted);
+    }));
+
     it("refuses a stale expected version with ABORTED and changes nothing", withStore(async (store) => {
       const s = await store.create(input());
-      await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: 0, keep: 10 });
+      await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: -1, keep: 10 });
       const stale = await rejection(store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 5, keep: 10 }));
       expect(stale.code).toBe(Code.Aborted);
       expect((await store.get(s.id, ALL))!.version).toBe(1);
       expect((await store.listCheckpoints(s.id, 10, "")).items).toHaveLength(1);
-      expect((await rejection(store.saveCheckpoint("00000000-0000-4000-8000-000000000000", { data: {}, expectedVersion: 0, keep: 10 }))).code).toBe(Code.NotFound);
+      expect((await rejection(store.saveCheckpoint("00000000-0000-4000-8000-000000000000", { data: {}, expectedVersion: -1, keep: 10 }))).code).toBe(Code.NotFound);
     }));
 
     it("lets exactly one of racing writers with the same expected version win", withStore(async (store) => {
       const s = await store.create(input());
       const outcomes = await Promise.allSettled(
-        Array.from({ length: 10 }, (_, i) => store.saveCheckpoint(s.id, { data: { writer: i }, expectedVersion: 0, keep: 100 })),
+        Array.from({ length: 10 }, (_, i) => store.saveCheckpoint(s.id, { data: { writer: i }, expectedVersion: -1, keep: 100 })),
       );
       // expectedVersion 0 means no check: all succeed, with distinct versions 1..10.
       const versions = outcomes.map((o) => (o.status === "fulfilled" ? o.value.version : -1)).sort((a, b) => a - b);
@@ -170,7 +176,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
 
     it("keeps only the latest `keep` checkpoints", withStore(async (store) => {
       const s = await store.create(input());
-      for (let i = 0; i < 6; i++) await store.saveCheckpoint(s.id, { data: { i }, expectedVersion: 0, keep: 3 });
+      for (let i = 0; i < 6; i++) await store.saveCheckpoint(s.id, { data: { i }, expectedVersion: -1, keep: 3 });
       const kept = (await store.listCheckpoints(s.id, 10, "")).items;
       expect(kept.map((c) => c.data.i)).toEqual([5, 4, 3]);
       // The parent chain still names the pruned one: a checkpoint records what it followed.
