@@ -42,6 +42,9 @@ export class SharedClients {
     client.on("ready", () => {
       if (down) this.log.info("redis connection restored");
       down = false;
+      // Queue only while the first connection comes up: after that, a command during an
+      // outage fails at once (UNAVAILABLE) instead of waiting in an offline queue.
+      client.options.enableOfflineQueue = false;
     });
     this.redisClient = client;
     return client;
