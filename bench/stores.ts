@@ -71,6 +71,11 @@ async function main(): Promise<void> {
         return rate(() => redis.evalsha(sha, 0));
       })(),
       "pg SELECT 1 round trip/s": await rate(() => pool.query("select 1")),
+      // A committed write is bounded by the WAL flush, not the network: the fair baseline for writes.
+      "pg INSERT (committed) round trip/s": await (async () => {
+        await pool.query(`create table ${schema}.raw_writes (id bigserial primary key, body text)`);
+        return rate(() => pool.query(`insert into ${schema}.raw_writes (body) values ($1)`, ["x"]));
+      })(),
     };
     process.stderr.write(`  raw             ${Object.entries(raw).map(([k, v]) => `${k} ${v.toFixed(0)}`).join("  ")}\n`);
     const postgres = await PostgresSessionStore.open(pool, { schema, sweepIntervalMs: 60_000, log });
@@ -93,13 +98,13 @@ async function main(): Promise<void> {
     }
     console.log(`\n${lines.join("\n")}\n`);
     console.log(
-      `raw round trips/s: redis GET ${Math.round(raw["redis GET round trip/s"])}, redis EVALSHA ${Math.round(raw["redis EVALSHA round trip/s"])}, pg SELECT 1 ${Math.round(raw["pg SELECT 1 round trip/s"])}`,
+      `raw round trips/s: redis GET ${Math.round(raw["redis GET round trip/s"])}, redis EVALSHA ${Math.round(raw["redis EVALSHA round trip/s"])}, pg SELECT 1 ${Math.round(raw["pg SELECT 1 round trip/s"])}, pg INSERT ${Math.round(raw["pg INSERT (committed) round trip/s"])}`,
     );
     const r = results;
     console.log(
       [
         `redis store / raw EVALSHA: get ${ratio(r.redis!["get/s (20 messages)"]!, raw["redis EVALSHA round trip/s"])}, append ${ratio(r.redis!["append turn/s"]!, raw["redis EVALSHA round trip/s"])}, save-checkpoint ${ratio(r.redis!["save-checkpoint/s"]!, raw["redis EVALSHA round trip/s"])}`,
-        `postgres store / raw SELECT 1: get ${ratio(r.postgres!["get/s (20 messages)"]!, raw["pg SELECT 1 round trip/s"])}, append ${ratio(r.postgres!["append turn/s"]!, raw["pg SELECT 1 round trip/s"])}, save-checkpoint ${ratio(r.postgres!["save-checkpoint/s"]!, raw["pg SELECT 1 round trip/s"])}`,
+        `postgres store: get / raw SELECT 1 ${ratio(r.postgres!["get/s (20 messages)"]!, raw["pg SELECT 1 round trip/s"])}; append / raw INSERT ${ratio(r.postgres!["append turn/s"]!, raw["pg INSERT (committed) round trip/s"])}, save-checkpoint / raw INSERT ${ratio(r.postgres!["save-checkpoint/s"]!, raw["pg INSERT (committed) round trip/s"])}`,
         `tiered get / raw redis GET: ${ratio(r["redis+postgres"]!["get/s (20 messages)"]!, raw["redis GET round trip/s"])}`,
       ].join("\n"),
     );
