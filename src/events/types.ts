@@ -27,10 +27,25 @@ export interface RuntimeEvent {
   sessionId?: string;
   userId?: string;
   data: Record<string, unknown>;
+  /** The W3C traceparent of the call that published it, so a handler's span can link to that call. */
+  traceparent?: string;
+  /** Set on events that came from another server process through a shared bus. */
+  remote?: boolean;
 }
 
-/** What a publisher supplies; the bus stamps id and time. */
-export type EventInit = Omit<RuntimeEvent, "id" | "time">;
+/** What a publisher supplies; the bus stamps id and time (and the trace context, when tracing is on). */
+export type EventInit = Omit<RuntimeEvent, "id" | "time" | "remote">;
+
+/** How a subscription reaches across server processes. */
+export interface SubscribeOptions {
+  /**
+   * Also receive events other server processes published, when the bus is
+   * shared (Redis). For watchers such as EventService subscribers; handlers
+   * that act on an event (webhooks, alerts) leave it off, or every replica
+   * would act on every event.
+   */
+  remote?: boolean;
+}
 
 /** A subscriber. Its result is awaited only to log a failure; publishers never wait on it. */
 export type EventListener = (event: RuntimeEvent) => void | Promise<void>;
@@ -40,7 +55,9 @@ export interface EventBus {
   /** Delivers to every matching subscriber without waiting for any of them. */
   publish(event: EventInit): void;
   /** Subscribes to some types, or to "any"; returns the unsubscribe function. */
-  subscribe(types: readonly EventType[] | "any", listener: EventListener): () => void;
-  /** Whether anyone listens to this type (lets publishers skip building events). */
+  subscribe(types: readonly EventType[] | "any", listener: EventListener, options?: SubscribeOptions): () => void;
+  /** Whether anyone may listen to this type, here or on another process (lets publishers skip building events). */
   hasSubscribers(type: EventType): boolean;
+  /** Stops whatever the bus runs in the background (a shared bus's reader). */
+  close?(): Promise<void>;
 }

@@ -34,7 +34,7 @@ export function eventService(bus: EventBus, live: LiveRuntime, maxQueued = 1000)
         if (queue.length >= maxQueued) overflowed = true;
         else queue.push(event);
         wakeup.wake();
-      });
+      }, { remote: true });
       try {
         for (;;) {
           // Ended by the client, or by a server that is draining: UNAVAILABLE tells a client to reconnect elsewhere.
