@@ -27,6 +27,13 @@ import { CallTracker } from "./transport/call-tracker.ts";
 import { GrpcTransport } from "./transport/grpc-server.ts";
 import { HttpTransport } from "./transport/http-server.ts";
 import { hosted } from "./transport/types.ts";
+import { MetricsServer } from "./telemetry/metrics-server.ts";
+import { instrumentService } from "./telemetry/rpc.ts";
+import { Telemetry } from "./telemetry/setup.ts";
+import { TracedSessionStore } from "./telemetry/traced-store.ts";
+
+// db.system.name of each session store, for its spans.
+const DB_SYSTEM = { memory: "memory", redis: "redis", postgres: "postgresql", "redis+postgres": "redis+postgresql" } as const;
 
 /** A dependency the server cannot start without is not there (exit status 1, with the reason). */
 export class StartupError extends Error {
@@ -45,6 +52,8 @@ export interface AppOptions {
   log: Logger;
   /** Re-reads the config for a reload; without it a reload reloads the plugins with the same config. */
   reread?: () => LoadedConfig;
+  /** The process's telemetry (started in main); absent records nothing. */
+  telemetry?: Telemetry;
 }
 
 /** Every plugin the config can use: built-ins, plugin directories, npm packages. */
@@ -61,6 +70,7 @@ export function discoverFor(config: Config, baseDir: string, bust?: string): Pro
 export interface BoundPorts {
   grpcPort: number;
   httpPort: number | undefined;
+  metricsPort: number | undefined;
 }
 
 /** The whole server, wired in one place. */
@@ -75,22 +85,25 @@ export class App {
     private readonly live: LiveRuntime,
     private readonly clients: SharedClients,
     private readonly monitor: StoreMonitor | undefined,
+    private readonly metrics: MetricsServer | undefined,
   ) {}
 
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
   static async create(options: AppOptions): Promise<App> {
     const { config, env, log, baseDir } = options;
+    const telemetry = options.telemetry ?? Telemetry.disabled();
     const events = new MemoryEventBus(log);
     const clients = new SharedClients(config, log);
     let store: SessionStore;
     try {
       store = await openStore(config.sessions, clients, log);
+      if (telemetry.tracing) store = new TracedSessionStore(store, telemetry.tracer, DB_SYSTEM[config.sessions.store]);
     } catch (err) {
       await clients.close();
       throw new StartupError(`cannot open the ${config.sessions.store} session store: ${(err as Error).message}`, { cause: err });
     }
     const sessions = new SessionManager(store, events, config.sessions);
-    const shared: SharedRuntime = { events, sessions, clients, env, log };
+    const shared: SharedRuntime = { events, sessions, clients, env, log, telemetry };
     let first: Generation;
     try {
       first = await assemble(1, config, baseDir, await discoverFor(config, baseDir), shared);
@@ -107,10 +120,13 @@ export class App {
     const live = new LiveRuntime(first, load, events, log);
     const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName]);
     const services = [
-      hosted(AgentService, agentService(live)),
-      hosted(SessionService, sessionService(sessions, live)),
-      hosted(EventService, eventService(events, live), { longLived: true }),
-      hosted(AdminService, adminService(live)),
+      // A server span and the RPC metrics per call; health probes are left out (they would drown the rest).
+      ...[
+        hosted(AgentService, agentService(live)),
+        hosted(SessionService, sessionService(sessions, live)),
+        hosted(EventService, eventService(events, live), { longLived: true }),
+        hosted(AdminService, adminService(live)),
+      ].map((s) => instrumentService(s, telemetry)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
     const tracker = new CallTracker();
@@ -118,7 +134,8 @@ export class App {
     const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log);
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
-    return new App(options, grpc, http, tracker, health, store, live, clients, monitor);
+    const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;
+    return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics);
   }
 
   /** Re-reads config and plugins (SIGHUP, AdminService.Reload); rejects and keeps the running ones when they fail. */
@@ -127,11 +144,12 @@ export class App {
   }
 
   async start(): Promise<BoundPorts> {
-    const { host, port, httpPort } = this.options.config.server;
+    const { host, port, httpPort, metricsPort } = this.options.config.server;
     await this.monitor?.start();
     const grpcPort = await this.grpc.listen(host, port);
     const boundHttp = this.http && httpPort !== null ? await this.http.listen(host, httpPort) : undefined;
-    return { grpcPort, httpPort: boundHttp };
+    const boundMetrics = this.metrics && metricsPort !== null ? await this.metrics.listen(host, metricsPort) : undefined;
+    return { grpcPort, httpPort: boundHttp, metricsPort: boundMetrics };
   }
 
   /**
@@ -150,7 +168,7 @@ export class App {
       await this.tracker.waitIdle(1000);
     }
     this.tracker.closeLongLived();
-    await Promise.all([this.grpc.close(1000), this.http?.close(1000)]);
+    await Promise.all([this.grpc.close(1000), this.http?.close(1000), this.metrics?.close()]);
     // Plugins first: an audit flush still needs the shared pool.
     await this.live.close();
     await Promise.all([this.store.close(), this.clients.close()]);

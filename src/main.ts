@@ -4,6 +4,7 @@ import { describePlugins } from "./cli/plugins-command.ts";
 import { requestReload } from "./cli/reload-command.ts";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
 import { createLogger } from "./log.ts";
+import { Telemetry } from "./telemetry/setup.ts";
 import { PluginError } from "./plugins/loader.ts";
 import { hashApiKey } from "./plugins/builtin/auth/api-keys.ts";
 import { argv, env, exit, onReloadSignal, onShutdownSignal, runtimeName } from "./runtime/process.ts";
@@ -50,13 +51,15 @@ async function serve(args: string[]): Promise<void> {
   };
   const { config, baseDir } = loadConfig(values.config, env, overrides);
   const { log, flush } = createLogger(config.log.level);
-  const app = await App.create({ config, baseDir, env, log, reread: () => loadConfig(values.config, env, overrides) });
+  // Tracing from the standard OTEL_* variables (off unless they ask for it); metrics for the admin port.
+  const telemetry = Telemetry.start({ env, prometheus: config.server.metricsPort !== null });
+  const app = await App.create({ config, baseDir, env, log, telemetry, reread: () => loadConfig(values.config, env, overrides) });
   // Handlers first: a signal sent as soon as "listening" is out must not meet the default action (exit).
   // A failed reload is logged by the runtime and the old pipeline keeps serving.
   onReloadSignal(() => void app.reload().then(() => flush(), () => flush()));
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
-    app.shutdown().then(
+    app.shutdown().then(() => telemetry.shutdown().catch((err: unknown) => log.warn({ err }, "telemetry flush failed"))).then(
       // The exit hook flushes the log.
       () => {
         log.info("stopped");

@@ -41,6 +41,8 @@ export const ConfigSchema = z.strictObject({
       port: port.default(50051),
       /** Connect / gRPC-Web (connect-node); 0 picks a free port, null turns it off. */
       httpPort: port.nullable().default(8080),
+      /** Admin port serving Prometheus metrics at GET /metrics; 0 picks a free port, null (the default) turns it off. */
+      metricsPort: port.nullable().default(null),
       /** How long in-flight calls may run after SIGTERM before they are cancelled. */
       shutdownGraceMs: positiveMs.default(10_000),
     })

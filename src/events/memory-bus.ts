@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { context, propagation } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from "./types.ts";
 
@@ -17,6 +18,12 @@ export class MemoryEventBus implements EventBus {
     const typed = this.byType.get(init.type);
     if (!this.anyType.size && !typed?.size) return;
     const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
+    // The publishing call's trace, so a handler's span can link to it (nothing is set when tracing is off).
+    if (!event.traceparent) {
+      const carrier: { traceparent?: string } = {};
+      propagation.inject(context.active(), carrier);
+      if (carrier.traceparent) event.traceparent = carrier.traceparent;
+    }
     for (const listener of this.anyType) this.deliver(listener, event);
     // A listener on "any" that also named this type gets the event once.
     if (typed) for (const listener of typed) if (!this.anyType.has(listener)) this.deliver(listener, event);

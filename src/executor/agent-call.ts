@@ -1,6 +1,9 @@
 import type { Logger } from "pino";
 import { Code, ConnectError, abortReason, notFound } from "../errors.ts";
+import { SpanKind, context, propagation } from "@opentelemetry/api";
 import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest } from "../providers/types.ts";
+import type { Telemetry } from "../telemetry/setup.ts";
+import { spanIterable } from "../telemetry/span-iterable.ts";
 import type { RunEvent, Terminal } from "../pipeline/types.ts";
 import type { ExecutionContext } from "./context.ts";
 import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
@@ -11,7 +14,7 @@ import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
  * retried when the provider says it may be; after it, never, because the
  * client has already seen part of an answer.
  */
-export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: RetryPolicy, log: Logger): Terminal {
+export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: RetryPolicy, log: Logger, telemetry?: Telemetry): Terminal {
   return async function* (context): AsyncIterable<RunEvent> {
     const ctx = context as ExecutionContext;
     const agent = ctx.agent;
@@ -34,17 +37,20 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       extra: agent.defaults.extra,
     };
     yield { type: "started", model: req.model };
+    const labels = { "qingyu.agent": agent.id, "gen_ai.request.model": req.model };
 
     let output = "";
     let finish: Extract<ProviderChunk, { type: "finish" }> | undefined;
     for (let attempt = 1; ; attempt++) {
       let streamed = false;
       try {
-        for await (const chunk of provider.stream(req, ctx.signal)) {
+        const chunks = telemetry?.tracing ? tracedProviderCall(telemetry, agent.provider, req, attempt, ctx.signal, provider) : provider.stream(req, ctx.signal);
+        for await (const chunk of chunks) {
           if (ctx.signal.aborted) throw abortReason(ctx.signal);
           if (chunk.type === "finish") {
             finish = chunk;
           } else if (chunk.text) {
+            if (!output) telemetry?.instruments.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, labels);
             streamed = true;
             output += chunk.text;
             yield { type: "delta", text: chunk.text };
@@ -60,6 +66,11 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       }
     }
 
+    const usage = finish?.usage ?? { inputTokens: 0, outputTokens: 0 };
+    if (telemetry) {
+      telemetry.instruments.tokens.add(usage.inputTokens, { ...labels, "gen_ai.token.type": "input" });
+      telemetry.instruments.tokens.add(usage.outputTokens, { ...labels, "gen_ai.token.type": "output" });
+    }
     yield {
       type: "completed",
       result: {
@@ -67,10 +78,54 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
         output,
         model: finish?.model || req.model,
         finishReason: finish?.finishReason ?? "stop",
-        usage: finish?.usage ?? { inputTokens: 0, outputTokens: 0 },
+        usage,
         durationMs: Date.now() - ctx.startTime,
         metadata: {},
       },
     };
   };
+}
+
+/**
+ * One attempt of the provider call inside a CLIENT span with the GenAI
+ * semantic conventions, an event at the first token, and the span's trace
+ * context handed to the provider to send upstream.
+ */
+function tracedProviderCall(telemetry: Telemetry, providerName: string, req: ProviderRequest, attempt: number, signal: AbortSignal, provider: LlmProvider): AsyncIterable<ProviderChunk> {
+  let first = true;
+  return spanIterable<ProviderChunk>(
+    telemetry.tracer,
+    `chat ${req.model}`,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": providerName,
+        "gen_ai.request.model": req.model,
+        ...(req.temperature !== undefined ? { "gen_ai.request.temperature": req.temperature } : {}),
+        ...(req.maxTokens !== undefined ? { "gen_ai.request.max_tokens": req.maxTokens } : {}),
+        "qingyu.attempt": attempt,
+      },
+    },
+    () => {
+      const traceHeaders: Record<string, string> = {};
+      propagation.inject(context.active(), traceHeaders);
+      return provider.stream({ ...req, traceHeaders }, signal);
+    },
+    {
+      item(span, chunk) {
+        if (chunk.type === "delta" && chunk.text && first) {
+          first = false;
+          span.addEvent("gen_ai.first_token");
+        } else if (chunk.type === "finish") {
+          span.setAttribute("gen_ai.response.finish_reasons", [chunk.finishReason]);
+          if (chunk.model) span.setAttribute("gen_ai.response.model", chunk.model);
+          if (chunk.usage) {
+            span.setAttribute("gen_ai.usage.input_tokens", chunk.usage.inputTokens);
+            span.setAttribute("gen_ai.usage.output_tokens", chunk.usage.outputTokens);
+          }
+        }
+      },
+    },
+  );
 }

@@ -6,6 +6,9 @@ import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.
 import type { AgentContext, AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
 import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
+import { observe } from "../pipeline/stream.ts";
+import type { Telemetry } from "../telemetry/setup.ts";
+import { spanIterable } from "../telemetry/span-iterable.ts";
 import { agentCall } from "./agent-call.ts";
 import { createContext, type CallInfo, type ExecuteInput, type ExecutionContext } from "./context.ts";
 import type { RetryPolicy } from "./retry.ts";
@@ -21,6 +24,8 @@ export interface ExecutorDeps {
   log: Logger;
   /** Whether an auth middleware guards calls (events then carry only users a principal vouched for). */
   authenticated?: boolean;
+  /** Spans and metrics; absent or disabled records nothing. */
+  telemetry?: Telemetry;
 }
 
 /** One batch item's outcome. */
@@ -35,7 +40,7 @@ export class Executor {
   private readonly pipeline: Pipeline;
 
   constructor(private readonly deps: ExecutorDeps) {
-    this.pipeline = compose(deps.middleware, agentCall(deps.providers, deps.retry, deps.log), this.observeStage);
+    this.pipeline = compose(deps.middleware, agentCall(deps.providers, deps.retry, deps.log, deps.telemetry), this.observeStage);
   }
 
   /**
@@ -127,27 +132,28 @@ export class Executor {
     return outcomes;
   }
 
-  // Publishes MIDDLEWARE_EXECUTED per stage, only while someone listens for it.
-  private readonly observeStage: StageObserver = (mw, ctx, stage) => {
-    const { events } = this.deps;
-    if (!events.hasSubscribers("MIDDLEWARE_EXECUTED")) return undefined;
-    const ids = () => this.ids(ctx);
-    return (async function* () {
-      const started = Date.now();
-      let status = "OK";
-      try {
-        yield* stage;
-      } catch (err) {
-        status = codeName(toConnectError(err).code);
-        throw err;
-      } finally {
-        events.publish({
-          type: "MIDDLEWARE_EXECUTED",
-          ...ids(),
-          data: { middleware: mw.name, status, durationMs: Date.now() - started },
-        });
-      }
-    })();
+  // A span per stage when tracing is on (the pipeline's, so user plugins are traced with no code
+  // of their own), and MIDDLEWARE_EXECUTED while someone listens for it; neither costs anything otherwise.
+  private readonly observeStage: StageObserver = (mw, ctx, run) => {
+    const { events, telemetry } = this.deps;
+    const publish = events.hasSubscribers("MIDDLEWARE_EXECUTED");
+    const tracing = telemetry?.tracing === true;
+    if (!publish && !tracing) return undefined;
+    const started = Date.now();
+    const finish = (err: unknown) => {
+      if (!publish) return;
+      events.publish({
+        type: "MIDDLEWARE_EXECUTED",
+        ...this.ids(ctx),
+        data: { middleware: mw.name, status: err === undefined ? "OK" : codeName(toConnectError(err).code), durationMs: Date.now() - started },
+      });
+    };
+    if (tracing) {
+      return spanIterable(telemetry!.tracer, `middleware ${mw.name}`, { attributes: { "qingyu.middleware": mw.name, "qingyu.call_id": ctx.callId } }, run, {
+        end: (_span, err) => finish(err),
+      });
+    }
+    return observe(run(), { end: ({ error }) => finish(error) });
   };
 
   // Announced once the onion lets the run through, so auth has set who the user is.

@@ -2,13 +2,15 @@ import { Code, ConnectError } from "../errors.ts";
 import type { AgentContext, Middleware, RunEvent, Terminal } from "./types.ts";
 
 /**
- * Observes one middleware's stage of one call (events, spans). Returns the
- * iterable to use in its place, or undefined to leave the stage unwrapped.
+ * Observes one middleware's stage of one call (events, spans). `run` calls the
+ * middleware's `process` and returns its stage; the observer returns the
+ * iterable to use in its place (calling `run` when it sees fit, e.g. inside a
+ * span), or undefined, without calling `run`, to leave the stage unobserved.
  */
 export type StageObserver = (
   middleware: Middleware,
   ctx: AgentContext,
-  stage: AsyncIterable<RunEvent>,
+  run: () => AsyncIterable<RunEvent>,
 ) => AsyncIterable<RunEvent> | undefined;
 
 /** A composed onion: one call in, the run's event stream out. */
@@ -36,11 +38,14 @@ export function compose(middlewares: readonly Middleware[], terminal: Terminal, 
       reached = i;
       if (i === middlewares.length) return terminal(ctx);
       const mw = middlewares[i]!;
-      const stage = mw.process(ctx, () => dispatch(i + 1));
-      if (stage === null || typeof stage !== "object" || !(Symbol.asyncIterator in stage)) {
-        throw new ConnectError(`middleware "${mw.name}" did not return an async iterable`, Code.Internal);
-      }
-      return (observe && observe(mw, ctx, stage)) || stage;
+      const run = () => {
+        const stage = mw.process(ctx, () => dispatch(i + 1));
+        if (stage === null || typeof stage !== "object" || !(Symbol.asyncIterator in stage)) {
+          throw new ConnectError(`middleware "${mw.name}" did not return an async iterable`, Code.Internal);
+        }
+        return stage;
+      };
+      return (observe && observe(mw, ctx, run)) || run();
     };
     return dispatch(0);
   };

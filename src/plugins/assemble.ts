@@ -8,6 +8,7 @@ import type { Config } from "../config/schema.ts";
 import type { EventBus } from "../events/types.ts";
 import { Executor } from "../executor/executor.ts";
 import { Admission } from "../pipeline/admission.ts";
+import { Telemetry } from "../telemetry/setup.ts";
 import type { Middleware } from "../pipeline/types.ts";
 import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
@@ -22,6 +23,7 @@ export interface SharedRuntime {
   clients: SharedClients;
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
+  telemetry?: Telemetry;
 }
 
 /**
@@ -37,6 +39,7 @@ export async function assemble(
   shared: SharedRuntime,
 ): Promise<Generation> {
   const { events, sessions, clients, env, log } = shared;
+  const telemetry = shared.telemetry ?? Telemetry.disabled();
   const agents = new AgentRegistry(enabledAgents(config, env, log));
   const disposables: Disposable[] = [];
   const definitions = new Set<PluginDefinition>();
@@ -74,6 +77,8 @@ export async function assemble(
     postgres: () => clients.postgres(),
     provider: (name) => provider(name, chain),
     resolvePath: (path) => resolve(baseDir, path),
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
   } satisfies Omit<PluginHost, "options">);
 
   try {
@@ -93,16 +98,16 @@ export async function assemble(
       definitions.add(entry.definition);
       if (product.dispose) disposables.push({ where: `pipeline.${i}`, dispose: () => product.dispose!() });
     }
-    const handlers: EventHandler[] = [];
+    const handlers: { name: string; handler: EventHandler }[] = [];
     for (const [i, ref] of config.eventHandlers.entries()) {
       if (typeof ref !== "string" && !ref.enabled) continue;
       const { product, entry } = await instantiate(catalog, ref, "event-handler", `eventHandlers.${i}`, host([]));
-      handlers.push(product);
+      handlers.push({ name: entry.definition.name, handler: product });
       definitions.add(entry.definition);
       if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
     }
     const admission = new Admission(middleware);
-    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded });
+    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded, telemetry });
     return new Generation({
       id,
       config,
@@ -112,6 +117,7 @@ export async function assemble(
       admission,
       pipeline: middleware.map((m) => m.name),
       handlers,
+      telemetry,
       disposables,
       definitions,
     });

@@ -1,3 +1,4 @@
+import type { Meter, Tracer } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 import type { Logger } from "pino";
@@ -44,6 +45,10 @@ export interface PluginHost<Options = unknown> {
   provider(name: string): Promise<LlmProvider>;
   /** Resolves a path from the config the plugin was configured in. */
   resolvePath(path: string): string;
+  /** The runtime's OpenTelemetry tracer (a no-op one when tracing is off); the pipeline already spans each middleware. */
+  readonly tracer: Tracer;
+  /** The runtime's OpenTelemetry meter, for a plugin's own metrics (exported with the runtime's). */
+  readonly meter: Meter;
 }
 
 /** A plugin module's default export, made by definePlugin. */

@@ -6,6 +6,8 @@ import type { Executor } from "../executor/executor.ts";
 import type { Admission } from "../pipeline/admission.ts";
 import type { EventHandler, PluginDefinition } from "./define.ts";
 import type { CatalogEntry } from "./loader.ts";
+import { handlerListener } from "../telemetry/handler-run.ts";
+import type { Telemetry } from "../telemetry/setup.ts";
 
 /** Something set up for a generation that must be released with it. */
 export interface Disposable {
@@ -24,7 +26,10 @@ export interface GenerationParts {
   admission: Admission;
   /** Middleware names, outermost first. */
   pipeline: readonly string[];
-  handlers: readonly EventHandler[];
+  /** Event handlers with the plugin names they came from. */
+  handlers: readonly { name: string; handler: EventHandler }[];
+  /** Spans and failure counts of handler runs. */
+  telemetry?: Telemetry;
   disposables: readonly Disposable[];
   /** The plugin definitions this generation uses. */
   definitions: ReadonlySet<PluginDefinition>;
@@ -48,8 +53,8 @@ export class Generation {
 
   /** Subscribes its event handlers; each handler's failure is the bus's to log. */
   activate(events: EventBus): void {
-    for (const handler of this.parts.handlers) {
-      this.unsubscribers.push(events.subscribe(handler.types, (event) => handler.handle(event)));
+    for (const { name, handler } of this.parts.handlers) {
+      this.unsubscribers.push(events.subscribe(handler.types, handlerListener(name, handler, this.parts.telemetry)));
     }
   }
 

@@ -14,6 +14,12 @@ export interface ProviderRequest {
   maxTokens?: number;
   /** The agent's default options beyond the standard ones, passed through. */
   extra?: Record<string, unknown>;
+  /**
+   * Trace-context headers (W3C `traceparent`, `tracestate`) of the provider
+   * call's span, when tracing is on: send them with the upstream request so
+   * the model server's spans join the caller's trace.
+   */
+  traceHeaders?: Record<string, string>;
 }
 
 /** Token counts as the provider reports them. */

@@ -252,10 +252,10 @@ describe("compose", () => {
   it("a StageObserver wraps each middleware's stage, outermost first", async () => {
     const calls: string[] = [];
     const counts = new Map<string, number>();
-    const observe: StageObserver = (mw, ctx, stage) => {
+    const observe: StageObserver = (mw, ctx, run) => {
       calls.push(`${mw.name}@${ctx.task}`);
       return (async function* () {
-        for await (const event of stage) {
+        for await (const event of run()) {
           counts.set(mw.name, (counts.get(mw.name) ?? 0) + 1);
           yield event;
         }
@@ -269,10 +269,10 @@ describe("compose", () => {
   });
 
   it("a StageObserver's replacement is what the outer layer sees", async () => {
-    const observe: StageObserver = (mw, _ctx, stage) =>
+    const observe: StageObserver = (mw, _ctx, run) =>
       mw.name === "inner"
         ? (async function* () {
-            for await (const event of stage) if (event.type !== "delta") yield event;
+            for await (const event of run()) if (event.type !== "delta") yield event;
           })()
         : undefined;
     const outerSaw: string[] = [];

@@ -9,6 +9,7 @@ import { definePlugin, type PluginDefinition } from "../../src/plugins/define.ts
 import { builtinPlugins } from "../../src/plugins/builtin/index.ts";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import { noTelemetry } from "../support/plugin-context.ts";
 
 const DEFINE_URL = new URL("../../src/plugins/define.ts", import.meta.url).href;
 
@@ -223,6 +224,7 @@ describe("instantiate", () => {
         throw new Error(`no provider ${name} in this test`);
       },
       resolvePath: (p) => p,
+      ...noTelemetry,
     };
   }
 

@@ -1,4 +1,5 @@
 import pino from "pino";
+import { metrics, trace } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 import { AgentRegistry } from "../../src/agents/registry.ts";
@@ -8,6 +9,9 @@ import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import type { AgentContext, AgentRunResult, RunEvent } from "../../src/pipeline/types.ts";
 import type { PluginDefinition, PluginHost, PluginKind, PluginProducts } from "../../src/plugins/define.ts";
 import type { ChatMessage } from "../../src/providers/types.ts";
+
+/** A host's tracer and meter that record nothing: plugin tests do not look at telemetry. */
+export const noTelemetry = { tracer: trace.getTracer("test"), meter: metrics.getMeter("test") };
 
 /** The echo agent most plugin tests run against. */
 export const testAgent: AgentDefinition = { id: "echo", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {} };
@@ -42,6 +46,7 @@ export async function setUpPlugin<K extends PluginKind>(
       throw new Error(`no provider "${name}" in this test host`);
     },
     resolvePath: (p) => p,
+    ...noTelemetry,
   };
   return plugin.setup(host) as Promise<PluginProducts[K]>;
 }

@@ -69,7 +69,7 @@ export default definePlugin({
           signal.throwIfAborted();
           const stream = await client.chat.completions.create(
             { ...params(req), stream: true, stream_options: { include_usage: true } },
-            { signal },
+            { signal, headers: req.traceHeaders },
           );
           let finishReason: string | undefined;
           let usage: TokenUsage | undefined;
@@ -93,7 +93,7 @@ export default definePlugin({
       async generate(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
         try {
           signal.throwIfAborted();
-          const res = await client.chat.completions.create({ ...params(req), stream: false }, { signal });
+          const res = await client.chat.completions.create({ ...params(req), stream: false }, { signal, headers: req.traceHeaders });
           const choice = res.choices[0];
           return {
             text: choice?.message?.content ?? "",

@@ -6,6 +6,7 @@ import { MemoryEventBus } from "../../../src/events/memory-bus.ts";
 import alerting from "../../../src/plugins/builtin/alerting.ts";
 import type { EventHandler, PluginHost } from "../../../src/plugins/define.ts";
 import type { RuntimeEvent } from "../../../src/events/types.ts";
+import { noTelemetry } from "../../support/plugin-context.ts";
 
 async function setUp(options: unknown): Promise<{ handler: EventHandler; lines: Record<string, unknown>[] }> {
   const lines: Record<string, unknown>[] = [];
@@ -26,6 +27,7 @@ async function setUp(options: unknown): Promise<{ handler: EventHandler; lines: 
       throw new Error("no providers");
     },
     resolvePath: (p) => p,
+    ...noTelemetry,
   };
   return { handler: await alerting.setup(host), lines };
 }

@@ -8,6 +8,7 @@ import fallback from "../../../src/plugins/builtin/fallback.ts";
 import type { PluginHost } from "../../../src/plugins/define.ts";
 import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
 import { rejection } from "../../support/rejection.ts";
+import { noTelemetry } from "../../support/plugin-context.ts";
 
 /** A provider that fails with `code` before any token, or answers `text`, recording the models it was asked for. */
 function scripted(outcome: { fail: Code; afterChunk?: boolean } | { text: string }) {
@@ -46,6 +47,7 @@ async function setUp(options: unknown, providers: Record<string, LlmProvider>, l
       return p;
     },
     resolvePath: (p) => p,
+    ...noTelemetry,
   };
   return fallback.setup(host);
 }

@@ -7,6 +7,7 @@ import { AgentRegistry } from "../../../src/agents/registry.ts";
 import { Code, ConnectError } from "../../../src/errors.ts";
 import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.ts";
+import { noTelemetry } from "../../support/plugin-context.ts";
 
 const events: EventBus = {
   publish() {},
@@ -31,6 +32,7 @@ async function setup(rawOptions: unknown, env: Record<string, string | undefined
       throw new Error(`no provider ${name} in this test`);
     },
     resolvePath: (p) => p,
+    ...noTelemetry,
   };
   return openaiPlugin.setup(host);
 }
