@@ -30,7 +30,7 @@ function configError(run: () => unknown): ConfigError {
 describe("loadConfig: defaults", () => {
   it("with no file and no environment gives the documented defaults", () => {
     const { config, baseDir } = loadConfig(undefined, {});
-    expect(config.server).toEqual({ host: "0.0.0.0", port: 50051, httpPort: 8080, shutdownGraceMs: 10_000 });
+    expect(config.server).toEqual({ host: "0.0.0.0", port: 50051, httpPort: 8080, metricsPort: null, shutdownGraceMs: 10_000 });
     expect(config.log.level).toBe("info");
     expect(config.pipeline).toEqual(["logging", "validation"]);
     expect(config.providers).toEqual({ echo: { plugin: "echo" } });
