@@ -1,3 +1,4 @@
+import type { Meter } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent } from "../../../pipeline/types.ts";
 import { decodeEntry, encodeEntry, entryBytes } from "./entry.ts";
@@ -33,8 +34,10 @@ function marked(result: AgentRunResult, cache: string, durationMs = result.durat
  * the original chunks; runs and stores (successful runs only) otherwise.
  * `metadata.cache` on the result says "hit", "miss" or "bypass" (no-store).
  */
-export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: Logger): Middleware {
+export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: Logger, meter?: Meter): Middleware {
   const ttlMs = Math.max(1, Math.round(settings.ttlSeconds * 1000));
+  const requests = meter?.createCounter("qingyu.cache.requests", { description: "Cache lookups, by result (hit, miss, bypass)" });
+  const count = (result: string, ctx: AgentContext) => requests?.add(1, { "qingyu.cache.result": result, "qingyu.agent": ctx.agentId });
 
   async function* replay(ctx: AgentContext, text: string): AsyncGenerator<RunEvent, boolean> {
     // Yields nothing when the entry is unreadable, so the caller can still run the agent.
@@ -77,6 +80,7 @@ export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logg
     async *process(ctx, next): AsyncIterable<RunEvent> {
       const asked = directives(ctx.header("cache-control"));
       if (asked.noStore) {
+        count("bypass", ctx);
         for await (const event of next()) {
           yield event.type === "completed" ? { type: "completed", result: marked(event.result, "bypass") } : event;
         }
@@ -86,10 +90,11 @@ export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logg
       if (!asked.noCache) {
         const text = await store.get(key);
         if (text !== undefined) {
-          if (yield* replay(ctx, text)) return;
+          if (yield* replay(ctx, text)) return void count("hit", ctx);
           logger.warn({ call: ctx.callId }, "unreadable cache entry; running the agent");
         }
       }
+      count("miss", ctx);
       yield* runAndStore(ctx, next, key);
     },
     dispose: () => store.dispose?.(),

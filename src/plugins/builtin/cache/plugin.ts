@@ -34,11 +34,11 @@ export default definePlugin({
   name: "cache",
   kind: "middleware",
   configSchema: Options,
-  setup({ options, logger, redis }) {
+  setup({ options, logger, redis, meter }) {
     const store: CacheStore =
       options.backend === "redis"
         ? new RedisCache(redis(), options.keyPrefix, logger)
         : new MemoryCache({ maxEntries: options.maxEntries });
-    return cacheMiddleware(store, options, logger);
+    return cacheMiddleware(store, options, logger, meter);
   },
 });

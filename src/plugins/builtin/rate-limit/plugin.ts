@@ -86,7 +86,8 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
     name: "rate-limit",
     kind: "middleware",
     configSchema: Options,
-    setup({ options, logger, redis }) {
+    setup({ options, logger, redis, meter }) {
+      const refused = meter.createCounter("qingyu.rate_limit.refused", { description: "Calls refused by the rate limit, by agent and limit" });
       const limits = configuredLimits(options);
       if (limits.length === 0) logger.warn("rate-limit has no limits configured; every call passes");
       const counts = limits.some((l) => l.unit === "tokens");
@@ -144,7 +145,11 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
               limited = false;
               return;
             }
-            if (!outcome.ok) throw refusal(all[outcome.index]!, outcome.retryAfterMs);
+            if (!outcome.ok) {
+              const charge = all[outcome.index]!;
+              refused.add(1, { "qingyu.agent": ctx.agentId, "qingyu.rate_limit.scope": charge.limit.scope, "qingyu.rate_limit.unit": charge.limit.unit });
+              throw refusal(charge, outcome.retryAfterMs);
+            }
             tokenCharges = all.filter((c) => c.limit.unit === "tokens");
           })();
           // Observed, not wrapped in a generator: settling needs only the completed event.
