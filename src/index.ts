@@ -10,3 +10,5 @@ export { ProviderError } from "./providers/types.ts";
 export type { EventBus, EventType, RuntimeEvent } from "./events/types.ts";
 export type { AgentDefinition } from "./agents/types.ts";
 export { Code, ConnectError, invalidArgument, notFound } from "./errors.ts";
+export { verifyWebhook } from "./plugins/builtin/webhooks/signature.ts";
+export type { WebhookPayload } from "./plugins/builtin/webhooks/send.ts";

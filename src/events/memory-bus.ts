@@ -3,6 +3,18 @@ import { context, propagation } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from "./types.ts";
 
+/** Gives a published event its id and time, and the publishing call's trace so a handler's span can link to it. */
+export function stampEvent(init: EventInit): RuntimeEvent {
+  const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
+  // Nothing is set when tracing is off.
+  if (!event.traceparent) {
+    const carrier: { traceparent?: string } = {};
+    propagation.inject(context.active(), carrier);
+    if (carrier.traceparent) event.traceparent = carrier.traceparent;
+  }
+  return event;
+}
+
 /**
  * The in-process bus. Each listener runs in its own macrotask after publish
  * returns, so a slow or hanging listener never delays the publisher, and one
@@ -15,17 +27,14 @@ export class MemoryEventBus implements EventBus {
   constructor(private readonly log: Logger) {}
 
   publish(init: EventInit): void {
-    const typed = this.byType.get(init.type);
-    if (!this.anyType.size && !typed?.size) return;
-    const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
-    // The publishing call's trace, so a handler's span can link to it (nothing is set when tracing is off).
-    if (!event.traceparent) {
-      const carrier: { traceparent?: string } = {};
-      propagation.inject(context.active(), carrier);
-      if (carrier.traceparent) event.traceparent = carrier.traceparent;
-    }
+    if (this.hasSubscribers(init.type)) this.dispatch(stampEvent(init));
+  }
+
+  /** Delivers an event that is already stamped (the shared bus's, or one read from another process) to the matching listeners. */
+  dispatch(event: RuntimeEvent): void {
     for (const listener of this.anyType) this.deliver(listener, event);
     // A listener on "any" that also named this type gets the event once.
+    const typed = this.byType.get(event.type);
     if (typed) for (const listener of typed) if (!this.anyType.has(listener)) this.deliver(listener, event);
   }
 
