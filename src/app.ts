@@ -4,6 +4,8 @@ import { SharedClients } from "./clients/shared.ts";
 import type { LoadedConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { MemoryEventBus } from "./events/memory-bus.ts";
+import { RedisEventBus } from "./events/redis-bus.ts";
+import type { EventBus } from "./events/types.ts";
 import { AdminService } from "./gen/qingyu/agent/v1/admin_pb.ts";
 import { AgentService } from "./gen/qingyu/agent/v1/agent_pb.ts";
 import { EventService } from "./gen/qingyu/agent/v1/event_pb.ts";
@@ -86,14 +88,18 @@ export class App {
     private readonly clients: SharedClients,
     private readonly monitor: StoreMonitor | undefined,
     private readonly metrics: MetricsServer | undefined,
+    private readonly events: EventBus,
   ) {}
 
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
   static async create(options: AppOptions): Promise<App> {
     const { config, env, log, baseDir } = options;
     const telemetry = options.telemetry ?? Telemetry.disabled();
-    const events = new MemoryEventBus(log);
     const clients = new SharedClients(config, log);
+    const events: EventBus =
+      config.events.bus === "redis"
+        ? new RedisEventBus(clients.redis(), log, { keyPrefix: config.events.keyPrefix, maxLen: config.events.maxLen, types: config.events.sharedTypes })
+        : new MemoryEventBus(log);
     let store: SessionStore;
     try {
       store = await openStore(config.sessions, clients, log);
@@ -135,7 +141,7 @@ export class App {
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
     const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;
-    return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics);
+    return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics, events);
   }
 
   /** Re-reads config and plugins (SIGHUP, AdminService.Reload); rejects and keeps the running ones when they fail. */
@@ -146,6 +152,8 @@ export class App {
   async start(): Promise<BoundPorts> {
     const { host, port, httpPort, metricsPort } = this.options.config.server;
     await this.monitor?.start();
+    // Reading other processes' events starts before the first subscriber can arrive; a Redis that is down does not stop it.
+    if (this.events instanceof RedisEventBus) await this.events.start();
     const grpcPort = await this.grpc.listen(host, port);
     const boundHttp = this.http && httpPort !== null ? await this.http.listen(host, httpPort) : undefined;
     const boundMetrics = this.metrics && metricsPort !== null ? await this.metrics.listen(host, metricsPort) : undefined;
@@ -171,6 +179,7 @@ export class App {
     await Promise.all([this.grpc.close(1000), this.http?.close(1000), this.metrics?.close()]);
     // Plugins first: an audit flush still needs the shared pool.
     await this.live.close();
+    await this.events.close?.();
     await Promise.all([this.store.close(), this.clients.close()]);
   }
 }

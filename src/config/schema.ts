@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { EVENT_TYPES, type EventType } from "../events/types.ts";
 
 const port = z.int().min(0).max(65535);
 const positiveMs = z.int().positive();
@@ -119,7 +120,21 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
-  /** The shared Redis client (rate limits, cache, and later sessions and events). */
+  /** The event bus: memory = this process only; redis = shared by every process on redis.url (EventService subscribers see all). */
+  events: z
+    .strictObject({
+      bus: z.enum(["memory", "redis"]).default("memory"),
+      /** The Redis stream is `${keyPrefix}events`. */
+      keyPrefix: z.string().min(1).default("qingyu:"),
+      /** Entries the stream keeps (approximately); a reader away longer than that loses the oldest. */
+      maxLen: z.int().positive().default(10_000),
+      /** Types shared across processes; each costs one XADD per event. MIDDLEWARE_EXECUTED (one per stage) stays local unless named. */
+      sharedTypes: z
+        .array(z.enum(EVENT_TYPES as [EventType, ...EventType[]]))
+        .default(["AGENT_STARTED", "AGENT_COMPLETED", "ERROR_OCCURRED", "CHECKPOINT_SAVED", "SESSION_CREATED", "SESSION_DELETED"]),
+    })
+    .prefault({}),
+  /** The shared Redis client (session store, rate limits, cache, events). */
   redis: z
     .strictObject({
       url: z.string().optional(),
@@ -136,6 +151,16 @@ export const ConfigSchema = z.strictObject({
       statementTimeoutMs: z.number().int().positive().default(5000),
     })
     .prefault({}),
+}).superRefine((config, ctx) => {
+  // A store or bus that needs a server that is not configured is a config error, named at start.
+  const needsRedis = config.sessions.store === "redis" || config.sessions.store === "redis+postgres" || config.events.bus === "redis";
+  const needsPostgres = config.sessions.store === "postgres" || config.sessions.store === "redis+postgres";
+  if (needsRedis && !config.redis.url) {
+    ctx.addIssue({ code: "custom", path: ["redis", "url"], message: `is required by ${config.events.bus === "redis" ? "events.bus: redis" : `sessions.store: ${config.sessions.store}`} (or set REDIS_URL)` });
+  }
+  if (needsPostgres && !config.postgres.url) {
+    ctx.addIssue({ code: "custom", path: ["postgres", "url"], message: `is required by sessions.store: ${config.sessions.store} (or set DATABASE_URL)` });
+  }
 });
 
 /** The validated configuration. */

@@ -178,11 +178,11 @@ export class RedisEventBus implements EventBus {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.backoff);
-    
+    this.abandon?.(new Error("closed"));
     await this.loop;
     this.reader?.disconnect();
-    this.notShared.flush();
-    this.unreadable.flush();
+    this.notShared.close();
+    this.unreadable.close();
   }
 
   private async read(reader: Redis, ready: () => void): Promise<void> {

@@ -18,6 +18,7 @@ export class ThrottledWarning {
   private lastError = "";
   private timer: ReturnType<typeof setTimeout> | undefined;
   private failing = false;
+  private closed = false;
 
   constructor(
     private readonly log: Logger,
@@ -29,9 +30,10 @@ export class ThrottledWarning {
   note(err: unknown, event: { id: string; type: EventType }, extra: Record<string, unknown> = {}): void {
     const error = err instanceof Error ? err.message : String(err);
     this.failing = true;
-    if (!this.timer) {
+    // After close no timer is started: each (rare, late) failure gets its own line.
+    if (!this.timer || this.closed) {
       this.log.warn({ ...extra, eventId: event.id, eventType: event.type, err: error }, this.message);
-      this.arm();
+      if (!this.closed) this.arm();
       return;
     }
     this.count++;
@@ -48,7 +50,13 @@ export class ThrottledWarning {
     this.log.info(recovered);
   }
 
-  /** Logs what is counted and not yet logged, and stops the timer (close). */
+  /** Logs what is counted and not yet logged, and stops the timer for good. */
+  close(): void {
+    this.closed = true;
+    this.flush();
+  }
+
+  /** Logs what is counted and not yet logged, and stops the timer (a later failure starts a new window). */
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

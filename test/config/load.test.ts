@@ -211,3 +211,17 @@ agents:
     expect(err.name).toBe("ConfigError");
   });
 });
+
+describe("loadConfig: servers a store or bus needs", () => {
+  it("refuses a Redis or PostgreSQL store, or the Redis bus, without the server's URL, naming the key and what needs it", () => {
+    const err = configError(() => loadConfig(file("sessions: { store: redis+postgres }\nevents: { bus: redis }\n"), {}));
+    expect(err.message).toContain("redis.url: is required by events.bus: redis (or set REDIS_URL)");
+    expect(err.message).toContain("postgres.url: is required by sessions.store: redis+postgres (or set DATABASE_URL)");
+    expect(configError(() => loadConfig(file("sessions: { store: redis }\n"), {})).message).toContain("redis.url: is required by sessions.store: redis");
+  });
+
+  it("takes the URLs from REDIS_URL and DATABASE_URL", () => {
+    const { config } = loadConfig(file("sessions: { store: redis+postgres }\nevents: { bus: redis }\n"), { REDIS_URL: "redis://r:6379", DATABASE_URL: "postgres://p/db" });
+    expect([config.redis.url, config.postgres.url]).toEqual(["redis://r:6379", "postgres://p/db"]);
+  });
+});
