@@ -133,12 +133,12 @@ function canConnect(port: number): Promise<boolean> {
  * per call at info) goes to /dev/null so that nobody pays to read it, which is
  * why we poll the port instead of waiting for the "listening" line.
  */
-export async function startOurs(name: string, config: unknown): Promise<ServerChild> {
+export async function startOurs(name: string, config: unknown, env: Record<string, string> = {}): Promise<ServerChild> {
   const file = join(tempDir(), "config.json");
   writeFileSync(file, JSON.stringify(config, null, 2));
   const [port, httpPort] = [await freePort(), await freePort()];
   const args = nodeArgs("src/main.ts", ["serve", "--config", file, "--port", String(port), "--http-port", String(httpPort)]);
-  const child = track(spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "ignore", "pipe"] }));
+  const child = track(spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] }));
   const server = watch(name, child, port);
   const deadline = Date.now() + 30_000;
   while (!(await canConnect(port))) {

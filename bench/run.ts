@@ -5,6 +5,8 @@
 // BENCH_RUNS (default 3) and BENCH_SECONDS (default 5) size the throughput
 // runs; the latency and streaming phases scale with BENCH_SECONDS.
 import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -59,6 +61,17 @@ const FULL_SUITE = [
   "validation",
 ];
 
+/** An OTLP/HTTP endpoint that accepts and drops everything, so exporting costs the server what it would in production. */
+async function otlpSink(): Promise<{ url: string }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  server.unref();
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 // Each run starts from a different server so none is always measured first (or last) in a round.
 const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i + by) % xs.length]!);
 
@@ -84,6 +97,12 @@ async function main(): Promise<void> {
     startOurs("ours", oursConfig()),
     startOurs("ours-no-pipeline", oursConfig([])),
     startOurs("ours-full-suite", oursConfig(FULL_SUITE)),
+    // The default pipeline with everything observed: every span exported over OTLP (to a sink that
+    // discards), metrics recorded for /metrics. What an operator pays for full visibility.
+    startOurs("ours-observed", { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+    }),
   ]);
   const names = servers.map((s) => s.name);
   const rss: Record<string, { idleKiB: number; peakKiB: number; endKiB: number }> = {};
@@ -172,7 +191,7 @@ async function main(): Promise<void> {
     h2load: execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim(),
     cpus: { count: cpus().length, model: cpus()[0]?.model },
     settings: { runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK },
-    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE) },
+    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), "ours-observed": "default pipeline + OTLP tracing + metrics" },
     rows,
     problems,
     memory: rss,

@@ -132,7 +132,7 @@ export class App {
         hosted(SessionService, sessionService(sessions, live)),
         hosted(EventService, eventService(events, live), { longLived: true }),
         hosted(AdminService, adminService(live)),
-      ].map((s) => instrumentService(s, telemetry)),
+      ].map((s) => (telemetry.recording ? instrumentService(s, telemetry) : s)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
     const tracker = new CallTracker();

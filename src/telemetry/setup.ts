@@ -60,6 +60,11 @@ export class Telemetry {
     private readonly sdk: NodeSDK | undefined,
   ) {}
 
+  /** Whether anything is recorded (spans or metrics): when not, the RPC wrappers are left out altogether. */
+  get recording(): boolean {
+    return this.sdk !== undefined;
+  }
+
   /** Telemetry that records nothing (tests, tools). */
   static disabled(): Telemetry {
     const meter = metrics.getMeterProvider().getMeter(SERVICE);
