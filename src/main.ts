@@ -52,7 +52,7 @@ async function serve(args: string[]): Promise<void> {
   const { config, baseDir } = loadConfig(values.config, env, overrides);
   const { log, flush } = createLogger(config.log.level);
   // Tracing from the standard OTEL_* variables (off unless they ask for it); metrics for the admin port.
-  const telemetry = Telemetry.start({ env, prometheus: config.server.metricsPort !== null });
+  const telemetry = await Telemetry.start({ env, prometheus: config.server.metricsPort !== null });
   const app = await App.create({ config, baseDir, env, log, telemetry, reread: () => loadConfig(values.config, env, overrides) });
   // Handlers first: a signal sent as soon as "listening" is out must not meet the default action (exit).
   // A failed reload is logged by the runtime and the old pipeline keeps serving.

@@ -15,6 +15,8 @@ import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
  * client has already seen part of an answer.
  */
 export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: RetryPolicy, log: Logger, telemetry?: Telemetry): Terminal {
+  // Metrics only when something records them: the label objects are per call.
+  const metrics = telemetry?.recording ? telemetry.instruments : undefined;
   return async function* (context): AsyncIterable<RunEvent> {
     const ctx = context as ExecutionContext;
     const agent = ctx.agent;
@@ -37,7 +39,7 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       extra: agent.defaults.extra,
     };
     yield { type: "started", model: req.model };
-    const labels = { "qingyu.agent": agent.id, "gen_ai.request.model": req.model };
+    const agentLabel = agent.id;
 
     let output = "";
     let finish: Extract<ProviderChunk, { type: "finish" }> | undefined;
@@ -50,7 +52,7 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
           if (chunk.type === "finish") {
             finish = chunk;
           } else if (chunk.text) {
-            if (!output) telemetry?.instruments.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, labels);
+            if (!output && metrics) metrics.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model });
             streamed = true;
             output += chunk.text;
             yield { type: "delta", text: chunk.text };
@@ -67,9 +69,9 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
     }
 
     const usage = finish?.usage ?? { inputTokens: 0, outputTokens: 0 };
-    if (telemetry) {
-      telemetry.instruments.tokens.add(usage.inputTokens, { ...labels, "gen_ai.token.type": "input" });
-      telemetry.instruments.tokens.add(usage.outputTokens, { ...labels, "gen_ai.token.type": "output" });
+    if (metrics) {
+      metrics.tokens.add(usage.inputTokens, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model, "gen_ai.token.type": "input" });
+      metrics.tokens.add(usage.outputTokens, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model, "gen_ai.token.type": "output" });
     }
     yield {
       type: "completed",

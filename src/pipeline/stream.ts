@@ -17,9 +17,10 @@ export interface StreamObserver {
 
 /**
  * Passes a run's events through unchanged, calling the observer for each and
- * once at the end. Cheaper than an async generator layer: one `then` per
- * event instead of a generator resumption and two promise hops, which adds up
- * over the deltas of every call in every middleware.
+ * once at the end, however the stream ends (completed, failed, abandoned):
+ * the bookkeeping a watching middleware needs, without writing a generator.
+ * (Measured: about as fast as an async generator layer; what a middleware
+ * allocates per call matters more.)
  */
 export function observe(stream: AsyncIterable<RunEvent>, observer: StreamObserver): AsyncIterable<RunEvent> {
   return { [Symbol.asyncIterator]: () => new ObservedIterator(stream[Symbol.asyncIterator](), observer) };
@@ -27,6 +28,16 @@ export function observe(stream: AsyncIterable<RunEvent>, observer: StreamObserve
 
 class ObservedIterator implements AsyncIterator<RunEvent> {
   private ended = false;
+  // Made once, not per event: a closure per next() is most of what such a layer costs.
+  private readonly passed = (r: IteratorResult<RunEvent>): IteratorResult<RunEvent> => {
+    if (r.done) this.finish({});
+    else this.observer.event?.(r.value);
+    return r;
+  };
+  private readonly failed = (error: unknown): never => {
+    this.finish({ error });
+    throw error;
+  };
 
   constructor(
     private readonly inner: AsyncIterator<RunEvent>,
@@ -34,17 +45,7 @@ class ObservedIterator implements AsyncIterator<RunEvent> {
   ) {}
 
   next(): Promise<IteratorResult<RunEvent>> {
-    return this.inner.next().then(
-      (r) => {
-        if (r.done) this.finish({});
-        else this.observer.event?.(r.value);
-        return r;
-      },
-      (error: unknown) => {
-        this.finish({ error });
-        throw error;
-      },
-    );
+    return this.inner.next().then(this.passed, this.failed);
   }
 
   return(value?: unknown): Promise<IteratorResult<RunEvent>> {

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { Code, abortReason, codeName, toConnectError } from "../../errors.ts";
-import { observe } from "../../pipeline/stream.ts";
-import type { AgentRunResult } from "../../pipeline/types.ts";
+import type { AgentRunResult, RunEvent } from "../../pipeline/types.ts";
 import { definePlugin } from "../define.ts";
 
 const Options = z
@@ -17,39 +16,45 @@ export default definePlugin({
   kind: "middleware",
   configSchema: Options,
   setup({ logger, options }) {
+    // A generator, measured faster here than an observe() wrapper: V8 runs async generators well.
     return {
       name: "logging",
-      process(ctx, next) {
+      async *process(ctx, next): AsyncIterable<RunEvent> {
         let result: AgentRunResult | undefined;
-        // Observed, not wrapped in a generator: the line needs only the result and how the call ended.
-        return observe(next(), {
-          event(event) {
+        let failure: ReturnType<typeof toConnectError> | undefined;
+        try {
+          for await (const event of next()) {
             if (event.type === "completed") result = event.result;
-          },
-          end({ error, abandoned }) {
-            const fields = {
+            yield event;
+          }
+        } catch (err) {
+          failure = toConnectError(err);
+          throw err;
+        } finally {
+          // A consumer that stopped before the result (client gone) is logged as the abort says.
+          if (!failure && !result) failure = abortReason(ctx.signal);
+          const durationMs = Date.now() - ctx.startTime;
+          const session = ctx.sessionId || undefined;
+          const user = ctx.userId || undefined;
+          // Object literals, not a spread: this runs once per call and a spread is several times slower.
+          if (failure) {
+            const level = failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
+            logger[level]({ call: ctx.callId, agent: ctx.agentId, session, user, status: codeName(failure.code), error: failure.rawMessage, durationMs }, "call failed");
+          } else {
+            logger[options.level]({
               call: ctx.callId,
               agent: ctx.agentId,
-              session: ctx.sessionId || undefined,
-              user: ctx.userId || undefined,
-              durationMs: Date.now() - ctx.startTime,
-            };
-            if (error !== undefined || (abandoned && !result)) {
-              const failure = error !== undefined ? toConnectError(error) : abortReason(ctx.signal);
-              const level = failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
-              logger[level]({ ...fields, status: codeName(failure.code), error: failure.rawMessage }, "call failed");
-              return;
-            }
-            logger[options.level]({
-              ...fields,
+              session,
+              user,
               status: "OK",
+              durationMs,
               model: result?.model,
               inputTokens: result?.usage.inputTokens,
               outputTokens: result?.usage.outputTokens,
               cache: result?.metadata.cache,
             }, "call");
-          },
-        });
+          }
+        }
       },
     };
   },
