@@ -34,7 +34,7 @@ export default definePlugin({ name: "stamp", kind: "middleware", setup: () => ({
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
-  telemetry = Telemetry.start({ env: {}, prometheus: false, spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  telemetry = await Telemetry.start({ env: {}, prometheus: false, spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const config = ConfigSchema.parse({
     server: { host: "127.0.0.1", port: 0, httpPort: null },
     log: { level: "silent" },
