@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { App, StartupError } from "./app.ts";
+import { checkHealth } from "./cli/health-command.ts";
 import { describePlugins } from "./cli/plugins-command.ts";
 import { requestReload } from "./cli/reload-command.ts";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
@@ -20,6 +21,8 @@ const USAGE = `usage:
   qingyu reload [--address HOST:PORT] [--token TOKEN]
       Asks a running server to reload (AdminService.Reload); default address 127.0.0.1:50051,
       token from --token or QINGYU_TOKEN (needed when auth is configured: an admin's key or JWT).
+  qingyu health [--address HOST:PORT]
+      Exits 0 when the server's health check says SERVING, 1 otherwise (for container health checks).
   qingyu hash-key [KEY]
       Prints the SHA-256 to put in auth.apiKeys[].sha256 (reads KEY from stdin when not given).`;
 
@@ -102,6 +105,17 @@ async function reload(args: string[]): Promise<void> {
   }
 }
 
+async function health(args: string[]): Promise<void> {
+  const { values } = options(args, { address: { type: "string" } });
+  try {
+    const { serving, status } = await checkHealth(values.address ?? "127.0.0.1:50051");
+    process.stdout.write(`${status}\n`);
+    exit(serving ? 0 : 1);
+  } catch (err) {
+    fail(`health check failed: ${(err as Error).message}`, 1);
+  }
+}
+
 async function hashKey(args: string[]): Promise<void> {
   const { positionals } = options(args, {}, true);
   let key = positionals[0];
@@ -120,6 +134,7 @@ try {
   else if (command === "plugins") await plugins(rest);
   else if (command === "reload") await reload(rest);
   else if (command === "hash-key") await hashKey(rest);
+  else if (command === "health") await health(rest);
   else if (command === "--help" || command === "help") process.stdout.write(`${USAGE}\n`);
   else if (command.startsWith("--")) await serve(argv.slice());
   else fail(`unknown command "${command}"\n${USAGE}`, 2);

@@ -225,3 +225,12 @@ describe("loadConfig: servers a store or bus needs", () => {
     expect([config.redis.url, config.postgres.url]).toEqual(["redis://r:6379", "postgres://p/db"]);
   });
 });
+
+describe("the configurations the repository ships", () => {
+  it("config/example.yaml (npm start) and config/compose.yaml (compose.yaml) are valid", () => {
+    const root = join(import.meta.dirname, "../..");
+    expect(loadConfig(join(root, "config/example.yaml"), {}).config.sessions.store).toBe("memory");
+    const { config } = loadConfig(join(root, "config/compose.yaml"), { REDIS_URL: "redis://redis:6379", DATABASE_URL: "postgres://q@postgres/q" });
+    expect([config.sessions.store, config.events.bus, config.server.metricsPort]).toEqual(["redis+postgres", "redis", 9464]);
+  });
+});
