@@ -32,6 +32,27 @@ export const AgentSchema = z.strictObject({
   defaults: GenerationDefaultsSchema.prefault({}),
   /** The agent is left out (with a log line) unless all these environment variables are set. */
   requireEnv: z.array(z.string()).default([]),
+  /** Caps for this agent's calls; an unset one leaves the global limit in force. */
+  limits: z
+    .strictObject({
+      /** Largest task, in UTF-8 bytes; replaces the validation plugin's maxTaskBytes for this agent. */
+      maxTaskBytes: z.int().positive().optional(),
+      /**
+       * Token budget (4 characters a token) of the history in this agent's prompt, newest
+       * kept first. It trims what sessions.historyMessages / historyTokens left, so it can
+       * narrow that budget, not widen it.
+       */
+      maxHistoryTokens: z.int().positive().optional(),
+      /** Largest max_tokens sent upstream (and sent when the caller asks none); replaces the validation plugin's maxOutputTokens for this agent. */
+      maxOutputTokens: z.int().positive().optional(),
+    })
+    .optional(),
+}).superRefine((agent, ctx) => {
+  // A default above the cap would be refused on every call that relies on it.
+  const cap = agent.limits?.maxOutputTokens;
+  if (cap !== undefined && agent.defaults.maxTokens !== undefined && agent.defaults.maxTokens > cap) {
+    ctx.addIssue({ code: "custom", path: ["defaults", "maxTokens"], message: `is ${agent.defaults.maxTokens}, above limits.maxOutputTokens (${cap})` });
+  }
 });
 
 export const ConfigSchema = z.strictObject({

@@ -5,6 +5,7 @@ import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest } from ".
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
 import type { RunEvent, Terminal } from "../pipeline/types.ts";
+import { withinTokenBudget } from "../sessions/manager.ts";
 import type { ExecutionContext } from "./context.ts";
 import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
 
@@ -28,14 +29,18 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
     const provider = providers.get(agent.provider);
     if (!provider) throw new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
 
+    const { maxHistoryTokens, maxOutputTokens } = agent.limits ?? {};
+    const history = await ctx.history();
     const messages: ChatMessage[] = [];
     if (agent.systemPrompt) messages.push({ role: "system", content: agent.systemPrompt });
-    messages.push(...(await ctx.history()), { role: "user", content: ctx.task });
+    messages.push(...(maxHistoryTokens === undefined ? history : withinTokenBudget(history, maxHistoryTokens)), { role: "user", content: ctx.task });
+    // Validation refuses a larger ask; without it in the pipeline the cap still holds, by clamping.
+    const asked = ctx.options.maxTokens || agent.defaults.maxTokens;
     const req: ProviderRequest = {
       model: ctx.options.model || agent.model,
       messages,
       temperature: ctx.options.temperature ?? agent.defaults.temperature,
-      maxTokens: ctx.options.maxTokens || agent.defaults.maxTokens,
+      maxTokens: maxOutputTokens === undefined ? asked : Math.min(asked ?? maxOutputTokens, maxOutputTokens),
       extra: agent.defaults.extra,
     };
     yield { type: "started", model: req.model };

@@ -138,7 +138,7 @@ function enabledAgents(config: Config, env: SharedRuntime["env"], log: Logger): 
       continue;
     }
     if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults });
+    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults, limits: a.limits });
   }
   return agents;
 }

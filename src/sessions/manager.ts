@@ -17,6 +17,23 @@ export interface SessionPolicy {
 }
 
 /**
+ * The newest messages whose estimated tokens (4 characters a token) fit
+ * `budget`, in their original order. Stops at the first that does not fit, so
+ * the history stays a contiguous tail of the conversation.
+ */
+export function withinTokenBudget(messages: ChatMessage[], budget: number): ChatMessage[] {
+  let spent = 0;
+  let from = messages.length;
+  while (from > 0) {
+    const cost = Math.ceil(messages[from - 1]!.content.length / 4);
+    if (spent + cost > budget) break;
+    spent += cost;
+    from--;
+  }
+  return from === 0 ? messages : messages.slice(from);
+}
+
+/**
  * Sessions as callers see them: ownership checks, limits and events on top of
  * whichever SessionStore is configured.
  */
@@ -86,16 +103,7 @@ export class SessionManager {
     const n = this.policy.historyMessages;
     const latest = n === 0 ? [] : session.messages.slice(-n);
     const budget = this.policy.historyTokens;
-    if (budget === 0) return latest;
-    let spent = 0;
-    let from = latest.length;
-    while (from > 0) {
-      const cost = Math.ceil(latest[from - 1]!.content.length / 4);
-      if (spent + cost > budget) break;
-      spent += cost;
-      from--;
-    }
-    return latest.slice(from);
+    return budget === 0 ? latest : withinTokenBudget(latest, budget);
   }
 
   appendTurn(sessionId: string, messages: ChatMessage[]): Promise<number> {

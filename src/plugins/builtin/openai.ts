@@ -11,6 +11,14 @@ const configSchema = z.strictObject({
   apiKey: z.string().min(1).optional(),
   /** How long to wait for the upstream's response headers, in milliseconds. */
   timeoutMs: z.number().int().positive().default(60_000),
+  /**
+   * Once the headers are in, how long the body may go without a byte, in
+   * milliseconds: the gap between two streamed chunks (the time the runtime
+   * spends passing a chunk on is not counted), or the whole body of a
+   * non-streamed answer. timeoutMs stops covering a request once its headers
+   * arrive, so without this a stalled stream would hang until the call's deadline.
+   */
+  idleTimeoutMs: z.number().int().positive().default(30_000),
   /** Sent as OpenAI-Organization. */
   organization: z.string().min(1).optional(),
   /** Extra headers sent with every request (gateways, proxies). */
@@ -65,35 +73,56 @@ export default definePlugin({
 
     return {
       async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
+        const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
         try {
           signal.throwIfAborted();
+          // Aborting `upstream` (the caller went, or the body stalled) closes the connection.
+          const upstream = AbortSignal.any([signal, idle.signal]);
           const stream = await client.chat.completions.create(
             { ...params(req), stream: true, stream_options: { include_usage: true } },
-            { signal, headers: req.traceHeaders },
+            { signal: upstream, headers: req.traceHeaders },
           );
           let finishReason: string | undefined;
           let usage: TokenUsage | undefined;
           let model: string | undefined;
+          // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
+          idle.arm();
           for await (const chunk of stream) {
+            idle.disarm();
             model = chunk.model || model;
             if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
             const choice = chunk.choices[0];
             if (choice?.finish_reason) finishReason = choice.finish_reason;
             const text = choice?.delta?.content;
-            if (text) yield { type: "delta", text };
+            if (text) {
+              idle.yielded = true;
+              yield { type: "delta", text };
+            }
+            idle.arm();
           }
+          idle.disarm();
           // The client's stream ends quietly (no throw) when the request is aborted mid-body.
           signal.throwIfAborted();
+          idle.signal.throwIfAborted();
           yield { type: "finish", finishReason: finishReason ?? "stop", usage, model };
         } catch (err) {
-          throw toProviderError(err, signal, req.model, baseURL);
+          throw toProviderError(err, signal, idle.signal, req.model, baseURL);
+        } finally {
+          idle.close();
         }
       },
 
       async generate(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
+        const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
         try {
           signal.throwIfAborted();
-          const res = await client.chat.completions.create({ ...params(req), stream: false }, { signal, headers: req.traceHeaders });
+          const pending = client.chat.completions.create(
+            { ...params(req), stream: false },
+            { signal: AbortSignal.any([signal, idle.signal]), headers: req.traceHeaders },
+          );
+          // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs to arrive.
+          pending.asResponse().then(() => idle.arm(), () => undefined);
+          const res = await pending;
           const choice = res.choices[0];
           return {
             text: choice?.message?.content ?? "",
@@ -102,7 +131,9 @@ export default definePlugin({
             model: res.model,
           };
         } catch (err) {
-          throw toProviderError(err, signal, req.model, baseURL);
+          throw toProviderError(err, signal, idle.signal, req.model, baseURL);
+        } finally {
+          idle.close();
         }
       },
     };
@@ -110,12 +141,57 @@ export default definePlugin({
 });
 
 /**
+ * Ends a request whose body stopped coming: aborting its signal closes the
+ * upstream connection, and its reason is the UNAVAILABLE the caller sees.
+ * Retryable only while nothing was yielded: after that the client has part of
+ * an answer (the executor would not retry anyway).
+ */
+class IdleWatchdog {
+  private readonly controller = new AbortController();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  /** Set once a delta went to the consumer. */
+  yielded = false;
+
+  constructor(
+    private readonly ms: number,
+    private readonly baseURL: string,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  arm(): void {
+    this.disarm();
+    // A late arm (generate's header callback) must not leave a timer behind a finished request.
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      const message = `${PREFIX}: ${this.baseURL} sent nothing for ${this.ms} ms (idleTimeoutMs); the response stalled`;
+      this.controller.abort(new ProviderError(message, Code.Unavailable, !this.yielded));
+    }, this.ms);
+  }
+
+  disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.disarm();
+  }
+}
+
+/**
  * Names a failure with the code the client should see and whether a retry may help.
  * An aborted call surfaces its own reason untouched: the runtime put a CANCELLED or
- * DEADLINE_EXCEEDED there, and wrapping it would turn a cancel into a provider failure.
+ * DEADLINE_EXCEEDED there, and wrapping it would turn a cancel into a provider failure;
+ * a stalled body surfaces the watchdog's UNAVAILABLE.
  */
-function toProviderError(err: unknown, signal: AbortSignal, model: string, baseURL: string): unknown {
+function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSignal, model: string, baseURL: string): unknown {
   if (signal.aborted) return signal.reason;
+  if (idle.aborted) return idle.reason;
   // Timeout before connection errors: it is a subclass.
   if (err instanceof APIConnectionTimeoutError) {
     return new ProviderError(`${PREFIX}: request to ${baseURL} timed out`, Code.Unavailable, true, undefined, err);

@@ -5,9 +5,9 @@ import { definePlugin } from "../define.ts";
 
 const Options = z
   .strictObject({
-    /** Largest task accepted, in UTF-8 bytes. */
+    /** Largest task accepted, in UTF-8 bytes (an agent's limits.maxTaskBytes replaces it for that agent). */
     maxTaskBytes: z.int().positive().default(64 * 1024),
-    /** Largest max_tokens a caller may ask for. */
+    /** Largest max_tokens a caller may ask for (an agent's limits.maxOutputTokens replaces it for that agent). */
     maxOutputTokens: z.int().positive().default(32_768),
     /** Most metadata entries per request. */
     maxMetadataEntries: z.int().min(0).default(64),
@@ -33,16 +33,21 @@ export default definePlugin({
         }
         if (!ctx.agent) throw new ConnectError(`agent "${ctx.agentId}" not found`, Code.NotFound);
         if (ctx.task.trim() === "") throw invalidArgument("task", "must not be empty");
+        // An agent's own limits replace the global ones; the message says whose limit it was.
+        const limits = ctx.agent.limits;
+        const whose = ` for agent "${ctx.agent.id}"`;
+        const maxTaskBytes = limits?.maxTaskBytes ?? options.maxTaskBytes;
         const bytes = Buffer.byteLength(ctx.task, "utf8");
-        if (bytes > options.maxTaskBytes) {
-          throw invalidArgument("task", `is ${bytes} bytes; the limit is ${options.maxTaskBytes}`);
+        if (bytes > maxTaskBytes) {
+          throw invalidArgument("task", `is ${bytes} bytes; the limit${limits?.maxTaskBytes ? whose : ""} is ${maxTaskBytes}`);
         }
         const { temperature, maxTokens } = ctx.options;
         if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
           throw invalidArgument("options.temperature", "must be between 0 and 2");
         }
-        if (maxTokens !== undefined && maxTokens > options.maxOutputTokens) {
-          throw invalidArgument("options.max_tokens", `must be at most ${options.maxOutputTokens}`);
+        const maxOutputTokens = limits?.maxOutputTokens ?? options.maxOutputTokens;
+        if (maxTokens !== undefined && maxTokens > maxOutputTokens) {
+          throw invalidArgument("options.max_tokens", `must be at most ${maxOutputTokens}${limits?.maxOutputTokens ? whose : ""}`);
         }
         if (Object.keys(ctx.metadata).length > options.maxMetadataEntries) {
           throw invalidArgument("metadata", `has more than ${options.maxMetadataEntries} entries`);

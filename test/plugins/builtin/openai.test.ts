@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import pino from "pino";
 import openaiPlugin from "../../../src/plugins/builtin/openai.ts";
 import type { PluginHost } from "../../../src/plugins/define.ts";
@@ -210,6 +212,110 @@ describe("openai provider: upstream errors", () => {
     expect(err.retryable).toBe(true);
     expect(err.rawMessage).toContain("timed out");
     await fake.waitForClose(0, 500);
+  });
+});
+
+describe("openai provider: idle timeout", () => {
+  const waitFor = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it("a stream that stalls after a chunk ends within idleTimeoutMs as UNAVAILABLE, not retryable, and closes the upstream", async () => {
+    fake.enqueue({ kind: "stream-then-hang", chunks: ["partial"] });
+    const watchful = await setup({ baseUrl: fake.url, apiKey: "sk-test", idleTimeoutMs: 150 });
+    const seen: string[] = [];
+    const started = Date.now();
+
+    const err = await failure(
+      (async () => {
+        for await (const chunk of watchful.stream(request, new AbortController().signal)) if (chunk.type === "delta") seen.push(chunk.text);
+      })(),
+    );
+
+    const elapsed = Date.now() - started;
+    expect(seen).toEqual(["partial"]);
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.retryable).toBe(false);
+    expect(err.rawMessage).toBe(`openai provider: ${fake.url} sent nothing for 150 ms (idleTimeoutMs); the response stalled`);
+    expect(elapsed).toBeGreaterThanOrEqual(140);
+    expect(elapsed).toBeLessThan(1000);
+    await fake.waitForClose(0, 500);
+  });
+
+  it("a stall before the first chunk is retryable", async () => {
+    fake.enqueue({ kind: "stream-then-hang", chunks: [] });
+    const watchful = await setup({ baseUrl: fake.url, apiKey: "sk-test", idleTimeoutMs: 100 });
+
+    const err = await failure(collect(watchful.stream(request, new AbortController().signal)));
+
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.retryable).toBe(true);
+    await fake.waitForClose(0, 500);
+  });
+
+  it("chunks arriving more often than idleTimeoutMs keep the stream alive, however long it runs", async () => {
+    fake.enqueue({ kind: "stream", chunks: ["a", "b", "c", "d", "e", "f"], delayMs: 60 });
+    const watchful = await setup({ baseUrl: fake.url, apiKey: "sk-test", idleTimeoutMs: 150 });
+
+    const chunks = await collect(watchful.stream(request, new AbortController().signal));
+
+    expect(chunks.filter((c) => c.type === "delta")).toHaveLength(6);
+    expect(chunks.at(-1)?.type).toBe("finish");
+  });
+
+  it("time the consumer holds a chunk is not counted as upstream silence", async () => {
+    fake.enqueue({ kind: "stream", chunks: ["a", "b"] });
+    const watchful = await setup({ baseUrl: fake.url, apiKey: "sk-test", idleTimeoutMs: 100 });
+    const texts: string[] = [];
+
+    for await (const chunk of watchful.stream(request, new AbortController().signal)) {
+      if (chunk.type === "delta") texts.push(chunk.text);
+      await waitFor(250);
+    }
+
+    expect(texts).toEqual(["a", "b"]);
+  });
+
+  it("generate: a body that stalls after the headers ends within idleTimeoutMs and closes the connection", async () => {
+    // The fake answers a non-streamed request all at once; this one sends headers and then nothing.
+    let closed!: () => void;
+    const socketClosed = new Promise<void>((resolve) => (closed = resolve));
+    const stalling = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"id":"chatcmpl-1",');
+      res.on("close", closed);
+    });
+    await new Promise<void>((resolve) => stalling.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(stalling.address() as AddressInfo).port}/v1`;
+      const watchful = await setup({ baseUrl: url, apiKey: "sk-test", idleTimeoutMs: 150 });
+      const started = Date.now();
+
+      const err = await failure(watchful.generate!(request, new AbortController().signal));
+
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.retryable).toBe(true);
+      expect(err.rawMessage).toContain("sent nothing for 150 ms");
+      expect(Date.now() - started).toBeLessThan(1000);
+      await socketClosed;
+    } finally {
+      stalling.closeAllConnections();
+      await new Promise((resolve) => stalling.close(resolve));
+    }
+  });
+
+  it("generate: an upstream that never answers is ended by timeoutMs", async () => {
+    fake.enqueue({ kind: "hang" });
+    const impatient = await setup({ baseUrl: fake.url, apiKey: "sk-test", timeoutMs: 100 });
+
+    const err = await failure(impatient.generate!(request, new AbortController().signal));
+
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toContain("timed out");
+    await fake.waitForClose(0, 500);
+  });
+
+  it("defaults to 30 s", () => {
+    expect(openaiPlugin.configSchema!.parse({}).idleTimeoutMs).toBe(30_000);
   });
 });
 
