@@ -8,7 +8,7 @@ import { createLogger } from "./log.ts";
 import { Telemetry } from "./telemetry/setup.ts";
 import { PluginError } from "./plugins/loader.ts";
 import { hashApiKey } from "./plugins/builtin/auth/api-keys.ts";
-import { argv, env, exit, onReloadSignal, onShutdownSignal, runtimeName } from "./runtime/process.ts";
+import { argv, env, exit, onReloadSignal, onShutdownSignal, onUnhandledRejection, runtimeName } from "./runtime/process.ts";
 
 const USAGE = `usage:
   qingyu serve [--config FILE] [--port N] [--http-port M]
@@ -54,6 +54,7 @@ async function serve(args: string[]): Promise<void> {
   };
   const { config, baseDir } = loadConfig(values.config, env, overrides);
   const { log, flush } = createLogger(config.log.level);
+  onUnhandledRejection((reason) => log.error({ err: reason }, "unhandled promise rejection (a plugin bug?); the server keeps serving"));
   // Tracing from the standard OTEL_* variables (off unless they ask for it); metrics for the admin port.
   const telemetry = await Telemetry.start({ env, prometheus: config.server.metricsPort !== null });
   const app = await App.create({ config, baseDir, env, log, telemetry, reread: () => loadConfig(values.config, env, overrides) });

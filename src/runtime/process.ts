@@ -32,3 +32,12 @@ export const env: Readonly<Record<string, string | undefined>> = process.env;
 export function onReloadSignal(handler: () => void): void {
   process.on("SIGHUP", handler);
 }
+
+/**
+ * Runs `handler` for a promise rejection nobody handled, instead of the
+ * default (the process exits): one plugin's forgotten promise must not drop
+ * every call in flight.
+ */
+export function onUnhandledRejection(handler: (reason: unknown) => void): void {
+  process.on("unhandledRejection", handler);
+}

@@ -47,6 +47,8 @@ const fixtures = {
         if (ctx.header("x-fault") === "hangs") await new Promise(() => {});
         yield* next();
       },`),
+  // Leaves a rejected promise nobody awaits: a plugin bug that would end a default Node process.
+  "forgets.ts": faulty("forgets", `process(ctx, next) { if (ctx.header("x-fault") === "forgets") void Promise.reject(new Error("plugin bug: forgotten promise")); return next(); },`),
   "broken-provider.ts": `import { definePlugin } from ${api};
 export default definePlugin({ name: "broken-provider", kind: "llm-provider", setup() { return { stream() { throw new TypeError("provider bug"); } }; } });
 `,
@@ -72,7 +74,7 @@ describe("plugins that fail at call time", () => {
     server = await startServer({
       log: { level: "warn" },
       server: { shutdownGraceMs: 2000 },
-      pipeline: ["logging", "validation", "throws", "throws-string", "rejects", "throws-mid-stream", "hangs"],
+      pipeline: ["logging", "validation", "throws", "throws-string", "rejects", "throws-mid-stream", "hangs", "forgets"],
       eventHandlers: ["bad-handlers"],
       providers: { echo: { plugin: "echo" }, broken: { plugin: "broken-provider" } },
       agents: [
@@ -109,6 +111,14 @@ describe("plugins that fail at call time", () => {
     const s = await statusOf(client.collect(call));
     expect(grpc.status[s.code]).toBe("INTERNAL");
     expect(kinds).toEqual(["started", "delta"]);
+    await expectServing(server);
+  });
+
+  it("a middleware that leaves a rejected promise unhandled: the call succeeds, the rejection is logged, the process keeps serving", async () => {
+    const res = await client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, as("forgets"));
+    expect(res.result?.output).toBe("[history=0] hi");
+    await waitFor("the unhandled-rejection log line", () => (logged(server, "unhandled promise rejection (a plugin bug?); the server keeps serving").length > 0 ? true : undefined), 2000);
+    expect(server.child.exitCode).toBeNull();
     await expectServing(server);
   });
 

@@ -174,6 +174,10 @@ export function sse(lines: string[], then: "end" | "cut" = "end"): RawAnswer {
   };
 }
 
+/** The last frame of a complete answer: OpenAI-compatible servers always say why it finished. */
+export const finish = (reason = "stop") =>
+  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "m", choices: [{ index: 0, delta: {}, finish_reason: reason }] })}`;
+
 /** A chat.completion.chunk frame carrying `content`. */
 export const chunk = (content: string) =>
   `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 0, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}`;

@@ -104,7 +104,12 @@ export default definePlugin({
           // The client's stream ends quietly (no throw) when the request is aborted mid-body.
           signal.throwIfAborted();
           idle.signal.throwIfAborted();
-          yield { type: "finish", finishReason: finishReason ?? "stop", usage, model };
+          // Every complete OpenAI answer names why it finished: without one the answer was cut short
+          // (or was not an OpenAI stream at all, e.g. a gateway's HTML page) and is not a success.
+          if (finishReason === undefined) {
+            throw new ProviderError(`${baseURL} ended its answer without a finish reason: truncated, or not an OpenAI stream`, Code.Unavailable, !idle.yielded);
+          }
+          yield { type: "finish", finishReason, usage, model };
         } catch (err) {
           throw toProviderError(err, signal, idle.signal, req.model, baseURL);
         } finally {
@@ -192,6 +197,7 @@ class IdleWatchdog {
 function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSignal, model: string, baseURL: string): unknown {
   if (signal.aborted) return signal.reason;
   if (idle.aborted) return idle.reason;
+  if (err instanceof ProviderError) return err;
   // Timeout before connection errors: it is a subclass.
   if (err instanceof APIConnectionTimeoutError) {
     return new ProviderError(`${PREFIX}: request to ${baseURL} timed out`, Code.Unavailable, true, undefined, err);
