@@ -28,6 +28,7 @@ import type { SessionStore } from "./sessions/types.ts";
 import { CallTracker } from "./transport/call-tracker.ts";
 import { GrpcTransport } from "./transport/grpc-server.ts";
 import { HttpTransport } from "./transport/http-server.ts";
+import { loadTls } from "./transport/tls.ts";
 import { hosted } from "./transport/types.ts";
 import { MetricsServer } from "./telemetry/metrics-server.ts";
 import { instrumentService } from "./telemetry/rpc.ts";
@@ -94,6 +95,8 @@ export class App {
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
   static async create(options: AppOptions): Promise<App> {
     const { config, env, log, baseDir } = options;
+    // First: a bad certificate file is a config error (exit 2), found before anything is opened.
+    const transport = { limits: config.server.limits, tls: loadTls(config.server.tls, baseDir) };
     const telemetry = options.telemetry ?? Telemetry.disabled();
     const clients = new SharedClients(config, log);
     const events: EventBus =
@@ -136,8 +139,8 @@ export class App {
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
     const tracker = new CallTracker();
-    const grpc = new GrpcTransport(services, tracker, log);
-    const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log);
+    const grpc = new GrpcTransport(services, tracker, log, transport);
+    const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log, transport);
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
     const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;

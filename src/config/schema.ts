@@ -55,6 +55,42 @@ export const AgentSchema = z.strictObject({
   }
 });
 
+// A Node timer cannot wait longer than 2^31-1 ms; a larger value would fire at once.
+const timerMs = positiveMs.max(2 ** 31 - 1);
+
+/** Transport limits, the same on both ports where the protocol allows (README: `server.limits.*`). */
+export const ServerLimitsSchema = z
+  .strictObject({
+    /** Largest message received or sent, counted after decompression. */
+    maxMessageBytes: z.int().positive().default(4 * 1024 * 1024),
+    /** Largest request metadata (HTTP headers), counted as HTTP/2 does: name + value + 32 per entry. */
+    maxMetadataBytes: z.int().positive().default(16 * 1024),
+    /** The deadline of a call whose client set none. */
+    defaultDeadlineMs: timerMs.default(300_000),
+    /** A longer client deadline is cut to this. Long-lived streams (Subscribe, health Watch) are exempt from both. */
+    maxDeadlineMs: timerMs.default(900_000),
+    /** HTTP/2 streams (calls) open at once on one connection. */
+    maxConcurrentStreams: z.int().positive().default(100),
+    /** gRPC port: ping a connection after this long without activity... */
+    keepaliveTimeMs: timerMs.default(7_200_000),
+    /** ...and close it when the ping is not answered within this. */
+    keepaliveTimeoutMs: timerMs.default(20_000),
+    /** gRPC port: close a connection with no call in flight for this long (GOAWAY; clients reconnect). */
+    maxConnectionIdleMs: timerMs.default(300_000),
+    /** gRPC port: ask a connection to go away after this long (±10%), so load spreads over new servers. */
+    maxConnectionAgeMs: timerMs.default(1_800_000),
+    /** Calls still running on a connection past its age get this long before it is closed; default maxDeadlineMs. */
+    maxConnectionAgeGraceMs: timerMs.optional(),
+  })
+  .superRefine((limits, ctx) => {
+    if (limits.defaultDeadlineMs > limits.maxDeadlineMs) {
+      ctx.addIssue({ code: "custom", path: ["defaultDeadlineMs"], message: `must not exceed maxDeadlineMs (${limits.maxDeadlineMs})` });
+    }
+  })
+  .prefault({});
+
+export type ServerLimits = z.infer<typeof ServerLimitsSchema>;
+
 export const ConfigSchema = z.strictObject({
   server: z
     .strictObject({
@@ -67,6 +103,10 @@ export const ConfigSchema = z.strictObject({
       metricsPort: port.nullable().default(null),
       /** How long in-flight calls may run after SIGTERM before they are cancelled. */
       shutdownGraceMs: positiveMs.default(10_000),
+      /** Message, deadline and connection limits of both ports (README: `server.limits.*`). */
+      limits: ServerLimitsSchema,
+      /** TLS on both ports; PEM files, relative to the config file. With clientCa, clients must present a certificate it signed. */
+      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1).optional() }).optional(),
     })
     .prefault({}),
   log: z

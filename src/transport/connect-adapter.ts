@@ -4,13 +4,14 @@ import { Code, ConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
+import { callDeadline, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 /**
  * Registers services on a connect-node router (Connect JSON/binary, gRPC-Web,
  * gRPC), adapting its HandlerContext to our CallContext.
  */
-export function registerConnectServices(router: ConnectRouter, services: readonly HostedService[], tracker: CallTracker, log: Logger): void {
+export function registerConnectServices(router: ConnectRouter, services: readonly HostedService[], tracker: CallTracker, log: Logger, limits: CallLimits): void {
   for (const { service, impl, track } of services) {
     const adapted: Record<string, unknown> = {};
     for (const method of service.methods) {
@@ -21,7 +22,7 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
       adapted[method.localName] =
         method.methodKind === "server_streaming"
           ? async function* (req: never, hctx: HandlerContext) {
-              const { ctx, end } = begin(hctx, tracker, track);
+              const { ctx, end } = begin(hctx, tracker, track, limits);
               try {
                 yield* fn(req, ctx) as AsyncIterable<unknown>;
               } catch (err) {
@@ -31,7 +32,7 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
               }
             }
           : async (req: never, hctx: HandlerContext) => {
-              const { ctx, end } = begin(hctx, tracker, { ...track, longLived: false });
+              const { ctx, end } = begin(hctx, tracker, { ...track, longLived: false }, limits);
               try {
                 return await (fn(req, ctx) as Promise<unknown>);
               } catch (err) {
@@ -45,11 +46,18 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
   }
 }
 
-function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions) {
+function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions, limits: CallLimits) {
+  // Node's HTTP/1.1 parser and HTTP/2 settings bound the headers roughly; this is the exact, same-as-gRPC limit.
+  let metadataBytes = 0;
+  hctx.requestHeader.forEach((value, name) => void (metadataBytes += name.length + value.length + 32));
+  if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
   const controller = new AbortController();
   const end = tracker.begin(controller, track);
   const remaining = hctx.timeoutMs();
-  const deadline = remaining === undefined ? undefined : Date.now() + remaining;
+  const now = Date.now();
+  const deadline = callDeadline(remaining === undefined ? undefined : now + remaining, limits, track.longLived === true, now);
+  // connect-node enforces only the client's timeout; ours (the default, or the cap) needs a timer.
+  const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - now));
   // connect-node also aborts its signal when a call completes normally; by then nobody listens.
   const onAbort = () => {
     const reason = ConnectError.from(hctx.signal.reason);
@@ -66,6 +74,7 @@ function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions) 
   return {
     ctx,
     end: () => {
+      clearTimeout(timer);
       hctx.signal.removeEventListener("abort", onAbort);
       end();
     },

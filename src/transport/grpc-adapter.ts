@@ -5,6 +5,7 @@ import { invalidArgument } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
+import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
@@ -18,6 +19,7 @@ export function toGrpcService(
   hostedService: HostedService,
   tracker: CallTracker,
   log: Logger,
+  limits: CallLimits,
 ): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
@@ -29,6 +31,7 @@ export function toGrpcService(
     if (!streaming && method.methodKind !== "unary") throw new Error(`${method.methodKind} methods are not supported`);
     // Only streams can be open-ended; a unary call is always waited for at shutdown.
     const tracking = streaming ? track : { ...track, longLived: false };
+    const longLived = tracking.longLived === true;
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
@@ -41,7 +44,7 @@ export function toGrpcService(
       originalName: method.localName,
     };
     const run = (call: AnyCall, body: (req: never, ctx: GrpcCallContext) => Promise<void>, fail: (s: Partial<grpc.StatusObject>) => void) => {
-      const ctx = new GrpcCallContext(call);
+      const ctx = new GrpcCallContext(call, limits, longLived);
       let end: (() => void) | undefined;
       const finish = (err?: unknown) => {
         ctx.dispose();
@@ -50,6 +53,9 @@ export function toGrpcService(
       };
       try {
         end = tracker.begin(ctx.controller, tracking);
+        // grpc-js has no metadata size option; refused here before anything reads it.
+        const metadataBytes = headerBlockBytes(call.metadata.toJSON());
+        if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
         body(parseRequest(method, call.request) as never, ctx).then(() => finish(), finish);
       } catch (err) {
         finish(err);
@@ -75,9 +81,14 @@ class GrpcCallContext implements CallContext {
   private readonly timer: NodeJS.Timeout | undefined;
   private trailerMetadata: grpc.Metadata | undefined;
 
-  constructor(private readonly call: AnyCall) {
+  constructor(
+    private readonly call: AnyCall,
+    limits: CallLimits,
+    longLived: boolean,
+  ) {
     const raw = call.getDeadline();
-    this.deadline = typeof raw === "number" ? (Number.isFinite(raw) ? raw : undefined) : raw.getTime();
+    // The client's deadline, capped, or the default one; grpc-js itself only enforces the client's.
+    this.deadline = callDeadline(typeof raw === "number" ? (Number.isFinite(raw) ? raw : undefined) : raw.getTime(), limits, longLived);
     call.once("cancelled", this.onCancel);
     if (this.deadline !== undefined) this.timer = setTimeout(this.onDeadline, Math.max(0, this.deadline - Date.now()));
   }

@@ -1,21 +1,58 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createSecureServer, type Http2SecureServer, type Http2Session } from "node:http2";
+import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { CallTracker } from "./call-tracker.ts";
 import { registerConnectServices } from "./connect-adapter.ts";
+import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
 
-/** The HTTP port: connect-node, for the Connect protocol (curl, JSON) and gRPC-Web (browsers). */
+/**
+ * The HTTP port: connect-node, for the Connect protocol (curl, JSON) and
+ * gRPC-Web (browsers). Plain HTTP/1.1 without TLS (what curl and browsers
+ * speak unencrypted); with TLS, HTTP/2 negotiated by ALPN and HTTP/1.1 for
+ * clients that do not offer it.
+ */
 export class HttpTransport {
-  private readonly server: Server;
+  private readonly server: Server | Http2SecureServer;
+  // TLS only: HTTP/2 sessions to send GOAWAY at close, and every socket to destroy when the grace is over.
+  private readonly sessions = new Set<Http2Session>();
+  private readonly sockets = new Set<Socket>();
 
-  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger) {
+  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls }: TransportOptions) {
     const handler = connectNodeAdapter({
-      routes: (router) => registerConnectServices(router, services, tracker, log),
-      readMaxBytes: 4 * 1024 * 1024,
+      routes: (router) => registerConnectServices(router, services, tracker, log, limits),
+      // connect-node checks these on each message after decompression too.
+      readMaxBytes: limits.maxMessageBytes,
+      writeMaxBytes: limits.maxMessageBytes,
     });
-    this.server = createServer(handler);
+    if (!tls) {
+      // Node answers 431 to a request head larger than maxHeaderSize, before any handler runs.
+      this.server = createServer({ maxHeaderSize: limits.maxMetadataBytes }, handler);
+      return;
+    }
+    const server = createSecureServer(
+      {
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+        allowHTTP1: true,
+        settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxMetadataBytes },
+      },
+      handler,
+    );
+    server.on("session", (session: Http2Session) => {
+      this.sessions.add(session);
+      session.once("close", () => this.sessions.delete(session));
+    });
+    server.on("secureConnection", (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      // A failed or reset TLS connection must not become an uncaught error.
+      socket.on("error", () => undefined);
+    });
+    this.server = server;
   }
 
   /** Binds and returns the port (the chosen one when `port` is 0). */
@@ -31,16 +68,21 @@ export class HttpTransport {
 
   /** Stops accepting connections, waits for open requests, then drops idle keep-alive sockets. */
   close(timeoutMs: number): Promise<void> {
+    const server = this.server;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.server.closeAllConnections();
+        if ("closeAllConnections" in server) server.closeAllConnections();
+        for (const socket of this.sockets) socket.destroy();
         resolve();
       }, timeoutMs);
-      this.server.close(() => {
+      server.close(() => {
         clearTimeout(timer);
         resolve();
       });
-      this.server.closeIdleConnections();
+      // HTTP/2: GOAWAY, so the session closes once its open streams are done.
+      for (const session of this.sessions) session.close();
+      // HTTP/1.1 keep-alive sockets with no request (Node 20 has this on the TLS server too, for allowHTTP1).
+      (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
     });
   }
 }

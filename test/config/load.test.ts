@@ -30,7 +30,24 @@ function configError(run: () => unknown): ConfigError {
 describe("loadConfig: defaults", () => {
   it("with no file and no environment gives the documented defaults", () => {
     const { config, baseDir } = loadConfig(undefined, {});
-    expect(config.server).toEqual({ host: "0.0.0.0", port: 50051, httpPort: 8080, metricsPort: null, shutdownGraceMs: 10_000 });
+    expect(config.server).toEqual({
+      host: "0.0.0.0",
+      port: 50051,
+      httpPort: 8080,
+      metricsPort: null,
+      shutdownGraceMs: 10_000,
+      limits: {
+        maxMessageBytes: 4 * 1024 * 1024,
+        maxMetadataBytes: 16 * 1024,
+        defaultDeadlineMs: 300_000,
+        maxDeadlineMs: 900_000,
+        maxConcurrentStreams: 100,
+        keepaliveTimeMs: 7_200_000,
+        keepaliveTimeoutMs: 20_000,
+        maxConnectionIdleMs: 300_000,
+        maxConnectionAgeMs: 1_800_000,
+      },
+    });
     expect(config.log.level).toBe("info");
     expect(config.pipeline).toEqual(["logging", "validation"]);
     expect(config.providers).toEqual({ echo: { plugin: "echo" } });
