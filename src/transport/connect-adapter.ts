@@ -4,7 +4,7 @@ import { Code, ConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
-import { callDeadline, metadataTooLarge, type CallLimits } from "./limits.ts";
+import { callDeadline, metadataTooLarge, untilAborted, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 /**
@@ -34,7 +34,7 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
           : async (req: never, hctx: HandlerContext) => {
               const { ctx, end } = begin(hctx, tracker, { ...track, longLived: false }, limits);
               try {
-                return await (fn(req, ctx) as Promise<unknown>);
+                return await untilAborted(fn(req, ctx) as Promise<unknown>, ctx.signal);
               } catch (err) {
                 return fail(err);
               } finally {

@@ -5,7 +5,7 @@ import { invalidArgument } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
-import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
+import { callDeadline, headerBlockBytes, metadataTooLarge, untilAborted, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
@@ -56,7 +56,7 @@ export function toGrpcService(
         // grpc-js has no metadata size option; refused here before anything reads it.
         const metadataBytes = headerBlockBytes(call.metadata.toJSON());
         if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
-        body(parseRequest(method, call.request) as never, ctx).then(() => finish(), finish);
+        untilAborted(body(parseRequest(method, call.request) as never, ctx), ctx.controller.signal).then(() => finish(), finish);
       } catch (err) {
         finish(err);
       }

@@ -173,7 +173,8 @@ describe(`message, metadata and deadline limits (server on ${runtime})`, () => {
     const settings = await new Promise<{ maxConcurrentStreams?: number }>((resolve) => session.once("remoteSettings", resolve));
     expect(settings.maxConcurrentStreams).toBe(3);
     expect(await pinged).toBeLessThan(1000);
-    within(await away, 1000);
+    // grpc-js checks idleness on a timer of its own: the GOAWAY comes after one to two idle periods.
+    expect(await away).toSatisfy((v: number) => v >= 950 && v < 3000);
     session.destroy();
   });
 });
