@@ -11,6 +11,7 @@ import { invalidArgument } from "../errors.ts";
 import type { LiveRuntime } from "../plugins/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
+import { untilAborted } from "../abort.ts";
 import { admitted, onGeneration } from "./scope.ts";
 
 /** Batch limits from config. */
@@ -31,7 +32,8 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
       const gen = live.current;
       gen.enter();
       try {
-        const result = await gen.parts.executor.execute(toExecuteInput(req), call);
+        // Not held past the call's end by code that ignores the signal: the generation must be released.
+        const result = await untilAborted(gen.parts.executor.execute(toExecuteInput(req), call), call.signal);
         return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: req.sessionId });
       } finally {
         gen.leave();

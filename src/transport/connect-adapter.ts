@@ -4,7 +4,8 @@ import { Code, ConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
-import { callDeadline, metadataTooLarge, untilAborted, type CallLimits } from "./limits.ts";
+import { untilAborted } from "../abort.ts";
+import { callDeadline, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 /**

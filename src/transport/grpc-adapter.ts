@@ -5,7 +5,8 @@ import { invalidArgument } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
-import { callDeadline, headerBlockBytes, metadataTooLarge, untilAborted, type CallLimits } from "./limits.ts";
+import { untilAborted } from "../abort.ts";
+import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
