@@ -38,16 +38,7 @@ function port(flag: string, value: string | undefined): number | undefined {
 }
 
 async function serve(args: string[]): Promise<void> {
-  let values: { config?: string; port?: string; "http-port"?: string };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { config: { type: "string" }, port: { type: "string" }, "http-port": { type: "string" } },
-      strict: true,
-    }));
-  } catch (err) {
-    fail(`${(err as Error).message}\n${USAGE}`, 2);
-  }
+  const { values } = options(args, { config: { type: "string" }, port: { type: "string" }, "http-port": { type: "string" } });
   const overrides: ConfigOverrides = {
     port: port("--port", values.port),
     httpPort: port("--http-port", values["http-port"]),

@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
+import { entryDisabled } from "../plugins/loader.ts";
 
 /**
  * `qingyu plugins`: what was discovered, its kind and source, whether it is
@@ -28,7 +29,7 @@ export async function describePlugins(config: Config, baseDir: string): Promise<
   for (const dir of config.plugins.dirs.map((d) => resolve(baseDir, d))) {
     if (!existsSync(dir)) continue;
     for (const entry of readdirSync(dir).sort()) {
-      if (off.has(entry) || off.has(entry.replace(/\.[mc]?[jt]s$/, ""))) rows.push(["(not loaded)", "?", "disabled", join(dir, entry)]);
+      if (entryDisabled(entry, off)) rows.push(["(not loaded)", "?", "disabled", join(dir, entry)]);
     }
   }
   const header = ["NAME", "KIND", "STATUS", "SOURCE"];

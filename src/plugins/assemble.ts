@@ -13,7 +13,7 @@ import type { Middleware } from "../pipeline/types.ts";
 import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { EventHandler, PluginDefinition, PluginHost } from "./define.ts";
-import { Generation, type Disposable } from "./generation.ts";
+import { Generation, disposeAll, type Disposable } from "./generation.ts";
 import { instantiate, PluginError, type CatalogEntry, type HostBase } from "./loader.ts";
 
 /** What outlives a reload: shared by every generation. */
@@ -124,7 +124,7 @@ export async function assemble(
   } catch (err) {
     // Settle providers still coming up (a fallback's) so their products are disposed too.
     await Promise.allSettled(settingUp.values());
-    await new Generation({ id, config, catalog, agents, executor: undefined!, admission: new Admission([]), pipeline: [], handlers: [], disposables, definitions: new Set() }).dispose(log);
+    await disposeAll(log, disposables);
     throw err;
   }
 }

@@ -83,12 +83,17 @@ export class Generation {
    */
   async dispose(log: Logger, successor?: Generation): Promise<void> {
     this.deactivate();
-    for (const item of [...this.parts.disposables].reverse()) await disposeQuietly(log, item.where, () => item.dispose());
+    await disposeAll(log, this.parts.disposables);
     for (const definition of this.parts.definitions) {
       if (successor?.parts.definitions.has(definition) || !definition.dispose) continue;
       await disposeQuietly(log, `plugin "${definition.name}"`, () => definition.dispose!());
     }
   }
+}
+
+/** Releases products, last set up first; a dispose that fails is logged and the rest still run. */
+export async function disposeAll(log: Logger, disposables: readonly Disposable[]): Promise<void> {
+  for (const item of [...disposables].reverse()) await disposeQuietly(log, item.where, () => item.dispose());
 }
 
 async function disposeQuietly(log: Logger, where: string, dispose: () => void | Promise<void>): Promise<void> {

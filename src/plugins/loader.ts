@@ -64,7 +64,7 @@ export async function discoverPlugins(
     for (const name of readdirSync(dir).sort()) {
       if (name.startsWith(".") || name.startsWith("_") || name.endsWith(".d.ts") || /\.test\.[mc]?[jt]s$/.test(name)) continue;
       // A disabled entry is not even imported: turning off a broken file must work.
-      if (disabled.has(name) || disabled.has(name.replace(/\.[mc]?[jt]s$/, ""))) continue;
+      if (entryDisabled(name, disabled)) continue;
       const file = entryModule(join(dir, name));
       if (file) add(await importPlugin(file, options.bust), file);
     }
@@ -74,6 +74,11 @@ export async function discoverPlugins(
     add(await importPlugin(file, options.bust, `npm package "${pkg}" (${file})`), `npm:${pkg} (${file})`);
   }
   return catalog;
+}
+
+/** Whether a plugin-directory entry (a file, with or without its extension, or a folder) is named in plugins.disabled. */
+export function entryDisabled(entry: string, disabled: ReadonlySet<string>): boolean {
+  return disabled.has(entry) || disabled.has(entry.replace(/\.[mc]?[jt]s$/, ""));
 }
 
 // Node's resolution of a bare name, from the config's directory upwards, without loading it.

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { RedisScript } from "../../src/clients/redis-script.ts";
-import { recordCommands, REDIS_URL } from "../sessions/redis-support.ts";
+import { REDIS_URL } from "../sessions/redis-support.ts";
+import { recordCommands } from "../support/store-backends.ts";
 
 describe("RedisScript", () => {
   const redis = new Redis(REDIS_URL);

@@ -5,25 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
+import type { AuditRow } from "../../src/plugins/builtin/audit/writer.ts";
 
 const A = AgentService.method;
 const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 
-interface Row {
-  call_id: string;
-  principal: string | null;
-  user_id: string | null;
-  agent_id: string;
-  session_id: string | null;
-  status: string;
-  code: number;
-  input_tokens: number | null;
-  output_tokens: number | null;
-  duration_ms: number;
-  input_sha256: string;
-  input: string | null;
-  error: string | null;
-}
+/** A row as the table holds it: the writer's own row type. */
+type Row = AuditRow;
 
 const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,7 +6,8 @@ import { RedisSessionStore } from "../../src/sessions/redis-store.ts";
 import type { ChatMessage } from "../../src/providers/types.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
-import { deleteKeys, freshPrefix, recordCommands, REDIS_URL, serverScriptCalls } from "./redis-support.ts";
+import { deleteKeys, freshPrefix, REDIS_URL, serverScriptCalls } from "./redis-support.ts";
+import { recordCommands } from "../support/store-backends.ts";
 import { storeContract } from "./store-contract.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

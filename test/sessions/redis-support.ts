@@ -14,21 +14,6 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
   if (keys.length > 0) await redis.del(...keys);
 }
 
-/**
- * Records the name of every command the client writes to its connection: each
- * one is a round trip on this client (nothing here pipelines). Instrumentation
- * only: the commands still go to the real server.
- */
-export function recordCommands(redis: Redis): string[] {
-  const sent: string[] = [];
-  const send = redis.sendCommand.bind(redis);
-  redis.sendCommand = ((command: { name: string }, stream?: unknown) => {
-    sent.push(command.name.toLowerCase());
-    return send(command as never, stream as never);
-  }) as typeof redis.sendCommand;
-  return sent;
-}
-
 /** The server's calls per command, from INFO commandstats. */
 export async function commandCalls(admin: Redis): Promise<Map<string, number>> {
   const calls = new Map<string, number>();

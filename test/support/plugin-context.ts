@@ -1,4 +1,4 @@
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { metrics, trace } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
@@ -8,13 +8,25 @@ import type { Principal } from "../../src/auth/principal.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import type { AgentContext, AgentRunResult, RunEvent } from "../../src/pipeline/types.ts";
 import type { PluginDefinition, PluginHost, PluginKind, PluginProducts } from "../../src/plugins/define.ts";
-import type { ChatMessage } from "../../src/providers/types.ts";
+import type { ChatMessage, LlmProvider } from "../../src/providers/types.ts";
 
 /** A host's tracer and meter that record nothing: plugin tests do not look at telemetry. */
 export const noTelemetry = { tracer: trace.getTracer("test"), meter: metrics.getMeter("test") };
 
 /** The echo agent most plugin tests run against. */
 export const testAgent: AgentDefinition = { id: "echo", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {} };
+
+/** What a test may give the host beyond the defaults (silent logger, the echo agent, no servers). */
+export interface HostExtras {
+  redis?: Redis;
+  postgres?: Pool;
+  env?: Record<string, string | undefined>;
+  agents?: AgentDefinition[];
+  /** A logger whose lines the test reads. */
+  logger?: Logger;
+  /** What `host.provider(name)` returns, for providers that wrap others. */
+  providers?: Record<string, LlmProvider>;
+}
 
 /**
  * Sets a plugin up the way the runtime does: options through its own schema,
@@ -24,9 +36,9 @@ export const testAgent: AgentDefinition = { id: "echo", description: "", provide
 export async function setUpPlugin<K extends PluginKind>(
   plugin: PluginDefinition<K, any>,
   rawOptions: unknown,
-  extra: { redis?: Redis; postgres?: Pool; env?: Record<string, string>; agents?: AgentDefinition[] } = {},
+  extra: HostExtras = {},
 ): Promise<PluginProducts[K]> {
-  const logger = pino({ level: "silent" });
+  const logger = extra.logger ?? pino({ level: "silent" });
   const options = plugin.configSchema ? plugin.configSchema.parse(rawOptions) : rawOptions;
   const host: PluginHost<unknown> = {
     options,
@@ -43,7 +55,9 @@ export async function setUpPlugin<K extends PluginKind>(
       return extra.postgres;
     },
     provider: async (name) => {
-      throw new Error(`no provider "${name}" in this test host`);
+      const provider = extra.providers?.[name];
+      if (!provider) throw new Error(`no provider "${name}" in this test host`);
+      return provider;
     },
     resolvePath: (p) => p,
     ...noTelemetry,

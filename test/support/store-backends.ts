@@ -18,14 +18,24 @@ class CountingClient extends pg.Client {
   }
 }
 
+/**
+ * Records the name of every command the client writes to its connection in
+ * `sink`: each one is a round trip on this client (nothing here pipelines).
+ * Instrumentation only: the commands still go to the real server.
+ */
+export function recordCommands(redis: Redis, sink: string[] = []): string[] {
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((command: { name: string }, stream?: unknown) => {
+    sink.push(command.name.toLowerCase());
+    return send(command as never, stream as never);
+  }) as typeof redis.sendCommand;
+  return sink;
+}
+
 /** An ioredis client recording each command's name in `sent.redis`. */
 export function countingRedis(url = REDIS_URL, options: RedisOptions = {}): Redis {
   const redis = new Redis(url, options);
-  const send = redis.sendCommand.bind(redis);
-  redis.sendCommand = ((command: { name: string }, stream?: unknown) => {
-    sent.redis.push(command.name.toLowerCase());
-    return send(command as never, stream as never);
-  }) as typeof redis.sendCommand;
+  recordCommands(redis, sent.redis);
   return redis;
 }
 

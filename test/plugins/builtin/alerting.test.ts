@@ -1,35 +1,15 @@
 import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
-import { AgentRegistry } from "../../../src/agents/registry.ts";
-import { MemoryEventBus } from "../../../src/events/memory-bus.ts";
 import alerting from "../../../src/plugins/builtin/alerting.ts";
-import type { EventHandler, PluginHost } from "../../../src/plugins/define.ts";
+import type { EventHandler } from "../../../src/plugins/define.ts";
 import type { RuntimeEvent } from "../../../src/events/types.ts";
-import { noTelemetry } from "../../support/plugin-context.ts";
+import { setUpPlugin } from "../../support/plugin-context.ts";
 
 async function setUp(options: unknown): Promise<{ handler: EventHandler; lines: Record<string, unknown>[] }> {
   const lines: Record<string, unknown>[] = [];
   const logger = pino({ level: "info" }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }));
-  const host: PluginHost<any> = {
-    options: alerting.configSchema!.parse(options),
-    logger,
-    events: new MemoryEventBus(logger),
-    agents: new AgentRegistry([]),
-    env: {},
-    redis: () => {
-      throw new Error("no Redis");
-    },
-    postgres: () => {
-      throw new Error("no PostgreSQL");
-    },
-    provider: async () => {
-      throw new Error("no providers");
-    },
-    resolvePath: (p) => p,
-    ...noTelemetry,
-  };
-  return { handler: await alerting.setup(host), lines };
+  return { handler: await setUpPlugin(alerting, options, { logger }), lines };
 }
 
 const failure = (code: string): RuntimeEvent => ({

@@ -1,14 +1,11 @@
 import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
-import { AgentRegistry } from "../../../src/agents/registry.ts";
 import { Code, ConnectError } from "../../../src/errors.ts";
-import { MemoryEventBus } from "../../../src/events/memory-bus.ts";
 import fallback from "../../../src/plugins/builtin/fallback.ts";
-import type { PluginHost } from "../../../src/plugins/define.ts";
 import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
 import { rejection } from "../../support/rejection.ts";
-import { noTelemetry } from "../../support/plugin-context.ts";
+import { setUpPlugin } from "../../support/plugin-context.ts";
 
 /** A provider that fails with `code` before any token, or answers `text`, recording the models it was asked for. */
 function scripted(outcome: { fail: Code; afterChunk?: boolean } | { text: string }) {
@@ -29,27 +26,7 @@ function scripted(outcome: { fail: Code; afterChunk?: boolean } | { text: string
 
 async function setUp(options: unknown, providers: Record<string, LlmProvider>, lines: string[] = []): Promise<LlmProvider> {
   const logger = pino({ level: "info" }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
-  const host: PluginHost<any> = {
-    options: fallback.configSchema!.parse(options),
-    logger,
-    events: new MemoryEventBus(logger),
-    agents: new AgentRegistry([]),
-    env: {},
-    redis: () => {
-      throw new Error("no Redis");
-    },
-    postgres: () => {
-      throw new Error("no PostgreSQL");
-    },
-    provider: async (name) => {
-      const p = providers[name];
-      if (!p) throw new Error(`no provider "${name}"`);
-      return p;
-    },
-    resolvePath: (p) => p,
-    ...noTelemetry,
-  };
-  return fallback.setup(host);
+  return setUpPlugin(fallback, options, { logger, providers });
 }
 
 async function text(stream: AsyncIterable<ProviderChunk>): Promise<string> {

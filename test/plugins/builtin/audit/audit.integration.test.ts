@@ -6,6 +6,7 @@ import { Code, ConnectError } from "../../../../src/errors.ts";
 import type { Principal } from "../../../../src/auth/principal.ts";
 import type { RunEvent } from "../../../../src/pipeline/types.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
+import type { AuditRow } from "../../../../src/plugins/builtin/audit/writer.ts";
 
 const URL = "postgres://postgres@127.0.0.1:5432/test";
 const table = `audit_${Math.random().toString(36).slice(2, 10)}`;
@@ -14,22 +15,8 @@ let pool: pg.Pool;
 
 const alice: Principal = { id: "alice", admin: false, roles: [], method: "api-key" };
 
-interface Row {
-  time: Date;
-  call_id: string;
-  principal: string | null;
-  user_id: string | null;
-  agent_id: string;
-  session_id: string | null;
-  status: string;
-  code: number;
-  input_tokens: number | null;
-  output_tokens: number | null;
-  duration_ms: number;
-  input_sha256: string;
-  input: string | null;
-  error: string | null;
-}
+/** A row as the table holds it: the writer's own row type. */
+type Row = AuditRow;
 
 async function rows(callIds: string[], from = table): Promise<Row[]> {
   const r = await pool.query<Row>(`select * from ${from} where call_id = any($1) order by id`, [callIds]);

@@ -3,12 +3,10 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from "nod
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import pino from "pino";
-import { AgentRegistry } from "../../../../src/agents/registry.ts";
-import { MemoryEventBus } from "../../../../src/events/memory-bus.ts";
 import type { RuntimeEvent } from "../../../../src/events/types.ts";
-import type { EventHandler, PluginHost } from "../../../../src/plugins/define.ts";
+import type { EventHandler } from "../../../../src/plugins/define.ts";
 import webhooks from "../../../../src/plugins/builtin/webhooks/plugin.ts";
-import { noTelemetry } from "../../../support/plugin-context.ts";
+import { setUpPlugin } from "../../../support/plugin-context.ts";
 
 /** A secret long enough for the schema. */
 export const SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret-0123";
@@ -66,25 +64,7 @@ export async function startReceiver(answer: (n: number, req: Received) => Answer
 export async function setUp(options: unknown, env: Record<string, string> = {}): Promise<{ handler: EventHandler; lines: Record<string, any>[] }> {
   const lines: Record<string, any>[] = [];
   const logger = pino({ level: "info" }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }));
-  const host: PluginHost<any> = {
-    options: webhooks.configSchema!.parse(options),
-    logger,
-    events: new MemoryEventBus(logger),
-    agents: new AgentRegistry([]),
-    env,
-    redis: () => {
-      throw new Error("no Redis");
-    },
-    postgres: () => {
-      throw new Error("no PostgreSQL");
-    },
-    provider: async () => {
-      throw new Error("no providers");
-    },
-    resolvePath: (p) => p,
-    ...noTelemetry,
-  };
-  return { handler: await webhooks.setup(host), lines };
+  return { handler: await setUpPlugin(webhooks, options, { logger, env }), lines };
 }
 
 /** A runtime event, as the bus stamps it. */
