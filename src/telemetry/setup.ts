@@ -3,6 +3,7 @@ import type { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { Instruments } from "./instruments.ts";
+import { metricsWanted, tracesWanted } from "./wanted.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -48,9 +49,9 @@ export class Telemetry {
    */
   static async start(options: TelemetryOptions): Promise<Telemetry> {
     const { env } = options;
-    const { tracesWanted, metricsWanted, startSdk } = await import("./sdk.ts");
     const tracing = options.spanProcessors !== undefined || tracesWanted(env);
     if (!tracing && !options.prometheus && !metricsWanted(env)) return Telemetry.disabled();
+    const { startSdk } = await import("./sdk.ts");
     const { sdk, prometheus, metricsOn } = startSdk(env, SERVICE, tracing, options.prometheus, options.spanProcessors);
     const meter = metricsOn ? metrics.getMeter(SERVICE) : metrics.getMeterProvider().getMeter(SERVICE);
     return new Telemetry(tracing, trace.getTracer(SERVICE), meter, new Instruments(meter), prometheus, sdk);
