@@ -41,7 +41,7 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
     },
 
     async *executeStream(req, call) {
-      for await (const event of onGeneration(live, (gen) => gen.parts.executor.stream(toExecuteInput(req), call))) {
+      for await (const event of onGeneration(live, call.signal, (gen) => gen.parts.executor.stream(toExecuteInput(req), call))) {
         let message: ExecuteStreamResponse;
         switch (event.type) {
           case "started":

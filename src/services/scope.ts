@@ -32,7 +32,7 @@ export async function admitted<T>(
   }
 }
 
-/** As admitted(), for a server stream: the generation is held until the stream ends. */
+/** As admitted(), for a server stream: the generation is held until the stream ends or the call is aborted. */
 export async function* admittedStream<T>(
   live: LiveRuntime,
   call: CallInfo,
@@ -40,22 +40,43 @@ export async function* admittedStream<T>(
   fn: (a: Admitted) => AsyncIterable<T>,
 ): AsyncGenerator<T> {
   const gen = live.current;
-  gen.enter();
+  const release = hold(gen, call.signal);
   try {
     const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
     yield* fn({ gen, principal, user: actingUser(principal, rpc.userId ?? "") });
   } finally {
-    gen.leave();
+    release();
   }
 }
 
-/** Holds the current generation for an agent run (its onion does its own admission). */
-export async function* onGeneration<T>(live: LiveRuntime, fn: (gen: Generation) => AsyncIterable<T>): AsyncGenerator<T> {
+/** Holds the current generation for an agent run (its onion does its own admission), as admittedStream(). */
+export async function* onGeneration<T>(live: LiveRuntime, signal: AbortSignal, fn: (gen: Generation) => AsyncIterable<T>): AsyncGenerator<T> {
   const gen = live.current;
-  gen.enter();
+  const release = hold(gen, signal);
   try {
     yield* fn(gen);
   } finally {
-    gen.leave();
+    release();
   }
+}
+
+/**
+ * Enters `gen` and returns its one release. The release also runs when the call
+ * is aborted: a stream stuck in code that ignores the signal never reaches its
+ * `finally`, and must not keep an old generation (and its plugins) alive after
+ * its client is gone. That code's late output goes nowhere: the transport has
+ * already answered the call.
+ */
+function hold(gen: Generation, signal: AbortSignal): () => void {
+  gen.enter();
+  let held = true;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    signal.removeEventListener("abort", release);
+    gen.leave();
+  };
+  if (signal.aborted) queueMicrotask(release);
+  else signal.addEventListener("abort", release, { once: true });
+  return release;
 }

@@ -43,10 +43,12 @@ const fixtures = {
         }
       },`),
   // Never resolves and ignores ctx.signal: only the caller's deadline ends the call.
+  // Its dispose() logs, so a test can see when its generation was let go.
   "hangs.ts": faulty("hangs", `async *process(ctx, next): AsyncIterable<RunEvent> {
         if (ctx.header("x-fault") === "hangs") await new Promise(() => {});
         yield* next();
-      },`),
+      },
+      dispose() { console.log(JSON.stringify({ msg: "hangs disposed" })); },`),
   // Leaves a rejected promise nobody awaits: a plugin bug that would end a default Node process.
   "forgets.ts": faulty("forgets", `process(ctx, next) { if (ctx.header("x-fault") === "forgets") void Promise.reject(new Error("plugin bug: forgotten promise")); return next(); },`),
   "broken-provider.ts": `import { definePlugin } from ${api};
@@ -136,6 +138,16 @@ describe("plugins that fail at call time", () => {
     await expectServing(server);
     for (const s of await Promise.all([hung, hungStream])) expect(grpc.status[s.code]).toBe("DEADLINE_EXCEEDED");
     expect(Date.now() - started).toBeLessThan(2000);
+    await expectServing(server);
+  });
+
+  it("a hung stream does not keep its generation alive past its deadline: a reload disposes the old plugins at once", async () => {
+    const hung = await statusOf(client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", task: "hi" }, as("hangs", 300))));
+    expect(grpc.status[hung.code]).toBe("DEADLINE_EXCEEDED");
+    const before = logged(server, "hangs disposed").length;
+    server.child.kill("SIGHUP");
+    // The old generation goes once no call holds it; the hung stream's generator is still parked.
+    await waitFor("the old generation's dispose", () => (logged(server, "hangs disposed").length > before ? true : undefined), 3000);
     await expectServing(server);
   });
 
