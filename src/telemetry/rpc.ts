@@ -23,24 +23,41 @@ export function instrumentService(hosted: HostedService, telemetry: Telemetry): 
   for (const method of Object.values(hosted.service.method) as DescMethod[]) {
     const fn = hosted.impl[method.localName] as Impl | undefined;
     if (!fn) continue;
-    impl[method.localName] = method.methodKind === "server_streaming" ? streaming(method, fn, telemetry) : unary(method, fn, telemetry);
+    const m = new MethodAttributes(method);
+    impl[method.localName] = method.methodKind === "server_streaming" ? streaming(m, fn, telemetry) : unary(m, fn, telemetry);
   }
   return { ...hosted, impl };
 }
 
-function attributes(method: DescMethod) {
-  return { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name };
+/** A method's attributes, and its duration attributes per status code, built once (the metric SDK hashes them on every record). */
+class MethodAttributes {
+  readonly base: Record<string, string>;
+  /** The active-streams gauge's attributes. */
+  readonly streams: Record<string, string>;
+  readonly spanName: string;
+  private readonly byCode = new Map<number, Record<string, string | number>>();
+  constructor(readonly method: DescMethod) {
+    this.base = { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name };
+    this.streams = { "rpc.method": method.name };
+    this.spanName = `${method.parent.typeName}/${method.name}`;
+  }
+  withCode(code: number): Record<string, string | number> {
+    let attrs = this.byCode.get(code);
+    if (!attrs) this.byCode.set(code, (attrs = { ...this.base, "rpc.grpc.status_code": code }));
+    return attrs;
+  }
 }
 
 /** Starts the server span under the caller's trace; undefined when tracing is off. */
-function startSpan(method: DescMethod, call: CallContext, telemetry: Telemetry): { span: ReturnType<Telemetry["tracer"]["startSpan"]>; ctx: Context } | undefined {
+function startSpan({ spanName, base }: MethodAttributes, call: CallContext, telemetry: Telemetry): { span: ReturnType<Telemetry["tracer"]["startSpan"]>; ctx: Context } | undefined {
   if (!telemetry.tracing) return undefined;
   const parent = propagation.extract(ROOT_CONTEXT, call, metadataGetter);
-  const span = telemetry.tracer.startSpan(`${method.parent.typeName}/${method.name}`, { kind: SpanKind.SERVER, attributes: { ...attributes(method), "net.peer.address": call.peer } }, parent);
+  const span = telemetry.tracer.startSpan(spanName, { kind: SpanKind.SERVER, attributes: base }, parent);
+  span.setAttribute("net.peer.address", call.peer);
   return { span, ctx: trace.setSpan(parent, span) };
 }
 
-function finish(method: DescMethod, telemetry: Telemetry, started: number, traced: ReturnType<typeof startSpan>, err: unknown): void {
+function finish(m: MethodAttributes, telemetry: Telemetry, started: number, traced: ReturnType<typeof startSpan>, err: unknown): void {
   const code = err === undefined ? 0 : toConnectError(err).code;
   if (traced) {
     traced.span.setAttribute("rpc.grpc.status_code", code);
@@ -50,54 +67,52 @@ function finish(method: DescMethod, telemetry: Telemetry, started: number, trace
     }
     traced.span.end();
   }
-  telemetry.instruments.rpcDuration.record(performance.now() - started, { ...attributes(method), "rpc.grpc.status_code": code });
+  telemetry.instruments.rpcDuration.record(performance.now() - started, m.withCode(code));
 }
 
-function unary(method: DescMethod, fn: Impl, telemetry: Telemetry): Impl {
+function unary(m: MethodAttributes, fn: Impl, telemetry: Telemetry): Impl {
   return async (req, call) => {
     const started = performance.now();
-    const traced = startSpan(method, call, telemetry);
+    const traced = startSpan(m, call, telemetry);
     try {
       const result = await (traced ? context.with(traced.ctx, () => fn(req, call) as Promise<unknown>) : (fn(req, call) as Promise<unknown>));
-      finish(method, telemetry, started, traced, undefined);
+      finish(m, telemetry, started, traced, undefined);
       return result;
     } catch (err) {
-      finish(method, telemetry, started, traced, err);
+      finish(m, telemetry, started, traced, err);
       throw err;
     }
   };
 }
 
-function streaming(method: DescMethod, fn: Impl, telemetry: Telemetry): Impl {
+function streaming(m: MethodAttributes, fn: Impl, telemetry: Telemetry): Impl {
   return (req, call) => ({
     [Symbol.asyncIterator]() {
       const started = performance.now();
-      const traced = startSpan(method, call, telemetry);
-      const streams = { "rpc.method": method.name };
+      const traced = startSpan(m, call, telemetry);
+      const streams = m.streams;
       telemetry.instruments.activeStreams.add(1, streams);
       let ended = false;
       const end = (err: unknown) => {
         if (ended) return;
         ended = true;
         telemetry.instruments.activeStreams.add(-1, streams);
-        finish(method, telemetry, started, traced, err);
+        finish(m, telemetry, started, traced, err);
       };
       // Each step runs in the span's context: the method's generator body executes inside next().
       const inner = (traced ? context.with(traced.ctx, () => fn(req, call)) : fn(req, call)) as AsyncIterable<unknown>;
       const it = inner[Symbol.asyncIterator]();
       const step = () => (traced ? context.with(traced.ctx, () => it.next()) : it.next());
+      const passed = (r: IteratorResult<unknown>) => {
+        if (r.done) end(undefined);
+        return r;
+      };
+      const failed = (err: unknown): never => {
+        end(err);
+        throw err;
+      };
       return {
-        next: () =>
-          step().then(
-            (r) => {
-              if (r.done) end(undefined);
-              return r;
-            },
-            (err: unknown) => {
-              end(err);
-              throw err;
-            },
-          ),
+        next: () => step().then(passed, failed),
         return: (value?: unknown) => {
           // The client went away: its call's abort reason (CANCELLED, DEADLINE_EXCEEDED) is the outcome.
           end(call.signal.aborted ? call.signal.reason : undefined);

@@ -43,19 +43,19 @@ export function spanIterable<T>(tracer: Tracer, name: string, options: SpanOptio
         end(err);
         throw err;
       }
+      // Made once per stream, not per item: a unary call passes every chunk through every stage.
+      const step = () => it.next();
+      const passed = (r: IteratorResult<T>) => {
+        if (r.done) end(undefined);
+        else hooks.item?.(span, r.value);
+        return r;
+      };
+      const failed = (err: unknown): never => {
+        end(err);
+        throw err;
+      };
       return {
-        next: () =>
-          context.with(ctx, () => it.next()).then(
-            (r) => {
-              if (r.done) end(undefined);
-              else hooks.item?.(span, r.value);
-              return r;
-            },
-            (err: unknown) => {
-              end(err);
-              throw err;
-            },
-          ),
+        next: () => context.with(ctx, step).then(passed, failed),
         return: (value?: unknown) => {
           end(undefined);
           return it.return ? context.with(ctx, () => it.return!(value)) : Promise.resolve({ done: true as const, value: undefined as T });
