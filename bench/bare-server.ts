@@ -14,6 +14,7 @@ import {
   type ExecuteStreamRequest,
   type ExecuteStreamResponse,
 } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { dueAt, parseTick, stamp, untilDue } from "./tick.ts";
 
 const SERVICE = "/qingyu.agent.v1.AgentService";
 
@@ -66,8 +67,11 @@ const handlers: grpc.UntypedServiceImplementation = {
   },
 
   // One TextDelta per word, honouring backpressure the way our server's pump
-  // does, so a slow reader costs both servers the same.
+  // does, so a slow reader costs both servers the same. The agents "clock" and
+  // "idle" are the bench's timed and idle streams, below.
   async executeStream(call: grpc.ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>) {
+    if (call.request.agentId === "clock") return clockStream(call);
+    if (call.request.agentId === "idle") return idleStream(call);
     let cancelled = false;
     call.once("cancelled", () => {
       cancelled = true;
@@ -81,6 +85,44 @@ const handlers: grpc.UntypedServiceImplementation = {
     call.end();
   },
 };
+
+type StreamCall = grpc.ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>;
+const started = (call: StreamCall) =>
+  create(ExecuteStreamResponseSchema, { event: { case: "started", value: { agentId: call.request.agentId, sessionId: call.request.sessionId, model: "echo-1" } } });
+
+// The token-latency phase: stamped tokens on the schedule of bench/tick.ts, as our server's bench-clock provider yields them.
+async function clockStream(call: StreamCall): Promise<void> {
+  const { intervalMs, count } = parseTick(call.request.task);
+  const cancel = new AbortController();
+  call.once("cancelled", () => {
+    cancel.abort();
+    call.emit("drain");
+  });
+  const start = process.hrtime.bigint();
+  call.write(started(call));
+  try {
+    for (let i = 1; i <= count; i++) {
+      const due = dueAt(start, intervalMs, i);
+      await untilDue(due, cancel.signal);
+      if (!call.write(create(ExecuteStreamResponseSchema, { event: { case: "delta", value: { text: stamp(due) } } }))) {
+        await new Promise((resolve) => call.once("drain", resolve));
+      }
+      if (cancel.signal.aborted) return;
+    }
+  } catch {
+    return; // cancelled while waiting
+  }
+  call.write(create(ExecuteStreamResponseSchema, { event: { case: "completed", value: { success: true, model: "echo-1", finishReason: "stop" } } }));
+  call.end();
+}
+
+// The idle-streams phase: Started, then nothing until the client goes, with the
+// one timer a waiting provider holds (our server's is the echo provider's token delay).
+function idleStream(call: StreamCall): void {
+  call.write(started(call));
+  const timer = setTimeout(() => call.end(), 600_000);
+  call.once("cancelled", () => clearTimeout(timer));
+}
 
 const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
 server.addService(definition, handlers);

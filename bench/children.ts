@@ -69,6 +69,35 @@ export async function stopAll(graceMs = 3000): Promise<void> {
   clearTimeout(timer);
 }
 
+/** Stops one child (SIGTERM, SIGKILL after `graceMs`) and waits for it to exit. */
+export async function stop(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((res) => child.once("exit", () => res()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Runs a full GC in a server started with GC_FLAGS, then waits until its RSS
+ * stops moving (two readings 250 ms apart within 0.5%, at most `maxMs`) and returns it in KiB.
+ */
+export async function settledRssKiB(server: ServerChild, maxMs = 5000): Promise<number> {
+  server.assertAlive();
+  process.kill(server.pid, "SIGUSR2");
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await sleep(500);
+  const deadline = Date.now() + maxMs;
+  let last = rssKiB(server.pid);
+  for (;;) {
+    await sleep(250);
+    const now = rssKiB(server.pid);
+    if (Math.abs(now - last) <= last * 0.005 || Date.now() > deadline) return now;
+    last = now;
+  }
+}
+
 function tailOf(child: ChildProcess, bytes = 8192): () => string {
   let tail = "";
   child.stderr?.setEncoding("utf8");
@@ -93,14 +122,17 @@ function watch(name: string, child: ChildProcess, port: number): ServerChild {
 }
 
 // Both servers run `node --import tsx` from the repo root, so they pay the same loader and flags.
-function nodeArgs(script: string, args: string[] = []): string[] {
-  return ["--import", "tsx", join(root, script), ...args];
+function nodeArgs(script: string, args: string[] = [], flags: readonly string[] = []): string[] {
+  return ["--import", "tsx", ...flags, join(root, script), ...args];
 }
 
+/** Node flags that let `collectGarbage` run a full GC in a server (bench/gc-preload.ts). */
+export const GC_FLAGS: readonly string[] = ["--expose-gc", "--import", join(root, "bench/gc-preload.ts")];
+
 /** Starts bench/bare-server.ts and waits for the port it prints. */
-export async function startBare(): Promise<ServerChild> {
-  const child = track(spawn(process.execPath, nodeArgs("bench/bare-server.ts"), { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
-  const server = watch("bare", child, 0);
+export async function startBare(name = "bare", flags: readonly string[] = []): Promise<ServerChild> {
+  const child = track(spawn(process.execPath, nodeArgs("bench/bare-server.ts", [], flags), { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
+  const server = watch(name, child, 0);
   const port = await new Promise<number>((res, rej) => {
     createInterface({ input: child.stdout! }).once("line", (line) => res(JSON.parse(line).grpcPort));
     child.once("exit", (code) => rej(new Error(`bare server exited (${code}) before listening:\n${server.stderrTail()}`)));
@@ -133,11 +165,22 @@ function canConnect(port: number): Promise<boolean> {
  * per call at info) goes to /dev/null so that nobody pays to read it, which is
  * why we poll the port instead of waiting for the "listening" line.
  */
-export async function startOurs(name: string, config: unknown, env: Record<string, string> = {}): Promise<ServerChild> {
+export async function startOurs(name: string, config: unknown, env: Record<string, string> = {}, flags: readonly string[] = []): Promise<ServerChild> {
+  // A port found free can be taken by another process before ours binds it: pick again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOursOnce(name, config, env, flags);
+    } catch (err) {
+      if (attempt >= 3 || !(err as Error).message.includes("EADDRINUSE")) throw err;
+    }
+  }
+}
+
+async function startOursOnce(name: string, config: unknown, env: Record<string, string>, flags: readonly string[]): Promise<ServerChild> {
   const file = join(tempDir(), "config.json");
   writeFileSync(file, JSON.stringify(config, null, 2));
   const [port, httpPort] = [await freePort(), await freePort()];
-  const args = nodeArgs("src/main.ts", ["serve", "--config", file, "--port", String(port), "--http-port", String(httpPort)]);
+  const args = nodeArgs("src/main.ts", ["serve", "--config", file, "--port", String(port), "--http-port", String(httpPort)], flags);
   const child = track(spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] }));
   const server = watch(name, child, port);
   const deadline = Date.now() + 30_000;

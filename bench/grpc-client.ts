@@ -35,8 +35,9 @@ const authMetadata = (() => {
   return md;
 })();
 
-export function client(port: number): grpc.Client {
-  return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+/** A channel; `options` (e.g. "grpc.use_local_subchannel_pool": 1) to get a connection of its own. */
+export function client(port: number, options?: grpc.ChannelOptions): grpc.Client {
+  return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
 }
 
 export function execute(c: grpc.Client, req: ExecuteRequest): Promise<ExecuteResponse> {
@@ -44,10 +45,10 @@ export function execute(c: grpc.Client, req: ExecuteRequest): Promise<ExecuteRes
 }
 
 /** One real call that must come back OK and echo the task; throws with the status otherwise. */
-export async function checkExecute(port: number, task: string): Promise<void> {
+export async function checkExecute(port: number, task: string, agentId = "echo"): Promise<void> {
   const c = client(port);
   try {
-    const res = await execute(c, create(ExecuteRequestSchema, { agentId: "echo", task }));
+    const res = await execute(c, create(ExecuteRequestSchema, { agentId, task }));
     if (!res.result?.success || !res.result.output.includes(task)) {
       throw new Error(`Execute answered OK but not with the task: ${JSON.stringify(res.result?.output)}`);
     }
@@ -66,7 +67,7 @@ export interface LatencyRun {
   callsPerSec: number;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+export function percentile(sorted: Float64Array, p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
 
@@ -109,10 +110,15 @@ export interface StreamRun {
   msgsPerSec: number;
 }
 
+/** Starts one ExecuteStream call. */
+export function openStream(c: grpc.Client, agentId: string, task: string): grpc.ClientReadableStream<ExecuteStreamResponse> {
+  return c.makeServerStreamRequest(EXECUTE_STREAM, encodeStreamRequest, decodeStreamResponse, create(ExecuteStreamRequestSchema, { agentId, task }), authMetadata.clone());
+}
+
 function streamOnce(c: grpc.Client, task: string): Promise<number> {
   return new Promise((res, rej) => {
     let count = 0;
-    const call = c.makeServerStreamRequest(EXECUTE_STREAM, encodeStreamRequest, decodeStreamResponse, create(ExecuteStreamRequestSchema, { agentId: "echo", task }), authMetadata.clone());
+    const call = openStream(c, "echo", task);
     call.on("data", () => count++);
     call.on("error", rej);
     call.on("end", () => res(count));

@@ -39,6 +39,38 @@ export function table(rows: readonly Row[], baseline: string, others: readonly s
   return lines.join("\n");
 }
 
+/**
+ * One row of the speed targets of issue #6: our figure against its baseline
+ * (the bare grpc-js server, or the upstream called directly), compared the way
+ * the target is stated.
+ */
+export interface TargetRow {
+  metric: string;
+  /** What the baseline is, e.g. "bare grpc-js". */
+  baselineName: string;
+  baseline: number;
+  ours: number;
+  /** "ratio": ours / baseline; "difference": ours − baseline, in `unit`. */
+  compare: "ratio" | "difference";
+  unit: string;
+  /** The target as issue #6 states it; absent on context rows. */
+  target?: string;
+  met?: boolean;
+}
+
+const signed = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? "+" : "−"}${fmt(Math.abs(x))}` : "n/a");
+
+/** A markdown table of the target rows. */
+export function targetsTable(rows: readonly TargetRow[]): string {
+  const lines = ["| target (issue #6) | baseline | ours | ours vs baseline | target | met |", "|---|---|---|---|---|---|"];
+  for (const r of rows) {
+    const vs = r.compare === "ratio" ? `${(r.ours / r.baseline).toFixed(2)}x` : `${signed(r.ours - r.baseline)} ${r.unit}`;
+    const met = r.met === undefined ? "" : r.met ? "yes" : "**no**";
+    lines.push(`| ${r.metric} | ${fmt(r.baseline)} (${r.baselineName}) | ${fmt(r.ours)} | ${vs} | ${r.target ?? ""} | ${met} |`);
+  }
+  return lines.join("\n");
+}
+
 export function writeJson(file: string, value: unknown): void {
   mkdirSync(dirname(file), { recursive: true });
   // BigInt never appears in results, but NaN does: JSON turns it into null, which is what we want.

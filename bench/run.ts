@@ -3,7 +3,10 @@
 // anything across machines and days; see /work/shared/notes/benchmarking.md.
 //
 // BENCH_RUNS (default 3) and BENCH_SECONDS (default 5) size the throughput
-// runs; the latency and streaming phases scale with BENCH_SECONDS.
+// runs; the latency and streaming phases scale with BENCH_SECONDS. Then the
+// speed targets of issue #6 (bench/targets.ts): token latency, memory per idle
+// stream (BENCH_IDLE_STREAMS, default 10000), and the openai provider
+// (BENCH_CPU_PROF=<dir> profiles its server).
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,7 +18,11 @@ import { installCleanup, root, rssKiB, startBare, startOurs, stopAll, tempDir, t
 import { createHash } from "node:crypto";
 import { BENCH_API_KEY, checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame, type H2loadRun } from "./h2load.ts";
-import { median, table, writeJson, type Row } from "./report.ts";
+import { idleConfig, idleStreamsPhase } from "./idle-streams.ts";
+import { openaiPhase } from "./openai-phase.ts";
+import { median, table, targetsTable, writeJson, type Row } from "./report.ts";
+import { targetRows } from "./targets.ts";
+import { tokenLatencyPhase, type TokenLatencyOptions } from "./token-latency.ts";
 
 const RUNS = positiveInt("BENCH_RUNS", 3);
 const SECONDS = positiveInt("BENCH_SECONDS", 5);
@@ -28,6 +35,12 @@ const IN_FLIGHT = [1, 16, 64];
 const LATENCY_SECONDS = Math.max(1, SECONDS * 0.4);
 const STREAM_SECONDS = Math.max(1, SECONDS * 0.6);
 const STREAM_WORDS = 2000;
+// Token latency: 16 streams on one connection, each a token every 10 ms (1,600 tokens/s in all).
+const TOKENS: TokenLatencyOptions = { streams: 16, intervalMs: 10, tokensPerStream: 50, seconds: LATENCY_SECONDS, warmupSeconds: 0.5 };
+const IDLE_STREAMS = positiveInt("BENCH_IDLE_STREAMS", 10_000);
+// Our server's per-connection stream limit is raised for this phase; 20 connections keep each well under it.
+const IDLE_CONNECTIONS = 20;
+const IDLE_MAX_STREAMS_PER_CONNECTION = 1000;
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
 const STREAM_TASK = Array.from({ length: STREAM_WORDS }, (_, i) => `word${i}`).join(" ");
@@ -40,15 +53,19 @@ function positiveInt(name: string, fallback: number): number {
 }
 
 // The echo agent with no token delay: everything measured is the runtime's own cost.
-// host 127.0.0.1 as the bare server; plugin dirs empty because the temp dir has none.
+// host 127.0.0.1 as the bare server. The clock agent streams the stamped tokens of the
+// token-latency phase, from the one plugin in bench/plugins.
 function oursConfig(pipeline?: unknown[]): Record<string, unknown> {
   return {
     server: { host: "127.0.0.1", shutdownGraceMs: 1000 },
     log: { level: "info" },
     ...(pipeline ? { pipeline } : {}), // absent: the default pipeline (logging, validation)
-    providers: { echo: { plugin: "echo", options: { tokenDelayMs: 0 } } },
-    agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
-    plugins: { dirs: [] },
+    providers: { echo: { plugin: "echo", options: { tokenDelayMs: 0 } }, clock: { plugin: "bench-clock" } },
+    agents: [
+      { id: "echo", provider: "echo", model: "echo-1" },
+      { id: "clock", provider: "clock", model: "clock-1" },
+    ],
+    plugins: { dirs: [join(root, "bench/plugins")] },
   };
 }
 
@@ -160,6 +177,16 @@ async function main(): Promise<void> {
     log(`  stream ${s.name.padEnd(16)} ${r.msgsPerSec.toFixed(0)} msgs/s over ${r.calls} calls`);
   }
 
+  // The speed targets of issue #6 beyond the rows above: token latency on the bare server and ours
+  // (default pipeline); then, with the five servers stopped, servers of their own for memory and openai.
+  const tokens = await tokenLatencyPhase(servers.slice(0, 2), RUNS, TOKENS, log, problems);
+  await stopAll();
+  const idle = await idleStreamsPhase(idleConfig(oursConfig(), IDLE_MAX_STREAMS_PER_CONNECTION), IDLE_STREAMS, IDLE_CONNECTIONS, log);
+  const openai = await openaiPhase({
+    base: oursConfig(), task: TASK, runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, shape: LOAD_SHAPES[0]!,
+    ttftSeconds: LATENCY_SECONDS, minDataBytes, log, problems,
+  });
+
   const rows: Row[] = [];
   const perServer = (pick: (name: string) => number) => Object.fromEntries(names.map((n) => [n, pick(n)]));
   for (const { connections: c, streams: m } of LOAD_SHAPES) {
@@ -176,11 +203,13 @@ async function main(): Promise<void> {
   rows.push({ metric: `stream msgs/s (${STREAM_WORDS}-word task)`, better: "higher", values: perServer((n) => streams.find((r) => r.server === n)!.msgsPerSec) });
   rows.push({ metric: "RSS MiB, idle after start", better: "lower", values: perServer((n) => rss[n]!.idleKiB / 1024) });
   rows.push({ metric: "RSS MiB, peak", better: "lower", values: perServer((n) => rss[n]!.peakKiB / 1024) });
+  const targets = targetRows({ bare: names[0]!, ours: names[1]!, streams, streamWords: STREAM_WORDS, throughput, shape: LOAD_SHAPES[0]!, tokens, idle, openai });
 
-  await stopAll();
   const [baseline, ...others] = names;
   console.log(`\n${table(rows, baseline!, others)}\n`);
   console.log(`ratios are ${others.join(" and ")} divided by ${baseline}; "better" says which way is good (cores busy near 1.0 = one saturated event loop).`);
+  console.log(`\n${targetsTable(targets)}\n`);
+  console.log("ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.");
   if (problems.length) console.log(`\nPROBLEMS:\n${problems.map((p) => `- ${p}`).join("\n")}`);
   else console.log("\nno errors: every h2load run had 0 failed/errored and full responses; grpc-js checks answered OK.");
 
@@ -190,12 +219,16 @@ async function main(): Promise<void> {
     node: process.version,
     h2load: execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim(),
     cpus: { count: cpus().length, model: cpus()[0]?.model },
-    settings: { runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK },
-    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), "ours-observed": "default pipeline + OTLP tracing + metrics" },
+    settings: {
+      runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK,
+      tokenLatency: TOKENS, idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION }, openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
+    },
+    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), "ours-observed": "default pipeline + OTLP tracing + metrics", "ours-idle": "ours + an echo agent with tokenDelayMs 600000", "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts" },
     rows,
+    targets,
     problems,
     memory: rss,
-    raw: { throughput, latency: latencies, streaming: streams },
+    raw: { throughput, latency: latencies, streaming: streams, tokenLatency: tokens, idleStreams: idle, openai },
     wallSeconds: (Date.now() - started) / 1000,
   });
   log(`bench: wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
