@@ -24,6 +24,17 @@ export interface TargetInputs {
 
 export function targetRows(x: TargetInputs): TargetRow[] {
   const rows: TargetRow[] = [];
+  // Unary calls/s at 64 in flight (h2load, each shape), medians over runs.
+  const calls = (n: string, c: number) => median(x.throughput.filter((r) => r.server === n && r.connections === c && r.streams === 64).map((r) => r.reqPerSec));
+  const callsRow = (server: string, label: string, min: number) => {
+    for (const c of [...new Set(x.throughput.map((r) => r.connections))]) {
+      const [baseline, ours] = [calls(x.bare, c), calls(server, c)];
+      if (!ours) continue;
+      rows.push({ metric: `Execute calls/s, ${label}, h2load -c ${c} -m 64`, baselineName: "bare grpc-js", baseline, ours, compare: "ratio", unit: "calls/s", target: `≥ ${min}x`, met: ours / baseline >= min });
+    }
+  };
+  callsRow(x.ours, "logging + validation, tracing off", 0.5);
+  callsRow("ours-full-traced", "full suite, every call traced and exported", 0.3);
   const stream = (n: string) => x.streams.find((r) => r.server === n)!.msgsPerSec;
   const streamRatio = stream(x.ours) / stream(x.bare);
   rows.push({
