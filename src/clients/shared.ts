@@ -33,6 +33,11 @@ export class SharedClients {
       connectTimeout: connectTimeoutMs,
       maxRetriesPerRequest: 1,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+      // A command sent on a connection that then dropped is never sent again on the next one:
+      // its caller may already have failed (commandTimeout → UNAVAILABLE) and retried, and a
+      // replayed script (a session append, a rate-limit charge) would then apply twice. Such a
+      // command fails by its commandTimeout instead (test/faults/stores.faults).
+      autoResendUnfulfilledCommands: false,
     });
     let down = false;
     client.on("error", (err) => {
