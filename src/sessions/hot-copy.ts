@@ -14,13 +14,51 @@ export interface SessionHead {
 // A stub holds only a version: reads treat it as a miss, and a warm-up carrying an
 // older version than the stub's is refused, so a slow warm-up racing a write (or a
 // delete) on another process cannot plant a stale copy. Expiry is the session's own.
+//
+// A copy marked `pending` (a write is being committed to the truth; ms since the mark,
+// Redis time) is a miss too, and a warm-up at the copy's own version cannot clear the
+// mark: it may have read the truth just before that commit. A warm-up that saw a newer
+// version can, and so can any warm-up once the mark is older than ARGV[4] ms, by which
+// time a commit that was going to land has landed (a writer killed mid-write leaves
+// its mark behind; the truth then decides).
+// ARGV: copy JSON, version, expire ms, mark lease ms.
 const WARM = new RedisScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local v = cjson.decode(cur)
-  if tonumber(v.version) > tonumber(ARGV[2]) then return 0 end
+  local version = tonumber(ARGV[2])
+  if tonumber(v.version) > version then return 0 end
+  if v.pending and tonumber(v.version) == version then
+    local t = redis.call('TIME')
+    if t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(v.pending) < tonumber(ARGV[4]) then return 0 end
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+return 1
+`);
+
+// Marks a copy before a write is committed to the truth (see WARM). A copy already
+// marked keeps its older mark; a stub or no copy needs none: both are misses already.
+// Returns the mark it set, or 0.
+const MARK = new RedisScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local v = cjson.decode(cur)
+if v.stub or v.pending then return 0 end
+local t = redis.call('TIME')
+v.pending = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('SET', KEYS[1], cjson.encode(v), 'KEEPTTL')
+return v.pending
+`);
+
+// Takes back this writer's own mark when its write did not commit.
+const UNMARK = new RedisScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local v = cjson.decode(cur)
+if v.pending ~= tonumber(ARGV[1]) then return 0 end
+v.pending = nil
+redis.call('SET', KEYS[1], cjson.encode(v), 'KEEPTTL')
 return 1
 `);
 
@@ -44,6 +82,7 @@ local window = tonumber(ARGV[6])
 local keep = {}
 for i = math.max(1, #msgs - window + 1), #msgs do table.insert(keep, msgs[i]) end
 v.messages = keep
+v.pending = nil
 v.version = version
 v.updateTime = tonumber(ARGV[3])
 v.expireTime = tonumber(ARGV[4])
@@ -55,6 +94,8 @@ return 1
 /** The cached form: dates as epoch ms. */
 interface Cached {
   stub?: boolean;
+  /** Set while a write is being committed to the truth (see WARM): a miss. */
+  pending?: number;
   id: string;
   userId: string;
   agentId: string;
@@ -79,6 +120,8 @@ export class HotCopy {
     private readonly keyPrefix: string,
     /** How many of the latest messages the copy keeps. */
     readonly window: number,
+    /** How long a write's mark holds off warm-ups at the copy's version (longer than a commit can take). */
+    private readonly markLeaseMs = 60_000,
   ) {}
 
   private key(sessionId: string): string {
@@ -90,7 +133,7 @@ export class HotCopy {
     const raw = await this.redis.get(this.key(sessionId));
     if (!raw) return undefined;
     const v = JSON.parse(raw) as Cached;
-    if (v.stub) return undefined;
+    if (v.stub || v.pending) return undefined;
     return {
       id: v.id,
       userId: v.userId,
@@ -120,7 +163,21 @@ export class HotCopy {
       messageCount: session.messageCount,
       messages: session.messages.slice(-this.window),
     };
-    await WARM.run(this.redis, [this.key(session.id)], [JSON.stringify(cached), session.version, session.expireTime.getTime()]);
+    await WARM.run(this.redis, [this.key(session.id)], [JSON.stringify(cached), session.version, session.expireTime.getTime(), this.markLeaseMs]);
+  }
+
+  /**
+   * Before a write is committed to the truth: until the write is applied, the copy is a
+   * miss and cannot be warmed back to its old version, so a process that dies between
+   * the commit and apply() leaves no stale copy behind. Returns a token for unmark().
+   */
+  async mark(sessionId: string): Promise<number> {
+    return Number(await MARK.run(this.redis, [this.key(sessionId)], []));
+  }
+
+  /** The write marked with `token` did not commit: the copy is current again. */
+  async unmark(sessionId: string, token: number): Promise<void> {
+    if (token) await UNMARK.run(this.redis, [this.key(sessionId)], [token]);
   }
 
   /** Applies a write the truth has committed: appended messages (none for a checkpoint) and the new head. */

@@ -33,7 +33,7 @@ const BURY_MS = 60_000;
  * `redis+postgres`: PostgreSQL is the truth, Redis a hot copy of each session's
  * head and latest messages. Every write is committed to the truth before the
  * call returns; the copy is then updated in one script, so a turn costs one
- * Redis read, one PostgreSQL write and one Redis write. A read Redis cannot
+ * Redis read, one Redis mark, one PostgreSQL write and one Redis write. A read Redis cannot
  * answer (flushed, evicted, restarted, unreachable) is served from the truth
  * and warms the copy again. Redis being down never fails a call: it is skipped
  * for a while, and the copies that may have missed writes meanwhile are
@@ -86,22 +86,39 @@ export class TieredSessionStore implements SessionStore {
   }
 
   async delete(sessionId: string): Promise<boolean> {
-    const deleted = await this.truth.delete(sessionId);
+    const deleted = await this.marked(sessionId, () => this.truth.delete(sessionId));
     await this.toHot(sessionId, () => this.hot.bury(sessionId, BURY_MS));
     return deleted;
   }
 
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
-    const head = await this.truth.append(sessionId, messages);
+    const head = await this.marked(sessionId, () => this.truth.append(sessionId, messages));
     // Awaited: a client that has the answer may ask another process for the next turn at once.
     await this.toHot(sessionId, () => this.hot.apply(sessionId, head, messages));
     return head.version;
   }
 
   async saveCheckpoint(sessionId: string, input: SaveCheckpointInput): Promise<CheckpointRecord> {
-    const { checkpoint, head } = await this.truth.saveCheckpointWithHead(sessionId, input);
+    const { checkpoint, head } = await this.marked(sessionId, () => this.truth.saveCheckpointWithHead(sessionId, input));
     await this.toHot(sessionId, () => this.hot.apply(sessionId, head, []));
     return checkpoint;
+  }
+
+  /**
+   * Commits `write` to the truth with the copy marked first (HotCopy.mark): if this
+   * process dies, or Redis stops answering, between the commit and the copy's update,
+   * the copy is a miss, not a stale answer that outlives this process's memory. A mark
+   * Redis cannot take is skipped as any update is (the session is remembered as dirty).
+   */
+  private async marked<T>(sessionId: string, write: () => Promise<T>): Promise<T> {
+    let token = 0;
+    await this.toHot(sessionId, async () => void (token = await this.hot.mark(sessionId)));
+    try {
+      return await write();
+    } catch (err) {
+      if (token) await this.toHot(sessionId, () => this.hot.unmark(sessionId, token));
+      throw err;
+    }
   }
 
   getCheckpoint(sessionId: string, checkpointId: string): Promise<CheckpointRecord | undefined> {

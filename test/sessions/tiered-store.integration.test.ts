@@ -32,14 +32,14 @@ const turn = (i: number) => [{ role: "user" as const, content: `q${i}` }, { role
 const input = { userId: "u-tiered", agentId: "helper", metadata: {}, ttlSeconds: 600 };
 
 describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
-  it("serves a turn's read from Redis and commits its write to PostgreSQL: one read, one write each", async () => {
+  it("serves a turn's read from Redis and commits its write to PostgreSQL: one read; one commit between the copy's mark and its update", async () => {
     const store = await tiered();
     const s = await store.create(input);
     for (let i = 0; i < 250; i++) await store.appendMessages(s.id, turn(i));
     const read = await roundTrips(() => store.get(s.id, { messages: 20 }));
     expect(read).toEqual({ redis: ["get"], pg: 0 });
     const write = await roundTrips(() => store.appendMessages(s.id, turn(250)));
-    expect(write).toEqual({ redis: ["evalsha"], pg: 1 });
+    expect(write).toEqual({ redis: ["evalsha", "evalsha"], pg: 1 });
     const got = await store.get(s.id, { messages: 4 });
     expect(got!.messages.map((m) => m.content)).toEqual(["q249", "a249", "q250", "a250"]);
     expect(got).toMatchObject({ version: 251, messageCount: 502 });
