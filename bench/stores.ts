@@ -9,6 +9,7 @@ import pino from "pino";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { HotCopy } from "../src/sessions/hot-copy.ts";
+import { HotSuspects } from "../src/sessions/hot-suspects.ts";
 import { MemorySessionStore } from "../src/sessions/memory-store.ts";
 import { PostgresSessionStore } from "../src/sessions/postgres-store.ts";
 import { RedisSessionStore } from "../src/sessions/redis-store.ts";
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
       memory: new MemorySessionStore(60_000),
       redis: new RedisSessionStore(redis, { keyPrefix: prefix }),
       postgres,
-      "redis+postgres": new TieredSessionStore(postgres, new HotCopy(redis, `${prefix}t:`, 50), redis, { retryAfterMs: 1000, maxDirty: 100_000 }, log),
+      "redis+postgres": new TieredSessionStore(postgres, new HotCopy(redis, `${prefix}t:`, 50), redis, new HotSuspects(pool, schema, `${prefix}t:`), { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000 }, log),
     };
     const results: Record<string, Record<string, number>> = {};
     for (const [name, store] of Object.entries(stores)) results[name] = await measure(name, store);

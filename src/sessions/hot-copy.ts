@@ -91,6 +91,23 @@ redis.call('SET', KEYS[1], cjson.encode(v), 'PXAT', ARGV[4])
 return 1
 `);
 
+// Retires a copy that may have missed a write (see HotSuspects): a stub at the version
+// the truth holds now, marked pending so a warm-up that read the truth before that
+// write cannot clear it (see WARM). A copy already at that version or past it is current.
+// ARGV: the truth's version, stub lifetime ms.
+const RETIRE = new RedisScript(`
+local cur = redis.call('GET', KEYS[1])
+local version = tonumber(ARGV[1])
+if cur then
+  local v = cjson.decode(cur)
+  if tonumber(v.version) > version then return 0 end
+  if tonumber(v.version) == version and not v.stub and not v.pending then return 0 end
+end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], cjson.encode({stub = true, version = version, pending = t[1] * 1000 + math.floor(t[2] / 1000)}), 'PX', ARGV[2])
+return 1
+`);
+
 /** The cached form: dates as epoch ms. */
 interface Cached {
   stub?: boolean;
@@ -187,6 +204,14 @@ export class HotCopy {
       [this.key(sessionId)],
       [JSON.stringify(appended), head.version, head.updateTime.getTime(), head.expireTime.getTime(), head.messageCount, this.window],
     );
+  }
+
+  /**
+   * Replaces a copy that may have missed writes with a stub at `version`, the truth's
+   * version read now (undefined: the session is gone), unless the copy is already current.
+   */
+  async retire(sessionId: string, version: number | undefined): Promise<void> {
+    await RETIRE.run(this.redis, [this.key(sessionId)], [version ?? Number.MAX_SAFE_INTEGER, 2 * this.markLeaseMs]);
   }
 
   /** After a delete: a stub no warm-up can overwrite, for as long as a slow one might still arrive. */

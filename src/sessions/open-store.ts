@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { SharedClients } from "../clients/shared.ts";
 import type { Config } from "../config/schema.ts";
 import { HotCopy } from "./hot-copy.ts";
+import { HotSuspects } from "./hot-suspects.ts";
 import { MemorySessionStore } from "./memory-store.ts";
 import { PostgresSessionStore } from "./postgres-store.ts";
 import { RedisSessionStore } from "./redis-store.ts";
@@ -25,7 +26,10 @@ export async function openStore(config: Config["sessions"], clients: SharedClien
       const truth = await PostgresSessionStore.open(clients.postgres(), { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, log });
       const redis = clients.redis();
       const hot = new HotCopy(redis, config.redisKeyPrefix, config.hotMessages);
-      return new TieredSessionStore(truth, hot, redis, { retryAfterMs: 1000, maxDirty: 100_000 }, log.child({ store: "tiered" }));
+      const suspects = new HotSuspects(clients.postgres(), config.postgresSchema, config.redisKeyPrefix);
+      const store = new TieredSessionStore(truth, hot, redis, suspects, { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000 }, log.child({ store: "tiered" }));
+      await store.ready();
+      return store;
     }
   }
 }

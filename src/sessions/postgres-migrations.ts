@@ -58,5 +58,20 @@ export function sessionMigrations(schema: string): Migration[] {
           unique (session_id, version)
         );`,
     },
+    {
+      version: 2,
+      name: "hot copies that may be stale",
+      sql: `
+        -- redis+postgres: sessions written while their Redis copy could not be marked.
+        -- No foreign key: a deleted session's copy must be retired too.
+        create table ${s}.hot_suspects (
+          -- The Redis key prefix of the copies: deployments may share a schema, not their Redis.
+          key_prefix text not null,
+          session_id uuid not null,
+          -- Epoch ms, so a client clears exactly the rows it read.
+          since_ms bigint not null,
+          primary key (key_prefix, session_id)
+        );`,
+    },
   ];
 }

@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ChatMessage } from "../providers/types.ts";
 import type { HotCopy, SessionHead } from "./hot-copy.ts";
+import type { HotSuspects, Suspect } from "./hot-suspects.ts";
 import type {
   CheckpointRecord,
   CreateSessionInput,
@@ -24,7 +25,12 @@ export interface TieredOptions {
   retryAfterMs: number;
   /** Most sessions remembered as possibly stale in Redis; past it, every copy is dropped when Redis returns. */
   maxDirty: number;
+  /** How often the shared list of possibly stale copies (HotSuspects) is read and worked off. */
+  suspectPollMs: number;
 }
+
+// Suspects worked off per poll; more wait for the next one.
+const SUSPECTS_PER_POLL = 500;
 
 // How long a deleted session's stub outlives it: longer than any warm-up can be in flight.
 const BURY_MS = 60_000;
@@ -44,16 +50,36 @@ export class TieredSessionStore implements SessionStore {
   private readonly dirty = new Set<string>();
   private lostTrack = false;
   private forgetting: Promise<void> | undefined;
-  private readonly onReady = () => void this.forgetDirty();
+  private readonly onReady = () => {
+    void this.forgetDirty();
+    void this.pollSuspects();
+  };
+  /** Listed in HotSuspects (by any process): their copies are not served. */
+  private suspected = new Set<string>();
+  /** Listed by this process since the last poll read the list. */
+  private readonly listedHere = new Set<string>();
+  /** Until the list has been read once, no copy is served: one may be stale from before this process. */
+  private suspectsKnown = false;
+  private polling: Promise<void> | undefined;
+  private readonly poller: NodeJS.Timeout;
 
   constructor(
     private readonly truth: TruthStore,
     private readonly hot: HotCopy,
     private readonly redis: Redis,
+    private readonly suspects: HotSuspects,
     private readonly options: TieredOptions,
     private readonly log: Logger,
   ) {
     redis.on("ready", this.onReady);
+    this.poller = setInterval(() => void this.pollSuspects(), options.suspectPollMs);
+    this.poller.unref();
+    void this.pollSuspects();
+  }
+
+  /** Resolves once the shared suspect list has been read (or could not be: PostgreSQL down). */
+  ready(): Promise<void> {
+    return this.pollSuspects();
   }
 
   async create(input: CreateSessionInput): Promise<SessionRecord> {
@@ -112,7 +138,13 @@ export class TieredSessionStore implements SessionStore {
    */
   private async marked<T>(sessionId: string, write: () => Promise<T>): Promise<T> {
     let token = 0;
-    await this.toHot(sessionId, async () => void (token = await this.hot.mark(sessionId)));
+    const marked = await this.toHot(sessionId, async () => void (token = await this.hot.mark(sessionId)));
+    if (!marked) {
+      // The copy may still be served, by other processes or after this one dies: list it where all see it.
+      this.listedHere.add(sessionId);
+      this.suspected.add(sessionId);
+      await this.suspects.add(sessionId);
+    }
     try {
       return await write();
     } catch (err) {
@@ -135,7 +167,9 @@ export class TieredSessionStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.poller);
     this.redis.off("ready", this.onReady);
+    await this.polling;
     await this.truth.close();
   }
 
@@ -143,18 +177,48 @@ export class TieredSessionStore implements SessionStore {
     if (Date.now() < this.downUntil) return false;
     // Redis may be back without a reconnect (a timeout, not a dropped connection): clean up now.
     if ((this.dirty.size > 0 || this.lostTrack) && !this.forgetting) void this.forgetDirty();
-    return !this.dirty.has(sessionId) && !this.lostTrack;
+    return this.suspectsKnown && !this.suspected.has(sessionId) && !this.dirty.has(sessionId) && !this.lostTrack;
   }
 
   // A failed update leaves the session marked: its copy may be stale until Redis answers again.
-  private async toHot(sessionId: string, update: () => Promise<void>): Promise<void> {
-    if (Date.now() < this.downUntil) return this.markDirty(sessionId);
+  private async toHot(sessionId: string, update: () => Promise<void>): Promise<boolean> {
+    if (Date.now() < this.downUntil) {
+      this.markDirty(sessionId);
+      return false;
+    }
     try {
       await update();
+      return true;
     } catch (err) {
       this.trip(err);
       this.markDirty(sessionId);
+      return false;
     }
+  }
+
+  /** Reads the shared suspect list and retires the copies it names, then unlists them. */
+  private pollSuspects(): Promise<void> {
+    return (this.polling ??= (async () => {
+      let listed: Suspect[];
+      try {
+        listed = await this.suspects.list(SUSPECTS_PER_POLL);
+      } catch (err) {
+        // PostgreSQL is down: writes fail too; keep what is known and try at the next poll.
+        this.log.warn({ err: (err as Error).message }, "could not read the list of stale redis copies");
+        return;
+      }
+      this.suspected = new Set([...listed.map((s) => s.id), ...this.listedHere]);
+      this.listedHere.clear();
+      this.suspectsKnown = true;
+      if (!listed.length || Date.now() < this.downUntil) return;
+      try {
+        await Promise.all(listed.map((s) => this.hot.retire(s.id, s.version)));
+        await this.suspects.clear(listed);
+        for (const s of listed) this.suspected.delete(s.id);
+      } catch (err) {
+        this.trip(err);
+      }
+    })().finally(() => (this.polling = undefined)));
   }
 
   private markDirty(sessionId: string): void {

@@ -8,6 +8,7 @@ import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import { Executor } from "../../src/executor/executor.ts";
 import echo from "../../src/plugins/builtin/echo.ts";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
+import { HotSuspects } from "../../src/sessions/hot-suspects.ts";
 import { SessionManager } from "../../src/sessions/manager.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { RedisSessionStore } from "../../src/sessions/redis-store.ts";
@@ -64,7 +65,10 @@ const stores: Record<string, () => Promise<SessionStore>> = {
   postgres: () => PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log }),
   "redis+postgres": async () => {
     const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
-    return new TieredSessionStore(truth, new HotCopy(redis, `${iso.prefix}t:`, 50), redis, { retryAfterMs: 1000, maxDirty: 1000 }, log);
+    // The suspect list is read at start, then not again while round trips are counted.
+    const store = new TieredSessionStore(truth, new HotCopy(redis, `${iso.prefix}t:`, 50), redis, new HotSuspects(pool, iso.schema, `${iso.prefix}t:`), { retryAfterMs: 1000, maxDirty: 1000, suspectPollMs: 600_000 }, log);
+    await store.ready();
+    return store;
   },
 };
 

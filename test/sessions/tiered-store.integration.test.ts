@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pino from "pino";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
+import { HotSuspects } from "../../src/sessions/hot-suspects.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { TieredSessionStore } from "../../src/sessions/tiered-store.ts";
 import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
@@ -10,12 +11,15 @@ const log = pino({ level: "silent" });
 const iso = isolation();
 const pool = countingPool();
 const redis = countingRedis();
-const stores: PostgresSessionStore[] = [];
+const stores: TieredSessionStore[] = [];
 
-async function tiered(client = redis, window = 50): Promise<TieredSessionStore> {
+async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window)): Promise<TieredSessionStore> {
   const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
-  stores.push(truth);
-  return new TieredSessionStore(truth, new HotCopy(client, iso.prefix, window), client, { retryAfterMs: 200, maxDirty: 1000 }, log);
+  // Polls rarely: a test that wants the list read again calls ready().
+  const store = new TieredSessionStore(truth, hot, client, new HotSuspects(pool, iso.schema, iso.prefix), { retryAfterMs: 200, maxDirty: 1000, suspectPollMs: 600_000 }, log);
+  stores.push(store);
+  await store.ready();
+  return store;
 }
 
 beforeAll(() => iso.create(pool));
@@ -110,5 +114,43 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
       expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
       expect(got!.version).toBe(3);
     }
+  });
+
+  it("a process that dies between its commit and the copy's update leaves a miss behind, not a stale copy", async () => {
+    const a = await tiered();
+    const s = await a.create(input);
+    await a.appendMessages(s.id, turn(0));
+    // The process dies after marking the copy and committing, before the update (HotCopy.apply never runs).
+    const dying = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { apply: () => new Promise<void>(() => {}) }));
+    void dying.appendMessages(s.id, turn(1));
+    await vi.waitFor(async () => expect((await pool.query(`select version from ${iso.schema}.sessions where id = $1`, [s.id])).rows[0].version).toBe("2"));
+    const got = await (await tiered()).get(s.id, { messages: 20 });
+    expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+    expect(got!.version).toBe(2);
+  });
+
+  it("a write Redis would not let it mark (reads still answered) is listed in PostgreSQL: no process serves the old copy once it has read the list", async () => {
+    const b = await tiered();
+    const s = await b.create(input);
+    await b.appendMessages(s.id, turn(0));
+    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // served from B's copy
+    // Process A's Redis takes no writes (OOM, a paused or read-only Redis): neither the mark nor the update lands.
+    const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
+    const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
+    expect(await a.appendMessages(s.id, turn(1))).toBe(2);
+    const listed = async () => (await pool.query(`select session_id from ${iso.schema}.hot_suspects where session_id = $1`, [s.id])).rowCount;
+    expect(await listed()).toBe(1);
+    expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1'); // the stale copy is still there
+    // Another process whose Redis refuses writes too: it cannot retire the copy, and does not serve it.
+    const c = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { retire: refuse }));
+    expect((await c.get(s.id, { messages: 20 }))!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+    expect(await listed()).toBe(1);
+    // B, once it has read the list, neither.
+    await b.ready();
+    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(2);
+    // A process whose Redis takes writes retires the copy and unlists the session.
+    await (await tiered()).ready();
+    expect(await listed()).toBe(0);
+    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(2);
   });
 });
