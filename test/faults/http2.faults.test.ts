@@ -171,14 +171,19 @@ describe("HTTP/2 abuse", () => {
     await expectServing(server);
   });
 
-  it("a 1 MiB header on the HTTP port is 431, the server is fine", async () => {
-    const res = await fetch(`http://127.0.0.1:${server.httpPort}/qingyu.agent.v1.AgentService/Execute`, {
+  it("a 1 MiB header on the HTTP port is 431 (or the connection reset under the client's write), the server is fine", async () => {
+    // Node answers 431 and closes the socket as soon as the head passes the limit; a client
+    // still writing the rest of its 1 MiB may see that close (ECONNRESET) before the answer.
+    const outcome = await fetch(`http://127.0.0.1:${server.httpPort}/qingyu.agent.v1.AgentService/Execute`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-big": "a".repeat(1 << 20) },
       body: "{}",
       signal: AbortSignal.timeout(5000),
-    });
-    expect(res.status).toBe(431);
+    }).then(
+      (res) => res.status,
+      (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message,
+    );
+    expect([431, "ECONNRESET", "EPIPE"]).toContain(outcome);
     await expectServing(server);
   });
 
