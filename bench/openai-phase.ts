@@ -62,7 +62,7 @@ export interface OpenAIPhaseResult {
   ttft: { direct: TtftSummary; ours: TtftSummary; errors: number };
 }
 
-async function startUpstream(): Promise<{ url: string; child: ReturnType<typeof track> }> {
+export async function startUpstream(): Promise<{ url: string; child: ReturnType<typeof track> }> {
   const child = track(spawn(process.execPath, ["--import", "tsx", join(root, "bench/fake-openai.ts")], { cwd: root, stdio: ["ignore", "pipe", "inherit"] }));
   const port = await new Promise<number>((res, rej) => {
     createInterface({ input: child.stdout! }).once("line", (line) => res(JSON.parse(line).port));

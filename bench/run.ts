@@ -8,15 +8,13 @@
 // stream (BENCH_IDLE_STREAMS, default 10000), and the openai provider
 // (BENCH_CPU_PROF=<dir> profiles its server).
 import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { ExecuteRequestSchema, ExecuteResponseSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { installCleanup, root, rssKiB, startBare, startOurs, stopAll, tempDir, type ServerChild } from "./children.ts";
-import { createHash } from "node:crypto";
-import { BENCH_API_KEY, checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
+import { FULL_SUITE, oursConfig, otlpSink } from "./servers.ts";
+import { checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame, type H2loadRun } from "./h2load.ts";
 import { idleConfig, idleStreamsPhase } from "./idle-streams.ts";
 import { openaiPhase } from "./openai-phase.ts";
@@ -50,46 +48,6 @@ function positiveInt(name: string, fallback: number): number {
   if (raw === undefined || raw === "") return fallback;
   if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`${name}: expected a positive integer, got "${raw}"`);
   return Number(raw);
-}
-
-// The echo agent with no token delay: everything measured is the runtime's own cost.
-// host 127.0.0.1 as the bare server. The clock agent streams the stamped tokens of the
-// token-latency phase, from the one plugin in bench/plugins.
-function oursConfig(pipeline?: unknown[]): Record<string, unknown> {
-  return {
-    server: { host: "127.0.0.1", shutdownGraceMs: 1000 },
-    log: { level: "info" },
-    ...(pipeline ? { pipeline } : {}), // absent: the default pipeline (logging, validation)
-    providers: { echo: { plugin: "echo", options: { tokenDelayMs: 0 } }, clock: { plugin: "bench-clock" } },
-    agents: [
-      { id: "echo", provider: "echo", model: "echo-1" },
-      { id: "clock", provider: "clock", model: "clock-1" },
-    ],
-    plugins: { dirs: [join(root, "bench/plugins")] },
-  };
-}
-
-// The suite an operator turns on first: auth with an API key, rate limit in memory, validation, logging, cache.
-// Limits far above what the bench sends, so every call pays for the checks and none is refused.
-const FULL_SUITE = [
-  "logging",
-  { plugin: "auth", options: { apiKeys: [{ id: "bench", sha256: createHash("sha256").update(BENCH_API_KEY).digest("hex") }] } },
-  { plugin: "rate-limit", options: { backend: "memory", perPrincipal: { requestsPerMinute: 1e9, tokensPerMinute: 1e12 }, perAgent: { requestsPerMinute: 1e9 } } },
-  "validation",
-  // Every call a miss: h2load sends the same body each time, so it also sends `cache-control: no-cache`
-  // (skip the lookup, still key and store the answer) — the cost of a miss, less one memory read.
-  { plugin: "cache", options: { backend: "memory" } },
-];
-
-/** An OTLP/HTTP endpoint that accepts and drops everything, so exporting costs the server what it would in production. */
-async function otlpSink(): Promise<{ url: string }> {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  server.unref();
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 // Each run starts from a different server so none is always measured first (or last) in a round.

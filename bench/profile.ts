@@ -1,0 +1,113 @@
+// `npm run bench:profile -- <server> [seconds]`: one of the bench's servers under the
+// same h2load load as its throughput row (1 connection, 64 in flight), run with
+// --cpu-prof, then where its CPU went: self time by function and by package.
+// For finding what a missed speed target costs; the .cpuprofile is kept for
+// Chrome DevTools. Servers: ours, no-pipeline, full-suite, full-traced, observed, openai.
+import { create, toBinary } from "@bufbuild/protobuf";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ExecuteRequestSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { installCleanup, root, startOurs, stop, stopAll, tempDir } from "./children.ts";
+import { checkExecute, EXECUTE } from "./grpc-client.ts";
+import { h2load, writeGrpcFrame } from "./h2load.ts";
+import { openaiConfig, startUpstream } from "./openai-phase.ts";
+import { FULL_SUITE, oursConfig, otlpSink } from "./servers.ts";
+
+const TASK = "summarise the quarterly report for the board in three short sentences";
+
+type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string }>;
+
+const traced = async () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
+const SERVERS: Record<string, Setup> = {
+  ours: async () => ({ config: oursConfig() }),
+  "no-pipeline": async () => ({ config: oursConfig([]) }),
+  "full-suite": async () => ({ config: oursConfig(FULL_SUITE) }),
+  "full-traced": async () => ({ config: oursConfig(FULL_SUITE), env: { ...(await traced()), OTEL_METRICS_EXPORTER: "none" } }),
+  observed: async () => ({ config: { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, env: await traced() }),
+  openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),
+};
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Where a frame's code lives: an npm package, a folder of ours, or the runtime. */
+function placeOf(url: string): string {
+  if (!url) return "(runtime)";
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return pkg[1]!;
+  if (url.startsWith("node:")) return url.replace(/^node:internal\/(\w+).*/, "node:$1");
+  const ours = /\/(src|bench)\/(\w[\w-]*)/.exec(url);
+  return ours ? `${ours[1]}/${ours[2]}` : url;
+}
+
+function summarise(profile: CpuProfile, calls: number): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const fn = new Map<string, number>();
+  const place = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    const where = placeOf(url);
+    const key = `${functionName || "(anonymous)"}  ${where}${url && !url.startsWith("node:") ? `:${lineNumber + 1}` : ""}`;
+    fn.set(key, (fn.get(key) ?? 0) + dt);
+    place.set(where, (place.get(where) ?? 0) + dt);
+    total += dt;
+  });
+  const idle = fn.get("(idle)  (runtime)") ?? 0;
+  const busy = total - idle;
+  const top = (m: Map<string, number>, n: number) =>
+    [...m]
+      .filter(([k]) => !k.startsWith("(idle)"))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => `${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / calls).toFixed(1).padStart(6)} µs/call  ${k}`)
+      .join("\n");
+  return `busy ${(busy / 1e6).toFixed(2)} s of ${(total / 1e6).toFixed(2)} s on the main thread, ${calls} calls: ${(busy / calls).toFixed(1)} µs/call\n\nby package:\n${top(place, 25)}\n\nby function (self):\n${top(fn, 40)}`;
+}
+
+async function main(): Promise<void> {
+  const [name = "", secondsArg = "10"] = process.argv.slice(2);
+  const setup = SERVERS[name];
+  if (!setup) {
+    process.stderr.write(`usage: npm run bench:profile -- <${Object.keys(SERVERS).join("|")}> [seconds]\n`);
+    process.exit(2);
+  }
+  installCleanup();
+  const { config, env, agent = "echo" } = await setup();
+  const dir = tempDir();
+  const server = await startOurs(`profile-${name}`, config, env, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+  await checkExecute(server.port, TASK, agent);
+  const bodyFile = join(tempDir(), "request.bin");
+  writeGrpcFrame(bodyFile, toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: agent, task: TASK })));
+  const run = await h2load(server, { connections: 1, streams: 64, seconds: Number(secondsArg), warmupSeconds: 1, path: EXECUTE, bodyFile });
+  await stop(server.child);
+  await stopAll();
+  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+  const kept = join(root, "bench/results", `${name}.cpuprofile`);
+  const text = readFileSync(join(dir, file), "utf8");
+  mkdirSync(join(root, "bench/results"), { recursive: true });
+  writeFileSync(kept, text);
+  // The profile spans start-up and warm-up too; per-call figures divide by every call h2load made.
+  const calls = Math.round(run.reqPerSec * (Number(secondsArg) + 1)) + 1;
+  console.log(`${name}: ${run.reqPerSec.toFixed(0)} calls/s, ${run.cpuMicrosPerCall.toFixed(1)} µs CPU/call (whole process)\n`);
+  console.log(summarise(JSON.parse(text) as CpuProfile, calls));
+  console.log(`\nprofile: ${kept}`);
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    process.stderr.write(`bench:profile failed: ${(err as Error).stack ?? String(err)}\n`);
+    await stopAll();
+    process.exit(1);
+  },
+);
