@@ -7,7 +7,7 @@ import cache from "./cache/plugin.ts";
 import echo from "./echo.ts";
 import fallback from "./fallback.ts";
 import logging from "./logging.ts";
-import openai from "./openai.ts";
+import openai from "./openai/plugin.ts";
 import rateLimit from "./rate-limit/plugin.ts";
 import validation from "./validation.ts";
 import webhooks from "./webhooks/plugin.ts";

@@ -2,14 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import pino from "pino";
-import openaiPlugin from "../../../src/plugins/builtin/openai.ts";
-import type { PluginHost } from "../../../src/plugins/define.ts";
-import type { EventBus } from "../../../src/events/types.ts";
-import { AgentRegistry } from "../../../src/agents/registry.ts";
-import { Code, ConnectError } from "../../../src/errors.ts";
-import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
-import { startFakeOpenAI, type FakeOpenAI } from "../../support/fake-openai.ts";
-import { noTelemetry } from "../../support/plugin-context.ts";
+import openaiPlugin from "../../../../src/plugins/builtin/openai/plugin.ts";
+import type { PluginHost } from "../../../../src/plugins/define.ts";
+import type { EventBus } from "../../../../src/events/types.ts";
+import { AgentRegistry } from "../../../../src/agents/registry.ts";
+import { Code, ConnectError } from "../../../../src/errors.ts";
+import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../../src/providers/types.ts";
+import { startFakeOpenAI, type FakeOpenAI } from "../../../support/fake-openai.ts";
+import { noTelemetry } from "../../../support/plugin-context.ts";
 
 const events: EventBus = {
   publish() {},

@@ -1,0 +1,94 @@
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
+import { Code } from "../../../errors.ts";
+import { ProviderError } from "../../../providers/types.ts";
+
+/** How the provider's messages begin. */
+export const PREFIX = "openai provider";
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+  408: "Request Timeout", 409: "Conflict", 422: "Unprocessable Entity", 429: "Too Many Requests",
+  500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+};
+
+// Error codes, anywhere in the cause chain, that mean the connection failed rather than the request.
+const CONNECTION_CODES = new Set([
+  "ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN",
+  "UND_ERR_SOCKET", "UND_ERR_CLOSED", "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/**
+ * Names a failure with the code the client should see and whether a retry may help.
+ * An aborted call surfaces its own reason untouched: the runtime put a CANCELLED or
+ * DEADLINE_EXCEEDED there, and wrapping it would turn a cancel into a provider failure;
+ * a stalled body surfaces the watchdog's UNAVAILABLE.
+ */
+export function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSignal, model: string, baseURL: string): unknown {
+  if (signal.aborted) return signal.reason;
+  if (idle.aborted) return idle.reason;
+  if (err instanceof ProviderError) return err;
+  // Timeout before connection errors: it is a subclass.
+  if (err instanceof APIConnectionTimeoutError) {
+    return new ProviderError(`${PREFIX}: request to ${baseURL} timed out`, Code.Unavailable, true, undefined, err);
+  }
+  if (err instanceof APIConnectionError || connectionCode(err)) {
+    const code = connectionCode(err);
+    const detail = code ? ` (${code})` : `: ${rootMessage(err)}`;
+    return new ProviderError(`${PREFIX}: could not reach ${baseURL}${detail}`, Code.Unavailable, true, undefined, err);
+  }
+  if (err instanceof APIError) {
+    const status = err.status;
+    const upstream = upstreamMessage(err);
+    if (status === undefined) {
+      // An error event inside an already-started stream; OpenAI sends these for server-side failures.
+      return new ProviderError(`${PREFIX}: upstream reported an error mid-stream: ${upstream}`, Code.Unavailable, true, undefined, err);
+    }
+    const answered = `${PREFIX}: upstream answered ${status}${STATUS_TEXT[status] ? ` ${STATUS_TEXT[status]}` : ""}`;
+    const fail = (code: Code, retryable: boolean, retryAfterMs?: number, extra = "") =>
+      new ProviderError(`${answered}${extra}: ${upstream}`, code, retryable, retryAfterMs, err);
+    if (status === 401) return fail(Code.Unauthenticated, false);
+    if (status === 403) return fail(Code.PermissionDenied, false);
+    if (status === 404) return fail(Code.NotFound, false, undefined, ` for model "${model}"`);
+    if (status === 400 || status === 422) return fail(Code.InvalidArgument, false);
+    if (status === 429) return fail(Code.ResourceExhausted, true, retryAfterMs(err.headers));
+    if (status === 408 || status === 409 || status >= 500) return fail(Code.Unavailable, true, retryAfterMs(err.headers));
+    return fail(Code.Internal, false);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new ProviderError(`${PREFIX}: ${message}`, Code.Internal, false, undefined, err);
+}
+
+/** The upstream's own words, without the status the client library prefixes. */
+function upstreamMessage(err: APIError): string {
+  const body = err.error as { message?: unknown } | undefined;
+  if (body && typeof body.message === "string" && body.message) return body.message;
+  const prefix = `${err.status} `;
+  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}
+
+/** Retry-After as milliseconds: OpenAI's retry-after-ms first, then the standard header (seconds or HTTP date). */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
+  if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
+  const value = headers?.get("retry-after")?.trim();
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function connectionCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && CONNECTION_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** The innermost cause's message: the client's own says only "Connection error." (Deno names no error code). */
+function rootMessage(err: unknown): string {
+  let e = err;
+  for (let depth = 0; depth < 8 && e instanceof Error && e.cause instanceof Error; depth++) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}

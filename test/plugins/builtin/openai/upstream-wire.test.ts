@@ -1,0 +1,124 @@
+// The openai provider against an upstream that answers byte by byte as the test
+// writes it: what a real server or gateway may do to the event stream (compress
+// it, end lines with CRLF, split a character between two reads), the error event
+// some servers send mid-stream, and the pooled connection behind the calls.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { gzipSync } from "node:zlib";
+import openaiPlugin from "../../../../src/plugins/builtin/openai/plugin.ts";
+import { Code } from "../../../../src/errors.ts";
+import type { LlmProvider, ProviderChunk } from "../../../../src/providers/types.ts";
+import { setUpPlugin } from "../../../support/plugin-context.ts";
+
+type Answer = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sse = (data: unknown) => `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+const delta = (content: string) => sse({ model: "m-1", choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+const finish = sse({ model: "m-1", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+const usage = sse({ model: "m-1", choices: [], usage: { prompt_tokens: 3, completion_tokens: 2 } });
+
+let server: Server;
+let url = "";
+const answers: Answer[] = [];
+const sockets = new Set<Socket>();
+let connections = 0;
+let provider: LlmProvider | undefined;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => void answers.shift()?.(req, res));
+  });
+  server.on("connection", (socket: Socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+});
+
+afterEach(async () => {
+  await provider?.dispose?.();
+  provider = undefined;
+});
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await new Promise((r) => server.close(r));
+});
+
+async function open(): Promise<LlmProvider> {
+  provider = await setUpPlugin(openaiPlugin, { baseUrl: url, apiKey: "k" });
+  return provider;
+}
+
+async function run(p: LlmProvider): Promise<{ text: string; chunks: ProviderChunk[] }> {
+  const chunks: ProviderChunk[] = [];
+  for await (const c of p.stream({ model: "m-1", messages: [{ role: "user", content: "hi" }] }, new AbortController().signal)) chunks.push(c);
+  return { text: chunks.map((c) => (c.type === "delta" ? c.text : "")).join(""), chunks };
+}
+
+describe("the openai provider on the wire", () => {
+  it("reads an event stream the upstream gzips", async () => {
+    answers.push((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "content-encoding": "gzip" });
+      res.end(gzipSync(delta("packed ") + delta("tight") + finish + usage + sse("[DONE]")));
+    });
+    const { text, chunks } = await run(await open());
+    expect(text).toBe("packed tight");
+    expect(chunks.at(-1)).toEqual({ type: "finish", finishReason: "stop", usage: { inputTokens: 3, outputTokens: 2 }, model: "m-1" });
+  });
+
+  it("reads CRLF line ends and characters split between two reads, sent a few bytes at a time", async () => {
+    const body = Buffer.from((delta("naïve ") + delta("café ✓") + finish + sse("[DONE]")).replaceAll("\n", "\r\n"));
+    answers.push(async (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+      // 7-byte writes cut the CRLFs and the multi-byte characters at every offset over the body.
+      for (let i = 0; i < body.length; i += 7) {
+        res.write(body.subarray(i, i + 7));
+        await sleep(1);
+      }
+      res.end();
+    });
+    expect((await run(await open())).text).toBe("naïve café ✓");
+  });
+
+  it("an error event after the first token is UNAVAILABLE with the upstream's words, and the token was already out", async () => {
+    answers.push((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(delta("half ") + `event: error\ndata: ${JSON.stringify({ message: "engine overloaded" })}\n\n`);
+    });
+    const seen: ProviderChunk[] = [];
+    const err = await (async () => {
+      for await (const c of (await open()).stream({ model: "m-1", messages: [] }, new AbortController().signal)) seen.push(c);
+    })().then(
+      () => undefined,
+      (e: unknown) => e as { code: Code; message: string },
+    );
+    expect(seen).toEqual([{ type: "delta", text: "half " }]);
+    expect(err?.code).toBe(Code.Unavailable);
+    expect(err?.message).toContain("upstream reported an error mid-stream: engine overloaded");
+  });
+
+  it("answers in a row share one pooled connection, which dispose closes", async () => {
+    const p = await open();
+    const before = connections;
+    for (let i = 0; i < 3; i++) {
+      answers.push((_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(delta(`n${i}`) + finish + sse("[DONE]"));
+      });
+      expect((await run(p)).text).toBe(`n${i}`);
+    }
+    expect(connections - before).toBe(1);
+    const open_ = [...sockets];
+    expect(open_.length).toBeGreaterThan(0);
+    await p.dispose?.();
+    provider = undefined;
+    await Promise.all(open_.map((s) => (s.destroyed ? undefined : new Promise((r) => s.once("close", r)))));
+    expect(sockets.size).toBe(0);
+  });
+});
