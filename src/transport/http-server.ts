@@ -4,6 +4,7 @@ import { createSecureServer, type Http2SecureServer, type Http2Session } from "n
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { CallTracker } from "./call-tracker.ts";
+import { reportBinaryParseErrorsAsInvalid } from "./binary-parse-status.ts";
 import { registerConnectServices } from "./connect-adapter.ts";
 import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
@@ -22,7 +23,10 @@ export class HttpTransport {
 
   constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls }: TransportOptions) {
     const handler = connectNodeAdapter({
-      routes: (router) => registerConnectServices(router, services, tracker, log, limits),
+      routes: (router) => {
+        registerConnectServices(router, services, tracker, log, limits);
+        reportBinaryParseErrorsAsInvalid(router.handlers);
+      },
       // connect-node checks these on each message after decompression too.
       readMaxBytes: limits.maxMessageBytes,
       writeMaxBytes: limits.maxMessageBytes,

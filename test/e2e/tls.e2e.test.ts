@@ -45,13 +45,13 @@ function serveWithTls(name: string, tls: Record<string, string>): Promise<Server
 type ClientCert = { cert: Buffer; key: Buffer } | undefined;
 
 /** Execute on a fresh grpc-js channel (no connection reused between cases); resolves with the output. */
-function grpcExecute(port: number, creds: grpc.ChannelCredentials, task: string) {
+function grpcExecute(port: number, creds: grpc.ChannelCredentials, task: string, body?: Buffer) {
   // The certificate names localhost; the name is checked, the address stays IPv4.
   const client = new grpc.Client(`127.0.0.1:${port}`, creds, { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" });
   return new Promise<string>((resolve, reject) => {
     client.makeUnaryRequest(
       `/${AgentService.typeName}/${A.execute.name}`,
-      (m: ExecuteRequest) => Buffer.from(toBinary(ExecuteRequestSchema, m)),
+      (m: ExecuteRequest) => body ?? Buffer.from(toBinary(ExecuteRequestSchema, m)),
       (b: Buffer) => fromBinary(ExecuteResponseSchema, b),
       create(ExecuteRequestSchema, { agentId: "echo", task }),
       new grpc.Metadata(),
@@ -105,6 +105,15 @@ describe(`TLS on both ports (server on ${runtime})`, () => {
     expect(res.result?.output).toBe("[history=0] over h2");
     // Plain HTTP to the TLS port gets no answer.
     await expect(fetch(`http://127.0.0.1:${server.httpPort}/qingyu.agent.v1.AgentService/Execute`, { method: "POST", body: "{}" })).rejects.toThrow();
+  });
+
+  it("serves gRPC on the HTTP port too; bytes that are not the request message are INVALID_ARGUMENT there as on the gRPC port", async () => {
+    expect(await grpcExecute(server.httpPort, sslCreds(), "grpc on http port")).toContain("[history=0] grpc on http port");
+    for (const port of [server.grpcPort, server.httpPort]) {
+      const bad = await statusOf(grpcExecute(port, sslCreds(), "", Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
+      expect(bad.code, `port ${port}`).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(bad.details).toContain("is not a valid qingyu.agent.v1.ExecuteRequest message");
+    }
   });
 
   it("advertises maxConcurrentStreams on the HTTP port's HTTP/2", async () => {

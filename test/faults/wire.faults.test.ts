@@ -1,11 +1,11 @@
 // Malformed requests on both ports, sent below any client library (gRPC framed by hand
 // over node:http2, Connect bodies as raw bytes), and JSON keys aimed at Object.prototype.
 // Each case: the status a client sees, then the process still answers a normal call.
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExecuteRequestSchema } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { ExecuteRequestSchema, ExecuteResponseSchema } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
 import { projectDir, publicApi, removeProjectDirs, writeFiles } from "../support/plugin-fixtures.ts";
@@ -103,13 +103,38 @@ describe("malformed requests and prototype keys", () => {
     const typed = await connectCall(server.httpPort, path, '{"agentId": "echo", "task": 5}');
     expect([typed.status, typed.json?.code]).toEqual([400, "invalid_argument"]);
     expect(typed.json.message).toContain("ExecuteRequest.task");
-    // connect-es answers a binary body it cannot parse as INTERNAL (createBinarySerialization);
-    // the gRPC port says INVALID_ARGUMENT for the same bytes. Neither is UNKNOWN.
+    // A binary body that is not the method's message: INVALID_ARGUMENT in every protocol of the
+    // HTTP port, in the gRPC port's words (connect-es itself would say INTERNAL).
+    const streamPath = "qingyu.agent.v1.AgentService/ExecuteStream";
     for (const bytes of [notProtobuf, badUtf8]) {
       const binary = await connectCall(server.httpPort, path, bytes, { "content-type": "application/proto" });
-      expect(["invalid_argument", "internal"]).toContain(binary.json?.code);
-      expect(binary.status).not.toBe(200);
+      expect([binary.status, binary.json?.code]).toEqual([400, "invalid_argument"]);
+      expect(binary.json.message).toContain("request: is not a valid qingyu.agent.v1.ExecuteRequest message");
+      // Connect streaming: the error is the end-of-stream message (flag 2) of an HTTP 200.
+      const stream = await fetch(`http://127.0.0.1:${server.httpPort}/${streamPath}`, {
+        method: "POST", headers: { "content-type": "application/connect+proto" }, body: grpcFrame(bytes), signal: AbortSignal.timeout(10_000),
+      });
+      const frame = Buffer.from(await stream.arrayBuffer());
+      expect(frame[0]).toBe(2);
+      const end = JSON.parse(frame.subarray(5).toString("utf8"));
+      expect(end.error.code).toBe("invalid_argument");
+      expect(end.error.message).toContain("is not a valid qingyu.agent.v1.ExecuteStreamRequest message");
+      // gRPC-Web: the status is in the trailer frame (flag 0x80).
+      const web = await fetch(`http://127.0.0.1:${server.httpPort}/${path}`, {
+        method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: grpcFrame(bytes), signal: AbortSignal.timeout(10_000),
+      });
+      const trailer = Buffer.from(await web.arrayBuffer());
+      expect(trailer[0]).toBe(0x80);
+      const lines = trailer.subarray(5).toString("latin1");
+      expect(lines).toMatch(/^grpc-status: 3\r$/m);
+      expect(decodeURIComponent(/^grpc-message: (.*)\r$/m.exec(lines)![1]!)).toContain("is not a valid qingyu.agent.v1.ExecuteRequest message");
     }
+    // A valid binary body still works through the wrapper.
+    const ok = await fetch(`http://127.0.0.1:${server.httpPort}/${path}`, {
+      method: "POST", headers: { "content-type": "application/proto" }, body: toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: "echo", task: "fine" })), signal: AbortSignal.timeout(10_000),
+    });
+    expect(ok.status).toBe(200);
+    expect(fromBinary(ExecuteResponseSchema, new Uint8Array(await ok.arrayBuffer())).result?.output).toContain("fine");
     expect((await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Nope", "{}")).status).toBe(404);
     const get = await fetch(`http://127.0.0.1:${server.httpPort}/${path}`, { signal: AbortSignal.timeout(5000) });
     expect(get.status).toBe(405);
