@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import { z } from "zod";
 import { Code } from "../../../errors.ts";
+import { linkSignals } from "../../../abort.ts";
 import { runtimeName } from "../../../runtime/process.ts";
 import { definePlugin } from "../../define.ts";
 import { ProviderError, type ProviderChunk, type ProviderRequest, type ProviderResult, type TokenUsage } from "../../../providers/types.ts";
@@ -106,14 +107,14 @@ export default definePlugin({
     return {
       async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
         const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
+        // Aborting `upstream` (the caller went, or the body stalled) closes the connection.
+        const upstream = linkSignals(signal, idle.signal);
         try {
           signal.throwIfAborted();
-          // Aborting `upstream` (the caller went, or the body stalled) closes the connection.
-          const upstream = AbortSignal.any([signal, idle.signal]);
           // The client builds and sends the request and turns an error answer into its APIError;
           // the event stream itself is read here, from the socket (see NodeFetch).
           const response = await client.chat.completions
-            .create({ ...params(req), stream: true, stream_options: { include_usage: true } }, { signal: upstream, headers: req.traceHeaders })
+            .create({ ...params(req), stream: true, stream_options: { include_usage: true } }, { signal: upstream.signal, headers: req.traceHeaders })
             .asResponse();
           const body = upstreamFetch?.bodyOf(response) ?? response.body ?? noBody;
           const answer = new AnswerState();
@@ -153,17 +154,16 @@ export default definePlugin({
           throw toProviderError(err, signal, idle.signal, req.model, baseURL);
         } finally {
           idle.close();
+          upstream.unlink();
         }
       },
 
       async generate(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
         const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
+        const upstream = linkSignals(signal, idle.signal);
         try {
           signal.throwIfAborted();
-          const pending = client.chat.completions.create(
-            { ...params(req), stream: false },
-            { signal: AbortSignal.any([signal, idle.signal]), headers: req.traceHeaders },
-          );
+          const pending = client.chat.completions.create({ ...params(req), stream: false }, { signal: upstream.signal, headers: req.traceHeaders });
           // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs to arrive.
           pending.asResponse().then(() => idle.arm(), () => undefined);
           const res = await pending;
@@ -178,6 +178,7 @@ export default definePlugin({
           throw toProviderError(err, signal, idle.signal, req.model, baseURL);
         } finally {
           idle.close();
+          upstream.unlink();
         }
       },
 

@@ -1,3 +1,4 @@
+import { linkSignals } from "../../../abort.ts";
 import type { EventType, RuntimeEvent } from "../../../events/types.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from "./signature.ts";
 
@@ -51,8 +52,7 @@ export function webhookMessage(event: RuntimeEvent): WebhookMessage {
 
 /**
  * POSTs one message, signed now (so every retry carries a fresh timestamp).
- * `cancel` is this attempt's own signal (aborted at shutdown): combining a
- * long-lived one per request with AbortSignal.any leaks on some runtimes. Never rejects.
+ * `cancel` is aborted at shutdown. Never rejects.
  */
 export async function postWebhook(target: WebhookTarget, message: WebhookMessage, timeoutMs: number, cancel: AbortSignal): Promise<AttemptOutcome> {
   const timestamp = Math.floor(Date.now() / 1000);
@@ -67,15 +67,18 @@ export async function postWebhook(target: WebhookTarget, message: WebhookMessage
   };
   if (message.traceparent) headers.traceparent = message.traceparent;
   const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = linkSignals(timeout, cancel);
   let response: Response;
   try {
     // A redirect is an answer, not a success: following it would re-POST a signed event somewhere config did not name.
-    response = await fetch(target.url, { method: "POST", headers, body: message.body, redirect: "manual", signal: AbortSignal.any([timeout, cancel]) });
+    response = await fetch(target.url, { method: "POST", headers, body: message.body, redirect: "manual", signal: signal.signal });
     // Only the status matters; dropping the body frees the connection for reuse.
     await response.body?.cancel().catch(() => undefined);
   } catch (err) {
     const error = timeout.aborted ? `timed out after ${timeoutMs} ms` : cancel.aborted ? "cancelled at shutdown" : describe(err);
     return { ok: false, retry: true, error };
+  } finally {
+    signal.unlink();
   }
   const status = response.status;
   if (status >= 200 && status < 300) return { ok: true, status };
