@@ -1,43 +1,24 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import pino from "pino";
 import openaiPlugin from "../../../../src/plugins/builtin/openai/plugin.ts";
-import type { PluginHost } from "../../../../src/plugins/define.ts";
-import type { EventBus } from "../../../../src/events/types.ts";
-import { AgentRegistry } from "../../../../src/agents/registry.ts";
 import { Code, ConnectError } from "../../../../src/errors.ts";
 import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../../src/providers/types.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "../../../support/fake-openai.ts";
-import { noTelemetry } from "../../../support/plugin-context.ts";
+import { setUpPlugin } from "../../../support/plugin-context.ts";
 
-const events: EventBus = {
-  publish() {},
-  subscribe: () => () => {},
-  hasSubscribers: () => false,
-};
+// Every provider set up here is disposed after its test, closing its pooled connections.
+const made: LlmProvider[] = [];
 
 async function setup(rawOptions: unknown, env: Record<string, string | undefined> = {}): Promise<LlmProvider> {
-  const host: PluginHost<ReturnType<NonNullable<typeof openaiPlugin.configSchema>["parse"]>> = {
-    options: openaiPlugin.configSchema!.parse(rawOptions),
-    logger: pino({ level: "silent" }),
-    events,
-    agents: new AgentRegistry([]),
-    env,
-    redis: () => {
-      throw new Error("no Redis in this test");
-    },
-    postgres: () => {
-      throw new Error("no PostgreSQL in this test");
-    },
-    provider: async (name) => {
-      throw new Error(`no provider ${name} in this test`);
-    },
-    resolvePath: (p) => p,
-    ...noTelemetry,
-  };
-  return openaiPlugin.setup(host);
+  const provider = await setUpPlugin(openaiPlugin, rawOptions, { env, agents: [] });
+  made.push(provider);
+  return provider;
 }
+
+afterEach(async () => {
+  await Promise.all(made.splice(0).map((p) => p.dispose?.()));
+});
 
 const request: ProviderRequest = { model: "gpt-test", messages: [{ role: "user", content: "hello there" }] };
 
