@@ -1,5 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import { Code } from "../../../errors.ts";
+import { retryAfterMs } from "../../../http/retry-after.ts";
 import { ProviderError } from "../../../providers/types.ts";
 
 /** How the provider's messages begin. */
@@ -64,18 +65,6 @@ function upstreamMessage(err: APIError): string {
   if (body && typeof body.message === "string" && body.message) return body.message;
   const prefix = `${err.status} `;
   return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-}
-
-/** Retry-After as milliseconds: OpenAI's retry-after-ms first, then the standard header (seconds or HTTP date). */
-export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
-  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
-  if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
-  const value = headers?.get("retry-after")?.trim();
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 function connectionCode(err: unknown): string | undefined {

@@ -1,4 +1,5 @@
 import { linkSignals } from "../../../abort.ts";
+import { retryAfterMs as readRetryAfter } from "../../../http/retry-after.ts";
 import type { EventType, RuntimeEvent } from "../../../events/types.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from "./signature.ts";
 
@@ -84,7 +85,7 @@ export async function postWebhook(target: WebhookTarget, message: WebhookMessage
   if (status >= 200 && status < 300) return { ok: true, status };
   // Other 4xx say the request itself is wrong; sending it again would not help.
   const retry = !(status >= 400 && status < 500 && status !== 408 && status !== 429);
-  const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(response.headers.get("retry-after")) : undefined;
+  const retryAfterMs = status === 429 || status === 503 ? readRetryAfter(response.headers) : undefined;
   return { ok: false, retry, status, error: `HTTP ${status}`, retryAfterMs };
 }
 
@@ -93,15 +94,6 @@ export function retryDelay(attemptsMade: number, settings: { baseDelayMs: number
   if (retryAfterMs !== undefined) return Math.min(retryAfterMs, settings.maxDelayMs);
   const ceiling = Math.min(settings.maxDelayMs, settings.baseDelayMs * 2 ** (attemptsMade - 1));
   return Math.random() * ceiling;
-}
-
-/** Retry-After as milliseconds: delay-seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | null): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 // fetch's "fetch failed" hides the useful part (ECONNREFUSED, a TLS error) in its cause.
