@@ -70,7 +70,7 @@ function summarise(profile: CpuProfile, calls: number): string {
       .slice(0, n)
       .map(([k, us]) => `${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / calls).toFixed(1).padStart(6)} µs/call  ${k}`)
       .join("\n");
-  return `busy ${(busy / 1e6).toFixed(2)} s of ${(total / 1e6).toFixed(2)} s on the main thread, ${calls} calls: ${(busy / calls).toFixed(1)} µs/call\n\nby package:\n${top(place, 25)}\n\nby function (self):\n${top(fn, 40)}`;
+  return `busy ${(busy / 1e6).toFixed(2)} s of ${(total / 1e6).toFixed(2)} s on the thread, ${calls} calls: ${(busy / calls).toFixed(1)} µs/call\n\nby package:\n${top(place, 25)}\n\nby function (self):\n${top(fn, 40)}`;
 }
 
 async function main(): Promise<void> {
@@ -90,7 +90,10 @@ async function main(): Promise<void> {
   const run = await h2load(server, { connections: 1, streams: 64, seconds: Number(secondsArg), warmupSeconds: 1, path: EXECUTE, bodyFile });
   await stop(server.child);
   await stopAll();
-  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+  // One profile per thread, named CPU.<date>.<time>.<pid>.<thread id>.<seq>: thread 0 is the main thread,
+  // the others (the span export worker) are summarised by their busy time only.
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+  const file = files.find((f) => f.split(".")[4] === "0");
   if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
   const kept = join(root, "bench/results", `${name}.cpuprofile`);
   const text = readFileSync(join(dir, file), "utf8");
@@ -100,6 +103,10 @@ async function main(): Promise<void> {
   const calls = Math.round(run.reqPerSec * (Number(secondsArg) + 1)) + 1;
   console.log(`${name}: ${run.reqPerSec.toFixed(0)} calls/s, ${run.cpuMicrosPerCall.toFixed(1)} µs CPU/call (whole process)\n`);
   console.log(summarise(JSON.parse(text) as CpuProfile, calls));
+  for (const other of files.filter((f) => f !== file)) {
+    const p = JSON.parse(readFileSync(join(dir, other), "utf8")) as CpuProfile;
+    console.log(`\nthread ${other.split(".")[4]}: ${summarise(p, calls).split("\n")[0]}`);
+  }
   console.log(`\nprofile: ${kept}`);
 }
 

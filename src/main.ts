@@ -47,7 +47,7 @@ async function serve(args: string[]): Promise<void> {
   const { log, flush } = createLogger(config.log.level);
   onUnhandledRejection((reason) => log.error({ err: reason }, "unhandled promise rejection (a plugin bug?); the server keeps serving"));
   // Tracing from the standard OTEL_* variables (off unless they ask for it); metrics for the admin port.
-  const telemetry = await Telemetry.start({ env, prometheus: config.server.metricsPort !== null });
+  const telemetry = await Telemetry.start({ env, prometheus: config.server.metricsPort !== null, log });
   const app = await App.create({ config, baseDir, env, log, telemetry, reread: () => loadConfig(values.config, env, overrides) });
   // Handlers first: a signal sent as soon as "listening" is out must not meet the default action (exit).
   // A failed reload is logged by the runtime and the old pipeline keeps serving.

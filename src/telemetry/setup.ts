@@ -3,6 +3,7 @@ import type { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import type { NodeSDK } from "@opentelemetry/sdk-node";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { Instruments } from "./instruments.ts";
+import type { ExportLog } from "./worker-processor.ts";
 import { metricsWanted, tracesWanted } from "./wanted.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -14,7 +15,11 @@ export interface TelemetryOptions {
   prometheus: boolean;
   /** Span processors to use instead of those OTEL_* names (tests export to memory). */
   spanProcessors?: SpanProcessor[];
+  /** Where span drops and exporter failures are reported (the server's log). */
+  log?: ExportLog;
 }
+
+const quiet: ExportLog = { warn: () => {}, error: () => {} };
 
 const SERVICE = "qingyu-agent-runtime";
 
@@ -52,7 +57,9 @@ export class Telemetry {
     const tracing = options.spanProcessors !== undefined || tracesWanted(env);
     if (!tracing && !options.prometheus && !metricsWanted(env)) return Telemetry.disabled();
     const { startSdk } = await import("./sdk.ts");
-    const { sdk, prometheus, metricsOn } = startSdk(env, SERVICE, tracing, options.prometheus, options.spanProcessors);
+    // OTEL_* exporters run in a worker thread: serialising and sending spans would otherwise cost every call.
+    const processors = options.spanProcessors ?? (tracing ? await (await import("./export-thread.ts")).exportProcessors(env, options.log ?? quiet) : undefined);
+    const { sdk, prometheus, metricsOn } = startSdk(env, SERVICE, tracing, options.prometheus, processors);
     const meter = metricsOn ? metrics.getMeter(SERVICE) : metrics.getMeterProvider().getMeter(SERVICE);
     return new Telemetry(tracing, trace.getTracer(SERVICE), meter, new Instruments(meter), prometheus, sdk);
   }
