@@ -5,6 +5,7 @@ import { ConsoleMetricExporter, PeriodicExportingMetricReader, type IMetricReade
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import { PromiseContextManager } from "./promise-context.ts";
 import { list, metricsWanted } from "./wanted.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -41,6 +42,8 @@ export function startSdk(env: Env, service: string, tracing: boolean, prometheus
     metricReaders: readers,
     logRecordProcessors: [],
     instrumentations: [],
+    // Undefined: the SDK's AsyncLocalStorage manager, where V8's promise hooks are not there.
+    contextManager: PromiseContextManager.supported() ? new PromiseContextManager() : undefined,
   });
   sdk.start();
   return { sdk, prometheus, metricsOn: readers.length > 0 };

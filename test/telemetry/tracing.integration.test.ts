@@ -31,6 +31,29 @@ writeFileSync(
 export default definePlugin({ name: "stamp", kind: "middleware", setup: () => ({ name: "stamp", process: (ctx, next) => next() }) });
 `,
 );
+// A user's middleware that starts its own span after awaiting a timer and after its first item:
+// the ambient context must still be its stage.
+writeFileSync(
+  join(pluginDir, "deep.ts"),
+  `import { definePlugin } from ${JSON.stringify(pathToFileURL(resolve(import.meta.dirname, "../../src/index.ts")).href)};
+export default definePlugin({ name: "deep", kind: "middleware", setup: (host) => ({
+  name: "deep",
+  async *process(ctx, next) {
+    await new Promise((r) => setTimeout(r, 1));
+    host.tracer.startActiveSpan("deep before", (span) => span.end());
+    let first = true;
+    for await (const event of next()) {
+      if (first) {
+        first = false;
+        await Promise.resolve();
+        host.tracer.startSpan("deep during").end();
+      }
+      yield event;
+    }
+  },
+}) });
+`,
+);
 
 beforeAll(async () => {
   fake = await startFakeOpenAI();
@@ -38,7 +61,7 @@ beforeAll(async () => {
   const config = ConfigSchema.parse({
     server: { host: "127.0.0.1", port: 0, httpPort: null },
     log: { level: "silent" },
-    pipeline: ["logging", "stamp", "validation"],
+    pipeline: ["logging", "stamp", "deep", "validation"],
     providers: { echo: { plugin: "echo" }, llm: { plugin: "openai", options: { baseUrl: fake.url, apiKey: "k" } } },
     agents: [
       { id: "echo", provider: "echo", model: "echo-1" },
@@ -98,7 +121,12 @@ describe("tracing the span tree of a call", () => {
     const validation = named(spans, "middleware validation");
     expect(parentOf(logging)).toBe(server.spanContext().spanId);
     expect(parentOf(stamp)).toBe(logging.spanContext().spanId);
-    expect(parentOf(validation)).toBe(stamp.spanContext().spanId);
+    const deep = named(spans, "middleware deep");
+    expect(parentOf(deep)).toBe(stamp.spanContext().spanId);
+    expect(parentOf(validation)).toBe(deep.spanContext().spanId);
+    // A plugin's own spans, started after awaits inside process(), nest under its stage.
+    expect(parentOf(named(spans, "deep before"))).toBe(deep.spanContext().spanId);
+    expect(parentOf(named(spans, "deep during"))).toBe(deep.spanContext().spanId);
     const chat = named(spans, "chat echo-1");
     expect(chat.kind).toBe(SpanKind.CLIENT);
     expect(parentOf(chat)).toBe(validation.spanContext().spanId);
