@@ -14,7 +14,8 @@ describe("retryAfterMs", () => {
 
   it("a date already past is no wait; nothing readable is undefined", () => {
     expect(retryAfterMs(h({ "retry-after": "Fri, 04 Dec 2026 11:00:00 GMT" }), now)).toBe(0);
-    for (const bad of [{}, { "retry-after": "soon" }, { "retry-after": "-3" }, { "retry-after-ms": "-1" }]) expect(retryAfterMs(h(bad), now)).toBeUndefined();
+    const unreadable: Record<string, string>[] = [{}, { "retry-after": "soon" }, { "retry-after": "-3" }, { "retry-after-ms": "-1" }];
+    for (const bad of unreadable) expect(retryAfterMs(h(bad), now)).toBeUndefined();
     expect(retryAfterMs(undefined, now)).toBeUndefined();
   });
 });
