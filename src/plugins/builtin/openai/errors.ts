@@ -7,6 +7,7 @@ import { ProviderError } from "../../../providers/types.ts";
 export const PREFIX = "openai provider";
 
 const STATUS_TEXT: Record<number, string> = {
+  301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect", 308: "Permanent Redirect",
   400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
   408: "Request Timeout", 409: "Conflict", 422: "Unprocessable Entity", 429: "Too Many Requests",
   500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
@@ -53,6 +54,11 @@ export function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSi
     if (status === 400 || status === 422) return fail(Code.InvalidArgument, false);
     if (status === 429) return fail(Code.ResourceExhausted, true, retryAfterMs(err.headers));
     if (status === 408 || status === 409 || status >= 500) return fail(Code.Unavailable, true, retryAfterMs(err.headers));
+    if (status >= 300 && status < 400) {
+      // A redirect that was not followed (a POST cannot be): the configured address is not the API's.
+      const location = err.headers?.get("location");
+      return fail(Code.FailedPrecondition, false, undefined, location ? ` (to ${location}: set baseUrl to the address it names)` : "");
+    }
     return fail(Code.Internal, false);
   }
   const message = err instanceof Error ? err.message : String(err);

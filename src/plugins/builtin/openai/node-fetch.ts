@@ -8,6 +8,9 @@ type FetchInit = { method?: string; headers?: unknown; body?: unknown; signal?: 
 
 const ignore = () => undefined;
 
+// fetch follows up to 20; an API endpoint that needs more than a few is misconfigured.
+const MAX_REDIRECTS = 5;
+
 // Statuses whose Response must have a null body (the Fetch standard's "null body status").
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
@@ -41,7 +44,7 @@ export class NodeFetch {
     for (const agent of Object.values(this.agents)) agent.destroy();
   }
 
-  private send(input: string | URL | Request, init: FetchInit): Promise<Response> {
+  private send(input: string | URL | Request, init: FetchInit, redirects = 0): Promise<Response> {
     const url = new URL(typeof input === "string" ? input : input instanceof URL ? input.href : input.url);
     const signal = init.signal ?? undefined;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -64,6 +67,13 @@ export class NodeFetch {
         // Once the body is done the socket may serve another request: an abort must not reach it.
         res.once("close", () => signal?.removeEventListener("abort", abort));
         try {
+          const next = redirects < MAX_REDIRECTS ? redirectTarget(url, res) : undefined;
+          if (next) {
+            // As fetch does: 307 and 308 repeat the request, and its credentials stay with their origin.
+            res.resume();
+            resolve(this.send(next, next.origin === url.origin ? init : { ...init, headers: withoutCredentials(headers) }, redirects + 1));
+            return;
+          }
           resolve(this.toResponse(res));
         } catch (err) {
           res.destroy();
@@ -99,6 +109,35 @@ export class NodeFetch {
     }
     return new Response(Readable.toWeb(stream) as ReadableStream<Uint8Array>, init);
   }
+}
+
+/**
+ * Where a 307 or 308 sends the request, when it is to be followed: the method and
+ * body stay the same, so the request can simply be sent again. Never from HTTPS to
+ * plain HTTP. Other redirects (301, 302, 303) would turn the POST into a GET, which
+ * no chat endpoint answers: they are returned to the client as the error they are.
+ */
+function redirectTarget(from: URL, res: http.IncomingMessage): URL | undefined {
+  if (res.statusCode !== 307 && res.statusCode !== 308) return undefined;
+  const location = res.headers.location;
+  if (!location) return undefined;
+  let to: URL;
+  try {
+    to = new URL(location, from);
+  } catch {
+    return undefined;
+  }
+  if (to.protocol !== "http:" && to.protocol !== "https:") return undefined;
+  return from.protocol === "https:" && to.protocol === "http:" ? undefined : to;
+}
+
+// Headers that carry credentials: a redirect to another origin does not get them.
+const CREDENTIALS = ["authorization", "api-key", "openai-organization", "openai-project", "cookie", "proxy-authorization"];
+
+function withoutCredentials(headers: Record<string, string>): Record<string, string> {
+  const out = { ...headers };
+  for (const name of CREDENTIALS) delete out[name];
+  return out;
 }
 
 /** The response body, decompressed as fetch would (the upstream may compress even unasked). */

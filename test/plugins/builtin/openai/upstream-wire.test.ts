@@ -128,6 +128,52 @@ describe("the openai provider on the wire", () => {
     expect(sockets.size).toBe(0);
   });
 
+  it("follows a 307 or 308 with the same request; credentials go only to the same origin", async () => {
+    const seen: Array<{ url?: string; auth?: string; body: string }> = [];
+    const other = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += d));
+      req.on("end", () => {
+        seen.push({ url: `other${req.url}`, auth: req.headers.authorization, body });
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(delta("moved ") + delta("twice") + finish + sse("[DONE]"));
+      });
+    });
+    await new Promise<void>((r) => other.listen(0, "127.0.0.1", r));
+    const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      answers.push((req, res) => {
+        seen.push({ url: req.url, auth: req.headers.authorization, body: "" });
+        res.writeHead(307, { location: "/v2/chat/completions" }).end();
+      });
+      answers.push((req, res) => {
+        seen.push({ url: req.url, auth: req.headers.authorization, body: "" });
+        res.writeHead(308, { location: `${otherUrl}/v3/chat/completions` }).end();
+      });
+      expect((await run(await open())).text).toBe("moved twice");
+      expect(seen.map((x) => [x.url, x.auth])).toEqual([
+        ["/v1/chat/completions", "Bearer k"],
+        ["/v2/chat/completions", "Bearer k"],
+        ["other/v3/chat/completions", undefined],
+      ]);
+      // The POST body arrived whole at the end of the chain.
+      expect(JSON.parse(seen[2]!.body)).toMatchObject({ model: "m-1", stream: true });
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+  });
+
+  it("a 301 is FAILED_PRECONDITION naming where the endpoint moved: a POST is not re-sent as a GET", async () => {
+    answers.push((_req, res) => void res.writeHead(301, { location: "https://api.example.test/v1/chat/completions" }).end());
+    const err = await run(await open()).then(
+      () => undefined,
+      (e: unknown) => e as { code: Code; message: string; retryable: boolean },
+    );
+    expect(err?.code).toBe(Code.FailedPrecondition);
+    expect(err?.retryable).toBe(false);
+    expect(err?.message).toContain("upstream answered 301 Moved Permanently (to https://api.example.test/v1/chat/completions: set baseUrl");
+  });
+
   // On Node 20 a signal from AbortSignal.any that the client listens to is never collected
   // (about 1.2 KB a call, for the life of the process).
   it("a call leaves nothing behind: no listener on the caller's signal, no memory held per call", async () => {
