@@ -69,9 +69,10 @@ async function floodCase(pid: number, connect: () => Promise<net.Socket>, [paylo
     // nghttp2 stops at its ninth CONTINUATION; the bound leaves a loaded VM ~200 ms to notice.
     expect(flood.written).toBeLessThan(FLOOD / 5);
     // A GOAWAY with an error code, not NO_ERROR, then the close. The GOAWAY can be lost when
-    // the server closes with frames of ours unread (a TCP reset).
+    // the server closes with frames of ours unread (a TCP reset), and over TLS the close can
+    // also arrive as a plain end of the TLS stream, before the GOAWAY is read (seen once in CI).
     if (flood.goaway !== undefined) expect(["PROTOCOL_ERROR", "INTERNAL_ERROR", "COMPRESSION_ERROR", "ENHANCE_YOUR_CALM"]).toContain(flood.goaway);
-    else expect(["ECONNRESET", "EPIPE"]).toContain(flood.error);
+    else expect([undefined, "ECONNRESET", "EPIPE"]).toContain(flood.error);
     expect(growth).toBeLessThan(32);
     expect(await during).toEqual([0, 2, 5, 10, 20].map((ms) => `[history=0] during ${ms}`));
   } finally {
