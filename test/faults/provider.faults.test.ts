@@ -39,6 +39,11 @@ describe("provider faults", () => {
       plugins: { dirs: [] },
     });
     client = new TestClient(server.grpcPort);
+    // The first call through a provider pays for a cold start (code not yet compiled, no pooled
+    // connection); on a loaded machine that alone can outlast the 100 ms deadline below, before
+    // the request reaches the upstream. One ordinary call first (the fake echoes when nothing is queued).
+    const warm = await client.unary(AgentService, A.execute, { agentId: "gpt", task: "warm up" }, { timeoutMs: 10_000 });
+    expect(warm.result?.output).toContain("warm up");
   });
   afterAll(async () => {
     client?.close();
