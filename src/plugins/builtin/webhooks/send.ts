@@ -68,18 +68,18 @@ export async function postWebhook(target: WebhookTarget, message: WebhookMessage
   };
   if (message.traceparent) headers.traceparent = message.traceparent;
   const timeout = AbortSignal.timeout(timeoutMs);
-  const signal = linkSignals(timeout, cancel);
+  const linked = linkSignals(timeout, cancel);
   let response: Response;
   try {
     // A redirect is an answer, not a success: following it would re-POST a signed event somewhere config did not name.
-    response = await fetch(target.url, { method: "POST", headers, body: message.body, redirect: "manual", signal: signal.signal });
+    response = await fetch(target.url, { method: "POST", headers, body: message.body, redirect: "manual", signal: linked.signal });
     // Only the status matters; dropping the body frees the connection for reuse.
     await response.body?.cancel().catch(() => undefined);
   } catch (err) {
     const error = timeout.aborted ? `timed out after ${timeoutMs} ms` : cancel.aborted ? "cancelled at shutdown" : describe(err);
     return { ok: false, retry: true, error };
   } finally {
-    signal.unlink();
+    linked.unlink();
   }
   const status = response.status;
   if (status >= 200 && status < 300) return { ok: true, status };
