@@ -42,8 +42,7 @@ export async function exportProcessors(env: Env, log: ExportLog): Promise<SpanPr
   const processor = new WorkerSpanProcessor(worker, { maxQueue: num(env.OTEL_BSP_MAX_QUEUE_SIZE, 2048), batchSpans: 256, delayMs: 50 }, log);
   worker.on("error", (err) => log.error({ err }, "span export worker failed: spans are no longer exported"));
   worker.on("exit", (code) => processor.workerGone(`the export worker exited (code ${code})`));
-  // It must not keep a stopping process alive; shutdown flushes it first. Not on Deno: there, with
-  // the worker unref'd, the spans flushed at SIGTERM never reached the collector (trace-export e2e).
-  if (!("Deno" in globalThis)) worker.unref();
+  // Idle, it must not keep a process alive; the processor refs it while a flush or shutdown is answered.
+  worker.unref();
   return [processor];
 }

@@ -8,6 +8,10 @@ import type { ToMain, ToWorker } from "./worker-messages.ts";
 export interface ExportPort {
   postMessage(message: ToWorker): void;
   on(event: "message", listener: (message: ToMain) => void): unknown;
+  /** Keep the process alive (while a flush or shutdown waits on an answer); absent, it always is. */
+  ref?(): void;
+  /** Let the process exit (nothing is waited for). */
+  unref?(): void;
 }
 
 /** Where the processor reports what it had to drop and what the exporters complain of. */
@@ -122,18 +126,26 @@ export class WorkerSpanProcessor implements SpanProcessor {
   private request(type: "flush" | "shutdown"): Promise<void> {
     if (this.closed && type === "flush") return Promise.resolve();
     const id = this.nextId++;
+    // An unref'd worker's answer does not hold the event loop: with nothing else left to do (the
+    // servers closed at shutdown), the process would exit before the spans are sent.
+    if (this.waiting.size === 0) this.port.ref?.();
     return new Promise<void>((resolve, reject) => {
       this.waiting.set(id, (error) => (error ? reject(new Error(`span export ${type} failed: ${error}`)) : resolve()));
       this.port.postMessage({ type, id });
     });
   }
 
+  private answer(id: number, error: string | undefined): void {
+    const resolve = this.waiting.get(id);
+    if (!resolve) return;
+    this.waiting.delete(id);
+    if (this.waiting.size === 0) this.port.unref?.();
+    resolve(error);
+  }
+
   private receive(m: ToMain): void {
     if (m.type === "taken") this.outstanding -= m.count;
-    else if (m.type === "done") {
-      this.waiting.get(m.id)?.(m.error);
-      this.waiting.delete(m.id);
-    } else if (m.type === "log") this.log[m.level]({ exporter: "traces" }, m.message);
+    else if (m.type === "done") this.answer(m.id, m.error); else if (m.type === "log") this.log[m.level]({ exporter: "traces" }, m.message);
   }
 
   private reportDrops(final: boolean): void {

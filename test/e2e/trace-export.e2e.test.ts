@@ -49,8 +49,10 @@ describe("span export from the worker thread", () => {
 
   it("spans still batched when SIGTERM comes are sent before the process exits", async () => {
     rx = await receiver();
-    // A batch delay far beyond the test: only the shutdown flush can send these spans.
-    server = await startServer(config, { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_SCHEDULE_DELAY: "600000" });
+    // A batch delay far beyond the test: only the shutdown flush can send these spans. No metrics
+    // exporter: its last export at shutdown kept the process up long enough to hide a worker that
+    // was not waited for.
+    server = await startServer(config, { OTEL_METRICS_EXPORTER: "none", OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_SCHEDULE_DELAY: "600000" });
     const traceId = "5bf92f3577b34da6a3ce929d0e0e4736";
     await call(server, traceId);
     await new Promise((r) => setTimeout(r, 300));
