@@ -1,15 +1,13 @@
-import * as grpc from "@grpc/grpc-js";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { createServer } from "node:net";
-import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health_pb.ts";
-import { TestClient, statusOf } from "../support/grpc-client.ts";
+import { HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health_pb.ts";
+import { TestClient } from "../support/grpc-client.ts";
+import { health, healthBecomes, timed } from "../support/health.ts";
+import { OwnRedis } from "../support/own-services.ts";
 import { runCli, runtime, startServer, writeConfig, type ServerProcess } from "../support/server-process.ts";
 
 const A = AgentService.method;
@@ -17,64 +15,6 @@ const S = SessionService.method;
 const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const runId = randomUUID().replaceAll("-", "").slice(0, 12);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-/** A throwaway redis-server of the test's own, so it can be killed, frozen and restarted. */
-class OwnRedis {
-  private child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
-  get url() {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  /** Starts it (again) on the same port, empty: nothing is persisted. */
-  async start(): Promise<void> {
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.child = child;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server on ${this.port} did not start`)), 5000);
-      createInterface({ input: child.stdout! }).on("line", (line) => {
-        if (line.includes("Ready to accept connections")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.on("exit", (code) => reject(new Error(`redis-server on ${this.port} exited (${code})`)));
-      // No redis-server installed: fail loudly rather than skip (CI must have it).
-      child.on("error", reject);
-    });
-  }
-
-  /** An abrupt death (no goodbye to clients), and waits until the port is free. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGCONT");
-    child.kill("SIGKILL");
-    await exited;
-  }
-
-  /** Frozen, not dead: connections stay open, commands go unanswered, the data stays. */
-  freeze(): void {
-    this.child?.kill("SIGSTOP");
-  }
-  thaw(): void {
-    this.child?.kill("SIGCONT");
-  }
-}
 
 function serverConfig(store: string, redisUrl: string, schema = "public") {
   return {
@@ -89,26 +29,6 @@ function serverConfig(store: string, redisUrl: string, schema = "public") {
   };
 }
 
-const health = async (client: TestClient) => (await client.unary(Health, Health.method.check, { service: "" }, { timeoutMs: 2000 })).status;
-
-/** Polls health until it reports `want`; resolves with how long that took. */
-async function healthBecomes(client: TestClient, want: Serving, withinMs: number): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    const status = await health(client);
-    if (status === want) return Date.now() - started;
-    if (Date.now() - started > withinMs) throw new Error(`health still ${Serving[status]} after ${withinMs} ms, wanted ${Serving[want]}`);
-    await sleep(50);
-  }
-}
-
-/** The call's status code name and how long it took to come back. */
-async function timed(call: Promise<unknown>): Promise<{ code: string; details: string; ms: number }> {
-  const started = Date.now();
-  const { code, details } = await statusOf(call);
-  return { code: grpc.status[code]!, details, ms: Date.now() - started };
-}
-
 describe(`session store faults with a Redis the test starts and stops (${runtime})`, () => {
   const redises: OwnRedis[] = [];
   const servers: ServerProcess[] = [];
@@ -118,9 +38,9 @@ describe(`session store faults with a Redis the test starts and stops (${runtime
   let pool: pg.Pool;
 
   async function ownRedis(): Promise<OwnRedis> {
-    const r = new OwnRedis(await freePort());
+    // Not durable: a restart comes back empty, the case these tests are about.
+    const r = await OwnRedis.create({ durable: false });
     redises.push(r);
-    await r.start();
     return r;
   }
   async function serve(config: unknown, env: Record<string, string>): Promise<[ServerProcess, TestClient]> {
@@ -140,7 +60,7 @@ describe(`session store faults with a Redis the test starts and stops (${runtime
     for (const c of clients) c.close();
     for (const w of watchers) w.disconnect();
     await Promise.all(servers.map((s) => s.stop()));
-    await Promise.all(redises.map((r) => r.kill()));
+    await Promise.all(redises.map((r) => r.destroy()));
     if (pool) {
       await pool.query(`drop schema if exists ${schema} cascade`);
       await pool.query("delete from qingyu_schema_migrations where component = $1", [`sessions:${schema}`]);

@@ -12,7 +12,7 @@
 //   flight is there whole or not at all; for redis+postgres also while Redis refuses writes.
 //
 // The Redis and PostgreSQL that are killed, frozen or paused are the test's own
-// (own-services.ts); the SIGKILL cases use the machine's shared ones, each run under its
+// (test/support/own-services.ts); the SIGKILL cases use the machine's shared ones, each run under its
 // own key prefix and schema.
 // durable-faults.e2e covers Redis killed *between* calls; that is not repeated here.
 import * as grpc from "@grpc/grpc-js";
@@ -22,10 +22,11 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health_pb.ts";
-import { TestClient, statusOf } from "../support/grpc-client.ts";
+import { HealthCheckResponse_ServingStatus as Serving } from "../../src/gen/grpc/health/v1/health_pb.ts";
+import { TestClient } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
-import { OwnPostgres, OwnRedis } from "./own-services.ts";
+import { healthBecomes, timed } from "../support/health.ts";
+import { OwnPostgres, OwnRedis } from "../support/own-services.ts";
 import { crashLines, expectServing } from "./support.ts";
 
 const A = AgentService.method;
@@ -52,26 +53,6 @@ function baseConfig(sessions: Record<string, unknown>, extra: Record<string, unk
     plugins: { dirs: [] },
     ...extra,
   };
-}
-
-const health = async (client: TestClient) => (await client.unary(Health, Health.method.check, { service: "" }, { timeoutMs: 2000 })).status;
-
-/** Polls health until it reports `want`; resolves with how long that took. */
-async function healthBecomes(client: TestClient, want: Serving, withinMs: number): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    const status = await health(client);
-    if (status === want) return Date.now() - started;
-    if (Date.now() - started > withinMs) throw new Error(`health still ${Serving[status]} after ${withinMs} ms, wanted ${Serving[want]}`);
-    await sleep(25);
-  }
-}
-
-/** A failed call's status name and details, and how long it took to come back. */
-async function timed(call: Promise<unknown>): Promise<{ code: string; details: string; ms: number }> {
-  const started = Date.now();
-  const { code, details } = await statusOf(call);
-  return { code: grpc.status[code]!, details, ms: Date.now() - started };
 }
 
 interface StreamOutcome {

@@ -1,4 +1,4 @@
-// Throwaway Redis and PostgreSQL servers a fault case owns: it may SIGKILL, freeze or
+// Throwaway Redis and PostgreSQL servers a test owns: it may SIGKILL, freeze or
 // crash-restart them without touching the machine's shared instances (other suites use those).
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -22,21 +22,23 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * A redis-server of the test's own on a fixed port and data folder, with the append-only
- * file fsynced before every reply (`appendfsync always`): what it acknowledged survives a
- * SIGKILL, as in a deployment that relies on Redis for durability. Without that a killed
- * Redis comes back empty, and "no acknowledged write lost" would test Redis's
- * configuration instead of the server.
+ * A redis-server of the test's own on a fixed port and data folder, so a case can kill,
+ * freeze and restart it. Durable (the default), it fsyncs its append-only file before
+ * every reply (`appendfsync always`): what it acknowledged survives a SIGKILL, as in a
+ * deployment that relies on Redis for durability. Without that a killed Redis comes back
+ * empty, and "no acknowledged write lost" would test Redis's configuration instead of the
+ * server. Not durable, it persists nothing and every restart is empty.
  */
 export class OwnRedis {
   private child: ChildProcess | undefined;
   private constructor(
     readonly port: number,
     readonly dir: string,
+    readonly durable: boolean,
   ) {}
 
-  static async create(): Promise<OwnRedis> {
-    const redis = new OwnRedis(await freePort(), mkdtempSync(join(tmpdir(), "qingyu-faults-redis-")));
+  static async create(options: { durable?: boolean } = {}): Promise<OwnRedis> {
+    const redis = new OwnRedis(await freePort(), mkdtempSync(join(tmpdir(), "qingyu-own-redis-")), options.durable ?? true);
     await redis.start();
     return redis;
   }
@@ -45,9 +47,10 @@ export class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts it (again) on the same port and folder: it reloads its append-only file. */
+  /** Starts it (again) on the same port and folder: durable, it reloads its append-only file; else it starts empty. */
   async start(): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+    const persistence = this.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", ...persistence];
     const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
@@ -77,6 +80,15 @@ export class OwnRedis {
     child.kill("SIGCONT");
     child.kill("SIGKILL");
     await exited;
+  }
+
+  /** Frozen, not dead: connections stay open, commands go unanswered, the data stays. */
+  freeze(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  thaw(): void {
+    this.child?.kill("SIGCONT");
   }
 
   /** Killed if running, and its folder removed. */
