@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       memory: new MemorySessionStore(60_000),
       redis: new RedisSessionStore(redis, { keyPrefix: prefix }),
       postgres,
-      "redis+postgres": new TieredSessionStore(postgres, new HotCopy(redis, `${prefix}t:`, 50), redis, new HotSuspects(pool, schema, `${prefix}t:`), { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000 }, log),
+      "redis+postgres": new TieredSessionStore(postgres, new HotCopy(redis, `${prefix}t:`, 50), redis, new HotSuspects(pool, schema, `${prefix}t:`), { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000, suspectsPerPoll: 500 }, log),
     };
     const results: Record<string, Record<string, number>> = {};
     for (const [name, store] of Object.entries(stores)) results[name] = await measure(name, store);

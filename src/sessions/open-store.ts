@@ -27,7 +27,7 @@ export async function openStore(config: Config["sessions"], clients: SharedClien
       const redis = clients.redis();
       const hot = new HotCopy(redis, config.redisKeyPrefix, config.hotMessages);
       const suspects = new HotSuspects(clients.postgres(), config.postgresSchema, config.redisKeyPrefix);
-      const store = new TieredSessionStore(truth, hot, redis, suspects, { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000 }, log.child({ store: "tiered" }));
+      const store = new TieredSessionStore(truth, hot, redis, suspects, { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000, suspectsPerPoll: 500 }, log.child({ store: "tiered" }));
       await store.ready();
       return store;
     }

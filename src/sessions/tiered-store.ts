@@ -27,10 +27,9 @@ export interface TieredOptions {
   maxDirty: number;
   /** How often the shared list of possibly stale copies (HotSuspects) is read and worked off. */
   suspectPollMs: number;
+  /** Most suspects read and worked off per poll; while more are listed, no copy is served. */
+  suspectsPerPoll: number;
 }
-
-// Suspects worked off per poll; more wait for the next one.
-const SUSPECTS_PER_POLL = 500;
 
 // How long a deleted session's stub outlives it: longer than any warm-up can be in flight.
 const BURY_MS = 60_000;
@@ -58,7 +57,7 @@ export class TieredSessionStore implements SessionStore {
   private suspected = new Set<string>();
   /** Listed by this process since the last poll read the list. */
   private readonly listedHere = new Set<string>();
-  /** Until the list has been read once, no copy is served: one may be stale from before this process. */
+  /** Until the whole list has been read (once, and every poll after), no copy is served: one may be stale. */
   private suspectsKnown = false;
   private polling: Promise<void> | undefined;
   private readonly poller: NodeJS.Timeout;
@@ -201,7 +200,7 @@ export class TieredSessionStore implements SessionStore {
     return (this.polling ??= (async () => {
       let listed: Suspect[];
       try {
-        listed = await this.suspects.list(SUSPECTS_PER_POLL);
+        listed = await this.suspects.list(this.options.suspectsPerPoll);
       } catch (err) {
         // PostgreSQL is down: writes fail too; keep what is known and try at the next poll.
         this.log.warn({ err: (err as Error).message }, "could not read the list of stale redis copies");
@@ -209,7 +208,8 @@ export class TieredSessionStore implements SessionStore {
       }
       this.suspected = new Set([...listed.map((s) => s.id), ...this.listedHere]);
       this.listedHere.clear();
-      this.suspectsKnown = true;
+      // A full page may have left suspects unread, whose copies must not be served either.
+      this.suspectsKnown = listed.length < this.options.suspectsPerPoll;
       if (!listed.length || Date.now() < this.downUntil) return;
       try {
         await Promise.all(listed.map((s) => this.hot.retire(s.id, s.version)));

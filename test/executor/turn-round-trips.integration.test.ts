@@ -66,7 +66,7 @@ const stores: Record<string, () => Promise<SessionStore>> = {
   "redis+postgres": async () => {
     const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
     // The suspect list is read at start, then not again while round trips are counted.
-    const store = new TieredSessionStore(truth, new HotCopy(redis, `${iso.prefix}t:`, 50), redis, new HotSuspects(pool, iso.schema, `${iso.prefix}t:`), { retryAfterMs: 1000, maxDirty: 1000, suspectPollMs: 600_000 }, log);
+    const store = new TieredSessionStore(truth, new HotCopy(redis, `${iso.prefix}t:`, 50), redis, new HotSuspects(pool, iso.schema, `${iso.prefix}t:`), { retryAfterMs: 1000, maxDirty: 1000, suspectPollMs: 600_000, suspectsPerPoll: 500 }, log);
     await store.ready();
     return store;
   },

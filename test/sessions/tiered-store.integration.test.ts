@@ -13,10 +13,11 @@ const pool = countingPool();
 const redis = countingRedis();
 const stores: TieredSessionStore[] = [];
 
-async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window)): Promise<TieredSessionStore> {
+async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window), suspectsPerPoll = 500): Promise<TieredSessionStore> {
   const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
   // Polls rarely: a test that wants the list read again calls ready().
-  const store = new TieredSessionStore(truth, hot, client, new HotSuspects(pool, iso.schema, iso.prefix), { retryAfterMs: 200, maxDirty: 1000, suspectPollMs: 600_000 }, log);
+  const options = { retryAfterMs: 200, maxDirty: 1000, suspectPollMs: 600_000, suspectsPerPoll };
+  const store = new TieredSessionStore(truth, hot, client, new HotSuspects(pool, iso.schema, iso.prefix), options, log);
   stores.push(store);
   await store.ready();
   return store;
@@ -152,5 +153,29 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     await (await tiered()).ready();
     expect(await listed()).toBe(0);
     expect((await b.get(s.id, { messages: 20 }))!.version).toBe(2);
+  });
+
+  it("serves no copy while more sessions are listed than one poll reads: the unread ones may be stale too", async () => {
+    // Copies still at version 1, the version B cached before A's unmarked writes.
+    const stale = async (list: { id: string }[]) => (await Promise.all(list.map((s) => redis.get(`${iso.prefix}hot:{${s.id}}`)))).filter((v) => v && /"version":1[,}]/.test(v)).length;
+    const b = await tiered();
+    const sessions = [await b.create(input), await b.create(input)];
+    for (const s of sessions) {
+      await b.appendMessages(s.id, turn(0));
+      expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // B's copy of each
+    }
+    const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
+    const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
+    for (const s of sessions) expect(await a.appendMessages(s.id, turn(1))).toBe(2);
+    // A process that reads one suspect per poll: it retires that one's copy, and serves neither
+    // copy, though the other's it has not read about is still the stale one.
+    const c = await tiered(redis, 50, undefined, 1);
+    expect(await stale(sessions)).toBe(1);
+    for (const s of sessions) expect((await c.get(s.id, { messages: 20 }))!.version).toBe(2);
+    // The next poll retires the other; the one after reads the whole (empty) list and serves copies again.
+    await c.ready();
+    await c.ready();
+    expect(await stale(sessions)).toBe(0);
+    for (const s of sessions) expect((await c.get(s.id, { messages: 20 }))!.version).toBe(2);
   });
 });
