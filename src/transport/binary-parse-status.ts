@@ -56,9 +56,10 @@ async function rewrite(res: UniversalServerResponse, typeName: string): Promise<
   return res;
 }
 
-/** Reads the error body before the status goes out: the rewrite changes both. */
+/** Words a connect-es parse error as the gRPC port would. */
 type Say = (message: string) => string;
 
+/** Reads the error body before the status goes out: the rewrite changes both. */
 async function rewriteUnary(res: UniversalServerResponse, body: AsyncIterable<Uint8Array>, say: Say): Promise<UniversalServerResponse> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of body) chunks.push(chunk);
