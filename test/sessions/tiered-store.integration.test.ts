@@ -33,6 +33,8 @@ afterAll(async () => {
 
 storeContract("redis+postgres", { make: () => tiered() });
 
+// What a Redis that takes no writes (OOM, paused, read-only) answers a write.
+const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
 const turn = (i: number) => [{ role: "user" as const, content: `q${i}` }, { role: "assistant" as const, content: `a${i}` }];
 const input = { userId: "u-tiered", agentId: "helper", metadata: {}, ttlSeconds: 600 };
 
@@ -136,7 +138,6 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     await b.appendMessages(s.id, turn(0));
     expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // served from B's copy
     // Process A's Redis takes no writes (OOM, a paused or read-only Redis): neither the mark nor the update lands.
-    const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
     const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
     expect(await a.appendMessages(s.id, turn(1))).toBe(2);
     const listed = async () => (await pool.query(`select session_id from ${iso.schema}.hot_suspects where session_id = $1`, [s.id])).rowCount;
@@ -164,7 +165,6 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
       await b.appendMessages(s.id, turn(0));
       expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // B's copy of each
     }
-    const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
     const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
     for (const s of sessions) expect(await a.appendMessages(s.id, turn(1))).toBe(2);
     // A process that reads one suspect per poll: it retires that one's copy, and serves neither
