@@ -1,7 +1,7 @@
 // An example user plugin, loaded from plugins/ like any operator's own: it adds
 // the time to first token to each result's metadata. Enable it by naming it in
 // `pipeline` (it is discovered either way, and does nothing until named).
-// Plugins outside this repository import from "qingyu-agent-runtime" instead.
+// Plugins outside this repository import from "@qingyu/plugin-api" instead.
 import { definePlugin, type RunEvent } from "../src/index.ts";
 
 export default definePlugin({

@@ -1,18 +1,9 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@qingyu/plugin-api";
 
-// One error type for the whole runtime: connect-es's ConnectError carries a status
-// code whose numbers are the gRPC status codes. Both transports map it at the edge.
-export { Code, ConnectError };
-
-/** INVALID_ARGUMENT naming the offending field. */
-export function invalidArgument(field: string, message: string): ConnectError {
-  return new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
-}
-
-/** NOT_FOUND for a named kind of thing. */
-export function notFound(what: string, id: string): ConnectError {
-  return new ConnectError(`${what} "${id}" not found`, Code.NotFound);
-}
+// One error type for the whole runtime: the plugin contract's ConnectError (a
+// status code with the gRPC numbers), which connect-es recognises by its shape.
+// Both transports map it at the edge. Import Code and ConnectError from
+// @qingyu/plugin-api; this module holds the host's conversions.
 
 /**
  * Turns anything thrown into a ConnectError. A ConnectError passes through; an

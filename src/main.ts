@@ -6,7 +6,7 @@ import { requestReload } from "./cli/reload-command.ts";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
 import { createLogger } from "./log.ts";
 import { Telemetry } from "./telemetry/setup.ts";
-import { PluginError } from "./plugins/loader.ts";
+import { PluginError } from "./plugin-host/loader.ts";
 import { hashApiKey } from "./plugins/builtin/auth/api-keys.ts";
 import { argv, env, exit, onReloadSignal, onShutdownSignal, onUnhandledRejection, runtimeName } from "./runtime/process.ts";
 

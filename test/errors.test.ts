@@ -1,5 +1,6 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError, abortReason, codeName, toConnectError } from "../src/errors.ts";
+import { abortReason, codeName, toConnectError } from "../src/errors.ts";
 
 describe("errors", () => {
   it("names codes as gRPC does", () => {

@@ -1,6 +1,6 @@
 // Example middleware (docs/plugins.md): refuses tasks that contain blocked
 // words (pre-processing) and masks them in the answer as it streams
-// (post-processing). Outside this repository, import from "qingyu-agent-runtime".
+// (post-processing). Outside this repository, import from "@qingyu/plugin-api".
 import { z } from "zod";
 import { Code, ConnectError, definePlugin, type RunEvent } from "../../src/index.ts";
 

@@ -1,4 +1,4 @@
-import type { AgentDefinition } from "./types.ts";
+import type { AgentDefinition } from "@qingyu/plugin-api";
 
 /** The configured agents, by id. */
 export class AgentRegistry {

@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
-import { entryDisabled } from "../plugins/loader.ts";
+import { entryDisabled } from "../plugin-host/loader.ts";
 
 /**
  * `qingyu plugins`: what was discovered, its kind and source, whether it is

@@ -1,7 +1,7 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { Logger } from "pino";
-import { Code, ConnectError } from "../errors.ts";
 
 /** Connection settings for the shared clients, from config. */
 export interface SharedClientSettings {

@@ -1,5 +1,5 @@
+import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { EVENT_TYPES, type EventType } from "../events/types.ts";
 
 const port = z.int().min(0).max(65535);
 const positiveMs = z.int().positive();

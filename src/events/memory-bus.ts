@@ -1,7 +1,7 @@
+import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { context, propagation } from "@opentelemetry/api";
 import type { Logger } from "pino";
-import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from "./types.ts";
 
 /** Gives a published event its id and time, and the publishing call's trace so a handler's span can link to it. */
 export function stampEvent(init: EventInit): RuntimeEvent {

@@ -1,3 +1,4 @@
+import { EVENT_TYPES, type EventBus, type EventInit, type EventListener, type EventType, type SubscribeOptions } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -5,7 +6,6 @@ import { z } from "zod";
 import { MemoryEventBus, stampEvent } from "./memory-bus.ts";
 import { compareIds, decodeEvent, entryFields, fieldsOf, isEventType, type RawEntry } from "./stream-entry.ts";
 import { ThrottledWarning } from "./throttled-warning.ts";
-import { EVENT_TYPES, type EventBus, type EventInit, type EventListener, type EventType, type SubscribeOptions } from "./types.ts";
 
 /** Settings of a RedisEventBus. */
 export const RedisEventBusOptions = z.strictObject({

@@ -1,5 +1,5 @@
-import type { Logger } from "pino";
-import type { EventType } from "./types.ts";
+import type { EventType } from "@qingyu/plugin-api";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 
 /** How many sample event ids a summary line carries. */
 const SAMPLE_IDS = 20;

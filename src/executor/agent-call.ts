@@ -1,10 +1,10 @@
+import { type ChatMessage, Code, ConnectError, type LlmProvider, notFound, type ProviderChunk, type ProviderRequest, type RunEvent } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
-import { Code, ConnectError, abortReason, notFound } from "../errors.ts";
+import { abortReason } from "../errors.ts";
 import { SpanKind, context, propagation } from "@opentelemetry/api";
-import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest } from "../providers/types.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
-import type { RunEvent, Terminal } from "../pipeline/types.ts";
+import type { Terminal } from "../pipeline/types.ts";
 import { withinTokenBudget } from "../sessions/manager.ts";
 import type { ExecutionContext } from "./context.ts";
 import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";

@@ -1,10 +1,6 @@
+import { type AgentContext, type AgentDefinition, type ChatMessage, Code, ConnectError, type GenerationOptions, invalidArgument, type Principal } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { AgentRegistry } from "../agents/registry.ts";
-import type { Principal } from "../auth/principal.ts";
-import { Code, ConnectError, invalidArgument } from "../errors.ts";
-import type { ChatMessage } from "../providers/types.ts";
-import type { AgentDefinition } from "../agents/types.ts";
-import type { AgentContext, GenerationOptions } from "../pipeline/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { SessionRecord } from "../sessions/types.ts";
 

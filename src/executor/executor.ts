@@ -1,12 +1,9 @@
+import { type AgentContext, type AgentRunResult, Code, ConnectError, type EventBus, type LlmProvider, type Middleware, observe, type RunEvent } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import type { AgentRegistry } from "../agents/registry.ts";
-import { Code, ConnectError, abortReason, codeName, toConnectError } from "../errors.ts";
-import type { EventBus } from "../events/types.ts";
+import { abortReason, codeName, toConnectError } from "../errors.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
-import type { AgentContext, AgentRunResult, Middleware, RunEvent } from "../pipeline/types.ts";
-import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
-import { observe } from "../pipeline/stream.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
 import { agentCall } from "./agent-call.ts";

@@ -1,6 +1,6 @@
+import { ProviderError } from "@qingyu/plugin-api";
 import { setTimeout as sleepFor } from "node:timers/promises";
 import { abortReason } from "../errors.ts";
-import { ProviderError } from "../providers/types.ts";
 
 /** How the executor retries a provider that failed before its first token. */
 export interface RetryPolicy {

@@ -1,6 +1,5 @@
-import type { Principal } from "../auth/principal.ts";
+import type { Middleware, Principal, RpcCall } from "@qingyu/plugin-api";
 import type { CallInfo } from "../executor/context.ts";
-import type { Middleware, RpcCall } from "./types.ts";
 
 /**
  * The `admit` hooks of the pipeline's middleware, in pipeline order, for RPCs

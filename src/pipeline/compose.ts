@@ -1,5 +1,5 @@
-import { Code, ConnectError } from "../errors.ts";
-import type { AgentContext, Middleware, RunEvent, Terminal } from "./types.ts";
+import { type AgentContext, Code, ConnectError, type Middleware, type RunEvent } from "@qingyu/plugin-api";
+import type { Terminal } from "./types.ts";
 
 /**
  * Observes one middleware's stage of one call (events, spans). `run` calls the

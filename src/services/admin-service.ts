@@ -1,7 +1,7 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { AdminService, ListPluginsResponseSchema, ReloadResponseSchema } from "../gen/qingyu/agent/v1/admin_pb.ts";
-import { Code, ConnectError } from "../errors.ts";
-import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { admitted, type Admitted } from "./scope.ts";
 

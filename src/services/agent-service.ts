@@ -1,3 +1,4 @@
+import { invalidArgument } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   AgentService,
@@ -7,8 +8,7 @@ import {
   ListAgentsResponseSchema,
   type ExecuteStreamResponse,
 } from "../gen/qingyu/agent/v1/agent_pb.ts";
-import { invalidArgument } from "../errors.ts";
-import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
 import { untilAborted } from "../abort.ts";

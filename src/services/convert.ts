@@ -1,9 +1,9 @@
+import type { AgentRunResult, GenerationOptions } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AgentResultSchema, type AgentResult, type GenerationOptions as ProtoOptions } from "../gen/qingyu/agent/v1/agent_pb.ts";
 import { CheckpointSchema, SessionSchema, type Checkpoint, type Session } from "../gen/qingyu/agent/v1/session_pb.ts";
 import type { ExecuteInput } from "../executor/context.ts";
-import type { AgentRunResult, GenerationOptions } from "../pipeline/types.ts";
 import type { CheckpointRecord, SessionRecord } from "../sessions/types.ts";
 
 /** The fields ExecuteRequest and ExecuteStreamRequest share. */

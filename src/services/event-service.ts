@@ -1,11 +1,11 @@
+import { Code, ConnectError, type EventBus, type EventType, invalidArgument, type RuntimeEvent } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { EventService, EventType as ProtoEventType, SubscribeResponseSchema } from "../gen/qingyu/agent/v1/event_pb.ts";
-import { Code, ConnectError, abortReason, invalidArgument } from "../errors.ts";
-import type { EventBus, EventType, RuntimeEvent } from "../events/types.ts";
+import { abortReason } from "../errors.ts";
 import type { JsonObject } from "../sessions/types.ts";
 import type { ServiceImpl } from "../transport/types.ts";
-import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import { admitted } from "./scope.ts";
 import { Wakeup } from "./wakeup.ts";
 

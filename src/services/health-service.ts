@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   Health,
@@ -5,7 +6,7 @@ import {
   HealthCheckResponseSchema,
   HealthListResponseSchema,
 } from "../gen/grpc/health/v1/health_pb.ts";
-import { Code, ConnectError, abortReason } from "../errors.ts";
+import { abortReason } from "../errors.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { Wakeup } from "./wakeup.ts";
 

@@ -1,7 +1,7 @@
-import { actingUser, type Principal } from "../auth/principal.ts";
+import { actingUser, type Principal } from "@qingyu/plugin-api";
 import type { CallInfo } from "../executor/context.ts";
-import type { Generation } from "../plugins/generation.ts";
-import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import type { Generation } from "../plugin-host/generation.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 
 /** A call's generation and who is calling. */
 export interface Admitted {

@@ -1,3 +1,4 @@
+import { invalidArgument, notFound } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   CreateSessionResponseSchema,
@@ -9,8 +10,7 @@ import {
   SaveCheckpointResponseSchema,
   SessionService,
 } from "../gen/qingyu/agent/v1/session_pb.ts";
-import { invalidArgument, notFound } from "../errors.ts";
-import type { LiveRuntime } from "../plugins/live-runtime.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toCheckpoint, toSession } from "./convert.ts";

@@ -1,6 +1,6 @@
+import type { ChatMessage } from "@qingyu/plugin-api";
 import type { Redis } from "ioredis";
 import { RedisScript } from "../clients/redis-script.ts";
-import type { ChatMessage } from "../providers/types.ts";
 import type { SessionRecord } from "./types.ts";
 
 /** What a write changed in a session, as the truth store reports it. */

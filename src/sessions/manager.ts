@@ -1,6 +1,4 @@
-import { Code, ConnectError, invalidArgument, notFound } from "../errors.ts";
-import type { EventBus } from "../events/types.ts";
-import type { ChatMessage } from "../providers/types.ts";
+import { type ChatMessage, Code, ConnectError, type EventBus, invalidArgument, notFound } from "@qingyu/plugin-api";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
 
 /** Session limits from config. */

@@ -1,6 +1,5 @@
+import { type ChatMessage, Code, ConnectError, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, notFound } from "../errors.ts";
-import type { ChatMessage } from "../providers/types.ts";
 import { decodePageToken, encodePageToken, isAfter, newestFirst } from "./page-token.ts";
 import type {
   CheckpointRecord,

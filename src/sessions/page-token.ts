@@ -1,4 +1,4 @@
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "@qingyu/plugin-api";
 
 /** Position after which the next page starts: newest-first order is (time desc, id desc). */
 export interface Cursor {

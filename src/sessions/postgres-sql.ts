@@ -1,6 +1,6 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import pg from "pg";
 import { storeUnavailable } from "../clients/shared.ts";
-import { Code, ConnectError } from "../errors.ts";
 
 // Times are the database's (so every process agrees), truncated to milliseconds
 // as a JS Date holds them: a row's created_at then round-trips through a page token.

@@ -1,9 +1,8 @@
+import { type ChatMessage, Code, ConnectError, invalidArgument, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
 import { runMigrations } from "../db/migrate.ts";
-import { Code, ConnectError, invalidArgument, notFound } from "../errors.ts";
-import type { ChatMessage } from "../providers/types.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import { migrationComponent, sessionMigrations } from "./postgres-migrations.ts";
 import { sessionSql, toStoreError, type SessionSql } from "./postgres-sql.ts";

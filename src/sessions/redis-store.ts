@@ -1,9 +1,8 @@
+import { type ChatMessage, Code, ConnectError, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { RedisScript, type ScriptArg } from "../clients/redis-script.ts";
 import { storeUnavailable } from "../clients/shared.ts";
-import { Code, ConnectError, notFound } from "../errors.ts";
-import type { ChatMessage } from "../providers/types.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import * as lua from "./redis-scripts.ts";
 import type {

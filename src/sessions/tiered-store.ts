@@ -1,6 +1,6 @@
+import type { ChatMessage } from "@qingyu/plugin-api";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import type { ChatMessage } from "../providers/types.ts";
 import type { HotCopy, SessionHead } from "./hot-copy.ts";
 import type { HotSuspects, Suspect } from "./hot-suspects.ts";
 import type {

@@ -1,24 +1,7 @@
-import type { ChatMessage } from "../providers/types.ts";
+import type { ChatMessage, JsonObject, SessionRecord } from "@qingyu/plugin-api";
 
-export type JsonObject = { [key: string]: JsonValue };
-export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
-
-/** A conversation owned by one user and bound to one agent. */
-export interface SessionRecord {
-  id: string;
-  userId: string;
-  agentId: string;
-  createTime: Date;
-  updateTime: Date;
-  expireTime: Date;
-  metadata: Record<string, string>;
-  /** Incremented by every write: appended turn or saved checkpoint. */
-  version: number;
-  /** The latest messages, oldest first: as many as the read asked for (see GetOptions). */
-  messages: ChatMessage[];
-  /** How many messages the session holds in all. */
-  messageCount: number;
-}
+// Middleware read sessions too, so the record's type lives in the plugin contract.
+export type { JsonObject, JsonValue, SessionRecord } from "@qingyu/plugin-api";
 
 /** How much of a session a read brings back. */
 export interface GetOptions {

@@ -1,6 +1,5 @@
+import type { EventHandler, EventListener, RuntimeEvent } from "@qingyu/plugin-api";
 import { ROOT_CONTEXT, SpanKind, propagation, trace, type Link } from "@opentelemetry/api";
-import type { EventListener, RuntimeEvent } from "../events/types.ts";
-import type { EventHandler } from "../plugins/define.ts";
 import type { Telemetry } from "./setup.ts";
 import { failSpan } from "./span-iterable.ts";
 

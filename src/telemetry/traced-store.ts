@@ -1,5 +1,5 @@
+import type { ChatMessage } from "@qingyu/plugin-api";
 import { SpanKind, type Tracer } from "@opentelemetry/api";
-import type { ChatMessage } from "../providers/types.ts";
 import type { CheckpointRecord, CreateSessionInput, GetOptions, Page, SaveCheckpointInput, SessionRecord, SessionStore } from "../sessions/types.ts";
 import { failSpan } from "./span-iterable.ts";
 

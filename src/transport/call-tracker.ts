@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "../errors.ts";
+import { Code, ConnectError } from "@qingyu/plugin-api";
 
 /** How a call takes part in shutdown. */
 export interface TrackOptions {

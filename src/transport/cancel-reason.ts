@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "../errors.ts";
+import { Code, ConnectError } from "@qingyu/plugin-api";
 
 /** The reason a call's signal carries when its deadline passes. */
 export function deadlineExceeded(): ConnectError {

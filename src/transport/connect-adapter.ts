@@ -1,6 +1,6 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { Code, ConnectError } from "../errors.ts";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
@@ -61,8 +61,8 @@ function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions, 
   const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - now));
   // connect-node also aborts its signal when a call completes normally; by then nobody listens.
   const onAbort = () => {
-    const reason = ConnectError.from(hctx.signal.reason);
-    controller.abort(reason.code === Code.DeadlineExceeded ? deadlineExceeded() : endedEarly(deadline));
+    const reason: unknown = hctx.signal.reason;
+    controller.abort(reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? deadlineExceeded() : endedEarly(deadline));
   };
   hctx.signal.addEventListener("abort", onAbort, { once: true });
   const ctx: CallContext = {

@@ -1,6 +1,7 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { Code, ConnectError, toConnectError } from "../errors.ts";
+import { toConnectError } from "../errors.ts";
 
 /**
  * The one mapping of a service method's failure to what the client sees, for

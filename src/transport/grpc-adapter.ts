@@ -1,7 +1,7 @@
+import { invalidArgument } from "@qingyu/plugin-api";
 import { fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { invalidArgument } from "../errors.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "../errors.ts";
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { ServerLimits } from "../config/schema.ts";
 
 /** The limits both transports apply to each call (the rest is connection settings). */

@@ -1,7 +1,7 @@
+import type { EventType, RuntimeEvent } from "@qingyu/plugin-api";
 import { describe, it, expect } from "vitest";
 import pino from "pino";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import type { EventType, RuntimeEvent } from "../../src/events/types.ts";
 
 /** A bus whose logger writes JSON lines into `lines`. */
 function busWithLog(): { bus: MemoryEventBus; lines: Record<string, unknown>[] } {

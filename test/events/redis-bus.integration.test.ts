@@ -1,5 +1,6 @@
 // Two RedisEventBus instances on separate clients stand for two server processes
 // sharing one real Redis. Each test has its own key prefix, deleted after.
+import type { EventType, RuntimeEvent, SubscribeOptions } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { Redis } from "ioredis";
@@ -7,7 +8,6 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { SharedClients } from "../../src/clients/shared.ts";
 import { RedisEventBus, type RedisEventBusInput } from "../../src/events/redis-bus.ts";
-import type { EventType, RuntimeEvent, SubscribeOptions } from "../../src/events/types.ts";
 import { REDIS_URL } from "../sessions/redis-support.ts";
 
 type Line = Record<string, unknown> & { level: number; msg: string };

@@ -1,3 +1,4 @@
+import { type AgentDefinition, Code, ConnectError, type LlmProvider, type Middleware, type ProviderChunk, ProviderError, type ProviderRequest, type RunEvent, type RuntimeEvent } from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
@@ -5,14 +6,9 @@ import { Executor } from "../../src/executor/executor.ts";
 import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
 import type { RetryPolicy } from "../../src/executor/retry.ts";
 import { AgentRegistry } from "../../src/agents/registry.ts";
-import type { AgentDefinition } from "../../src/agents/types.ts";
 import { SessionManager } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import type { RuntimeEvent } from "../../src/events/types.ts";
-import type { Middleware, RunEvent } from "../../src/pipeline/types.ts";
-import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../src/providers/types.ts";
-import { Code, ConnectError } from "../../src/errors.ts";
 import { rejection } from "../support/rejection.ts";
 
 const agents: AgentDefinition[] = [

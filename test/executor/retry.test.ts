@@ -1,7 +1,6 @@
+import { Code, ConnectError, ProviderError } from "@qingyu/plugin-api";
 import { describe, it, expect } from "vitest";
 import { backoffDelay, retryDelay, sleep, type RetryPolicy } from "../../src/executor/retry.ts";
-import { ProviderError } from "../../src/providers/types.ts";
-import { Code, ConnectError } from "../../src/errors.ts";
 
 const policy: RetryPolicy = { maxAttempts: 5, baseDelayMs: 100, maxDelayMs: 1000 };
 const fixed = (value: number) => () => value;

@@ -1,8 +1,8 @@
+import { type AgentContext, type AgentRunResult, Code, ConnectError, type Middleware, type Next, type RunEvent } from "@qingyu/plugin-api";
 import { describe, it, expect } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import { compose, type StageObserver } from "../../src/pipeline/compose.ts";
-import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent, Terminal } from "../../src/pipeline/types.ts";
-import { Code, ConnectError } from "../../src/errors.ts";
+import type { Terminal } from "../../src/pipeline/types.ts";
 
 function result(output: string): AgentRunResult {
   return {

@@ -1,7 +1,5 @@
+import { after, Code, ConnectError, observe, type RunEvent, type StreamEnd } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError } from "../../src/errors.ts";
-import { after, observe, type StreamEnd } from "../../src/pipeline/stream.ts";
-import type { RunEvent } from "../../src/pipeline/types.ts";
 import { collect, runResult } from "../support/plugin-context.ts";
 
 async function* run(fail?: Error): AsyncIterable<RunEvent> {

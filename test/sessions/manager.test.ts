@@ -1,11 +1,10 @@
+import { Code, type EventType, type RuntimeEvent } from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import pino from "pino";
 import { SessionManager, type SessionPolicy } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import type { EventType, RuntimeEvent } from "../../src/events/types.ts";
 import type { SessionRecord } from "../../src/sessions/types.ts";
-import { Code } from "../../src/errors.ts";
 import { rejection } from "../support/rejection.ts";
 
 const basePolicy: SessionPolicy = {

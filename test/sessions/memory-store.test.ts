@@ -1,7 +1,7 @@
+import { Code } from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import type { CreateSessionInput, SessionRecord } from "../../src/sessions/types.ts";
-import { Code } from "../../src/errors.ts";
 import { rejection } from "../support/rejection.ts";
 
 /** A clock the test moves by hand. */

@@ -1,8 +1,8 @@
+import { Code } from "@qingyu/plugin-api";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import pino from "pino";
-import { Code } from "../../src/errors.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";

@@ -1,8 +1,7 @@
+import { type ChatMessage, Code } from "@qingyu/plugin-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import pino from "pino";
-import { Code } from "../../src/errors.ts";
-import type { ChatMessage } from "../../src/providers/types.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { storeContract } from "./store-contract.ts";
 

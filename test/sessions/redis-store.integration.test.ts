@@ -1,9 +1,8 @@
+import { type ChatMessage, Code } from "@qingyu/plugin-api";
 import { createServer, type Server, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Code } from "../../src/errors.ts";
 import { RedisSessionStore } from "../../src/sessions/redis-store.ts";
-import type { ChatMessage } from "../../src/providers/types.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
 import { deleteKeys, freshPrefix, REDIS_URL, serverScriptCalls } from "./redis-support.ts";

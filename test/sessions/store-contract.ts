@@ -1,7 +1,7 @@
 // The behaviour every SessionStore must have, run against each store by its own
 // test file (memory here; Redis, PostgreSQL and tiered against the real servers).
+import { Code } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import { Code } from "../../src/errors.ts";
 import type { CreateSessionInput, SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
 

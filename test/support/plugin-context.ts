@@ -1,14 +1,11 @@
+import type { AgentContext, AgentDefinition, AgentRunResult, ChatMessage, LlmProvider, PluginDefinition, PluginHost, PluginKind, PluginProducts, Principal, RunEvent } from "@qingyu/plugin-api";
 import pino, { type Logger } from "pino";
 import { metrics, trace } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 import { AgentRegistry } from "../../src/agents/registry.ts";
-import type { AgentDefinition } from "../../src/agents/types.ts";
-import type { Principal } from "../../src/auth/principal.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import type { AgentContext, AgentRunResult, RunEvent } from "../../src/pipeline/types.ts";
-import type { PluginDefinition, PluginHost, PluginKind, PluginProducts } from "../../src/plugins/define.ts";
-import type { ChatMessage, LlmProvider } from "../../src/providers/types.ts";
+import { validateOptions } from "../../src/plugin-host/options.ts";
 
 /** A host's tracer and meter that record nothing: plugin tests do not look at telemetry. */
 export const noTelemetry = { tracer: trace.getTracer("test"), meter: metrics.getMeter("test") };
@@ -39,20 +36,20 @@ export async function setUpPlugin<K extends PluginKind>(
   extra: HostExtras = {},
 ): Promise<PluginProducts[K]> {
   const logger = extra.logger ?? pino({ level: "silent" });
-  const options = plugin.configSchema ? plugin.configSchema.parse(rawOptions) : rawOptions;
-  const host: PluginHost<unknown> = {
+  const options = await validateOptions(plugin as PluginDefinition, rawOptions, "test");
+  const host: PluginHost<any> = {
     options,
     logger,
     events: new MemoryEventBus(logger),
     agents: new AgentRegistry(extra.agents ?? [testAgent]),
     env: extra.env ?? {},
-    redis: () => {
+    redis: <C,>() => {
       if (!extra.redis) throw new Error("no Redis is configured");
-      return extra.redis;
+      return extra.redis as C;
     },
-    postgres: () => {
+    postgres: <P,>() => {
       if (!extra.postgres) throw new Error("no PostgreSQL is configured");
-      return extra.postgres;
+      return extra.postgres as P;
     },
     provider: async (name) => {
       const provider = extra.providers?.[name];
@@ -125,4 +122,13 @@ export async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent
   const out: RunEvent[] = [];
   for await (const event of stream) out.push(event);
   return out;
+}
+
+/** A plugin's options as the runtime validates them: the value, or the error lines. */
+export async function parseOptions(plugin: PluginDefinition<PluginKind, any>, raw: unknown): Promise<{ success: true; data: any } | { success: false; error: string }> {
+  try {
+    return { success: true, data: await validateOptions(plugin as PluginDefinition, raw, "test") };
+  } catch (err) {
+    return { success: false, error: (err as Error).message };
+  }
 }

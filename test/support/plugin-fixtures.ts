@@ -10,7 +10,7 @@ import type { ServerProcess } from "./server-process.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 
-/** What plugins import definePlugin from (outside this repository: "qingyu-agent-runtime"). */
+/** What plugins import definePlugin from (outside this repository: "@qingyu/plugin-api"). */
 export const publicApi = pathToFileURL(join(repo, "src/index.ts")).href;
 
 const roots: string[] = [];

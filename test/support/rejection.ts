@@ -1,5 +1,5 @@
+import { ConnectError } from "@qingyu/plugin-api";
 import { expect } from "vitest";
-import { ConnectError } from "../../src/errors.ts";
 
 /** The ConnectError a promise rejects with; fails the test when it resolves or rejects with anything else. */
 export async function rejection(run: Promise<unknown>): Promise<ConnectError> {

@@ -1,5 +1,5 @@
+import { definePlugin } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { definePlugin } from "../define.ts";
 
 const Options = z
   .strictObject({

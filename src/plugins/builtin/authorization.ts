@@ -1,8 +1,5 @@
+import { Code, ConnectError, definePlugin, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import { z } from "zod";
-import type { Principal } from "../../auth/principal.ts";
-import { Code, ConnectError } from "../../errors.ts";
-import type { RunEvent } from "../../pipeline/types.ts";
-import { definePlugin } from "../define.ts";
 
 const agentPattern = z.string().min(1).regex(/^[^*]*\*?$/, 'only a trailing "*" is supported (e.g. "gpt-*")');
 

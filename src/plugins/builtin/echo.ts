@@ -1,8 +1,7 @@
+import { definePlugin, type ProviderChunk, type ProviderRequest } from "@qingyu/plugin-api";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { abortReason } from "../../errors.ts";
-import type { ProviderChunk, ProviderRequest } from "../../providers/types.ts";
-import { definePlugin } from "../define.ts";
 
 const Options = z
   .strictObject({

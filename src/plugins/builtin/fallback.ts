@@ -1,7 +1,6 @@
+import { Code, ConnectError, definePlugin, type LlmProvider, type ProviderChunk, type ProviderRequest } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { Code, ConnectError, codeName, toConnectError } from "../../errors.ts";
-import type { LlmProvider, ProviderChunk, ProviderRequest } from "../../providers/types.ts";
-import { definePlugin } from "../define.ts";
+import { codeName, toConnectError } from "../../errors.ts";
 
 const FALLBACK_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL"] as const;
 

@@ -1,4 +1,4 @@
-import type { PluginDefinition } from "../define.ts";
+import type { PluginDefinition } from "@qingyu/plugin-api";
 import alerting from "./alerting.ts";
 import audit from "./audit/plugin.ts";
 import auth from "./auth/plugin.ts";

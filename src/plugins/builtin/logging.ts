@@ -1,7 +1,6 @@
+import { type AgentRunResult, Code, definePlugin, type RunEvent } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { Code, abortReason, codeName, toConnectError } from "../../errors.ts";
-import type { AgentRunResult, RunEvent } from "../../pipeline/types.ts";
-import { definePlugin } from "../define.ts";
+import { abortReason, codeName, toConnectError } from "../../errors.ts";
 
 const Options = z
   .strictObject({

@@ -1,7 +1,5 @@
+import { Code, ConnectError, definePlugin, invalidArgument, type RunEvent } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { Code, ConnectError, invalidArgument } from "../../errors.ts";
-import type { RunEvent } from "../../pipeline/types.ts";
-import { definePlugin } from "../define.ts";
 
 const Options = z
   .strictObject({

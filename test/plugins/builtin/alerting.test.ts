@@ -1,9 +1,8 @@
+import type { EventHandler, RuntimeEvent } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
 import alerting from "../../../src/plugins/builtin/alerting.ts";
-import type { EventHandler } from "../../../src/plugins/define.ts";
-import type { RuntimeEvent } from "../../../src/events/types.ts";
 import { setUpPlugin } from "../../support/plugin-context.ts";
 
 async function setUp(options: unknown): Promise<{ handler: EventHandler; lines: Record<string, unknown>[] }> {

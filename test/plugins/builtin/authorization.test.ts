@@ -1,6 +1,5 @@
+import { Code, type Principal } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import type { Principal } from "../../../src/auth/principal.ts";
-import { Code } from "../../../src/errors.ts";
 import authorization from "../../../src/plugins/builtin/authorization.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../support/plugin-context.ts";
 import { rejection } from "../../support/rejection.ts";

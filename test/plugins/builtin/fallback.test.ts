@@ -1,9 +1,8 @@
+import { Code, ConnectError, type LlmProvider, type ProviderChunk, ProviderError, type ProviderRequest } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
-import { Code, ConnectError } from "../../../src/errors.ts";
 import fallback from "../../../src/plugins/builtin/fallback.ts";
-import { ProviderError, type LlmProvider, type ProviderChunk, type ProviderRequest } from "../../../src/providers/types.ts";
 import { rejection } from "../../support/rejection.ts";
 import { setUpPlugin } from "../../support/plugin-context.ts";
 

@@ -1,8 +1,6 @@
+import { type AgentContext, type AgentDefinition, Code, ConnectError, type GenerationOptions } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import validationPlugin from "../../../src/plugins/builtin/validation.ts";
-import { Code, ConnectError } from "../../../src/errors.ts";
-import type { AgentDefinition } from "../../../src/agents/types.ts";
-import type { AgentContext, GenerationOptions } from "../../../src/pipeline/types.ts";
 import { agentContext, collect, setUpPlugin, terminal, testAgent } from "../../support/plugin-context.ts";
 
 const limited: AgentDefinition = { ...testAgent, id: "small", limits: { maxTaskBytes: 10, maxOutputTokens: 100 } };

@@ -1,10 +1,9 @@
+import { type AgentContext, type AgentRunResult, Code, ConnectError, definePlugin, type RunEvent } from "@qingyu/plugin-api";
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Pool } from "pg";
 import { runMigrations } from "../../../db/migrate.ts";
-import { abortReason, Code, ConnectError, codeName, toConnectError } from "../../../errors.ts";
-import type { AgentContext, AgentRunResult, RunEvent } from "../../../pipeline/types.ts";
-import { definePlugin } from "../../define.ts";
+import { abortReason, codeName, toConnectError } from "../../../errors.ts";
 import { auditComponent, auditMigrations, TABLE_PATTERN } from "./migrations.ts";
 import { AuditWriter, type AuditRow } from "./writer.ts";
 

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Logger } from "pino";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import { quoteTable } from "./migrations.ts";
 
 /** One audit row, keyed by column name so a logged row can be replayed as is. */

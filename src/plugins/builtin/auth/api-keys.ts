@@ -1,6 +1,6 @@
+import type { Principal } from "@qingyu/plugin-api";
 import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Principal } from "../../../auth/principal.ts";
 import type { ApiKeyEntry } from "./options.ts";
 
 /** The hex SHA-256 of an API key: the form config stores it in. */

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "../../../errors.ts";
+import { Code, ConnectError } from "@qingyu/plugin-api";
 
 /** UNAUTHENTICATED with a message safe to show the caller. */
 export function unauthenticated(message: string): ConnectError {

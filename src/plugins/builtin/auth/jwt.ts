@@ -1,9 +1,7 @@
+import { Code, ConnectError, type PluginHost, type Principal } from "@qingyu/plugin-api";
 import { readFile } from "node:fs/promises";
 import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
-import type { Logger } from "pino";
-import type { Principal } from "../../../auth/principal.ts";
-import { Code, ConnectError } from "../../../errors.ts";
-import type { PluginHost } from "../../define.ts";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import { unauthenticated } from "./bearer.ts";
 import { MIN_SECRET_BYTES, type JwtOptions } from "./options.ts";
 

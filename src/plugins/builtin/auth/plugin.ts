@@ -1,7 +1,4 @@
-import { actingUser, type Principal } from "../../../auth/principal.ts";
-import { after } from "../../../pipeline/stream.ts";
-import type { AgentContext } from "../../../pipeline/types.ts";
-import { definePlugin } from "../../define.ts";
+import { actingUser, after, type AgentContext, definePlugin, type Principal } from "@qingyu/plugin-api";
 import { createApiKeyVerifier } from "./api-keys.ts";
 import { bearerCredential, looksLikeJwt, unauthenticated } from "./bearer.ts";
 import { createJwtVerifier } from "./jwt.ts";

@@ -1,5 +1,5 @@
+import type { AgentRunResult } from "@qingyu/plugin-api";
 import { z } from "zod";
-import type { AgentRunResult } from "../../../pipeline/types.ts";
 
 /** One cached run: what a hit replays. */
 export interface CachedRun {

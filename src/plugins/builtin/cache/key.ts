@@ -1,5 +1,5 @@
+import type { AgentContext } from "@qingyu/plugin-api";
 import { createHash } from "node:crypto";
-import type { AgentContext } from "../../../pipeline/types.ts";
 
 /**
  * JSON with object keys sorted at every level and undefined fields dropped, so

@@ -1,6 +1,6 @@
-import type { Meter } from "@opentelemetry/api";
-import type { Logger } from "pino";
-import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent } from "../../../pipeline/types.ts";
+import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent } from "@qingyu/plugin-api";
+import type { PluginMeter as Meter } from "@qingyu/plugin-api";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import { decodeEntry, encodeEntry, entryBytes } from "./entry.ts";
 import { cacheKey } from "./key.ts";
 import type { CacheStore } from "./store.ts";

@@ -1,5 +1,5 @@
+import { definePlugin } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { definePlugin } from "../../define.ts";
 import { MemoryCache } from "./memory-cache.ts";
 import { cacheMiddleware } from "./middleware.ts";
 import { RedisCache } from "./redis-cache.ts";

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { Logger } from "pino";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import type { CacheStore } from "./store.ts";
 
 /**

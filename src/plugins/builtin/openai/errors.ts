@@ -1,7 +1,6 @@
+import { Code, ProviderError } from "@qingyu/plugin-api";
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
-import { Code } from "../../../errors.ts";
 import { retryAfterMs } from "../../../http/retry-after.ts";
-import { ProviderError } from "../../../providers/types.ts";
 
 /** How the provider's messages begin. */
 export const PREFIX = "openai provider";

@@ -1,5 +1,4 @@
-import { Code } from "../../../errors.ts";
-import { ProviderError } from "../../../providers/types.ts";
+import { Code, ProviderError } from "@qingyu/plugin-api";
 import { PREFIX } from "./errors.ts";
 
 /**

@@ -1,10 +1,8 @@
+import { Code, definePlugin, type ProviderChunk, ProviderError, type ProviderRequest, type ProviderResult, type TokenUsage } from "@qingyu/plugin-api";
 import OpenAI from "openai";
 import { z } from "zod";
-import { Code } from "../../../errors.ts";
 import { linkSignals } from "../../../abort.ts";
 import { runtimeName } from "../../../runtime/process.ts";
-import { definePlugin } from "../../define.ts";
-import { ProviderError, type ProviderChunk, type ProviderRequest, type ProviderResult, type TokenUsage } from "../../../providers/types.ts";
 import { PREFIX, toProviderError } from "./errors.ts";
 import { IdleWatchdog } from "./idle-watchdog.ts";
 import { NodeFetch } from "./node-fetch.ts";

@@ -1,4 +1,4 @@
-import type { AgentContext } from "../../../pipeline/types.ts";
+import type { AgentContext } from "@qingyu/plugin-api";
 
 /** Characters per token in the usual rough estimate for English text and code. */
 const CHARS_PER_TOKEN = 4;

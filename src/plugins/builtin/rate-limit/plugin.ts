@@ -1,9 +1,6 @@
+import { after, type AgentContext, Code, ConnectError, definePlugin, invalidArgument, observe } from "@qingyu/plugin-api";
 import { z } from "zod";
 import { storeUnavailable } from "../../../clients/shared.ts";
-import { Code, ConnectError, invalidArgument } from "../../../errors.ts";
-import { after, observe } from "../../../pipeline/stream.ts";
-import type { AgentContext } from "../../../pipeline/types.ts";
-import { definePlugin } from "../../define.ts";
 import type { BucketDraw, Buckets } from "./buckets.ts";
 import { estimateInputTokens } from "./estimate.ts";
 import { MemoryBuckets } from "./memory-buckets.ts";

@@ -1,6 +1,6 @@
-import type { Logger } from "pino";
+import type { RuntimeEvent } from "@qingyu/plugin-api";
+import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import { ThrottledWarning } from "../../../events/throttled-warning.ts";
-import type { RuntimeEvent } from "../../../events/types.ts";
 import { postWebhook, retryDelay, webhookMessage, type AttemptOutcome, type WebhookMessage, type WebhookTarget } from "./send.ts";
 
 /** How deliveries are sent, retried and bounded. */

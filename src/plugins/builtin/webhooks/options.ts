@@ -1,5 +1,5 @@
+import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { EVENT_TYPES, type EventType } from "../../../events/types.ts";
 
 /** Shortest signing secret accepted: HMAC-SHA256 wants a key at least as long as its output. */
 export const MIN_SECRET_LENGTH = 32;

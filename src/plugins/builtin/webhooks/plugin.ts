@@ -1,4 +1,4 @@
-import { definePlugin } from "../../define.ts";
+import { definePlugin } from "@qingyu/plugin-api";
 import { DeliveryQueue } from "./delivery-queue.ts";
 import { WebhookOptions, handlerTypes, resolveSecret } from "./options.ts";
 

@@ -1,6 +1,6 @@
+import type { EventType, RuntimeEvent } from "@qingyu/plugin-api";
 import { linkSignals } from "../../../abort.ts";
 import { retryAfterMs as readRetryAfter } from "../../../http/retry-after.ts";
-import type { EventType, RuntimeEvent } from "../../../events/types.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from "./signature.ts";
 
 /** The JSON body of every webhook; a stable, documented shape (absent ids are null). */

@@ -1,10 +1,8 @@
+import { Code, ConnectError, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
 import audit from "../../../../src/plugins/builtin/audit/plugin.ts";
-import { Code, ConnectError } from "../../../../src/errors.ts";
-import type { Principal } from "../../../../src/auth/principal.ts";
-import type { RunEvent } from "../../../../src/pipeline/types.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
 import type { AuditRow } from "../../../../src/plugins/builtin/audit/writer.ts";
 

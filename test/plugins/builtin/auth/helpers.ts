@@ -1,7 +1,5 @@
+import { Code, type Middleware, type Principal, type RpcCall } from "@qingyu/plugin-api";
 import { expect } from "vitest";
-import type { Principal } from "../../../../src/auth/principal.ts";
-import { Code } from "../../../../src/errors.ts";
-import type { Middleware, RpcCall } from "../../../../src/pipeline/types.ts";
 import { agentContext, collect, terminal, type ContextInit } from "../../../support/plugin-context.ts";
 import { rejection } from "../../../support/rejection.ts";
 

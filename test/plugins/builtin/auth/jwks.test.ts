@@ -1,9 +1,8 @@
+import { Code, type Middleware } from "@qingyu/plugin-api";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../../../../src/errors.ts";
-import type { Middleware } from "../../../../src/pipeline/types.ts";
 import auth from "../../../../src/plugins/builtin/auth/plugin.ts";
 import { setUpPlugin } from "../../../support/plugin-context.ts";
 import { bearer, refusal, run } from "./helpers.ts";

@@ -1,7 +1,6 @@
+import { Code, type Middleware } from "@qingyu/plugin-api";
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWTPayload } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../../../../src/errors.ts";
-import type { Middleware } from "../../../../src/pipeline/types.ts";
 import { hashApiKey } from "../../../../src/plugins/builtin/auth/api-keys.ts";
 import auth from "../../../../src/plugins/builtin/auth/plugin.ts";
 import { setUpPlugin } from "../../../support/plugin-context.ts";

@@ -1,7 +1,7 @@
+import type { Middleware, RunEvent } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { Middleware, RunEvent } from "../../../../src/pipeline/types.ts";
 import cachePlugin from "../../../../src/plugins/builtin/cache/plugin.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
 

@@ -2,6 +2,7 @@
 // writes it: what a real server or gateway may do to the event stream (compress
 // it, end lines with CRLF, split a character between two reads), the error event
 // some servers send mid-stream, and the pooled connection behind the calls.
+import { Code, type LlmProvider, type ProviderChunk } from "@qingyu/plugin-api";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { getEventListeners } from "node:events";
 import { setFlagsFromString } from "node:v8";
@@ -10,8 +11,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { gzipSync } from "node:zlib";
 import openaiPlugin from "../../../../src/plugins/builtin/openai/plugin.ts";
-import { Code } from "../../../../src/errors.ts";
-import type { LlmProvider, ProviderChunk } from "../../../../src/providers/types.ts";
 import { setUpPlugin } from "../../../support/plugin-context.ts";
 
 setFlagsFromString("--expose-gc");

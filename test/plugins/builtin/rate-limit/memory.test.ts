@@ -1,7 +1,5 @@
+import { Code, type Middleware, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import type { Principal } from "../../../../src/auth/principal.ts";
-import { Code } from "../../../../src/errors.ts";
-import type { Middleware, RunEvent } from "../../../../src/pipeline/types.ts";
 import { createRateLimitPlugin } from "../../../../src/plugins/builtin/rate-limit/plugin.ts";
 import { estimateInputTokens } from "../../../../src/plugins/builtin/rate-limit/estimate.ts";
 import { MemoryBuckets } from "../../../../src/plugins/builtin/rate-limit/memory-buckets.ts";

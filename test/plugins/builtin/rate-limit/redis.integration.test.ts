@@ -1,9 +1,7 @@
+import { Code, ConnectError, type Middleware, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Principal } from "../../../../src/auth/principal.ts";
-import { Code, ConnectError } from "../../../../src/errors.ts";
-import type { Middleware, RunEvent } from "../../../../src/pipeline/types.ts";
 import rateLimit from "../../../../src/plugins/builtin/rate-limit/plugin.ts";
 import { agentContext, collect, runResult, setUpPlugin, terminal, type ContextInit } from "../../../support/plugin-context.ts";
 import { rejection } from "../../../support/rejection.ts";

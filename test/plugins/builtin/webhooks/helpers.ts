@@ -1,10 +1,9 @@
+import type { EventHandler, RuntimeEvent } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import pino from "pino";
-import type { RuntimeEvent } from "../../../../src/events/types.ts";
-import type { EventHandler } from "../../../../src/plugins/define.ts";
 import webhooks from "../../../../src/plugins/builtin/webhooks/plugin.ts";
 import { setUpPlugin } from "../../../support/plugin-context.ts";
 

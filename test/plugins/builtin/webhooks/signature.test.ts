@@ -1,3 +1,4 @@
+import { parseOptions } from "../../../support/plugin-context.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { signWebhook, verifyWebhook } from "../../../../src/plugins/builtin/webhooks/plugin.ts";
 import webhooks from "../../../../src/plugins/builtin/webhooks/plugin.ts";
@@ -98,25 +99,25 @@ describe("webhook signature", () => {
 });
 
 describe("webhooks options", () => {
-  const parse = (options: unknown) => webhooks.configSchema!.safeParse(options);
+  const parse = (options: unknown) => parseOptions(webhooks, options);
 
-  it("requires a signing secret, exactly one way, and at least 32 characters", () => {
-    expect(parse({ endpoints: [{ url: "https://example.com/h" }] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, secretEnv: "X" }] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: "short" }] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }] }).success).toBe(true);
+  it("requires a signing secret, exactly one way, and at least 32 characters", async () => {
+    expect((await parse({ endpoints: [{ url: "https://example.com/h" }] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, secretEnv: "X" }] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: "short" }] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }] })).success).toBe(true);
   });
 
-  it("refuses no endpoints, non-http URLs, unknown keys and headers the plugin sets itself", () => {
-    expect(parse({ endpoints: [] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "ftp://example.com/h", secret: SECRET }] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }], retries: 3 }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, headers: { "X-Qingyu-Signature": "v1=0" } }] }).success).toBe(false);
-    expect(parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, types: ["NOT_A_TYPE"] }] }).success).toBe(false);
+  it("refuses no endpoints, non-http URLs, unknown keys and headers the plugin sets itself", async () => {
+    expect((await parse({ endpoints: [] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "ftp://example.com/h", secret: SECRET }] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }], retries: 3 })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, headers: { "X-Qingyu-Signature": "v1=0" } }] })).success).toBe(false);
+    expect((await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET, types: ["NOT_A_TYPE"] }] })).success).toBe(false);
   });
 
-  it("defaults as documented", () => {
-    const parsed = parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }] });
-    expect(parsed.data).toMatchObject({ timeoutMs: 5000, maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30000, maxQueue: 10000, concurrency: 4, drainTimeoutMs: 5000 });
+  it("defaults as documented", async () => {
+    const parsed = await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }] });
+    expect(parsed.success && parsed.data).toMatchObject({ timeoutMs: 5000, maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30000, maxQueue: 10000, concurrency: 4, drainTimeoutMs: 5000 });
   });
 });

@@ -1,10 +1,9 @@
+import type { EventBus, EventHandler, PluginDefinition } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import type { AgentRegistry } from "../agents/registry.ts";
 import type { Config } from "../config/schema.ts";
-import type { EventBus } from "../events/types.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Admission } from "../pipeline/admission.ts";
-import type { EventHandler, PluginDefinition } from "./define.ts";
 import type { CatalogEntry } from "./loader.ts";
 import { handlerListener } from "../telemetry/handler-run.ts";
 import type { Telemetry } from "../telemetry/setup.ts";

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "../errors.ts";
+import { Code, ConnectError } from "./errors.ts";
 
 /** Who is calling, as an auth middleware established it. */
 export interface Principal {

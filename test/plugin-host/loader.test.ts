@@ -1,17 +1,18 @@
+import { definePlugin, type PluginDefinition } from "@qingyu/plugin-api";
 import { afterAll, describe, it, expect } from "vitest";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { z } from "zod";
-import { discoverPlugins, instantiate, PluginError, type CatalogEntry, type HostBase } from "../../src/plugins/loader.ts";
-import { definePlugin, type PluginDefinition } from "../../src/plugins/define.ts";
+import { instantiate, type HostBase } from "../../src/plugin-host/instantiate.ts";
+import { discoverPlugins, PluginError, type CatalogEntry } from "../../src/plugin-host/loader.ts";
 import { builtinPlugins } from "../../src/plugins/builtin/index.ts";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import { noTelemetry } from "../support/plugin-context.ts";
 
-const DEFINE_URL = new URL("../../src/plugins/define.ts", import.meta.url).href;
+const DEFINE_URL = import.meta.resolve("@qingyu/plugin-api");
 
 const root = mkdtempSync(join(tmpdir(), "qingyu-plugins-test-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,11 +1,10 @@
+import type { PluginDefinition } from "@qingyu/plugin-api";
 import { readdirSync, statSync, readFileSync, existsSync } from "node:fs";
 import { dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
-import type { Logger } from "pino";
 import { forgetCommonJs } from "../runtime/module-cache.ts";
-import { formatIssues } from "../config/load.ts";
-import { pluginShapeProblem, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts } from "./define.ts";
+import { pluginShapeProblem } from "./definition.ts";
 
 /** A plugin that could not be loaded or set up; start-up stops with exit status 2. */
 export class PluginError extends Error {
@@ -139,44 +138,4 @@ async function importPlugin(file: string, bust: string | undefined, label = file
   const problem = pluginShapeProblem(mod.default);
   if (problem) throw new PluginError(`${label}: ${problem}`);
   return mod.default as PluginDefinition;
-}
-
-/** Shared pieces every plugin instance gets. */
-export type HostBase = Omit<PluginHost, "options" | "logger"> & { logger: Logger };
-
-/**
- * Sets up one configured use of a plugin: finds it, checks its kind,
- * validates its options with its own schema and runs `setup`.
- */
-export async function instantiate<K extends PluginKind>(
-  catalog: ReadonlyMap<string, CatalogEntry>,
-  ref: string | { plugin: string; options?: unknown },
-  kind: K,
-  where: string,
-  base: HostBase,
-): Promise<{ product: PluginProducts[K]; entry: CatalogEntry }> {
-  const name = typeof ref === "string" ? ref : ref.plugin;
-  const rawOptions = typeof ref === "string" ? undefined : ref.options;
-  const entry = catalog.get(name);
-  if (!entry) {
-    const known = [...catalog.values()].filter((e) => e.definition.kind === kind).map((e) => e.definition.name);
-    throw new PluginError(`${where}: no ${kind} plugin named "${name}" (known: ${known.join(", ") || "none"})`);
-  }
-  const { definition, source } = entry;
-  if (entry.disabled) throw new PluginError(`${where}: plugin "${name}" (${source}) is turned off by plugins.disabled`);
-  if (definition.kind !== kind) throw new PluginError(`${where}: plugin "${name}" (${source}) is a ${definition.kind}, not a ${kind}`);
-  let options: unknown = rawOptions;
-  if (definition.configSchema) {
-    const parsed = definition.configSchema.safeParse(rawOptions);
-    if (!parsed.success) {
-      throw new PluginError(`${where}: invalid options for plugin "${name}" (${source}):\n${formatIssues(parsed.error, `${where}.options`)}`);
-    }
-    options = parsed.data;
-  }
-  try {
-    const product = await definition.setup({ ...base, options, logger: base.logger.child({ plugin: name }) });
-    return { product: product as PluginProducts[K], entry };
-  } catch (cause) {
-    throw new PluginError(`${where}: plugin "${name}" (${source}) failed to set up: ${(cause as Error).message}`, { cause });
-  }
 }

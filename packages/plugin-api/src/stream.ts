@@ -1,4 +1,4 @@
-import type { RunEvent } from "./types.ts";
+import type { RunEvent } from "./middleware.ts";
 
 /** How an observed stream ended. */
 export interface StreamEnd {

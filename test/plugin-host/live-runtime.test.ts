@@ -1,14 +1,14 @@
+import { definePlugin, type PluginDefinition } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
 import { SharedClients } from "../../src/clients/shared.ts";
 import { ConfigSchema, type Config } from "../../src/config/schema.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import { assemble, type SharedRuntime } from "../../src/plugins/assemble.ts";
+import { assemble, type SharedRuntime } from "../../src/plugin-host/assemble.ts";
 import { builtinPlugins } from "../../src/plugins/builtin/index.ts";
-import { definePlugin, type PluginDefinition } from "../../src/plugins/define.ts";
-import { LiveRuntime } from "../../src/plugins/live-runtime.ts";
-import { PluginError, type CatalogEntry } from "../../src/plugins/loader.ts";
+import { LiveRuntime } from "../../src/plugin-host/live-runtime.ts";
+import { PluginError, type CatalogEntry } from "../../src/plugin-host/loader.ts";
 import { SessionManager } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 

@@ -8,6 +8,7 @@ export type EventType =
   | "SESSION_CREATED"
   | "SESSION_DELETED";
 
+/** Every event type, in the proto's order. */
 export const EVENT_TYPES: readonly EventType[] = [
   "AGENT_STARTED",
   "AGENT_COMPLETED",
@@ -40,9 +41,8 @@ export type EventInit = Omit<RuntimeEvent, "id" | "time" | "remote">;
 export interface SubscribeOptions {
   /**
    * Also receive events other server processes published, when the bus is
-   * shared (Redis). For watchers such as EventService subscribers; handlers
-   * that act on an event (webhooks, alerts) leave it off, or every replica
-   * would act on every event.
+   * shared (Redis). For watchers; handlers that act on an event (webhooks,
+   * alerts) leave it off, or every replica would act on every event.
    */
   remote?: boolean;
 }
@@ -60,4 +60,12 @@ export interface EventBus {
   hasSubscribers(type: EventType): boolean;
   /** Stops whatever the bus runs in the background (a shared bus's reader). */
   close?(): Promise<void>;
+}
+
+/** A subscriber to runtime events; runs isolated from the call and other handlers. */
+export interface EventHandler {
+  types: readonly EventType[] | "any";
+  handle(event: RuntimeEvent): void | Promise<void>;
+  /** Releases what setup acquired; called at shutdown and once a reload has replaced it. */
+  dispose?(): void | Promise<void>;
 }

@@ -1,6 +1,6 @@
+import type { EventBus } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.ts";
-import type { EventBus } from "../events/types.ts";
 import type { Generation } from "./generation.ts";
 
 /** What a reload did. */

@@ -1,5 +1,3 @@
-import { ConnectError, Code } from "../errors.ts";
-
 /** One message of a prompt. */
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -44,35 +42,11 @@ export interface ProviderResult {
 /**
  * An LLM backend. `signal` aborts the upstream request when the client cancels or
  * the deadline passes; implementations must stop generating (and close the
- * connection) when it fires.
+ * connection) when it fires. Throw ProviderError for upstream failures.
  */
 export interface LlmProvider {
   stream(req: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
   generate?(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult>;
   /** Releases what setup acquired; called at shutdown and once a reload has replaced it. */
   dispose?(): void | Promise<void>;
-}
-
-/**
- * A provider failure with what the executor needs to decide on a retry. The
- * code is the one the client sees once retries are exhausted.
- */
-export class ProviderError extends ConnectError {
-  constructor(
-    message: string,
-    code: Code,
-    /** Whether trying again might succeed (429, 5xx, connection reset). */
-    readonly retryable: boolean,
-    /** The provider's Retry-After, when it sent one. */
-    readonly retryAfterMs?: number,
-    cause?: unknown,
-  ) {
-    // The name stays "ConnectError": connect-es recognises its errors by name or prototype.
-    super(message, code, undefined, undefined, cause);
-  }
-
-  // ConnectError's own instanceof check would accept any ConnectError as a ProviderError.
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return value instanceof Error && ProviderError.prototype.isPrototypeOf(value);
-  }
 }

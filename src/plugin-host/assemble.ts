@@ -1,20 +1,17 @@
+import type { AgentDefinition, EventBus, EventHandler, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { AgentRegistry } from "../agents/registry.ts";
-import type { AgentDefinition } from "../agents/types.ts";
 import type { SharedClients } from "../clients/shared.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import type { EventBus } from "../events/types.ts";
 import { Executor } from "../executor/executor.ts";
 import { Admission } from "../pipeline/admission.ts";
 import { Telemetry } from "../telemetry/setup.ts";
-import type { Middleware } from "../pipeline/types.ts";
-import type { LlmProvider } from "../providers/types.ts";
 import type { SessionManager } from "../sessions/manager.ts";
-import type { EventHandler, PluginDefinition, PluginHost } from "./define.ts";
 import { Generation, disposeAll, type Disposable } from "./generation.ts";
-import { instantiate, PluginError, type CatalogEntry, type HostBase } from "./loader.ts";
+import { instantiate, type HostBase } from "./instantiate.ts";
+import { PluginError, type CatalogEntry } from "./loader.ts";
 
 /** What outlives a reload: shared by every generation. */
 export interface SharedRuntime {
@@ -73,8 +70,9 @@ export async function assemble(
     agents,
     env,
     logger: log,
-    redis: () => clients.redis(),
-    postgres: () => clients.postgres(),
+    // The contract types these by what the plugin imports (ioredis, pg); ours are those.
+    redis: <Client>() => clients.redis() as Client,
+    postgres: <Pool>() => clients.postgres() as Pool,
     provider: (name) => provider(name, chain),
     resolvePath: (path) => resolve(baseDir, path),
     tracer: telemetry.tracer,

@@ -25,3 +25,9 @@ export interface AgentLimits {
   /** Largest max_tokens sent upstream; also what is sent when the caller asks none. */
   maxOutputTokens?: number;
 }
+
+/** The configured agents, by id. */
+export interface AgentCatalog {
+  get(id: string): AgentDefinition | undefined;
+  list(): AgentDefinition[];
+}
