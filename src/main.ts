@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { App, StartupError } from "./app.ts";
 import { checkHealth } from "./cli/health-command.ts";
+import { checkCommand, type CommandOutcome } from "./cli/check-command.ts";
 import { describePlugins } from "./cli/plugins-command.ts";
 import { requestReload } from "./cli/reload-command.ts";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.ts";
@@ -16,8 +17,12 @@ const USAGE = `usage:
       --port N         gRPC port (default 50051; env PORT)
       --http-port M    Connect / gRPC-Web port (default 8080; env HTTP_PORT)
       SIGHUP re-reads the config and plugins without dropping calls.
+  qingyu check [--config FILE]
+      Loads the config, imports every plugin and validates every entry's options as serve
+      would, without opening a port or a connection; exit status 2 with serve's messages.
   qingyu plugins [--config FILE]
-      Lists the plugins discovered, their kind, status and source, and the pipeline order.
+      Lists the plugins discovered, their kind, status and source, and the pipeline order;
+      problems serve would stop at go to stderr (exit status 2).
   qingyu reload [--address HOST:PORT] [--token TOKEN]
       Asks a running server to reload (AdminService.Reload); default address 127.0.0.1:50051,
       token from --token or QINGYU_TOKEN (needed when auth is configured: an admin's key or JWT).
@@ -83,7 +88,19 @@ function options<T extends Record<string, { type: "string" }>>(args: string[], s
 async function plugins(args: string[]): Promise<void> {
   const { values } = options(args, { config: { type: "string" } });
   const { config, baseDir } = loadConfig(values.config, env);
-  process.stdout.write(await describePlugins(config, baseDir));
+  finish(await describePlugins(config, baseDir, env));
+}
+
+async function check(args: string[]): Promise<void> {
+  const { values } = options(args, { config: { type: "string" } });
+  const { config, baseDir } = loadConfig(values.config, env);
+  finish(await checkCommand(config, baseDir, env, values.config ?? "(built-in defaults)"));
+}
+
+function finish({ stdout, stderr, status }: CommandOutcome): void {
+  process.stdout.write(stdout);
+  process.stderr.write(stderr);
+  if (status !== 0) exit(status);
 }
 
 async function reload(args: string[]): Promise<void> {
@@ -124,6 +141,7 @@ const [command = "serve", ...rest] = argv;
 try {
   if (command === "serve") await serve(rest);
   else if (command === "plugins") await plugins(rest);
+  else if (command === "check") await check(rest);
   else if (command === "reload") await reload(rest);
   else if (command === "hash-key") await hashKey(rest);
   else if (command === "health") await health(rest);

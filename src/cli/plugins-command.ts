@@ -2,15 +2,20 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
+import { checkConfig } from "../plugin-host/check.ts";
 import { entryDisabled } from "../plugin-host/loader.ts";
+import { formatProblems, type CommandOutcome } from "./check-command.ts";
 
 /**
  * `qingyu plugins`: what was discovered, its kind and source, whether it is
  * enabled and used, and the pipeline order — read from the config and plugin
- * files without setting any plugin up (so it opens no connection).
+ * files without setting any plugin up (so it opens no connection). Problems
+ * `serve` would stop at go to stderr, with exit status 2.
  */
-export async function describePlugins(config: Config, baseDir: string): Promise<string> {
+export async function describePlugins(config: Config, baseDir: string, env: Readonly<Record<string, string | undefined>>): Promise<CommandOutcome> {
   const catalog = await discoverFor(config, baseDir);
+  // The same validation as `qingyu check` and `serve`: a listing must not look fine when serve would refuse.
+  const report = await checkConfig(config, catalog, env);
   const enabled = (ref: Config["pipeline"][number]) => typeof ref === "string" || ref.enabled;
   const name = (ref: Config["pipeline"][number]) => (typeof ref === "string" ? ref : ref.plugin);
   const used = new Set<string>([
@@ -37,7 +42,7 @@ export async function describePlugins(config: Config, baseDir: string): Promise<
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   const pipeline = config.pipeline.map((ref, i) => `  ${i + 1}. ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
   const handlers = config.eventHandlers.map((ref) => `  - ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
-  return [
+  const stdout = [
     line(header),
     ...rows.map(line),
     "",
@@ -47,4 +52,5 @@ export async function describePlugins(config: Config, baseDir: string): Promise<
     ...(handlers.length ? handlers : ["  (none)"]),
     "",
   ].join("\n");
+  return { stdout, stderr: formatProblems(report), status: report.errors.length ? 2 : 0 };
 }

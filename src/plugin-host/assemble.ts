@@ -1,9 +1,9 @@
-import type { AgentDefinition, EventBus, EventHandler, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
+import type { EventBus, EventHandler, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { AgentRegistry } from "../agents/registry.ts";
 import type { SharedClients } from "../clients/shared.ts";
-import { ConfigError } from "../config/load.ts";
+import { enabledAgents, missingProvider } from "./agents.ts";
 import type { Config } from "../config/schema.ts";
 import { Executor } from "../executor/executor.ts";
 import { Admission } from "../pipeline/admission.ts";
@@ -37,7 +37,9 @@ export async function assemble(
 ): Promise<Generation> {
   const { events, sessions, clients, env, log } = shared;
   const telemetry = shared.telemetry ?? Telemetry.disabled();
-  const agents = new AgentRegistry(enabledAgents(config, env, log));
+  const agents = new AgentRegistry(
+    enabledAgents(config, env, (agent, missing) => log.info({ agent, missing }, "agent left out: required environment variables are not set")),
+  );
   const disposables: Disposable[] = [];
   const definitions = new Set<PluginDefinition>();
   const providers = new Map<string, LlmProvider>();
@@ -82,10 +84,8 @@ export async function assemble(
   try {
     // Only providers some enabled agent uses are set up: an unused openai entry must not demand a key.
     for (const agent of agents.list()) {
-      if (!config.providers[agent.provider]) {
-        const i = config.agents.findIndex((a) => a.id === agent.id);
-        throw new ConfigError(`invalid config:\n  agents.${i}.provider: no provider named "${agent.provider}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`);
-      }
+      const missing = missingProvider(config, agent);
+      if (missing) throw missing;
       await provider(agent.provider, []);
     }
     const middleware: Middleware[] = [];
@@ -125,18 +125,4 @@ export async function assemble(
     await disposeAll(log, disposables);
     throw err;
   }
-}
-
-function enabledAgents(config: Config, env: SharedRuntime["env"], log: Logger): AgentDefinition[] {
-  const agents: AgentDefinition[] = [];
-  for (const a of config.agents) {
-    const missing = a.requireEnv.filter((name) => !env[name]);
-    if (missing.length) {
-      log.info({ agent: a.id, missing }, "agent left out: required environment variables are not set");
-      continue;
-    }
-    if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults, limits: a.limits });
-  }
-  return agents;
 }
