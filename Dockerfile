@@ -1,21 +1,28 @@
 # Qingyu Agent Runtime. Runs from source: tsx loads TypeScript (ours and operators' plugins)
-# with no build step, so the image is the production dependencies plus the source.
+# with no build step. The one thing built is the plugin SDK (packages/plugin-api → dist),
+# which the server and plugins import as @qingyu/plugin-api.
 
-# 1. Production dependencies, installed from the lockfile.
+# 1. Dependencies from the lockfile, the SDK built (needs the dev dependencies), then
+#    the dev dependencies dropped.
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY scripts ./scripts
+COPY packages/plugin-api/package.json packages/plugin-api/tsconfig.json ./packages/plugin-api/
+COPY packages/plugin-api/src ./packages/plugin-api/src
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # 2. The runtime image: no npm cache, no dev tools, not root.
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /app/packages ./packages
 COPY package.json ./
 COPY proto ./proto
 COPY src ./src
 COPY bin ./bin
+COPY scripts ./scripts
 COPY plugins ./plugins
 COPY config ./config
 USER node
@@ -24,6 +31,8 @@ EXPOSE 50051 8080 9464
 # The gRPC health service, asked by the server's own CLI (no grpc_health_probe to install).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["node", "bin/qingyu.mjs", "health", "--address", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM
-# `docker kill -s HUP <container>` reloads config and plugins (mount them over /app/config and /app/plugins).
+# `docker kill -s HUP <container>` reloads config and plugins (mount them over /app/config and
+# /app/plugins; plugins there import @qingyu/plugin-api and zod from the image's node_modules).
+# `docker run … check --config /app/config/x.yaml` validates a config and its plugins.
 ENTRYPOINT ["node", "bin/qingyu.mjs"]
 CMD ["serve", "--config", "config/example.yaml"]
