@@ -253,7 +253,8 @@ describe("instantiate", () => {
 
   it.each([
     ["a missing option", {}, "pipeline[2].options.limit"],
-    ["no options at all", undefined, "pipeline[2].options: "],
+    // No options at all: the schema sees {} and names the required key.
+    ["no options at all", undefined, "pipeline[2].options.limit"],
     ["a wrong type", { limit: "many" }, "pipeline[2].options.limit"],
     ["a nested bad value", { limit: 1, window: { seconds: -5 } }, "pipeline[2].options.window.seconds"],
     ["an unknown option", { limit: 1, burst: 3 }, 'pipeline[2].options: unknown key "burst"'],
@@ -282,7 +283,7 @@ describe("instantiate", () => {
     expect(product.types).toBe("any");
   });
 
-  it("a bare-string reference means no options", async () => {
+  it("a bare-string reference gives the plugin {} as its options", async () => {
     let seen: unknown = "unset";
     const raw = definePlugin({
       name: "bare",
@@ -293,7 +294,7 @@ describe("instantiate", () => {
       },
     }) as unknown as PluginDefinition;
     await instantiate(catalogOf(raw), "bare", "middleware", "pipeline[0]", base());
-    expect(seen).toBeUndefined();
+    expect(seen).toEqual({});
   });
 
   it("gives the plugin a logger bound to its name", async () => {
