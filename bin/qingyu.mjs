@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 // Node cannot load TypeScript by itself: register tsx first, so the server and
 // users' .ts plugins run from source with no build step. Deno needs none of this.
-if (!("Deno" in globalThis)) {
-  const { register } = await import("tsx/esm/api");
-  register();
-}
+//
+// `import("tsx")` is what `node --import tsx` does: tsx's ES module hooks *and*
+// its CommonJS hooks. Both are needed. Node decides a plugin file's format from
+// the nearest package.json: a .ts or .js file with no "type": "module" above it
+// is CommonJS, and tsx hands such a file to Node's CommonJS loader (require).
+// With the ES module hooks alone (tsx/esm/api's register()), that loader cannot
+// compile TypeScript or ES module syntax, tries require(esm) on a module the ES
+// loader is already loading, and every such plugin fails with "Cannot require()
+// ES Module ... in a cycle" (a syntax error in it is reported as that too).
+if (!("Deno" in globalThis)) await import("tsx");
 await import("../src/main.ts");

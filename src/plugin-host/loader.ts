@@ -5,6 +5,7 @@ import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { forgetCommonJs } from "../runtime/module-cache.ts";
 import { pluginShapeProblem } from "./definition.ts";
+import { loadFailureReason } from "./load-error.ts";
 
 /** A plugin that could not be loaded or set up; start-up stops with exit status 2. */
 export class PluginError extends Error {
@@ -128,14 +129,30 @@ function exportedModule(exports: unknown): string | undefined {
 
 async function importPlugin(file: string, bust: string | undefined, label = file): Promise<PluginDefinition> {
   let mod: { default?: unknown };
-  const url = pathToFileURL(resolve(file)).href;
-  if (bust) forgetCommonJs(resolve(file));
+  const path = resolve(file);
+  const url = pathToFileURL(path).href;
+  if (bust) forgetCommonJs(path);
   try {
     mod = await import(bust ? `${url}?${bust}` : url);
   } catch (cause) {
-    throw new PluginError(`${label}: cannot be loaded: ${(cause as Error).message}`, { cause });
+    throw new PluginError(`${label}: cannot be loaded: ${await loadFailureReason(cause, path)}`, { cause });
   }
-  const problem = pluginShapeProblem(mod.default);
+  const exported = defaultExport(mod);
+  const problem = pluginShapeProblem(exported);
   if (problem) throw new PluginError(`${label}: ${problem}`);
-  return mod.default as PluginDefinition;
+  return exported as PluginDefinition;
+}
+
+/**
+ * A module's default export. CommonJS compiled from ES module syntax (tsc,
+ * Babel: `exports.__esModule = true; exports.default = plugin`) imports as
+ * `{ default: module.exports }` where Node's own interop is used (and Deno's), so
+ * its `default` is one level further down; only such a module is unwrapped.
+ */
+export function defaultExport(mod: { default?: unknown }): unknown {
+  const value = mod.default;
+  if (value !== null && typeof value === "object" && (value as { __esModule?: unknown }).__esModule === true && "default" in value) {
+    return (value as { default: unknown }).default;
+  }
+  return value;
 }

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import pino from "pino";
 import { z } from "zod";
 import { instantiate, type HostBase } from "../../src/plugin-host/instantiate.ts";
-import { discoverPlugins, PluginError, type CatalogEntry } from "../../src/plugin-host/loader.ts";
+import { defaultExport, discoverPlugins, PluginError, type CatalogEntry } from "../../src/plugin-host/loader.ts";
+import { loadFailureReason } from "../../src/plugin-host/load-error.ts";
 import { builtinPlugins } from "../../src/plugins/builtin/index.ts";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
@@ -204,6 +205,143 @@ export default definePlugin({ name: "", kind: "middleware", setup() { return {};
     expect(err.message).toContain(join(dir, "my-echo.mjs"));
     expect(err.message).toContain('"echo"');
     expect(err.message).toContain("builtin");
+  });
+});
+
+describe("why a plugin did not load", () => {
+  // The errors as each runtime throws them for `  setup() { return {; },` on line 5 (seen on
+  // Node 20.20 with tsx 4.23 and on Deno 2.9): the message must be the same kind of line for all.
+  const transformError = (message: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(message), { name: "TransformError", ...extra });
+  it.each([
+    [
+      "tsx (Node, a .ts file): esbuild's message, 0-based column",
+      "/p/plugins/x.ts",
+      transformError('Transform failed with 1 error:\n/p/plugins/x.ts:5:20: ERROR: Expected identifier but found ";"'),
+      'syntax error at /p/plugins/x.ts:5:21: Expected identifier but found ";"',
+    ],
+    [
+      "tsx (Node, a .mts file, which its message calls .ts)",
+      "/p/plugins/x.mts",
+      transformError('Transform failed with 1 error:\n/p/plugins/x.ts:5:20: ERROR: Expected identifier but found ";"'),
+      'syntax error at /p/plugins/x.mts:5:21: Expected identifier but found ";"',
+    ],
+    [
+      "tsx (Node): a syntax error in a module the plugin imports",
+      "/p/plugins/x.ts",
+      transformError("Transform failed with 1 error:\n/p/plugins/lib/util.ts:2:6: ERROR: Expected identifier but found \"=\""),
+      'syntax error at /p/plugins/lib/util.ts:2:7: Expected identifier but found "="',
+    ],
+    [
+      "esbuild's own error, with errors[].location",
+      "/p/plugins/x.ts",
+      Object.assign(new Error("Transform failed with 1 error:\n..."), { errors: [{ text: 'Expected identifier but found ";"', location: { file: "/p/plugins/x.ts", line: 5, column: 20 } }] }),
+      'syntax error at /p/plugins/x.ts:5:21: Expected identifier but found ";"',
+    ],
+    [
+      "V8 as Node decorates it (CommonJS): the file, the line, a caret",
+      "/p/plugins/x.js",
+      Object.assign(new SyntaxError("Unexpected token ';'"), { stack: "/p/plugins/x.js:5\n  setup() { return {; },\n                    ^\n\nSyntaxError: Unexpected token ';'\n    at wrapSafe (node:internal/modules/cjs/loader:1464:18)" }),
+      "syntax error at /p/plugins/x.js:5:21: Unexpected token ';'",
+    ],
+    [
+      "V8 with a file URL and no caret",
+      "/p/plugins/x.mjs",
+      Object.assign(new SyntaxError("Unexpected token ';'"), { stack: "file:///p/plugins/x.mjs:5\nSyntaxError: Unexpected token ';'\n    at compileSourceTextModule (node:internal/modules/esm/utils:346:16)" }),
+      "syntax error at /p/plugins/x.mjs:5: Unexpected token ';'",
+    ],
+    [
+      "Deno: a TypeError carrying the parser's message and the location",
+      "/p/plugins/x.ts",
+      new TypeError(
+        "SyntaxError: Unexpected token `;`. Expected identifier, string literal, numeric literal or [ for the computed key\n  |\n5 |   setup() { return {; },\n  |                     ~\n    at file:///p/plugins/x.ts:5:21",
+      ),
+      "syntax error at /p/plugins/x.ts:5:21: Unexpected token `;`. Expected identifier, string literal, numeric literal or [ for the computed key",
+    ],
+    [
+      "Deno, with more after the location and the error in an imported module",
+      "/p/plugins/x.mjs",
+      new TypeError("SyntaxError: Unexpected token `=`. Expected yield, an identifier, [ or {\n   |\n3 | const = ;\n   |       ~\n    at file:///p/plugins/lib.mjs:3:7 at ext:core/01_core.js:405:7"),
+      "syntax error at /p/plugins/lib.mjs:3:7: Unexpected token `=`. Expected yield, an identifier, [ or {",
+    ],
+  ])("a syntax error as %s names the file, line and column", async (_label, file, err, reason) => {
+    expect(await loadFailureReason(err, file)).toBe(reason);
+  });
+
+  /** What Node 20's import() rejects with for an ES module V8 cannot parse: no file, no line, only the loader's frames. */
+  const unparsable = (message: string) =>
+    Object.assign(new SyntaxError(message), {
+      stack: `SyntaxError: ${message}\n    at compileSourceTextModule (node:internal/modules/esm/utils:346:16)\n    at ModuleLoader.moduleStrategy (node:internal/modules/esm/translators:146:18)\n    at async ModuleJob._link (node:internal/modules/esm/module_job:148:19)`,
+    });
+
+  it("top-level await in a file Node loads as CommonJS says so, and what to do", async () => {
+    const err = transformError('Transform failed with 1 error:\n/p/plugins/x.ts:1:18: ERROR: Top-level await is currently not supported with the "cjs" output format', {
+      code: "ERR_REQUIRE_ASYNC_MODULE",
+    });
+    const reason = await loadFailureReason(err, "/p/plugins/x.ts");
+    expect(reason).toContain("top-level await at /p/plugins/x.ts:1:19");
+    expect(reason).toContain('"type": "module"');
+  });
+
+  it.runIf(!("Deno" in globalThis))("a V8 SyntaxError without a location (Node 20's import() of an ES module) is located by the runtime's own parser", async () => {
+    const dir = pluginDir({ "broken.mjs": 'const a = 1;\nexport default {\n  name: "x",\n  kind: "middleware",\n  setup() { return {; },\n};\n' });
+    const file = join(dir, "broken.mjs");
+    expect(await loadFailureReason(unparsable("Unexpected token ';'"), file)).toBe(`syntax error at ${file}:5:21: Unexpected token ';'`);
+  });
+
+  it.runIf(!("Deno" in globalThis))("when the plugin's own file parses, the syntax error is in a module it imports", async () => {
+    const dir = pluginDir({ "entry.mjs": 'import "./lib.mjs";\nexport default {};\n' });
+    expect(await loadFailureReason(unparsable("Unexpected token '='"), join(dir, "entry.mjs"))).toBe("syntax error in a module it imports: Unexpected token '='");
+  });
+
+  it("a SyntaxError the module's code threw while it ran (JSON.parse at import) is not called a syntax error in the file", async () => {
+    const thrown = Object.assign(new SyntaxError("Expected property name or '}' in JSON at position 1"), {
+      stack: "SyntaxError: Expected property name or '}' in JSON at position 1\n    at JSON.parse (<anonymous>)\n    at file:///p/plugins/x.mjs:1:18\n    at ModuleJob.run (node:internal/modules/esm/module_job:271:25)",
+    });
+    expect(await loadFailureReason(thrown, "/p/plugins/x.mjs")).toBe("Expected property name or '}' in JSON at position 1");
+  });
+
+  it("other failures keep their message, with a hint where one helps", async () => {
+    expect(await loadFailureReason(new Error("missing API key at import time"), "/p/plugins/x.ts")).toBe("missing API key at import time");
+    expect(await loadFailureReason("a thrown string", "/p/plugins/x.ts")).toBe("a thrown string");
+    const commonJs = await loadFailureReason(new ReferenceError("module is not defined"), "/p/plugins/x.js");
+    expect(commonJs).toContain("module is not defined");
+    expect(commonJs).toContain('"type": "commonjs"');
+    const cycle = Object.assign(new Error("Cannot require() ES Module /p/plugins/x.ts in a cycle."), { code: "ERR_REQUIRE_CYCLE_MODULE" });
+    expect(await loadFailureReason(cycle, "/p/plugins/x.ts")).toContain("node --import tsx");
+  });
+});
+
+describe("a module's default export", () => {
+  const plugin = { name: "p", kind: "middleware", setup() {} };
+
+  it("unwraps CommonJS compiled from ES modules (exports.__esModule, exports.default): default.default", () => {
+    const compiled = Object.defineProperty({ default: plugin }, "__esModule", { value: true });
+    expect(defaultExport({ default: compiled })).toBe(plugin);
+  });
+
+  it("unwraps nothing else: a plain default, an object that merely has a default key, __esModule without a default", () => {
+    expect(defaultExport({ default: plugin })).toBe(plugin);
+    const withDefaultKey = { default: plugin };
+    expect(defaultExport({ default: withDefaultKey })).toBe(withDefaultKey);
+    const namedOnly = { __esModule: true, plugin };
+    expect(defaultExport({ default: namedOnly })).toBe(namedOnly);
+    const falsy = { __esModule: false, default: plugin };
+    expect(defaultExport({ default: falsy })).toBe(falsy);
+    expect(defaultExport({})).toBeUndefined();
+  });
+
+  it("loads a tsc-compiled CommonJS folder plugin", async () => {
+    const dir = pluginDir({
+      "compiled/package.json": JSON.stringify({ name: "compiled", type: "commonjs", main: "dist/index.js" }),
+      "compiled/dist/index.js": `"use strict";
+Object.defineProperty(exports, "__esModule", { value: true });
+const plugin = { name: "tsc-made", kind: "middleware", setup() { return { name: "tsc-made", process: (_ctx, next) => next() }; } };
+exports.default = plugin;
+`,
+    });
+    const catalog = await discoverPlugins([], [dir]);
+    expect(catalog.get("tsc-made")?.definition.kind).toBe("middleware");
+    expect(catalog.get("tsc-made")?.source).toBe(join(dir, "compiled/dist/index.js"));
   });
 });
 

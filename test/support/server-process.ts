@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -23,31 +23,95 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
+// Node: the way users start it (the package's bin, which registers tsx); Deno: `npm run start:deno`'s command.
 function command(args: string[]): [string, string[]] {
   if (runtime === "deno") {
     return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args]];
   }
-  return [process.execPath, ["--import", "tsx", join(root, "src/main.ts"), ...args]];
+  return [process.execPath, [join(root, "bin/qingyu.mjs"), ...args]];
+}
+
+// Folders writeConfig() made, removed when this test process exits. Kept on globalThis, like the
+// process set below: vitest gives each test file its own copy of this module, and one exit hook serves all.
+const CONFIG_DIRS = Symbol.for("qingyu.e2e.configDirs");
+const configDirs: Set<string> = ((globalThis as Record<symbol, unknown>)[CONFIG_DIRS] as Set<string> | undefined) ?? new Set<string>();
+(globalThis as Record<symbol, unknown>)[CONFIG_DIRS] = configDirs;
+
+// Every process started here that has not been swept yet, across the test files this process runs.
+const LIVE = Symbol.for("qingyu.e2e.liveProcesses");
+const live: Set<ChildProcess> = ((globalThis as Record<symbol, unknown>)[LIVE] as Set<ChildProcess> | undefined) ?? installSweep();
+
+function installSweep(): Set<ChildProcess> {
+  const set = new Set<ChildProcess>();
+  (globalThis as Record<symbol, unknown>)[LIVE] = set;
+  // A test process that ends, however it ends, takes its servers (and what they started) with it,
+  // and the config folders they read (a server reads its config again only on reload).
+  process.once("exit", () => {
+    killAll();
+    for (const dir of configDirs) rmSync(dir, { recursive: true, force: true });
+  });
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  return set;
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
+/**
+ * Starts a process in a process group of its own and tracks it until it has
+ * exited; then whatever it started and left behind is killed with it.
+ * killAll() (afterAll) ends every group still there.
+ */
+export function spawnTracked(cmd: string, args: string[], options: SpawnOptions): ChildProcess {
+  const child = spawn(cmd, args, { ...options, detached: true });
+  live.add(child);
+  child.once("exit", () => {
+    signalGroup(child, "SIGKILL");
+    live.delete(child);
+  });
+  return child;
+}
+
+/** SIGKILLs every process group started by this test process that is still there (afterAll: a test that timed out left its server running). */
+export function killAll(): void {
+  for (const child of live) signalGroup(child, "SIGKILL");
+}
+
+/** Where the process runs (default: the repository). */
+export interface SpawnPlace {
+  cwd?: string;
 }
 
 /** Writes `config` to a temp file and runs `qingyu serve` on free ports. */
 export function writeConfig(config: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), "qingyu-e2e-"));
+  configDirs.add(dir);
   const file = join(dir, "config.json");
   writeFileSync(file, JSON.stringify(config, null, 2));
   return file;
 }
 
 /** Runs the CLI to completion (for start-up failures). */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], env: Record<string, string> = {}, place: SpawnPlace = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const [cmd, argv] = command(args);
   return new Promise((resolvePromise) => {
-    const child = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnTracked(cmd, argv, { cwd: place.cwd ?? root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("exit", (code) => resolvePromise({ code, stdout, stderr }));
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
   });
 }
 
@@ -61,9 +125,9 @@ export function startServer(config: unknown, env: Record<string, string> = {}): 
  * out: for tests that own the config file (rewrite it for a reload, or need
  * its folder to be where npm packages resolve from).
  */
-export async function serveFile(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+export async function serveFile(file: string, args: string[] = [], env: Record<string, string> = {}, place: SpawnPlace = {}): Promise<ServerProcess> {
   const [cmd, argv] = command(["serve", "--config", file, ...args]);
-  const child = spawn(cmd, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawnTracked(cmd, argv, { cwd: place.cwd ?? root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));

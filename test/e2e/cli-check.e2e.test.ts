@@ -1,0 +1,136 @@
+// `qingyu check` and `qingyu plugins` through the real CLI, on configs a user
+// writes: the README's shout plugin named bare, a bare openai provider entry,
+// bad options, a missing plugin; and check's promise to set nothing up.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { TestClient } from "../support/grpc-client.ts";
+import { runCli, serveFile } from "../support/server-process.ts";
+
+const repo = resolve(import.meta.dirname, "../..");
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+// The README's plugin, verbatim.
+const SHOUT = `import { definePlugin, type RunEvent } from "@qingyu/plugin-api";
+import { z } from "zod";
+
+export default definePlugin({
+  name: "shout",
+  kind: "middleware",                       // or "llm-provider", "event-handler"
+  configSchema: z.object({ suffix: z.string().default("!") }),
+  setup({ options }) {
+    return {
+      name: "shout",
+      async *process(ctx, next): AsyncIterable<RunEvent> {
+        // before next(): pre-processing (ctx.task, ctx.principal, ctx.header("x")...)
+        for await (const event of next()) {
+          if (event.type === "delta") yield { type: "delta", text: event.text.toUpperCase() };
+          else if (event.type === "completed") {
+            // Execute answers with completed's output: keep it equal to what was streamed.
+            yield { type: "delta", text: options.suffix };
+            yield { type: "completed", result: { ...event.result, output: event.result.output.toUpperCase() + options.suffix } };
+          } else yield event;
+        }
+        // after: post-processing. Not calling next() short-circuits (a cache hit).
+      },
+    };
+  },
+});
+`;
+
+/** A project folder outside the repository whose node_modules has the SDK and zod (linked to ours). */
+function project(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "qingyu-check-e2e-"));
+  dirs.push(dir);
+  mkdirSync(join(dir, "node_modules/@qingyu"), { recursive: true });
+  symlinkSync(join(repo, "node_modules/zod"), join(dir, "node_modules/zod"), "dir");
+  symlinkSync(join(repo, "packages/plugin-api"), join(dir, "node_modules/@qingyu/plugin-api"), "dir");
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+describe("qingyu check", () => {
+  it("passes the README's shout plugin named bare and a bare openai entry, and serve runs that config", async () => {
+    const dir = project({
+      "plugins/shout.ts": SHOUT,
+      "qingyu.yaml": "pipeline: [logging, shout, validation]\nproviders: { echo: { plugin: echo }, openai: { plugin: openai } }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n",
+    });
+    const config = join(dir, "qingyu.yaml");
+    const check = await runCli(["check", "--config", config]);
+    expect(check.stderr).toBe("");
+    expect(check.stdout).toMatch(/qingyu\.yaml: ok \(.*pipeline: logging → shout → validation\)/);
+    expect(check.code).toBe(0);
+    const server = await serveFile(config, ["--port", "0", "--http-port", "0"]);
+    try {
+      const client = new TestClient(server.grpcPort);
+      const res = await client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: "hello there" }, { timeoutMs: 10_000 });
+      expect(res.result?.output).toBe("[HISTORY=0] HELLO THERE!");
+      const events = await client.collect(client.stream(AgentService, AgentService.method.executeStream, { agentId: "echo", task: "hello there" }, { timeoutMs: 10_000 }));
+      const streamed = events.flatMap((e) => (e.event.case === "delta" ? [e.event.value.text] : [])).join("");
+      const completed = events.at(-1)?.event;
+      expect(streamed).toBe("[HISTORY=0] HELLO THERE!");
+      expect(completed?.case === "completed" && completed.value.output).toBe(streamed);
+      client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("names bad options, a missing plugin and a plugin of the wrong kind, all in one run, where `plugins` used to list the config as fine", async () => {
+    const dir = project({
+      "plugins/shout.ts": SHOUT,
+      "qingyu.yaml": [
+        "pipeline:",
+        "  - logging",
+        "  - { plugin: shout, options: { suffix: 7 } }",
+        "  - redactor",
+        "  - echo",
+        "eventHandlers: [{ plugin: alerting, options: { level: shouting } }]",
+        "",
+      ].join("\n"),
+    });
+    const config = join(dir, "qingyu.yaml");
+    const check = await runCli(["check", "--config", config]);
+    expect(check.code).toBe(2);
+    expect(check.stderr).toContain(`qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`);
+    expect(check.stderr).toMatch(/qingyu: pipeline\.2: no middleware plugin named "redactor" \(known: .*shout/);
+    expect(check.stderr).toContain('qingyu: pipeline.3: plugin "echo" (builtin) is a llm-provider, not a middleware');
+    expect(check.stderr).toMatch(/qingyu: eventHandlers\.0: invalid options for plugin "alerting" \(builtin\):\n {2}eventHandlers\.0\.options\.level: /);
+    expect(check.stderr).toContain("4 problems; serve would not start");
+
+    // serve stops at the first of them, in the same words.
+    const serve = await runCli(["serve", "--config", config, "--port", "0", "--http-port", "0"]);
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toContain(`qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`);
+
+    const plugins = await runCli(["plugins", "--config", config]);
+    expect(plugins.code).toBe(2);
+    expect(plugins.stdout).toMatch(/shout\s+middleware\s+in use/);
+    expect(plugins.stderr).toContain('no middleware plugin named "redactor"');
+  });
+
+  it("sets nothing up and connects to nothing: a setup with side effects does not run, unreachable stores do not matter", async () => {
+    const dir = project({
+      "plugins/marker.mjs": `import { writeFileSync } from "node:fs";
+import { definePlugin } from "@qingyu/plugin-api";
+export default definePlugin({ name: "marker", kind: "middleware", setup({ resolvePath }) {
+  writeFileSync(resolvePath("set-up"), "yes");
+  return { name: "marker", process: (ctx, next) => next() };
+} });
+`,
+      "qingyu.yaml": "pipeline: [marker]\nsessions: { store: redis+postgres }\nredis: { url: 'redis://127.0.0.1:1' }\npostgres: { url: 'postgres://postgres@127.0.0.1:1/test' }\n",
+    });
+    const check = await runCli(["check", "--config", join(dir, "qingyu.yaml")]);
+    expect(check.stderr).toBe("");
+    expect(check.code).toBe(0);
+    expect(existsSync(join(dir, "set-up"))).toBe(false);
+  });
+});
