@@ -15,7 +15,7 @@ import { assemble, type SharedRuntime } from "./plugin-host/assemble.ts";
 import { builtinPlugins } from "./plugins/builtin/index.ts";
 import type { Generation } from "./plugin-host/generation.ts";
 import { LiveRuntime, type ReloadOutcome } from "./plugin-host/live-runtime.ts";
-import { discoverPlugins, type CatalogEntry } from "./plugin-host/loader.ts";
+import { discoverPlugins, type CatalogEntry, type DiscoveryOptions } from "./plugin-host/loader.ts";
 import { adminService } from "./services/admin-service.ts";
 import { agentService } from "./services/agent-service.ts";
 import { eventService } from "./services/event-service.ts";
@@ -60,12 +60,12 @@ export interface AppOptions {
 }
 
 /** Every plugin the config can use: built-ins, plugin directories, npm packages. */
-export function discoverFor(config: Config, baseDir: string, bust?: string): Promise<Map<string, CatalogEntry>> {
+export function discoverFor(config: Config, baseDir: string, bust?: string, onError?: DiscoveryOptions["onError"]): Promise<Map<string, CatalogEntry>> {
   const { dirs, packages, disabled } = config.plugins;
   return discoverPlugins(
     builtinPlugins,
     dirs.map((d) => resolve(baseDir, d)),
-    { packages, disabled, baseDir, bust },
+    { packages, disabled, baseDir, bust, onError },
   );
 }
 

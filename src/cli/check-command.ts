@@ -15,8 +15,11 @@ export interface CommandOutcome {
  * serve's messages when serve would not start.
  */
 export async function checkCommand(config: Config, baseDir: string, env: Readonly<Record<string, string | undefined>>, label: string): Promise<CommandOutcome> {
-  const catalog = await discoverFor(config, baseDir);
+  // Every plugin that does not load is reported, not only the first; what config says of it is then not checked.
+  const unloadable: string[] = [];
+  const catalog = await discoverFor(config, baseDir, undefined, (err) => unloadable.push(err.message));
   const report = await checkConfig(config, catalog, env);
+  if (unloadable.length) report.errors.unshift(...unloadable);
   const problems = formatProblems(report);
   if (report.errors.length) {
     return { stdout: "", stderr: `${problems}qingyu: ${label}: ${count(report.errors.length, "problem")}; serve would not start\n`, status: 2 };

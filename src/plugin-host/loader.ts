@@ -37,6 +37,11 @@ export interface DiscoveryOptions {
    * instead of getting the module cache's old copy.
    */
   bust?: string;
+  /**
+   * Hears each plugin that cannot be loaded, which is then left out, instead of
+   * discovery stopping at the first (`qingyu check` lists them all).
+   */
+  onError?: (err: PluginError) => void;
 }
 
 const MODULE_EXTENSIONS = new Set([".ts", ".mts", ".js", ".mjs"]);
@@ -58,6 +63,15 @@ export async function discoverPlugins(
     if (existing) throw new PluginError(`${source}: plugin name "${definition.name}" is already taken by ${existing.source}`);
     catalog.set(definition.name, { definition, source, disabled: disabled.has(definition.name) });
   };
+  const attempt = async (load: () => Promise<void>): Promise<void> => {
+    if (!options.onError) return load();
+    try {
+      await load();
+    } catch (err) {
+      if (!(err instanceof PluginError)) throw err;
+      options.onError(err);
+    }
+  };
   for (const def of builtins) add(def, "builtin");
   for (const dir of dirs) {
     if (!existsSync(dir)) continue;
@@ -65,13 +79,17 @@ export async function discoverPlugins(
       if (name.startsWith(".") || name.startsWith("_") || name.endsWith(".d.ts") || /\.test\.[mc]?[jt]s$/.test(name)) continue;
       // A disabled entry is not even imported: turning off a broken file must work.
       if (entryDisabled(name, disabled)) continue;
-      const file = entryModule(join(dir, name));
-      if (file) add(await importPlugin(file, options.bust), file);
+      await attempt(async () => {
+        const file = entryModule(join(dir, name));
+        if (file) add(await importPlugin(file, options.bust), file);
+      });
     }
   }
   for (const pkg of options.packages ?? []) {
-    const file = packageModule(pkg, options.baseDir ?? process.cwd());
-    add(await importPlugin(file, options.bust, `npm package "${pkg}" (${file})`), `npm:${pkg} (${file})`);
+    await attempt(async () => {
+      const file = packageModule(pkg, options.baseDir ?? process.cwd());
+      add(await importPlugin(file, options.bust, `npm package "${pkg}" (${file})`), `npm:${pkg} (${file})`);
+    });
   }
   return catalog;
 }

@@ -117,6 +117,20 @@ describe("qingyu check", () => {
     expect(plugins.stderr).toContain('no middleware plugin named "redactor"');
   });
 
+  it("reports every plugin file that does not load, a syntax error with its file and line, where serve stops at the first", async () => {
+    const dir = project({
+      "plugins/a-broken.ts": `import { definePlugin } from "@qingyu/plugin-api";\nexport default definePlugin({ name: "broken", kind: "middleware", setup() { return {; } });\n`,
+      "plugins/b-shapeless.mjs": "export default { kind: 'middleware' };\n",
+      "plugins/shout.ts": SHOUT,
+      "qingyu.yaml": "plugins: { dirs: [plugins] }\npipeline: [shout]\n",
+    });
+    const check = await runCli(["check", "--config", join(dir, "qingyu.yaml")]);
+    expect(check.code).toBe(2);
+    expect(check.stderr).toContain(`qingyu: ${join(dir, "plugins/a-broken.ts")}: cannot be loaded: syntax error at ${join(dir, "plugins/a-broken.ts")}:2:`);
+    expect(check.stderr).toContain(`qingyu: ${join(dir, "plugins/b-shapeless.mjs")}: plugin has no name`);
+    expect(check.stderr).toContain("2 problems; serve would not start");
+  });
+
   it("sets nothing up and connects to nothing: a setup with side effects does not run, unreachable stores do not matter", async () => {
     const dir = project({
       "plugins/marker.mjs": `import { writeFileSync } from "node:fs";
