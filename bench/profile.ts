@@ -2,7 +2,7 @@
 // same h2load load as its throughput row (1 connection, 64 in flight), run with
 // --cpu-prof, then where its CPU went: self time by function and by package.
 // For finding what a missed speed target costs; the .cpuprofile is kept for
-// Chrome DevTools. Servers: ours, no-pipeline, full-suite, full-traced, observed, openai.
+// Chrome DevTools. Servers: ours, no-pipeline, full-suite, full-redact, full-traced, observed, openai.
 import { create, toBinary } from "@bufbuild/protobuf";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { installCleanup, root, startOurs, stop, stopAll, tempDir } from "./child
 import { checkExecute, EXECUTE } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame } from "./h2load.ts";
 import { openaiConfig, startUpstream } from "./openai-phase.ts";
-import { FULL_SUITE, oursConfig, otlpSink } from "./servers.ts";
+import { FULL_SUITE, FULL_SUITE_REDACT, oursConfig, otlpSink } from "./servers.ts";
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
 
@@ -22,6 +22,7 @@ const SERVERS: Record<string, Setup> = {
   ours: async () => ({ config: oursConfig() }),
   "no-pipeline": async () => ({ config: oursConfig([]) }),
   "full-suite": async () => ({ config: oursConfig(FULL_SUITE) }),
+  "full-redact": async () => ({ config: oursConfig(FULL_SUITE_REDACT) }),
   "full-traced": async () => ({ config: oursConfig(FULL_SUITE), env: { ...(await traced()), OTEL_METRICS_EXPORTER: "none" } }),
   observed: async () => ({ config: { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, env: await traced() }),
   openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),

@@ -27,14 +27,30 @@ const fmt = (x: number): string => {
   return x.toFixed(2);
 };
 
+const ratio = (x: number, base: number): string => (Number.isFinite(x / base) ? `${(x / base).toFixed(2)}x` : "n/a");
+
 /** A markdown table: every server, and each non-baseline server's ratio to the baseline. */
 export function table(rows: readonly Row[], baseline: string, others: readonly string[]): string {
   const head = ["metric", baseline, ...others.flatMap((o) => [o, `${o} / ${baseline}`]), "better"];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const r of rows) {
     const base = r.values[baseline]!;
-    const cells = [r.metric, fmt(base), ...others.flatMap((o) => [fmt(r.values[o]!), `${(r.values[o]! / base).toFixed(2)}x`]), r.better];
+    const cells = [r.metric, fmt(base), ...others.flatMap((o) => [fmt(r.values[o]!), ratio(r.values[o]!, base)]), r.better];
     lines.push(`| ${cells.join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * A markdown table of one server against others on the chosen rows: its
+ * figure, then its ratio to each of theirs (all measured in the same run).
+ */
+export function versusTable(rows: readonly Row[], server: string, against: readonly string[]): string {
+  const head = ["metric", server, ...against.map((a) => `${server} / ${a}`), "better"];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of rows) {
+    const ours = r.values[server]!;
+    lines.push(`| ${[r.metric, fmt(ours), ...against.map((a) => ratio(ours, r.values[a]!)), r.better].join(" | ")} |`);
   }
   return lines.join("\n");
 }

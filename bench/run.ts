@@ -13,12 +13,12 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { ExecuteRequestSchema, ExecuteResponseSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { installCleanup, root, rssKiB, startBare, startOurs, stopAll, tempDir, type ServerChild } from "./children.ts";
-import { FULL_SUITE, oursConfig, otlpSink } from "./servers.ts";
+import { FULL_SUITE, FULL_SUITE_REDACT, oursConfig, otlpSink } from "./servers.ts";
 import { checkExecute, EXECUTE, latency, streaming, type LatencyRun, type StreamRun } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame, type H2loadRun } from "./h2load.ts";
 import { idleConfig, idleStreamsPhase } from "./idle-streams.ts";
 import { openaiPhase } from "./openai-phase.ts";
-import { median, table, targetsTable, writeJson, type Row } from "./report.ts";
+import { median, table, targetsTable, versusTable, writeJson, type Row } from "./report.ts";
 import { targetRows } from "./targets.ts";
 import { tokenLatencyPhase, type TokenLatencyOptions } from "./token-latency.ts";
 
@@ -41,6 +41,7 @@ const IDLE_CONNECTIONS = 20;
 const IDLE_MAX_STREAMS_PER_CONNECTION = 1000;
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
+const REDACT = "ours-full-redact";
 const STREAM_TASK = Array.from({ length: STREAM_WORDS }, (_, i) => `word${i}`).join(" ");
 
 function positiveInt(name: string, fallback: number): number {
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
       OTEL_METRICS_EXPORTER: "none",
     }),
+    startOurs(REDACT, oursConfig(FULL_SUITE_REDACT)),
   ]);
   const names = servers.map((s) => s.name);
   const rss: Record<string, { idleKiB: number; peakKiB: number; endKiB: number }> = {};
@@ -137,7 +139,8 @@ async function main(): Promise<void> {
 
   const streams: StreamRun[] = [];
   for (const s of servers) {
-    const r = await streaming(s.name, s.port, STREAM_TASK, STREAM_WORDS, STREAM_SECONDS);
+    // redact releases held-back text in pieces of several words: fewer, larger messages, each counted once.
+    const r = await streaming(s.name, s.port, STREAM_TASK, s.name === REDACT ? 1 : STREAM_WORDS, STREAM_SECONDS);
     s.assertAlive();
     sampleRss(s);
     streams.push(r);
@@ -145,7 +148,7 @@ async function main(): Promise<void> {
   }
 
   // The speed targets of issue #6 beyond the rows above: token latency on the bare server and ours
-  // (default pipeline); then, with the five servers stopped, servers of their own for memory and openai.
+  // (default pipeline); then, with these servers stopped, servers of their own for memory and openai.
   const tokens = await tokenLatencyPhase(servers.slice(0, 2), RUNS, TOKENS, log, problems);
   await stopAll();
   const idle = await idleStreamsPhase(idleConfig(oursConfig(), IDLE_MAX_STREAMS_PER_CONNECTION), IDLE_STREAMS, IDLE_CONNECTIONS, log);
@@ -167,7 +170,10 @@ async function main(): Promise<void> {
     rows.push({ metric: `p50 ms, ${k} in flight (grpc-js)`, better: "lower", values: perServer((n) => at(n).p50Ms) });
     rows.push({ metric: `p99 ms, ${k} in flight (grpc-js)`, better: "lower", values: perServer((n) => at(n).p99Ms) });
   }
-  rows.push({ metric: `stream msgs/s (${STREAM_WORDS}-word task)`, better: "higher", values: perServer((n) => streams.find((r) => r.server === n)!.msgsPerSec) });
+  const stream = (n: string) => streams.find((r) => r.server === n)!;
+  // Not comparable for redact, whose messages are merged deltas; whole streams per second are.
+  rows.push({ metric: `stream msgs/s (${STREAM_WORDS}-word task)`, better: "higher", values: perServer((n) => (n === REDACT ? NaN : stream(n).msgsPerSec)) });
+  rows.push({ metric: `stream calls/s (${STREAM_WORDS}-word task, one at a time)`, better: "higher", values: perServer((n) => (stream(n).calls * stream(n).msgsPerSec) / stream(n).messages) });
   rows.push({ metric: "RSS MiB, idle after start", better: "lower", values: perServer((n) => rss[n]!.idleKiB / 1024) });
   rows.push({ metric: "RSS MiB, peak", better: "lower", values: perServer((n) => rss[n]!.peakKiB / 1024) });
   const targets = targetRows({ bare: names[0]!, ours: names[1]!, streams, streamWords: STREAM_WORDS, throughput, shape: LOAD_SHAPES[0]!, tokens, idle, openai });
@@ -175,6 +181,8 @@ async function main(): Promise<void> {
   const [baseline, ...others] = names;
   console.log(`\n${table(rows, baseline!, others)}\n`);
   console.log(`ratios are ${others.join(" and ")} divided by ${baseline}; "better" says which way is good (cores busy near 1.0 = one saturated event loop).`);
+  const redactRows = rows.filter((r) => /^(unary calls\/s|server CPU|p50 ms, 64|stream calls\/s)/.test(r.metric));
+  console.log(`\nwhat redact adds: the full suite + redact (default options, innermost) against the full suite and bare grpc-js\n\n${versusTable(redactRows, REDACT, ["ours-full-suite", baseline!])}`);
   console.log(`\n${targetsTable(targets)}\n`);
   console.log("ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.");
   if (problems.length) console.log(`\nPROBLEMS:\n${problems.map((p) => `- ${p}`).join("\n")}`);
@@ -190,7 +198,7 @@ async function main(): Promise<void> {
       runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK,
       tokenLatency: TOKENS, idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION }, openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
     },
-    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), "ours-observed": "default pipeline + OTLP tracing + metrics", "ours-idle": "ours + an echo agent with tokenDelayMs 600000", "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts" },
+    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), [REDACT]: oursConfig(FULL_SUITE_REDACT), "ours-observed": "default pipeline + OTLP tracing + metrics", "ours-idle": "ours + an echo agent with tokenDelayMs 600000", "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts" },
     rows,
     targets,
     problems,

@@ -12,4 +12,5 @@ export type { JsonObject, JsonValue, SessionRecord } from "./sessions.ts";
 export { actingUser, type Principal } from "./principal.ts";
 export { Code, ConnectError, ProviderError, invalidArgument, notFound, type ErrorMetadata } from "./errors.ts";
 export { after, observe, type StreamEnd, type StreamObserver } from "./stream.ts";
+export { transformText, type TextTransformOptions } from "./text-stream.ts";
 export type { AttributeValue, Attributes, LogFn, PluginCounter, PluginHistogram, PluginLogger, PluginMeter, PluginSpan, PluginTracer } from "./observability.ts";

@@ -9,8 +9,9 @@ import fallback from "./fallback.ts";
 import logging from "./logging.ts";
 import openai from "./openai/plugin.ts";
 import rateLimit from "./rate-limit/plugin.ts";
+import redact from "./redact/plugin.ts";
 import validation from "./validation.ts";
 import webhooks from "./webhooks/plugin.ts";
 
 /** The plugins that ship with the runtime, written against the public contract. */
-export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, auth, authorization, rateLimit, cache, audit, echo, openai, fallback, alerting, webhooks] as unknown as PluginDefinition[];
+export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, auth, authorization, rateLimit, cache, audit, redact, echo, openai, fallback, alerting, webhooks] as unknown as PluginDefinition[];
