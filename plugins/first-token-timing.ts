@@ -1,8 +1,7 @@
 // An example user plugin, loaded from plugins/ like any operator's own: it adds
 // the time to first token to each result's metadata. Enable it by naming it in
 // `pipeline` (it is discovered either way, and does nothing until named).
-// Plugins outside this repository import from "@qingyu/plugin-api" instead.
-import { definePlugin, type RunEvent } from "../src/index.ts";
+import { definePlugin, type RunEvent } from "@qingyu/plugin-api";
 
 export default definePlugin({
   name: "first-token-timing",

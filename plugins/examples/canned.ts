@@ -3,7 +3,7 @@
 // they come, one finish with usage, and stopping when the signal aborts.
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { Code, ProviderError, definePlugin, type ProviderChunk, type ProviderRequest } from "../../src/index.ts";
+import { Code, ProviderError, definePlugin, type ProviderChunk, type ProviderRequest } from "@qingyu/plugin-api";
 
 const Options = z.strictObject({
   /** Keyword (case-insensitive) → reply. The first keyword found in the last user message wins. */

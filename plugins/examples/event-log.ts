@@ -2,7 +2,7 @@
 // as JSON lines to a file. Shows options, the types filter, and dispose.
 import { createWriteStream } from "node:fs";
 import { z } from "zod";
-import { definePlugin, type EventType } from "../../src/index.ts";
+import { definePlugin, type EventType } from "@qingyu/plugin-api";
 
 const Options = z.strictObject({
   /** The file to append to, relative to the config file. */

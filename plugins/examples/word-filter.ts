@@ -1,8 +1,8 @@
 // Example middleware (docs/plugins.md): refuses tasks that contain blocked
 // words (pre-processing) and masks them in the answer as it streams
-// (post-processing). Outside this repository, import from "@qingyu/plugin-api".
+// (post-processing), including a word the provider split across two chunks.
 import { z } from "zod";
-import { Code, ConnectError, definePlugin, type RunEvent } from "../../src/index.ts";
+import { Code, ConnectError, definePlugin, transformText, type TextTransformOptions } from "@qingyu/plugin-api";
 
 const Options = z.strictObject({
   /** Words (case-insensitive) that may not appear in a task and are masked in answers. */
@@ -18,22 +18,23 @@ export default definePlugin({
   setup({ options, logger }) {
     const escaped = options.words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
     const pattern = new RegExp(`\\b(${escaped.join("|")})\\b`, "gi");
-    const mask = (text: string) => text.replace(pattern, options.mask);
+    const blocked = new RegExp(pattern.source, "i");
+    // Text is released only after a non-word character, so a word is never cut in two
+    // ("pass" + "word" is masked as "password" would be). Made once, shared by every call.
+    const masking: TextTransformOptions = {
+      transform: (text) => text.replace(pattern, options.mask),
+      boundary: /\W/,
+    };
     return {
       name: "word-filter",
-      async *process(ctx, next): AsyncIterable<RunEvent> {
+      process(ctx, next) {
         // Before next(): refuse without spending a token.
-        if (new RegExp(pattern.source, "i").test(ctx.task)) {
+        if (blocked.test(ctx.task)) {
           logger.info({ call: ctx.callId, user: ctx.userId }, "task refused by word filter");
           throw new ConnectError("the task contains a blocked word", Code.InvalidArgument);
         }
-        // After next(): rewrite the answer as it streams. (A word split across two
-        // chunks slips through; a production filter would buffer a little.)
-        for await (const event of next()) {
-          if (event.type === "delta") yield { type: "delta", text: mask(event.text) };
-          else if (event.type === "completed") yield { type: "completed", result: { ...event.result, output: mask(event.result.output) } };
-          else yield event;
-        }
+        // After next(): the answer, masked as it streams; completed's output is what was streamed.
+        return transformText(next(), masking);
       },
     };
   },
