@@ -1,7 +1,6 @@
-import type { PluginHost, PluginKind, PluginProducts } from "@qingyu/plugin-api";
+import { InvalidOptionsError, validateOptions, type PluginHost, type PluginKind, type PluginProducts } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { PluginError, type CatalogEntry } from "./loader.ts";
-import { OptionsInvalid, validateOptions } from "./options.ts";
 
 /** Shared pieces every plugin instance gets. */
 export type HostBase = Omit<PluginHost, "options" | "logger"> & { logger: Logger };
@@ -31,9 +30,12 @@ export async function prepareEntry(catalog: ReadonlyMap<string, CatalogEntry>, r
   if (entry.disabled) throw new PluginError(`${where}: plugin "${name}" (${source}) is turned off by plugins.disabled`);
   if (definition.kind !== kind) throw new PluginError(`${where}: plugin "${name}" (${source}) is a ${definition.kind}, not a ${kind}`);
   try {
-    return { entry, options: await validateOptions(definition, typeof ref === "string" ? undefined : ref.options, where) };
+    // The contract's rule: {} when config gives none, then the plugin's own Standard Schema.
+    return { entry, options: await validateOptions(definition, typeof ref === "string" ? undefined : ref.options, `${where}.options`) };
   } catch (err) {
-    if (err instanceof OptionsInvalid) throw new PluginError(`${where}: invalid options for plugin "${name}" (${source}):\n${err.message}`);
+    if (err instanceof InvalidOptionsError) {
+      throw new PluginError(`${where}: invalid options for plugin "${name}" (${source}):\n${err.lines.map((line) => `  ${line}`).join("\n")}`);
+    }
     throw new PluginError(`${where}: the options schema of plugin "${name}" (${source}) failed: ${(err as Error).message}`, { cause: err });
   }
 }

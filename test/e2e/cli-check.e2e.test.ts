@@ -57,7 +57,8 @@ function project(files: Record<string, string>): string {
   return dir;
 }
 
-describe("qingyu check", () => {
+// Each case starts the CLI two or three times; on a busy 2-core machine one start can take seconds.
+describe("qingyu check", { timeout: 90_000 }, () => {
   it("passes the README's shout plugin named bare and a bare openai entry, and serve runs that config", async () => {
     const dir = project({
       "plugins/shout.ts": SHOUT,

@@ -1,11 +1,10 @@
-import type { AgentContext, AgentDefinition, AgentRunResult, ChatMessage, LlmProvider, PluginDefinition, PluginHost, PluginKind, PluginProducts, Principal, RunEvent } from "@qingyu/plugin-api";
+import { validateOptions, type AgentContext, type AgentDefinition, type AgentRunResult, type ChatMessage, type LlmProvider, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import pino, { type Logger } from "pino";
 import { metrics, trace } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
 import type { Pool } from "pg";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
-import { validateOptions } from "../../src/plugin-host/options.ts";
 
 /** A host's tracer and meter that record nothing: plugin tests do not look at telemetry. */
 export const noTelemetry = { tracer: trace.getTracer("test"), meter: metrics.getMeter("test") };
@@ -36,7 +35,7 @@ export async function setUpPlugin<K extends PluginKind>(
   extra: HostExtras = {},
 ): Promise<PluginProducts[K]> {
   const logger = extra.logger ?? pino({ level: "silent" });
-  const options = await validateOptions(plugin as PluginDefinition, rawOptions, "test");
+  const options = await validateOptions(plugin as PluginDefinition, rawOptions);
   const host: PluginHost<any> = {
     options,
     logger,
@@ -127,7 +126,7 @@ export async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent
 /** A plugin's options as the runtime validates them: the value, or the error lines. */
 export async function parseOptions(plugin: PluginDefinition<PluginKind, any>, raw: unknown): Promise<{ success: true; data: any } | { success: false; error: string }> {
   try {
-    return { success: true, data: await validateOptions(plugin as PluginDefinition, raw, "test") };
+    return { success: true, data: await validateOptions(plugin as PluginDefinition, raw) };
   } catch (err) {
     return { success: false, error: (err as Error).message };
   }

@@ -11,6 +11,7 @@ export type { AgentCatalog, AgentDefinition, AgentLimits } from "./agents.ts";
 export type { JsonObject, JsonValue, SessionRecord } from "./sessions.ts";
 export { actingUser, type Principal } from "./principal.ts";
 export { Code, ConnectError, ProviderError, invalidArgument, notFound, type ErrorMetadata } from "./errors.ts";
+export { InvalidOptionsError, formatIssue, validateOptions } from "./options.ts";
 export { after, observe, type StreamEnd, type StreamObserver } from "./stream.ts";
 export { transformText, type TextTransformOptions } from "./text-stream.ts";
 export type { AttributeValue, Attributes, LogFn, PluginCounter, PluginHistogram, PluginLogger, PluginMeter, PluginSpan, PluginTracer } from "./observability.ts";

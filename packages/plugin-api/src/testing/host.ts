@@ -4,7 +4,7 @@ import { PLUGIN_API_VERSION, PLUGIN_KINDS, type PluginDefinition, type PluginHos
 import type { LlmProvider } from "../provider.ts";
 import { TestEventBus } from "./events.ts";
 import { TestLogger, type LogLine } from "./logger.ts";
-import { validateOptions } from "./options.ts";
+import { validateOptions } from "../options.ts";
 
 /** The agent a test host configures unless told otherwise (the server's default `echo` agent). */
 export const testAgent: AgentDefinition = Object.freeze({ id: "echo", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {} });

@@ -6,4 +6,4 @@ export { setUp, testHost, testAgent, noopTracer, noopMeter, type TestHost, type 
 export { runMiddleware, runProvider, collect, agentContext, type ContextInit, type MiddlewareRun, type ProviderRun, type RunTerminal } from "./run.ts";
 export { TestEventBus, runtimeEvent } from "./events.ts";
 export { TestLogger, type LogLine } from "./logger.ts";
-export { InvalidOptionsError, validateOptions, formatIssue } from "./options.ts";
+export { InvalidOptionsError, validateOptions, formatIssue } from "../options.ts";
