@@ -4,7 +4,7 @@
 // package name, so it is built on `npm install` (the root's "prepare") and
 // before the tests; `npm pack` in its folder builds it too.
 import { spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +20,14 @@ try {
   console.error("build-plugin-api: typescript is not installed and packages/plugin-api/dist is missing: run `npm install` (with dev dependencies)");
   process.exit(1);
 }
+// Built beside dist/ and swapped in, so a process importing the SDK meanwhile (a test run
+// beside `npm pack`) finds the old files or the new ones, never a half-written folder.
+const next = join(pkg, "dist.next");
+rmSync(next, { recursive: true, force: true });
+const run = spawnSync(process.execPath, [tsc, "-p", join(pkg, "tsconfig.json"), "--outDir", next], { stdio: "inherit" });
+if (run.status !== 0) {
+  rmSync(next, { recursive: true, force: true });
+  process.exit(run.status ?? 1);
+}
 rmSync(join(pkg, "dist"), { recursive: true, force: true });
-const run = spawnSync(process.execPath, [tsc, "-p", join(pkg, "tsconfig.json")], { stdio: "inherit" });
-process.exit(run.status ?? 1);
+renameSync(next, join(pkg, "dist"));
