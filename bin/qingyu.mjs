@@ -10,5 +10,13 @@
 // compile TypeScript or ES module syntax, tries require(esm) on a module the ES
 // loader is already loading, and every such plugin fails with "Cannot require()
 // ES Module ... in a cycle" (a syntax error in it is reported as that too).
+import { existsSync } from "node:fs";
+
+// The plugin SDK is the one part built (by `npm install`); an install with
+// --ignore-scripts skips that, and the server would fail on a bare import error.
+if (!existsSync(new URL("../packages/plugin-api/dist/index.js", import.meta.url))) {
+  process.stderr.write("qingyu: the plugin SDK (packages/plugin-api) is not built: run `npm run build:plugin-api` (npm install does it)\n");
+  process.exit(1);
+}
 if (!("Deno" in globalThis)) await import("tsx");
 await import("../src/main.ts");
