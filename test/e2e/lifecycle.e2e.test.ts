@@ -1,6 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -9,12 +8,13 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { EventService } from "../../src/gen/qingyu/agent/v1/event_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runCli, runtime, startServer, writeConfig } from "../support/server-process.ts";
+import { tempDir } from "../support/temp-dirs.ts";
 
 const A = AgentService.method;
 const publicApi = pathToFileURL(resolve(import.meta.dirname, "../../src/index.ts")).href;
 
 function pluginDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "qingyu-plugins-"));
+  const dir = tempDir("qingyu-plugins-");
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
 }

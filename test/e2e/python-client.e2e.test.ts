@@ -1,9 +1,8 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type ServerProcess } from "../support/server-process.ts";
+import { tempDir } from "../support/temp-dirs.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 // Debian's interpreter carries python3-grpcio; the python3 first on PATH may not.
@@ -21,7 +20,7 @@ describe.skipIf(!hasGrpc && !process.env.CI)("a Python grpcio client given only 
   });
 
   it("runs a multi-turn session, a checkpoint and a stream", () => {
-    const gen = mkdtempSync(join(tmpdir(), "qingyu-py-"));
+    const gen = tempDir("qingyu-py-");
     execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${gen}`, "qingyu/agent/v1/agent.proto", "qingyu/agent/v1/session.proto", "qingyu/agent/v1/event.proto"]);
     const out = execFileSync(python, [join(root, "examples/python/multi_turn.py"), `127.0.0.1:${server.grpcPort}`], {
       env: { ...process.env, PYTHONPATH: gen },

@@ -3,18 +3,18 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { connect as http2Connect } from "node:http2";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService, ExecuteRequestSchema, ExecuteResponseSchema, type ExecuteRequest } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { statusOf } from "../support/grpc-client.ts";
 import { runCli, runtime, serveFile, type ServerProcess } from "../support/server-process.ts";
+import { tempDir } from "../support/temp-dirs.ts";
 
 const A = AgentService.method;
-const dir = mkdtempSync(join(tmpdir(), "qingyu-tls-"));
+const dir = tempDir("qingyu-tls-");
 const pem = (name: string) => readFileSync(join(dir, name));
 
 /** A CA, a server certificate for 127.0.0.1 and localhost, a client certificate, and a client certificate of another CA. */

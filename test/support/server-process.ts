@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { onTestProcessExit } from "./on-exit.ts";
+import { tempDir } from "./temp-dirs.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
@@ -31,11 +32,6 @@ function command(args: string[]): [string, string[]] {
   return [process.execPath, [join(root, "bin/qingyu.mjs"), ...args]];
 }
 
-// Folders writeConfig() made, removed when this test process exits. Kept on globalThis, like the
-// process set below: vitest gives each test file its own copy of this module, and one exit hook serves all.
-const CONFIG_DIRS = Symbol.for("qingyu.e2e.configDirs");
-const configDirs: Set<string> = ((globalThis as Record<symbol, unknown>)[CONFIG_DIRS] as Set<string> | undefined) ?? new Set<string>();
-(globalThis as Record<symbol, unknown>)[CONFIG_DIRS] = configDirs;
 
 // Every process started here that has not been swept yet, across the test files this process runs.
 const LIVE = Symbol.for("qingyu.e2e.liveProcesses");
@@ -44,18 +40,8 @@ const live: Set<ChildProcess> = ((globalThis as Record<symbol, unknown>)[LIVE] a
 function installSweep(): Set<ChildProcess> {
   const set = new Set<ChildProcess>();
   (globalThis as Record<symbol, unknown>)[LIVE] = set;
-  // A test process that ends, however it ends, takes its servers (and what they started) with it,
-  // and the config folders they read (a server reads its config again only on reload).
-  process.once("exit", () => {
-    killAll();
-    for (const dir of configDirs) rmSync(dir, { recursive: true, force: true });
-  });
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(signal, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
+  // A test process that ends, however it ends, takes its servers (and what they started) with it.
+  onTestProcessExit(killAll);
   return set;
 }
 
@@ -95,8 +81,8 @@ export interface SpawnPlace {
 
 /** Writes `config` to a temp file and runs `qingyu serve` on free ports. */
 export function writeConfig(config: unknown): string {
-  const dir = mkdtempSync(join(tmpdir(), "qingyu-e2e-"));
-  configDirs.add(dir);
+  // Removed when the test process exits: a server reads its config again on reload.
+  const dir = tempDir("qingyu-e2e-");
   const file = join(dir, "config.json");
   writeFileSync(file, JSON.stringify(config, null, 2));
   return file;

@@ -1,7 +1,6 @@
 // The span tree of real calls: the whole server in this process (so an
 // in-memory exporter can see its spans), called by a real grpc-js client.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
@@ -15,6 +14,7 @@ import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { Telemetry } from "../../src/telemetry/setup.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
+import { tempDir } from "../support/temp-dirs.ts";
 
 const A = AgentService.method;
 const exporter = new InMemorySpanExporter();
@@ -24,7 +24,7 @@ let client: TestClient;
 let fake: FakeOpenAI;
 
 // A user's middleware with no tracing code of its own.
-const pluginDir = mkdtempSync(join(tmpdir(), "qingyu-trace-"));
+const pluginDir = tempDir("qingyu-trace-");
 writeFileSync(
   join(pluginDir, "stamp.ts"),
   `import { definePlugin } from ${JSON.stringify(pathToFileURL(resolve(import.meta.dirname, "../../src/index.ts")).href)};
