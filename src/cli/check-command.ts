@@ -1,6 +1,7 @@
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
 import { checkConfig, type CheckReport } from "../plugin-host/check.ts";
+import { loadTls } from "../transport/tls.ts";
 
 /** What a CLI command prints and how it exits. */
 export interface CommandOutcome {
@@ -10,8 +11,8 @@ export interface CommandOutcome {
 }
 
 /**
- * `qingyu check`: imports every plugin and validates every config entry the
- * way `serve` does, opening no port and no connection. Exit status 2 with
+ * `qingyu check`: reads the TLS files, imports every plugin and validates every
+ * config entry the way `serve` does, opening no port and no connection. Exit status 2 with
  * serve's messages when serve would not start.
  */
 export async function checkCommand(config: Config, baseDir: string, env: Readonly<Record<string, string | undefined>>, label: string): Promise<CommandOutcome> {
@@ -20,6 +21,12 @@ export async function checkCommand(config: Config, baseDir: string, env: Readonl
   const catalog = await discoverFor(config, baseDir, undefined, (err) => unloadable.push(err.message));
   const report = await checkConfig(config, catalog, env);
   if (unloadable.length) report.errors.unshift(...unloadable);
+  // The certificate files serve reads first (reading them opens nothing).
+  try {
+    loadTls(config.server.tls, baseDir);
+  } catch (err) {
+    report.errors.unshift((err as Error).message);
+  }
   const problems = formatProblems(report);
   if (report.errors.length) {
     return { stdout: "", stderr: `${problems}qingyu: ${label}: ${count(report.errors.length, "problem")}; serve would not start\n`, status: 2 };

@@ -132,6 +132,19 @@ describe("qingyu check", { timeout: 90_000 }, () => {
     expect(check.stderr).toContain("2 problems; serve would not start");
   });
 
+  it("passes the configurations the repository ships: npm start's, and compose's with the environment compose.yaml gives it", async () => {
+    // Its openai agent needs OPENAI_API_KEY: without one it is left out, a warning, not an error.
+    const example = await runCli(["check", "--config", join(repo, "config/example.yaml")], { OPENAI_API_KEY: "" });
+    expect(example.stderr).toBe('warning: agent "assistant" is left out: OPENAI_API_KEY not set\n');
+    expect(example.code).toBe(0);
+    // Host names that resolve only inside compose: check connects to nothing, so it does not care.
+    const env = { REDIS_URL: "redis://redis:6379", DATABASE_URL: "postgres://qingyu:qingyu@postgres:5432/qingyu", OPENAI_API_KEY: "sk-test" };
+    const compose = await runCli(["check", "--config", join(repo, "config/compose.yaml")], env);
+    expect(compose.stderr).toBe("");
+    expect(compose.stdout).toContain("ok (");
+    expect(compose.code).toBe(0);
+  });
+
   it("sets nothing up and connects to nothing: a setup with side effects does not run, unreachable stores do not matter", async () => {
     const dir = project({
       "plugins/marker.mjs": `import { writeFileSync } from "node:fs";
@@ -142,10 +155,15 @@ export default definePlugin({ name: "marker", kind: "middleware", setup({ resolv
 } });
 `,
       "qingyu.yaml": "pipeline: [marker]\nsessions: { store: redis+postgres }\nredis: { url: 'redis://127.0.0.1:1' }\npostgres: { url: 'postgres://postgres@127.0.0.1:1/test' }\n",
+      "tls.yaml": "server: { tls: { cert: missing.pem, key: missing.key } }\n",
     });
     const check = await runCli(["check", "--config", join(dir, "qingyu.yaml")]);
     expect(check.stderr).toBe("");
     expect(check.code).toBe(0);
     expect(existsSync(join(dir, "set-up"))).toBe(false);
+    // What serve reads before anything else, check reads too: a certificate file that is not there.
+    const tls = await runCli(["check", "--config", join(dir, "tls.yaml")]);
+    expect(tls.code).toBe(2);
+    expect(tls.stderr).toContain(`qingyu: invalid config: server.tls.cert: cannot read ${join(dir, "missing.pem")}`);
   });
 });
