@@ -18,8 +18,8 @@ const USAGE = `usage:
       --http-port M    Connect / gRPC-Web port (default 8080; env HTTP_PORT)
       SIGHUP re-reads the config and plugins without dropping calls.
   qingyu check [--config FILE]
-      Loads the config, imports every plugin and validates every entry's options as serve
-      would, without opening a port or a connection; exit status 2 with serve's messages.
+      Loads the config, reads the TLS files, imports every plugin and validates every entry's
+      options as serve would, without opening a port or a connection; exit status 2 with serve's messages.
   qingyu plugins [--config FILE]
       Lists the plugins discovered, their kind, status and source, and the pipeline order;
       problems serve would stop at go to stderr (exit status 2).
