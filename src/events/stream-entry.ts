@@ -1,8 +1,8 @@
-import { EVENT_TYPES, type EventType, type RuntimeEvent } from "@qingyu/plugin-api";
 // How a RuntimeEvent is laid out as a Redis stream entry. Fields:
 //   o  the publishing process's origin id (its own reader skips the entry)
 //   t  the event type (readers filter on it without parsing the event)
 //   e  the event as JSON (time as an ISO string; `remote` is never stored)
+import { EVENT_TYPES, type EventType, type RuntimeEvent } from "@qingyu/plugin-api";
 
 /** An entry's fields, flat as XADD takes them. */
 export function entryFields(origin: string, event: RuntimeEvent): string[] {

@@ -1,5 +1,4 @@
-import type { EventType } from "@qingyu/plugin-api";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
+import type { EventType, PluginLogger } from "@qingyu/plugin-api";
 
 /** How many sample event ids a summary line carries. */
 const SAMPLE_IDS = 20;
@@ -21,7 +20,7 @@ export class ThrottledWarning {
   private closed = false;
 
   constructor(
-    private readonly log: Logger,
+    private readonly log: PluginLogger,
     private readonly message: string,
     private readonly intervalMs: number,
   ) {}

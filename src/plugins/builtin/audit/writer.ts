@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
+import type { PluginLogger } from "@qingyu/plugin-api";
 import { quoteTable } from "./migrations.ts";
 
 /** One audit row, keyed by column name so a logged row can be replayed as is. */
@@ -58,7 +58,7 @@ export class AuditWriter {
   constructor(
     private readonly pool: pg.Pool,
     private readonly table: string,
-    private readonly logger: Logger,
+    private readonly logger: PluginLogger,
     private readonly settings: WriterSettings,
   ) {
     this.quoted = quoteTable(table);

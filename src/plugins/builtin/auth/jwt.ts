@@ -1,7 +1,6 @@
-import { Code, ConnectError, type PluginHost, type Principal } from "@qingyu/plugin-api";
+import { Code, ConnectError, type PluginHost, type PluginLogger, type Principal } from "@qingyu/plugin-api";
 import { readFile } from "node:fs/promises";
 import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
 import { unauthenticated } from "./bearer.ts";
 import { MIN_SECRET_BYTES, type JwtOptions } from "./options.ts";
 
@@ -70,7 +69,7 @@ async function keyResolver(options: JwtOptions, host: Host): Promise<JWTVerifyGe
   return async (header) => keys.get(header.alg)!;
 }
 
-function jwksResolver(url: string, logger: Logger): JWTVerifyGetKey {
+function jwksResolver(url: string, logger: PluginLogger): JWTVerifyGetKey {
   const jwks = createRemoteJWKSet(new URL(url));
   return async (header, token) => {
     try {
@@ -85,7 +84,7 @@ function jwksResolver(url: string, logger: Logger): JWTVerifyGetKey {
 }
 
 /** A jose verification error as the caller sees it: what was wrong, never the key or the token. */
-function jwtFailure(err: unknown, logger: Logger): ConnectError {
+function jwtFailure(err: unknown, logger: PluginLogger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof errors.JWTExpired) return unauthenticated(err.claim === "exp" ? "token expired" : "token is too old");
   if (err instanceof errors.JWTClaimValidationFailed) return unauthenticated(claimFailure(err.claim, err.reason));

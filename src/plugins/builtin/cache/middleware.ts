@@ -1,6 +1,4 @@
-import type { AgentContext, AgentRunResult, Middleware, Next, RunEvent } from "@qingyu/plugin-api";
-import type { PluginMeter as Meter } from "@qingyu/plugin-api";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
+import type { AgentContext, AgentRunResult, Middleware, Next, PluginLogger, PluginMeter, RunEvent } from "@qingyu/plugin-api";
 import { decodeEntry, encodeEntry, entryBytes } from "./entry.ts";
 import { cacheKey } from "./key.ts";
 import type { CacheStore } from "./store.ts";
@@ -34,7 +32,7 @@ function marked(result: AgentRunResult, cache: string, durationMs = result.durat
  * the original chunks; runs and stores (successful runs only) otherwise.
  * `metadata.cache` on the result says "hit", "miss" or "bypass" (no-store).
  */
-export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: Logger, meter?: Meter): Middleware {
+export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: PluginLogger, meter?: PluginMeter): Middleware {
   const ttlMs = Math.max(1, Math.round(settings.ttlSeconds * 1000));
   const requests = meter?.createCounter("qingyu.cache.requests", { description: "Cache lookups, by result (hit, miss, bypass)" });
   const count = (result: string, ctx: AgentContext) => requests?.add(1, { "qingyu.cache.result": result, "qingyu.agent": ctx.agentId });

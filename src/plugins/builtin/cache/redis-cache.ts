@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
+import type { PluginLogger } from "@qingyu/plugin-api";
 import type { CacheStore } from "./store.ts";
 
 /**
@@ -11,7 +11,7 @@ export class RedisCache implements CacheStore {
   constructor(
     private readonly redis: Redis,
     private readonly keyPrefix: string,
-    private readonly logger: Logger,
+    private readonly logger: PluginLogger,
   ) {}
 
   async get(key: string): Promise<string | undefined> {

@@ -1,5 +1,4 @@
-import type { RuntimeEvent } from "@qingyu/plugin-api";
-import type { PluginLogger as Logger } from "@qingyu/plugin-api";
+import type { PluginLogger, RuntimeEvent } from "@qingyu/plugin-api";
 import { ThrottledWarning } from "../../../events/throttled-warning.ts";
 import { postWebhook, retryDelay, webhookMessage, type AttemptOutcome, type WebhookMessage, type WebhookTarget } from "./send.ts";
 
@@ -62,7 +61,7 @@ export class DeliveryQueue {
   constructor(
     targets: readonly WebhookTarget[],
     private readonly settings: DeliverySettings,
-    private readonly logger: Logger,
+    private readonly logger: PluginLogger,
   ) {
     this.endpoints = targets.map((target) => ({
       target,
