@@ -1,6 +1,7 @@
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
 import { checkConfig, type CheckReport } from "../plugin-host/check.ts";
+import { refEnabled, refName } from "../plugin-host/instantiate.ts";
 import { loadTls } from "../transport/tls.ts";
 
 /** What a CLI command prints and how it exits. */
@@ -31,7 +32,7 @@ export async function checkCommand(config: Config, baseDir: string, env: Readonl
   if (report.errors.length) {
     return { stdout: "", stderr: `${problems}qingyu: ${label}: ${count(report.errors.length, "problem")}; serve would not start\n`, status: 2 };
   }
-  const pipeline = config.pipeline.filter((r) => typeof r === "string" || r.enabled).map((r) => (typeof r === "string" ? r : r.plugin));
+  const pipeline = config.pipeline.filter(refEnabled).map(refName);
   return {
     stdout: `${label}: ok (${count(catalog.size, "plugin")} loaded, ${count(report.checked, "config entry", "config entries")} valid; pipeline: ${pipeline.join(" → ") || "(empty)"})\n`,
     stderr: problems,

@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { discoverFor } from "../app.ts";
 import { checkConfig } from "../plugin-host/check.ts";
+import { refEnabled, refName } from "../plugin-host/instantiate.ts";
 import { entryDisabled } from "../plugin-host/loader.ts";
 import { formatProblems, type CommandOutcome } from "./check-command.ts";
 
@@ -16,11 +17,9 @@ export async function describePlugins(config: Config, baseDir: string, env: Read
   const catalog = await discoverFor(config, baseDir);
   // The same validation as `qingyu check` and `serve`: a listing must not look fine when serve would refuse.
   const report = await checkConfig(config, catalog, env);
-  const enabled = (ref: Config["pipeline"][number]) => typeof ref === "string" || ref.enabled;
-  const name = (ref: Config["pipeline"][number]) => (typeof ref === "string" ? ref : ref.plugin);
   const used = new Set<string>([
-    ...config.pipeline.filter(enabled).map(name),
-    ...config.eventHandlers.filter(enabled).map(name),
+    ...config.pipeline.filter(refEnabled).map(refName),
+    ...config.eventHandlers.filter(refEnabled).map(refName),
     ...config.agents.map((a) => config.providers[a.provider]?.plugin).filter((p): p is string => !!p),
   ]);
   const rows = [...catalog.values()].map((e) => [
@@ -40,8 +39,8 @@ export async function describePlugins(config: Config, baseDir: string, env: Read
   const header = ["NAME", "KIND", "STATUS", "SOURCE"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
-  const pipeline = config.pipeline.map((ref, i) => `  ${i + 1}. ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
-  const handlers = config.eventHandlers.map((ref) => `  - ${name(ref)}${enabled(ref) ? "" : " (off)"}`);
+  const pipeline = config.pipeline.map((ref, i) => `  ${i + 1}. ${refName(ref)}${refEnabled(ref) ? "" : " (off)"}`);
+  const handlers = config.eventHandlers.map((ref) => `  - ${refName(ref)}${refEnabled(ref) ? "" : " (off)"}`);
   const stdout = [
     line(header),
     ...rows.map(line),

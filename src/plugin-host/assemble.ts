@@ -10,7 +10,7 @@ import { Admission } from "../pipeline/admission.ts";
 import { Telemetry } from "../telemetry/setup.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import { Generation, disposeAll, type Disposable } from "./generation.ts";
-import { instantiate, type HostBase } from "./instantiate.ts";
+import { instantiate, refEnabled, type HostBase } from "./instantiate.ts";
 import { PluginError, type CatalogEntry } from "./loader.ts";
 
 /** What outlives a reload: shared by every generation. */
@@ -90,7 +90,7 @@ export async function assemble(
     }
     const middleware: Middleware[] = [];
     for (const [i, ref] of config.pipeline.entries()) {
-      if (typeof ref !== "string" && !ref.enabled) continue;
+      if (!refEnabled(ref)) continue;
       const { product, entry } = await instantiate(catalog, ref, "middleware", `pipeline.${i}`, host([]));
       middleware.push(product);
       definitions.add(entry.definition);
@@ -98,7 +98,7 @@ export async function assemble(
     }
     const handlers: { name: string; handler: EventHandler }[] = [];
     for (const [i, ref] of config.eventHandlers.entries()) {
-      if (typeof ref !== "string" && !ref.enabled) continue;
+      if (!refEnabled(ref)) continue;
       const { product, entry } = await instantiate(catalog, ref, "event-handler", `eventHandlers.${i}`, host([]));
       handlers.push({ name: entry.definition.name, handler: product });
       definitions.add(entry.definition);

@@ -1,7 +1,7 @@
 import type { PluginKind } from "@qingyu/plugin-api";
 import type { Config } from "../config/schema.ts";
 import { enabledAgents, missingProvider } from "./agents.ts";
-import { prepareEntry, type PluginRef } from "./instantiate.ts";
+import { prepareEntry, refEnabled, type PluginRef } from "./instantiate.ts";
 import type { CatalogEntry } from "./loader.ts";
 
 /** What `qingyu check` found: errors stop `serve`; warnings would not. */
@@ -55,8 +55,8 @@ export async function checkConfig(config: Config, catalog: ReadonlyMap<string, C
     for (const other of namedIn(options, config)) if (!used.has(other)) used.add(other), queue.push(other);
   }
   for (const [name, ref] of Object.entries(config.providers)) if (!used.has(name)) await check(ref, "llm-provider", `providers.${name}`, true);
-  for (const [i, ref] of config.pipeline.entries()) if (typeof ref === "string" || ref.enabled) await check(ref, "middleware", `pipeline.${i}`);
-  for (const [i, ref] of config.eventHandlers.entries()) if (typeof ref === "string" || ref.enabled) await check(ref, "event-handler", `eventHandlers.${i}`);
+  for (const [i, ref] of config.pipeline.entries()) if (refEnabled(ref)) await check(ref, "middleware", `pipeline.${i}`);
+  for (const [i, ref] of config.eventHandlers.entries()) if (refEnabled(ref)) await check(ref, "event-handler", `eventHandlers.${i}`);
   return report;
 }
 

@@ -5,8 +5,18 @@ import { PluginError, type CatalogEntry } from "./loader.ts";
 /** Shared pieces every plugin instance gets. */
 export type HostBase = Omit<PluginHost, "options" | "logger"> & { logger: Logger };
 
-/** A plugin named in config: a bare name, or `{plugin, options}`. */
-export type PluginRef = string | { plugin: string; options?: unknown };
+/** A plugin named in config: a bare name, or `{plugin, options, enabled}`. */
+export type PluginRef = string | { plugin: string; options?: unknown; enabled?: boolean };
+
+/** The plugin a config entry names. */
+export function refName(ref: PluginRef): string {
+  return typeof ref === "string" ? ref : ref.plugin;
+}
+
+/** Whether a config entry is on (`enabled: false` keeps it in the file, unused). */
+export function refEnabled(ref: PluginRef): boolean {
+  return typeof ref === "string" || ref.enabled !== false;
+}
 
 /** A config entry checked against the catalog, with its validated options; nothing set up yet. */
 export interface PreparedEntry {
@@ -20,7 +30,7 @@ export interface PreparedEntry {
  * `qingyu check` does: the messages are the same.
  */
 export async function prepareEntry(catalog: ReadonlyMap<string, CatalogEntry>, ref: PluginRef, kind: PluginKind, where: string): Promise<PreparedEntry> {
-  const name = typeof ref === "string" ? ref : ref.plugin;
+  const name = refName(ref);
   const entry = catalog.get(name);
   if (!entry) {
     const known = [...catalog.values()].filter((e) => e.definition.kind === kind).map((e) => e.definition.name);
