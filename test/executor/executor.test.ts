@@ -1,14 +1,10 @@
 import { type AgentDefinition, Code, ConnectError, type LlmProvider, type Middleware, type ProviderChunk, ProviderError, type ProviderRequest, type RunEvent, type RuntimeEvent } from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import pino from "pino";
-import { Executor } from "../../src/executor/executor.ts";
 import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
 import type { RetryPolicy } from "../../src/executor/retry.ts";
-import { AgentRegistry } from "../../src/agents/registry.ts";
-import { SessionManager } from "../../src/sessions/manager.ts";
-import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
-import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import type { SessionStore } from "../../src/sessions/types.ts";
+import { testExecutor } from "../support/executor.ts";
 import { rejection } from "../support/rejection.ts";
 
 const agents: AgentDefinition[] = [
@@ -47,35 +43,14 @@ function replying(reply: (req: ProviderRequest) => string = (req) => `re: ${req.
   });
 }
 
-const stores: MemorySessionStore[] = [];
+const stores: SessionStore[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
 });
 
 function build(provider: LlmProvider, options: { middleware?: Middleware[]; retry?: RetryPolicy } = {}) {
-  const store = new MemorySessionStore(60_000);
+  const { executor, sessions, events, store } = testExecutor({ agents, providers: { fake: provider }, middleware: options.middleware, retry: options.retry ?? fastRetry });
   stores.push(store);
-  const events = new MemoryEventBus(pino({ level: "silent" }));
-  const sessions = new SessionManager(store, events, {
-    historyTokens: 0,
-    getMessagesLimit: 200,
-    maxCheckpointBytes: 1 << 20,
-    checkpointsKept: 20,
-    ttlSeconds: 3600,
-    maxTtlSeconds: 7200,
-    historyMessages: 20,
-    defaultPageSize: 10,
-    maxPageSize: 100,
-  });
-  const executor = new Executor({
-    agents: new AgentRegistry(agents),
-    providers: new Map([["fake", provider]]),
-    middleware: options.middleware ?? [],
-    sessions,
-    events,
-    retry: options.retry ?? fastRetry,
-    log: pino({ level: "silent" }),
-  });
   return { executor, sessions, events };
 }
 

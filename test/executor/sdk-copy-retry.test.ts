@@ -3,13 +3,10 @@
 // the built-in's, since errors are recognised by shape, not by identity.
 import { type AgentDefinition, Code, type LlmProvider, type ProviderChunk, ProviderError, type ProviderRequest, type RunEvent } from "@qingyu/plugin-api";
 import { afterEach, describe, expect, it } from "vitest";
-import pino from "pino";
 import { Executor } from "../../src/executor/executor.ts";
 import type { ExecuteInput } from "../../src/executor/context.ts";
-import { AgentRegistry } from "../../src/agents/registry.ts";
-import { SessionManager } from "../../src/sessions/manager.ts";
-import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
-import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import type { SessionStore } from "../../src/sessions/types.ts";
+import { testExecutor } from "../support/executor.ts";
 import { rejection } from "../support/rejection.ts";
 import { useSdkCopy } from "../support/sdk-copy.ts";
 
@@ -17,7 +14,7 @@ const copy = useSdkCopy();
 
 const agent: AgentDefinition = { id: "helper", description: "", provider: "plugin", model: "plugin-model", systemPrompt: "", defaults: {} };
 
-const stores: MemorySessionStore[] = [];
+const stores: SessionStore[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
 });
@@ -35,29 +32,9 @@ function provider(script: (attempt: number) => AsyncIterable<ProviderChunk>): Ll
 }
 
 function executor(p: LlmProvider): Executor {
-  const store = new MemorySessionStore(60_000);
+  const { executor, store } = testExecutor({ agents: [agent], providers: { plugin: p }, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 } });
   stores.push(store);
-  const events = new MemoryEventBus(pino({ level: "silent" }));
-  const sessions = new SessionManager(store, events, {
-    historyTokens: 0,
-    getMessagesLimit: 200,
-    maxCheckpointBytes: 1 << 20,
-    checkpointsKept: 20,
-    ttlSeconds: 3600,
-    maxTtlSeconds: 7200,
-    historyMessages: 20,
-    defaultPageSize: 10,
-    maxPageSize: 100,
-  });
-  return new Executor({
-    agents: new AgentRegistry([agent]),
-    providers: new Map([["plugin", p]]),
-    middleware: [],
-    sessions,
-    events,
-    retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 },
-    log: pino({ level: "silent" }),
-  });
+  return executor;
 }
 
 const input: ExecuteInput = { agentId: "helper", task: "hello", sessionId: "", userId: "alice", metadata: {}, options: {} };

@@ -1,0 +1,49 @@
+import type { AgentDefinition, LlmProvider, Middleware } from "@qingyu/plugin-api";
+import pino, { type Logger } from "pino";
+import { AgentRegistry } from "../../src/agents/registry.ts";
+import { MemoryEventBus } from "../../src/events/memory-bus.ts";
+import { Executor } from "../../src/executor/executor.ts";
+import type { RetryPolicy } from "../../src/executor/retry.ts";
+import { SessionManager } from "../../src/sessions/manager.ts";
+import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
+import type { SessionStore } from "../../src/sessions/types.ts";
+
+/** What an executor under test is built from; everything else has the defaults below. */
+export interface TestExecutorParts {
+  agents: AgentDefinition[];
+  /** By provider name (the agents' `provider`). */
+  providers: Record<string, LlmProvider>;
+  middleware?: Middleware[];
+  retry?: RetryPolicy;
+  /** A memory store when not given. The caller closes it (`store` in the result). */
+  store?: SessionStore;
+  log?: Logger;
+}
+
+/** An Executor wired as the server wires one, over an in-process event bus and session manager. */
+export function testExecutor(parts: TestExecutorParts) {
+  const log = parts.log ?? pino({ level: "silent" });
+  const store = parts.store ?? new MemorySessionStore(60_000);
+  const events = new MemoryEventBus(log);
+  const sessions = new SessionManager(store, events, {
+    historyTokens: 0,
+    getMessagesLimit: 200,
+    maxCheckpointBytes: 1 << 20,
+    checkpointsKept: 20,
+    ttlSeconds: 3600,
+    maxTtlSeconds: 7200,
+    historyMessages: 20,
+    defaultPageSize: 10,
+    maxPageSize: 100,
+  });
+  const executor = new Executor({
+    agents: new AgentRegistry(parts.agents),
+    providers: new Map(Object.entries(parts.providers)),
+    middleware: parts.middleware ?? [],
+    sessions,
+    events,
+    retry: parts.retry ?? { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 },
+    log,
+  });
+  return { executor, sessions, events, store };
+}
