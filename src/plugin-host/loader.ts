@@ -1,10 +1,9 @@
-import type { PluginDefinition } from "@qingyu/plugin-api";
+import { pluginShapeProblem, type PluginDefinition } from "@qingyu/plugin-api";
 import { readdirSync, statSync, readFileSync, existsSync } from "node:fs";
 import { dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { forgetCommonJs } from "../runtime/module-cache.ts";
-import { pluginShapeProblem } from "./definition.ts";
 import { loadFailureReason } from "./load-error.ts";
 
 /** A plugin that could not be loaded or set up; start-up stops with exit status 2. */

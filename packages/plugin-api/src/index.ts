@@ -2,6 +2,7 @@
 // the host recognises plugins and errors by shape, so any copy of this package
 // (a plugin's own node_modules) works with any server implementing its major.
 export { PLUGIN_API_VERSION, PLUGIN_KINDS, definePlugin } from "./plugin.ts";
+export { pluginShapeProblem } from "./definition.ts";
 export type { OptionsSchema, PluginDefinition, PluginHost, PluginKind, PluginProducts, PluginSpec } from "./plugin.ts";
 export type { AgentContext, AgentRunResult, GenerationOptions, Middleware, Next, RpcCall, RunEvent } from "./middleware.ts";
 export type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest, ProviderResult, TokenUsage } from "./provider.ts";

@@ -1,6 +1,7 @@
 import type { AgentCatalog, AgentDefinition } from "../agents.ts";
 import type { PluginCounter, PluginHistogram, PluginMeter, PluginSpan, PluginTracer } from "../observability.ts";
-import { PLUGIN_API_VERSION, PLUGIN_KINDS, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts } from "../plugin.ts";
+import { pluginShapeProblem } from "../definition.ts";
+import type { PluginDefinition, PluginHost, PluginKind, PluginProducts } from "../plugin.ts";
 import type { LlmProvider } from "../provider.ts";
 import { TestEventBus } from "./events.ts";
 import { TestLogger, type LogLine } from "./logger.ts";
@@ -59,7 +60,7 @@ export async function setUp<K extends PluginKind, Options>(
   options?: unknown,
   overrides: TestHostOverrides = {},
 ): Promise<TestPlugin<K, Options>> {
-  const problem = definitionProblem(plugin);
+  const problem = pluginShapeProblem(plugin);
   if (problem) throw new TypeError(problem);
   const validated = await validateOptions(plugin, options);
   const host = testHost(plugin.name, validated, overrides);
@@ -107,21 +108,6 @@ export function testHost<Options>(pluginName: string, options: Options, override
     tracer: overrides.tracer ?? noopTracer,
     meter: overrides.meter ?? noopMeter,
   };
-}
-
-/** What the server would refuse about a plugin definition (its messages, shortened). */
-function definitionProblem(value: unknown): string | undefined {
-  if (value === null || typeof value !== "object") return "not a plugin (use definePlugin)";
-  const def = value as Partial<PluginDefinition>;
-  if (typeof def.name !== "string" || !def.name) return "plugin has no name";
-  if (def.apiVersion !== undefined && def.apiVersion !== PLUGIN_API_VERSION) {
-    return `plugin "${def.name}" was made for plugin API ${String(def.apiVersion)}; this @qingyu/plugin-api implements ${PLUGIN_API_VERSION}`;
-  }
-  if (!(PLUGIN_KINDS as readonly unknown[]).includes(def.kind)) return `plugin "${def.name}" has kind ${JSON.stringify(def.kind)}; expected one of ${PLUGIN_KINDS.join(", ")}`;
-  if (typeof def.setup !== "function") return `plugin "${def.name}" has no setup function`;
-  const std = (def.configSchema as { "~standard"?: { validate?: unknown } } | undefined)?.["~standard"];
-  if (def.configSchema !== undefined && typeof std?.validate !== "function") return `plugin "${def.name}" has a configSchema that is not a Standard Schema`;
-  return undefined;
 }
 
 const noopSpan: PluginSpan = {

@@ -1,8 +1,9 @@
-import { PLUGIN_API_VERSION, PLUGIN_KINDS, type PluginDefinition } from "@qingyu/plugin-api";
+import { PLUGIN_API_VERSION, PLUGIN_KINDS, type PluginDefinition } from "./plugin.ts";
 
 /**
- * Why a module's default export is not a plugin this host can run, or
- * undefined when it is one. Checked by shape, not identity: a plugin may come
+ * Why a module's default export is not a plugin a host of this major can run,
+ * or undefined when it is one. The server checks every plugin it loads with
+ * it, and the test host every plugin it sets up. Checked by shape, not identity: a plugin may come
  * with its own copy of @qingyu/plugin-api. A plain object without apiVersion
  * is taken to be written for this host's major.
  */
