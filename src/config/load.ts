@@ -1,3 +1,4 @@
+import { formatIssue } from "@qingyu/plugin-api";
 import { readFileSync } from "node:fs";
 import { dirname, extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -78,15 +79,7 @@ function section(raw: Record<string, unknown>, key: string): Record<string, unkn
   return fresh;
 }
 
-/** One line per problem, each naming the key path. */
+/** One line per problem, each naming the key path: the plugin options' format, so config and options errors read alike. */
 export function formatIssues(error: z.ZodError, prefix = ""): string {
-  return error.issues
-    .map((issue) => {
-      const path = [prefix, ...issue.path.map(String)].filter(Boolean).join(".") || "(top level)";
-      if (issue.code === "unrecognized_keys") {
-        return `  ${path}: unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-      }
-      return `  ${path}: ${issue.message}`;
-    })
-    .join("\n");
+  return error.issues.map((issue) => `  ${formatIssue(issue, prefix)}`).join("\n");
 }
