@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
-import { logged, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
+import { logged, pluginRows, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
 import { killAll, runCli, runtime, serveFile, spawnTracked, type ServerProcess } from "../support/server-process.ts";
 
 const A = AgentService.method;
@@ -253,13 +253,7 @@ describe(`plugins as an operator ships them (${runtime})`, () => {
       const { code, stdout, stderr } = await runCli(["plugins", "--config", config("list.json", serveConfig())], {}, { cwd: project });
       expect(stderr).toBe("");
       expect(code).toBe(0);
-      const rows = new Map(
-        stdout
-          .split("\n")
-          .map((line) => line.split(/ {2,}/))
-          .filter((cells) => cells.length === 4)
-          .map(([name, kind, status, source]) => [name, { kind, status, source }]),
-      );
+      const rows = pluginRows(stdout);
       expect(rows.get("shout")).toEqual({ kind: "middleware", status: "in use", source: join(project, "plugins/shout.ts") });
       expect(rows.get("tally")).toEqual({ kind: "event-handler", status: "in use", source: join(project, "plugins/tally/index.js") });
       expect(rows.get("greeter")).toEqual({

@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
-import { logged, projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
+import { logged, pluginRows, projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
 import { runCli, serveFile, startServer, type ServerProcess } from "../support/server-process.ts";
 
 const A = AgentService.method;
@@ -144,13 +144,7 @@ describe("plugins from a user's folders and packages", () => {
     const { code, stdout, stderr } = await runCli(["plugins", "--config", fx.config]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    const rows = new Map(
-      stdout
-        .split("\n")
-        .map((line) => line.split(/ {2,}/))
-        .filter((cells) => cells.length === 4)
-        .map(([name, kind, status, source]) => [name, { kind, status, source }]),
-    );
+    const rows = pluginRows(stdout);
     const plugins = join(fx.dir, "plugins");
     expect(rows.get("pkg-tag")).toEqual({ kind: "middleware", status: "in use", source: `npm:qingyu-plugin-pkgtag (${join(fx.dir, "node_modules/qingyu-plugin-pkgtag/index.mjs")})` });
     expect(rows.get("ts-tag")).toEqual({ kind: "middleware", status: "in use", source: join(plugins, "ts-tag.ts") });

@@ -74,3 +74,14 @@ export async function waitFor<T>(what: string, check: () => T | undefined, timeo
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** The rows of `qingyu plugins`' table, by plugin name. */
+export function pluginRows(stdout: string): Map<string, { kind: string; status: string; source: string }> {
+  return new Map(
+    stdout
+      .split("\n")
+      .map((line) => line.split(/ {2,}/))
+      .filter((cells) => cells.length === 4)
+      .map(([name, kind, status, source]) => [name!, { kind: kind!, status: status!, source: source! }]),
+  );
+}
