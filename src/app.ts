@@ -1,7 +1,7 @@
 import type { EventBus } from "@qingyu/plugin-api";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
-import { SharedClients } from "./clients/shared.ts";
+import { failureDetail, SharedClients } from "./clients/shared.ts";
 import type { LoadedConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { MemoryEventBus } from "./events/memory-bus.ts";
@@ -28,6 +28,7 @@ import type { SessionStore } from "./sessions/types.ts";
 import { CallTracker } from "./transport/call-tracker.ts";
 import { GrpcTransport } from "./transport/grpc-server.ts";
 import { HttpTransport } from "./transport/http-server.ts";
+import type { Admit } from "./transport/preflight.ts";
 import { loadTls } from "./transport/tls.ts";
 import { hosted } from "./transport/types.ts";
 import { MetricsServer } from "./telemetry/metrics-server.ts";
@@ -101,15 +102,20 @@ export class App {
     const clients = new SharedClients(config, log);
     const events: EventBus =
       config.events.bus === "redis"
-        ? new RedisEventBus(clients.redis(), log, { keyPrefix: config.events.keyPrefix, maxLen: config.events.maxLen, types: config.events.sharedTypes })
-        : new MemoryEventBus(log);
+        ? new RedisEventBus(clients.redis(), log, {
+            keyPrefix: config.events.keyPrefix,
+            maxLen: config.events.maxLen,
+            maxEventBytes: config.events.maxEventBytes,
+            types: config.events.sharedTypes,
+          })
+        : new MemoryEventBus(log, { maxEventBytes: config.events.maxEventBytes });
     let store: SessionStore;
     try {
       store = await openStore(config.sessions, clients, log);
       if (telemetry.tracing) store = new TracedSessionStore(store, telemetry.tracer, DB_SYSTEM[config.sessions.store]);
     } catch (err) {
       await clients.close();
-      throw new StartupError(`cannot open the ${config.sessions.store} session store: ${(err as Error).message}`, { cause: err });
+      throw new StartupError(`cannot open the ${config.sessions.store} session store: ${failureDetail(err)}`, { cause: err });
     }
     const sessions = new SessionManager(store, events, config.sessions);
     const shared: SharedRuntime = { events, sessions, clients, env, log, telemetry };
@@ -133,14 +139,20 @@ export class App {
       ...[
         hosted(AgentService, agentService(live)),
         hosted(SessionService, sessionService(sessions, live)),
-        hosted(EventService, eventService(events, live), { longLived: true }),
+        hosted(EventService, eventService(events, live, { maxEvents: config.events.subscriberMaxEvents, maxBytes: config.events.subscriberMaxBytes }), { longLived: true }),
         hosted(AdminService, adminService(live)),
       ].map((s) => (telemetry.recording ? instrumentService(s, telemetry) : s)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
     const tracker = new CallTracker();
-    const grpc = new GrpcTransport(services, tracker, log, transport);
-    const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log, transport);
+    // Auth on headers, before a request is decoded; health answers load balancers without credentials.
+    const admit: Admit = (call, service, method) => {
+      const { admission } = live.current.parts;
+      return admission.guarded && service !== Health.typeName ? admission.admit(call, service, method) : undefined;
+    };
+    const served = { ...transport, admit, reflection: config.server.reflection };
+    const grpc = new GrpcTransport(services, tracker, log, served);
+    const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log, served);
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
     const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;

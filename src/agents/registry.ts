@@ -16,3 +16,12 @@ export class AgentRegistry {
     return [...this.byId.values()];
   }
 }
+
+/**
+ * Whether a caller may ask `agent` for `model`: its own, one its `models`
+ * lists, or any when that lists "*". The operator pays for upstream models,
+ * so a caller never picks one the config did not name.
+ */
+export function offersModel(agent: AgentDefinition, model: string): boolean {
+  return model === agent.model || (agent.models ?? []).some((m) => m === "*" || m === model);
+}

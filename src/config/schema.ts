@@ -1,5 +1,7 @@
 import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
+import { DEFAULT_SESSION_BOUNDS } from "../sessions/bounds.ts";
+import { DEFAULT_PAGE_BYTES } from "../sessions/types.ts";
 
 const port = z.int().min(0).max(65535);
 const positiveMs = z.int().positive();
@@ -28,6 +30,8 @@ export const AgentSchema = z.strictObject({
   /** A key of `providers`. */
   provider: z.string().min(1),
   model: z.string().min(1),
+  /** Models a caller may name in options.model besides `model`; "*" allows any; any other is PERMISSION_DENIED. */
+  models: z.array(z.string().min(1)).default([]),
   systemPrompt: z.string().default(""),
   defaults: GenerationDefaultsSchema.prefault({}),
   /** The agent is left out (with a log line) unless all these environment variables are set. */
@@ -81,6 +85,12 @@ export const ServerLimitsSchema = z
     maxConnectionAgeMs: timerMs.default(1_800_000),
     /** Calls still running on a connection past its age get this long before it is closed; default maxDeadlineMs. */
     maxConnectionAgeGraceMs: timerMs.optional(),
+    /** Entries one map field of a request (e.g. ExecuteRequest.metadata) may hold; checked on the wire, before the map is built. */
+    maxMapEntries: z.int().positive().default(256),
+    /** Bytes of one map field's keys and values as sent (protobuf entries, or the JSON object's text); checked before the map is built. */
+    maxMapBytes: z.int().positive().default(64 * 1024),
+    /** Open connections per port; more are closed as they are accepted. Each idle connection costs memory and a file descriptor. */
+    maxConnections: z.int().positive().default(10_000),
   })
   .superRefine((limits, ctx) => {
     if (limits.defaultDeadlineMs > limits.maxDeadlineMs) {
@@ -105,6 +115,8 @@ export const ConfigSchema = z.strictObject({
       shutdownGraceMs: positiveMs.default(10_000),
       /** Message, deadline and connection limits of both ports (README: `server.limits.*`). */
       limits: ServerLimitsSchema,
+      /** Serve gRPC server reflection (grpcurl) on the gRPC port. It lists every service to anyone, without credentials. */
+      reflection: z.boolean().default(true),
       /** TLS on both ports; PEM files, relative to the config file. With clientCa, clients must present a certificate it signed. */
       tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1).optional() }).optional(),
     })
@@ -132,7 +144,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
-  agents: z.array(AgentSchema).default([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {}, requireEnv: [] }]),
+  agents: z.array(AgentSchema).default([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] }]),
   sessions: z
     .strictObject({
       /** memory: this process only. redis / postgres: shared by every process. redis+postgres: PostgreSQL is the truth, Redis the hot copy. */
@@ -151,6 +163,26 @@ export const ConfigSchema = z.strictObject({
       checkpointsKept: z.int().positive().default(20),
       defaultPageSize: z.int().positive().default(20),
       maxPageSize: z.int().positive().default(100),
+      /**
+       * A ListSessions / ListCheckpoints page ends early, with a next_page_token, once its items reach this
+       * many bytes (ids and metadata, or checkpoint data, as JSON); it always holds at least one. Keep it well
+       * under the 4 MiB message limit.
+       */
+      maxPageBytes: z.int().positive().default(DEFAULT_PAGE_BYTES),
+      /** Most metadata entries CreateSession accepts (INVALID_ARGUMENT naming metadata beyond it): every listing carries them. */
+      maxMetadataEntries: z.int().min(0).default(DEFAULT_SESSION_BOUNDS.maxMetadataEntries),
+      /** Largest metadata key accepted, in UTF-8 bytes. */
+      maxMetadataKeyBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataKeyBytes),
+      /** Largest metadata value accepted, in UTF-8 bytes. */
+      maxMetadataValueBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataValueBytes),
+      /** Largest metadata accepted in all, keys and values, in UTF-8 bytes. */
+      maxMetadataBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataBytes),
+      /**
+       * Most live (unexpired) sessions one user may hold; CreateSession beyond it is RESOURCE_EXHAUSTED.
+       * 1000 is far above one person's open conversations at the default one-hour TTL, and bounds what one
+       * user makes every store (and the memory store's heap) hold; raise it for a service that shares one user id.
+       */
+      maxSessionsPerUser: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxSessionsPerUser),
       /** How often expired sessions are swept (memory and postgres; Redis expires keys itself). */
       sweepIntervalMs: positiveMs.default(60_000),
       /** How often readiness pings the store (redis, postgres, tiered). */
@@ -174,9 +206,16 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
       batch: z
         .strictObject({
+          /** Items of one batch run at once when the request asks no max_concurrency. */
           defaultConcurrency: z.int().positive().default(4),
+          /** A larger max_concurrency is cut to this. */
           maxConcurrency: z.int().positive().default(16),
+          /** Items one ExecuteBatch may carry; more is INVALID_ARGUMENT. */
           maxItems: z.int().positive().default(100),
+          /** Batch items running at once in this process, across every batch and both ports. */
+          maxItemsInFlight: z.int().positive().default(64),
+          /** Items of admitted batches waiting for a slot; a batch that does not fit is refused whole with RESOURCE_EXHAUSTED (retry-after-ms: 1000). */
+          maxQueuedItems: z.int().min(0).default(512),
         })
         .prefault({}),
     })
@@ -193,6 +232,16 @@ export const ConfigSchema = z.strictObject({
       sharedTypes: z
         .array(z.enum(EVENT_TYPES as [EventType, ...EventType[]]))
         .default(["AGENT_STARTED", "AGENT_COMPLETED", "ERROR_OCCURRED", "CHECKPOINT_SAVED", "SESSION_CREATED", "SESSION_DELETED"]),
+      /** Largest event on the bus (estimated JSON bytes): a bigger one keeps type, ids and small fields, its long strings are cut, data.truncated set. The Redis stream holds about maxLen × this (default ≈ 41 MB). */
+      maxEventBytes: z.int().min(4096).max(1_048_576).default(4096),
+      /** Events a Subscribe client may fall behind (the client reads slower than events come) before it is ended with RESOURCE_EXHAUSTED. */
+      subscriberMaxEvents: z.int().positive().default(1000),
+      /** The same bound in estimated bytes: what one slow subscriber can make the server hold. */
+      subscriberMaxBytes: z.int().positive().default(1_048_576),
+    })
+    .refine((events) => events.subscriberMaxBytes >= events.maxEventBytes, {
+      path: ["subscriberMaxBytes"],
+      message: "must be at least maxEventBytes, or one large event would end every subscription",
     })
     .prefault({}),
   /** The shared Redis client (session store, rate limits, cache, events). */

@@ -2,9 +2,20 @@ import type { EventBus, EventInit, EventListener, EventType, RuntimeEvent } from
 import { randomUUID } from "node:crypto";
 import { context, propagation } from "@opentelemetry/api";
 import type { Logger } from "pino";
+import { boundEvent, DEFAULT_MAX_EVENT_BYTES, rememberSize } from "./event-size.ts";
 
-/** Gives a published event its id and time, and the publishing call's trace so a handler's span can link to it. */
-export function stampEvent(init: EventInit): RuntimeEvent {
+/** Settings every bus shares. */
+export interface BusLimits {
+  /** Largest event, in estimated JSON bytes; a bigger one is cut to size (see boundEvent). */
+  maxEventBytes?: number;
+}
+
+/**
+ * Gives a published event its id and time, and the publishing call's trace so a
+ * handler's span can link to it; cuts it to `maxEventBytes` first.
+ */
+export function stampEvent(published: EventInit, maxEventBytes = DEFAULT_MAX_EVENT_BYTES): RuntimeEvent {
+  const { init, bytes } = boundEvent(published, maxEventBytes);
   const event: RuntimeEvent = { ...init, id: randomUUID(), time: new Date() };
   // Nothing is set when tracing is off.
   if (!event.traceparent) {
@@ -12,22 +23,31 @@ export function stampEvent(init: EventInit): RuntimeEvent {
     propagation.inject(context.active(), carrier);
     if (carrier.traceparent) event.traceparent = carrier.traceparent;
   }
+  rememberSize(event, bytes);
   return event;
 }
 
 /**
  * The in-process bus. Each listener runs in its own macrotask after publish
  * returns, so a slow or hanging listener never delays the publisher, and one
- * that throws (or rejects) is logged while the others still run.
+ * that throws (or rejects) is logged while the others still run. Every
+ * published event is cut to `maxEventBytes` (plugins publish here too).
  */
 export class MemoryEventBus implements EventBus {
   private readonly byType = new Map<EventType, Set<EventListener>>();
   private readonly anyType = new Set<EventListener>();
 
-  constructor(private readonly log: Logger) {}
+  private readonly maxEventBytes: number;
+
+  constructor(
+    private readonly log: Logger,
+    limits: BusLimits = {},
+  ) {
+    this.maxEventBytes = limits.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  }
 
   publish(init: EventInit): void {
-    if (this.hasSubscribers(init.type)) this.dispatch(stampEvent(init));
+    if (this.hasSubscribers(init.type)) this.dispatch(stampEvent(init, this.maxEventBytes));
   }
 
   /** Delivers an event that is already stamped (the shared bus's, or one read from another process) to the matching listeners. */

@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { DEFAULT_MAX_EVENT_BYTES } from "./event-size.ts";
 import { MemoryEventBus, stampEvent } from "./memory-bus.ts";
 import { compareIds, decodeEvent, entryFields, fieldsOf, isEventType, type RawEntry } from "./stream-entry.ts";
 import { ThrottledWarning } from "./throttled-warning.ts";
@@ -13,6 +14,8 @@ export const RedisEventBusOptions = z.strictObject({
   keyPrefix: z.string().min(1).default("qingyu:"),
   /** About how many events the stream keeps (XADD MAXLEN ~): a reader away for longer loses the oldest. */
   maxLen: z.int().positive().default(10_000),
+  /** Largest event, in estimated JSON bytes; bigger ones are cut, so the stream holds about maxLen × this at most. */
+  maxEventBytes: z.int().positive().default(DEFAULT_MAX_EVENT_BYTES),
   /** The types that cross processes, both ways; default all. Each costs one XADD per event, listened to anywhere or not. */
   types: z.array(z.enum(EVENT_TYPES as [EventType, ...EventType[]])).optional(),
   /** How long one XREAD blocks waiting for events. */
@@ -47,7 +50,9 @@ const READ_GRACE_MS = 3000;
  * replica would act on each one. Events of one publisher arrive in publish
  * order. After a Redis outage the reader goes on from the last entry it read,
  * so events published meanwhile still arrive; those already trimmed by maxLen
- * are lost, and that is logged. The shared client is the app's: close() stops
+ * are lost, and that is logged. Events are cut to `maxEventBytes` both when
+ * published and when read, so the stream holds about maxLen × maxEventBytes at
+ * most. The shared client is the app's: close() stops
  * the reader and leaves the client open.
  */
 export class RedisEventBus implements EventBus {
@@ -97,7 +102,7 @@ export class RedisEventBus implements EventBus {
   publish(init: EventInit): void {
     const share = !this.closed && this.shared.has(init.type);
     if (!share && !this.local.hasSubscribers(init.type)) return;
-    const event = stampEvent(init);
+    const event = stampEvent(init, this.settings.maxEventBytes);
     this.local.dispatch(event);
     if (!share) return;
     if (this.pending >= this.settings.maxPending) {
@@ -280,7 +285,7 @@ export class RedisEventBus implements EventBus {
       // Parsed only when someone here listens to this type from afar.
       if (!this.shared.has(type) || !this.remote.hasSubscribers(type)) continue;
       try {
-        this.remote.dispatch(decodeEvent(fields.get("e") ?? ""));
+        this.remote.dispatch(decodeEvent(fields.get("e") ?? "", this.settings.maxEventBytes));
       } catch (err) {
         this.unreadable.note(err, { id: entry[0], type }, { streamId: entry[0] });
       }

@@ -3,6 +3,7 @@
 //   t  the event type (readers filter on it without parsing the event)
 //   e  the event as JSON (time as an ISO string; `remote` is never stored)
 import { EVENT_TYPES, type EventType, type RuntimeEvent } from "@qingyu/plugin-api";
+import { boundEvent, rememberSize } from "./event-size.ts";
 
 /** An entry's fields, flat as XADD takes them. */
 export function entryFields(origin: string, event: RuntimeEvent): string[] {
@@ -26,8 +27,12 @@ export function fieldsOf(entry: RawEntry): Map<string, string> {
 const TYPES = new Set<string>(EVENT_TYPES);
 export const isEventType = (t: string | undefined): t is EventType => t !== undefined && TYPES.has(t);
 
-/** The event of an entry's `e` field, marked remote; throws on anything that is not one. */
-export function decodeEvent(json: string): RuntimeEvent {
+/**
+ * The event of an entry's `e` field, marked remote and cut to `maxEventBytes`
+ * (a process with a larger bound, or anything else writing to the stream, must
+ * not get past this one's); throws on anything that is not an event.
+ */
+export function decodeEvent(json: string, maxEventBytes: number): RuntimeEvent {
   const v = JSON.parse(json) as Record<string, unknown>;
   const time = typeof v.time === "string" ? new Date(v.time) : undefined;
   if (typeof v.id !== "string" || !isEventType(v.type as string) || !time || Number.isNaN(time.getTime())) {
@@ -38,7 +43,9 @@ export function decodeEvent(json: string): RuntimeEvent {
   for (const key of ["agentId", "sessionId", "userId", "traceparent"] as const) {
     if (typeof v[key] === "string") event[key] = v[key];
   }
-  return event;
+  const { init: bounded, bytes } = boundEvent(event, maxEventBytes);
+  rememberSize(bounded, bytes);
+  return bounded;
 }
 
 /** Compares two stream ids ("ms-seq") numerically. */

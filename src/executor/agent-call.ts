@@ -1,6 +1,8 @@
 import { type ChatMessage, Code, ConnectError, type LlmProvider, notFound, type ProviderChunk, type ProviderRequest, type RunEvent } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
+import { offersModel } from "../agents/registry.ts";
+import { quote } from "../quote.ts";
 import { SpanKind, context, propagation } from "@opentelemetry/api";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
@@ -25,6 +27,11 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       // Named only a session that could not be read: that is the error to report.
       if (!ctx.agentId && ctx.sessionId) await ctx.session();
       throw ctx.agentId ? notFound("agent", ctx.agentId) : new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument);
+    }
+    // Here, not in a plugin: taking the validation plugin out of the pipeline must not let callers choose.
+    const askedModel = ctx.options.model;
+    if (askedModel && !offersModel(agent, askedModel)) {
+      throw new ConnectError(`agent "${agent.id}" does not offer model ${quote(askedModel)} (it offers: ${[agent.model, ...(agent.models ?? [])].join(", ")})`, Code.PermissionDenied);
     }
     const provider = providers.get(agent.provider);
     if (!provider) throw new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);

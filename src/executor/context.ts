@@ -39,8 +39,9 @@ export async function createContext(
   call: CallInfo,
   agents: AgentRegistry,
   sessions: SessionManager,
+  guarded = false,
 ): Promise<ExecutionContext> {
-  const ctx = new CallAgentContext(input, call, agents, sessions);
+  const ctx = new CallAgentContext(input, call, agents, sessions, guarded);
   // A session that cannot be read (missing, another user's) is not reported here: auth in the
   // onion must answer first, and whoever next asks for the session gets the error.
   if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent().catch(() => undefined);
@@ -71,6 +72,8 @@ class CallAgentContext implements ExecutionContext {
     private readonly call: CallInfo,
     private readonly agents: AgentRegistry,
     private readonly sessions: SessionManager,
+    /** Auth is configured: a call no principal vouched for owns no session. */
+    private readonly guarded: boolean,
   ) {
     this.agentId = input.agentId;
     this.agent = input.agentId ? agents.get(input.agentId) : undefined;
@@ -90,6 +93,8 @@ class CallAgentContext implements ExecutionContext {
 
   // Read once, but the owner is checked on every use: auth may set the user after an early read.
   session(): Promise<SessionRecord | undefined> {
+    // Before the read, so whether the session exists is no answer to a caller without credentials.
+    if (this.sessionId && this.guarded && !this.principal) return Promise.reject(anonymousSessions());
     this.loaded ??= this.sessionId ? this.sessions.forTurn(this.sessionId) : Promise.resolve(undefined);
     return this.loaded.then((s) => s && this.check(s));
   }
@@ -100,7 +105,9 @@ class CallAgentContext implements ExecutionContext {
 
   /** A call that names only a session runs that session's agent. */
   async adoptSessionAgent(): Promise<void> {
-    const session = await this.session();
+    // Read before auth has run, so not checked (nor the user taken from it) here: session() checks on use.
+    this.loaded ??= this.sessionId ? this.sessions.forTurn(this.sessionId) : Promise.resolve(undefined);
+    const session = await this.loaded;
     this.agentId = session?.agentId ?? "";
     this.agent = this.agentId ? this.agents.get(this.agentId) : undefined;
   }
@@ -117,4 +124,9 @@ class CallAgentContext implements ExecutionContext {
     }
     return session;
   }
+}
+
+// allowAnonymous lets a call run an agent, not use a session: its id alone is no credential.
+function anonymousSessions(): ConnectError {
+  return new ConnectError("sessions need credentials: anonymous callers may not use them", Code.Unauthenticated);
 }

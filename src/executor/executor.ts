@@ -1,5 +1,6 @@
 import { type AgentContext, type AgentRunResult, Code, ConnectError, type EventBus, type LlmProvider, type Middleware, observe, type RunEvent } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { AgentRegistry } from "../agents/registry.ts";
 import { abortReason, codeName, toConnectError } from "../errors.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
@@ -7,6 +8,7 @@ import type { SessionManager } from "../sessions/manager.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
 import { agentCall } from "./agent-call.ts";
+import { type BatchSlots, unlimitedSlots } from "./batch-gate.ts";
 import { createContext, type CallInfo, type ExecuteInput, type ExecutionContext } from "./context.ts";
 import type { RetryPolicy } from "./retry.ts";
 
@@ -49,7 +51,7 @@ export class Executor {
     const { events } = this.deps;
     let ctx: ExecutionContext | undefined;
     try {
-      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions);
+      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true);
       let started = false;
       let result: AgentRunResult | undefined;
       for await (const event of this.pipeline(ctx)) {
@@ -90,7 +92,7 @@ export class Executor {
       if (error.code === Code.Internal) this.deps.log.error({ err: error.cause ?? error, call: ctx?.callId }, "internal error");
       events.publish({
         type: "ERROR_OCCURRED",
-        ...(ctx ? this.ids(ctx) : { agentId: input.agentId, sessionId: input.sessionId || undefined, userId: this.deps.authenticated ? undefined : input.userId || undefined }),
+        ...(ctx ? this.ids(ctx) : this.deps.authenticated ? {} : { agentId: input.agentId, sessionId: input.sessionId || undefined, userId: input.userId || undefined }),
         data: { callId: ctx?.callId ?? "", code: codeName(error.code), message: error.rawMessage },
       });
       throw error;
@@ -107,10 +109,12 @@ export class Executor {
   }
 
   /**
-   * Runs the inputs with at most `concurrency` at once. One failing item is
-   * that item's error; the batch fails only when the call itself is cancelled.
+   * Runs the inputs with at most `concurrency` at once, each item holding one
+   * of `slots` (the process-wide bound on batch work) while it runs. One
+   * failing item is that item's error; the batch fails only when the call
+   * itself is cancelled.
    */
-  async batch(inputs: readonly ExecuteInput[], concurrency: number, call: CallInfo): Promise<BatchOutcome[]> {
+  async batch(inputs: readonly ExecuteInput[], concurrency: number, call: CallInfo, slots: BatchSlots = unlimitedSlots): Promise<BatchOutcome[]> {
     const outcomes = new Array<BatchOutcome>(inputs.length);
     let nextIndex = 0;
     const worker = async () => {
@@ -118,10 +122,21 @@ export class Executor {
         const i = nextIndex++;
         const input = inputs[i]!;
         try {
+          await slots.acquire(call.signal);
+        } catch (err) {
+          if (call.signal.aborted) return; // reported below
+          throw err;
+        }
+        try {
           outcomes[i] = { result: await this.execute(input, call), sessionId: input.sessionId };
         } catch (err) {
           outcomes[i] = { error: toConnectError(err), sessionId: input.sessionId };
+        } finally {
+          slots.release();
         }
+        // With the echo provider and the memory store an item may never wait on I/O: without
+        // this turn, a chain of items runs in microtasks and health checks wait behind all of it.
+        await nextTurn();
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
@@ -161,15 +176,15 @@ export class Executor {
 
   /**
    * Whom an event is about. With auth configured, a call no principal vouched
-   * for is attributed to no user: a refused caller's claimed user_id must not
-   * put events into that user's stream.
+   * for (refused, or anonymous) carries nothing its caller chose: no user (a
+   * refused caller's claimed user_id must not put events into that user's
+   * stream), no session, and its agent only when that names a configured one.
    */
   private ids(ctx: AgentContext) {
     const { principal } = ctx;
-    let userId: string | undefined = ctx.userId;
+    if (!principal && this.deps.authenticated) return { agentId: ctx.agent ? ctx.agentId : undefined, sessionId: undefined, userId: undefined };
     // Only an admin acts for others; anyone else's event is theirs, whatever user_id they claimed.
-    if (principal) userId = principal.admin ? ctx.userId || principal.id : principal.id;
-    else if (this.deps.authenticated) userId = undefined;
+    const userId = principal ? (principal.admin ? ctx.userId || principal.id : principal.id) : ctx.userId;
     return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: userId || undefined };
   }
 }

@@ -19,7 +19,7 @@ export function enabledAgents(
       continue;
     }
     if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, systemPrompt: a.systemPrompt, defaults: a.defaults, limits: a.limits });
+    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, models: a.models, systemPrompt: a.systemPrompt, defaults: a.defaults, limits: a.limits });
   }
   return agents;
 }

@@ -12,13 +12,16 @@ import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
 import { untilAborted } from "../abort.ts";
-import { admitted, onGeneration } from "./scope.ts";
+import { admitted, admittedRun, onGeneration } from "./scope.ts";
+import { batchGateOf } from "../executor/batch-gate.ts";
 
 /** Batch limits from config. */
 export interface BatchPolicy {
   defaultConcurrency: number;
   maxConcurrency: number;
   maxItems: number;
+  maxItemsInFlight: number;
+  maxQueuedItems: number;
 }
 
 /**
@@ -29,24 +32,26 @@ export interface BatchPolicy {
 export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService.method> {
   return {
     async execute(req, call) {
+      const input = toExecuteInput(req);
       const gen = live.current;
       gen.enter();
       try {
         // Not held past the call's end by code that ignores the signal: the generation must be released.
-        const result = await untilAborted(gen.parts.executor.execute(toExecuteInput(req), call), call.signal);
-        return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: req.sessionId });
+        const result = await untilAborted(gen.parts.executor.execute(input, call), call.signal);
+        return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: input.sessionId });
       } finally {
         gen.leave();
       }
     },
 
     async *executeStream(req, call) {
-      for await (const event of onGeneration(live, call.signal, (gen) => gen.parts.executor.stream(toExecuteInput(req), call))) {
+      const input = toExecuteInput(req);
+      for await (const event of onGeneration(live, call.signal, (gen) => gen.parts.executor.stream(input, call))) {
         let message: ExecuteStreamResponse;
         switch (event.type) {
           case "started":
             message = create(ExecuteStreamResponseSchema, {
-              event: { case: "started", value: { agentId: event.agentId ?? req.agentId, sessionId: req.sessionId, model: event.model } },
+              event: { case: "started", value: { agentId: event.agentId ?? input.agentId, sessionId: input.sessionId, model: event.model } },
             });
             break;
           case "delta":
@@ -60,27 +65,35 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
       }
     },
 
-    async executeBatch(req, call) {
-      const gen = live.current;
-      gen.enter();
-      let outcomes;
-      try {
+    executeBatch(req, call) {
+      // Refused as a whole before any item runs: one unauthenticated request must not become a
+      // hundred item errors (and a hundred alerts). Items still run their onion, as Execute does.
+      return admittedRun(live, call, { service: AgentService.typeName, method: "ExecuteBatch" }, async ({ gen }) => {
         const batch: BatchPolicy = gen.parts.config.executor.batch;
         if (req.requests.length === 0) throw invalidArgument("requests", "must not be empty");
         if (req.requests.length > batch.maxItems) {
           throw invalidArgument("requests", `has ${req.requests.length} items; the limit is ${batch.maxItems}`);
         }
+        const inputs = req.requests.map((r, i) => toExecuteInput(r, `requests[${i}].`));
         const concurrency = Math.min(req.maxConcurrency || batch.defaultConcurrency, batch.maxConcurrency);
-        outcomes = await gen.parts.executor.batch(req.requests.map(toExecuteInput), concurrency, call);
-      } finally {
-        gen.leave();
-      }
-      return create(ExecuteBatchResponseSchema, {
-        items: outcomes.map((o) =>
-          "result" in o
-            ? { sessionId: o.sessionId, outcome: { case: "result" as const, value: toAgentResult(o.result) } }
-            : { sessionId: o.sessionId, outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage } } },
-        ),
+        // One gate per server across ports and reloads: the bound is on the process's work.
+        const ticket = batchGateOf(live, batch).admit(inputs.length);
+        const close = () => ticket.close();
+        call.signal.addEventListener("abort", close, { once: true });
+        let outcomes;
+        try {
+          outcomes = await gen.parts.executor.batch(inputs, concurrency, call, ticket);
+        } finally {
+          call.signal.removeEventListener("abort", close);
+          ticket.close();
+        }
+        return create(ExecuteBatchResponseSchema, {
+          items: outcomes.map((o) =>
+            "result" in o
+              ? { sessionId: o.sessionId, outcome: { case: "result" as const, value: toAgentResult(o.result) } }
+              : { sessionId: o.sessionId, outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage } } },
+          ),
+        });
       });
     },
 

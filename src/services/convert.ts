@@ -5,6 +5,7 @@ import { AgentResultSchema, type AgentResult, type GenerationOptions as ProtoOpt
 import { CheckpointSchema, SessionSchema, type Checkpoint, type Session } from "../gen/qingyu/agent/v1/session_pb.ts";
 import type { ExecuteInput } from "../executor/context.ts";
 import type { CheckpointRecord, SessionRecord } from "../sessions/types.ts";
+import { ids } from "./ids.ts";
 
 /** The fields ExecuteRequest and ExecuteStreamRequest share. */
 export interface ExecuteFields {
@@ -16,16 +17,21 @@ export interface ExecuteFields {
   options?: ProtoOptions;
 }
 
-export function toExecuteInput(req: ExecuteFields): ExecuteInput {
+/**
+ * An Execute request as the executor takes it, its ids checked and normalised
+ * (see ids.ts); `field` prefixes the names in errors (a batch item's
+ * "requests[3].").
+ */
+export function toExecuteInput(req: ExecuteFields, field = ""): ExecuteInput {
   const options: GenerationOptions = {};
-  if (req.options?.model) options.model = req.options.model;
+  if (req.options?.model) options.model = ids.model(req.options.model, `${field}options.model`);
   if (req.options?.temperature !== undefined) options.temperature = req.options.temperature;
   if (req.options?.maxTokens) options.maxTokens = req.options.maxTokens;
   return {
-    agentId: req.agentId,
+    agentId: ids.agent(req.agentId, `${field}agent_id`),
     task: req.task,
-    sessionId: req.sessionId,
-    userId: req.userId,
+    sessionId: ids.session(req.sessionId, `${field}session_id`),
+    userId: ids.user(req.userId, `${field}user_id`),
     metadata: req.metadata,
     options,
   };

@@ -7,6 +7,7 @@ import {
   HealthListResponseSchema,
 } from "../gen/grpc/health/v1/health_pb.ts";
 import { abortReason } from "../errors.ts";
+import { quote } from "../quote.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { Wakeup } from "./wakeup.ts";
 
@@ -65,7 +66,7 @@ export function healthService(state: HealthState): ServiceImpl<typeof Health.met
   return {
     async check(req) {
       const status = state.get(req.service);
-      if (status === undefined) throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
+      if (status === undefined) throw new ConnectError(`unknown service ${quote(req.service)}`, Code.NotFound);
       return create(HealthCheckResponseSchema, { status });
     },
 

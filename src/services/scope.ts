@@ -1,4 +1,6 @@
-import { actingUser, type Principal } from "@qingyu/plugin-api";
+import { actingUser, Code, ConnectError, type Principal } from "@qingyu/plugin-api";
+import { quote } from "../quote.ts";
+import { untilAborted } from "../abort.ts";
 import type { CallInfo } from "../executor/context.ts";
 import type { Generation } from "../plugin-host/generation.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
@@ -7,8 +9,29 @@ import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 export interface Admitted {
   gen: Generation;
   principal: Principal | undefined;
-  /** The user the call acts as (see actingUser). */
+  /** The user the call acts as (see callUser). */
   user: string;
+  /** Auth is configured and let this call through without credentials (allowAnonymous). */
+  anonymous: boolean;
+}
+
+/**
+ * The user a call acts as: actingUser's rule, plus anonymity. On a server with
+ * auth configured, a call that authenticated as nobody acts as no user and may
+ * not name one: otherwise allowAnonymous would let anyone read bob's data by
+ * sending user_id "bob".
+ */
+export function callUser(guarded: boolean, principal: Principal | undefined, requested: string): string {
+  if (guarded && !principal) {
+    if (requested) throw new ConnectError(`anonymous callers may not act as a user (user_id ${quote(requested)}): send credentials`, Code.Unauthenticated);
+    return "";
+  }
+  return actingUser(principal, requested);
+}
+
+function admittedAs(gen: Generation, principal: Principal | undefined, requested: string): Admitted {
+  const guarded = gen.parts.admission.guarded;
+  return { gen, principal, user: callUser(guarded, principal, requested), anonymous: guarded && !principal };
 }
 
 /**
@@ -26,7 +49,7 @@ export async function admitted<T>(
   gen.enter();
   try {
     const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-    return await fn({ gen, principal, user: actingUser(principal, rpc.userId ?? "") });
+    return await fn(admittedAs(gen, principal, rpc.userId ?? ""));
   } finally {
     gen.leave();
   }
@@ -43,10 +66,34 @@ export async function* admittedStream<T>(
   const release = hold(gen, call.signal);
   try {
     const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-    yield* fn({ gen, principal, user: actingUser(principal, rpc.userId ?? "") });
+    yield* fn(admittedAs(gen, principal, rpc.userId ?? ""));
   } finally {
     release();
   }
+}
+
+/**
+ * As admitted(), for a unary call that runs agents (ExecuteBatch): the
+ * generation is released, and the call answered with its abort reason, as
+ * soon as the call is aborted, even when code under `fn` ignores the signal.
+ */
+export function admittedRun<T>(
+  live: LiveRuntime,
+  call: CallInfo,
+  rpc: { service: string; method: string; userId?: string },
+  fn: (a: Admitted) => Promise<T>,
+): Promise<T> {
+  const gen = live.current;
+  const release = hold(gen, call.signal);
+  const work = (async () => {
+    try {
+      const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
+      return await fn(admittedAs(gen, principal, rpc.userId ?? ""));
+    } finally {
+      release();
+    }
+  })();
+  return untilAborted(work, call.signal);
 }
 
 /** Holds the current generation for an agent run (its onion does its own admission), as admittedStream(). */

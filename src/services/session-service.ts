@@ -1,4 +1,4 @@
-import { invalidArgument, notFound } from "@qingyu/plugin-api";
+import { Code, ConnectError, invalidArgument, notFound } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   CreateSessionResponseSchema,
@@ -14,12 +14,18 @@ import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toCheckpoint, toSession } from "./convert.ts";
+import { ids } from "./ids.ts";
 import { admitted, type Admitted } from "./scope.ts";
 
 const SERVICE = SessionService.typeName;
 
-// Whose sessions a call may touch: the acting user's, or anyone's for an admin that named no user.
-function owner({ principal, user }: Admitted): string {
+/**
+ * Whose sessions a call may touch: the acting user's, or anyone's for an admin
+ * that named no user. An anonymous caller (allowAnonymous) owns no session and
+ * may touch none: a session id alone is not a credential.
+ */
+function owner({ principal, user, anonymous }: Admitted): string {
+  if (anonymous) throw new ConnectError("sessions need credentials: anonymous callers may not use them", Code.Unauthenticated);
   return principal?.admin && user === principal.id ? "" : user;
 }
 
@@ -31,51 +37,63 @@ function owner({ principal, user }: Admitted): string {
 export function sessionService(sessions: SessionManager, live: LiveRuntime): ServiceImpl<typeof SessionService.method> {
   return {
     createSession(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "CreateSession", userId: req.userId }, async ({ gen, user }) => {
-        if (!req.agentId) throw invalidArgument("agent_id", "is required");
-        if (!gen.parts.agents.get(req.agentId)) throw notFound("agent", req.agentId);
-        const session = await sessions.create(user, req.agentId, req.metadata, req.ttlSeconds);
+      const userId = ids.user(req.userId);
+      const agentId = ids.agent(req.agentId);
+      return admitted(live, call, { service: SERVICE, method: "CreateSession", userId }, async (a) => {
+        const user = owner(a) || a.user;
+        if (!agentId) throw invalidArgument("agent_id", "is required");
+        if (!a.gen.parts.agents.get(agentId)) throw notFound("agent", agentId);
+        const session = await sessions.create(user, agentId, req.metadata, req.ttlSeconds);
         return create(CreateSessionResponseSchema, { session: toSession(session) });
       });
     },
 
     getSession(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "GetSession", userId: req.userId }, async (a) =>
-        create(GetSessionResponseSchema, { session: toSession(await sessions.read(req.sessionId, owner(a))) }),
+      const sessionId = ids.session(req.sessionId);
+      return admitted(live, call, { service: SERVICE, method: "GetSession", userId: ids.user(req.userId) }, async (a) =>
+        create(GetSessionResponseSchema, { session: toSession(await sessions.read(sessionId, owner(a))) }),
       );
     },
 
     listSessions(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "ListSessions", userId: req.userId }, async ({ user }) => {
-        const page = await sessions.list(user, req.pageSize, req.pageToken);
+      const pageToken = ids.pageToken(req.pageToken);
+      return admitted(live, call, { service: SERVICE, method: "ListSessions", userId: ids.user(req.userId) }, async (a) => {
+        owner(a);
+        const page = await sessions.list(a.user, req.pageSize, pageToken);
         return create(ListSessionsResponseSchema, { sessions: page.items.map(toSession), nextPageToken: page.nextPageToken });
       });
     },
 
     deleteSession(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "DeleteSession", userId: req.userId }, async (a) => {
-        await sessions.delete(req.sessionId, owner(a));
+      const sessionId = ids.session(req.sessionId);
+      return admitted(live, call, { service: SERVICE, method: "DeleteSession", userId: ids.user(req.userId) }, async (a) => {
+        await sessions.delete(sessionId, owner(a));
         return create(DeleteSessionResponseSchema);
       });
     },
 
     saveCheckpoint(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "SaveCheckpoint", userId: req.userId }, async (a) => {
-        const checkpoint = await sessions.saveCheckpoint(req.sessionId, owner(a), req.data ?? {}, req.expectedVersion === undefined ? undefined : Number(req.expectedVersion));
+      const sessionId = ids.session(req.sessionId);
+      return admitted(live, call, { service: SERVICE, method: "SaveCheckpoint", userId: ids.user(req.userId) }, async (a) => {
+        const checkpoint = await sessions.saveCheckpoint(sessionId, owner(a), req.data ?? {}, req.expectedVersion === undefined ? undefined : Number(req.expectedVersion));
         return create(SaveCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
       });
     },
 
     getCheckpoint(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "GetCheckpoint", userId: req.userId }, async (a) => {
-        const checkpoint = await sessions.getCheckpoint(req.sessionId, owner(a), req.checkpointId);
+      const sessionId = ids.session(req.sessionId);
+      const checkpointId = ids.checkpoint(req.checkpointId);
+      return admitted(live, call, { service: SERVICE, method: "GetCheckpoint", userId: ids.user(req.userId) }, async (a) => {
+        const checkpoint = await sessions.getCheckpoint(sessionId, owner(a), checkpointId);
         return create(GetCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
       });
     },
 
     listCheckpoints(req, call) {
-      return admitted(live, call, { service: SERVICE, method: "ListCheckpoints", userId: req.userId }, async (a) => {
-        const page = await sessions.listCheckpoints(req.sessionId, owner(a), req.pageSize, req.pageToken);
+      const sessionId = ids.session(req.sessionId);
+      const pageToken = ids.pageToken(req.pageToken);
+      return admitted(live, call, { service: SERVICE, method: "ListCheckpoints", userId: ids.user(req.userId) }, async (a) => {
+        const page = await sessions.listCheckpoints(sessionId, owner(a), req.pageSize, pageToken);
         return create(ListCheckpointsResponseSchema, { checkpoints: page.items.map(toCheckpoint), nextPageToken: page.nextPageToken });
       });
     },

@@ -1,8 +1,9 @@
 import { type ChatMessage, Code, ConnectError, type EventBus, invalidArgument, notFound } from "@qingyu/plugin-api";
+import { checkMetadata, DEFAULT_SESSION_BOUNDS, type SessionBounds } from "./bounds.ts";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
 
-/** Session limits from config. */
-export interface SessionPolicy {
+/** Session limits from config; a bound left out takes its default (DEFAULT_SESSION_BOUNDS). */
+export interface SessionPolicy extends Partial<SessionBounds> {
   ttlSeconds: number;
   maxTtlSeconds: number;
   historyMessages: number;
@@ -36,22 +37,31 @@ export function withinTokenBudget(messages: ChatMessage[], budget: number): Chat
  * whichever SessionStore is configured.
  */
 export class SessionManager {
+  private readonly bounds: SessionBounds;
+
   constructor(
     private readonly store: SessionStore,
     private readonly events: EventBus,
     private readonly policy: SessionPolicy,
-  ) {}
+  ) {
+    this.bounds = { ...DEFAULT_SESSION_BOUNDS };
+    for (const key of Object.keys(DEFAULT_SESSION_BOUNDS) as (keyof SessionBounds)[]) {
+      if (policy[key] !== undefined) this.bounds[key] = policy[key];
+    }
+  }
 
   async create(userId: string, agentId: string, metadata: Record<string, string>, ttlSeconds: number): Promise<SessionRecord> {
     if (!userId) throw invalidArgument("user_id", "is required");
     if (ttlSeconds > this.policy.maxTtlSeconds) {
       throw invalidArgument("ttl_seconds", `must be at most ${this.policy.maxTtlSeconds}`);
     }
+    checkMetadata(metadata, this.bounds);
     const session = await this.store.create({
       userId,
       agentId,
       metadata,
       ttlSeconds: ttlSeconds || this.policy.ttlSeconds,
+      maxLive: this.bounds.maxSessionsPerUser,
     });
     this.events.publish({ type: "SESSION_CREATED", sessionId: session.id, userId, agentId, data: {} });
     return session;

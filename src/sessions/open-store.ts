@@ -15,15 +15,16 @@ import type { SessionStore } from "./types.ts";
  * stops start-up with the reason rather than failing the first call.
  */
 export async function openStore(config: Config["sessions"], clients: SharedClients, log: Logger): Promise<SessionStore> {
+  const postgresSettings = { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, maxPageBytes: config.maxPageBytes, log };
   switch (config.store) {
     case "memory":
-      return new MemorySessionStore(config.sweepIntervalMs);
+      return new MemorySessionStore(config.sweepIntervalMs, Date.now, config.maxPageBytes);
     case "redis":
-      return new RedisSessionStore(clients.redis(), { keyPrefix: config.redisKeyPrefix });
+      return new RedisSessionStore(clients.redis(), { keyPrefix: config.redisKeyPrefix, maxPageBytes: config.maxPageBytes });
     case "postgres":
-      return PostgresSessionStore.open(clients.postgres(), { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, log });
+      return PostgresSessionStore.open(clients.postgres(), postgresSettings);
     case "redis+postgres": {
-      const truth = await PostgresSessionStore.open(clients.postgres(), { schema: config.postgresSchema, sweepIntervalMs: config.sweepIntervalMs, log });
+      const truth = await PostgresSessionStore.open(clients.postgres(), postgresSettings);
       const redis = clients.redis();
       const hot = new HotCopy(redis, config.redisKeyPrefix, config.hotMessages);
       const suspects = new HotSuspects(clients.postgres(), config.postgresSchema, config.redisKeyPrefix);

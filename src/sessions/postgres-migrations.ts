@@ -73,5 +73,12 @@ export function sessionMigrations(schema: string): Migration[] {
           primary key (key_prefix, session_id)
         );`,
     },
+    {
+      version: 3,
+      name: "live sessions per user",
+      sql: `
+        -- The per-user cap counts a user's unexpired sessions at every create.
+        create index sessions_user_expires on ${s}.sessions (user_id, expires_at);`,
+    },
   ];
 }

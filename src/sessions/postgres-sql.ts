@@ -1,12 +1,39 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import pg from "pg";
 import { storeUnavailable } from "../clients/shared.ts";
+import { LISTED_OVERHEAD_BYTES } from "./types.ts";
 
 // Times are the database's (so every process agrees), truncated to milliseconds
 // as a JS Date holds them: a row's created_at then round-trips through a page token.
 const NOW_MS = "date_trunc('milliseconds', now())";
 const SESSION_COLUMNS = "s.id, s.user_id, s.agent_id, s.metadata, s.version, s.message_count, s.created_at, s.updated_at, s.expires_at";
 const CHECKPOINT_COLUMNS = "c.id, c.version, c.parent_id, c.data, c.created_at";
+// A listed item's weight against the page byte budget, as bounds.ts sessionListedBytes counts it.
+const SESSION_BYTES = `${LISTED_OVERHEAD_BYTES} + 36 + octet_length(s.user_id) + octet_length(s.agent_id) + octet_length(s.metadata::text)`;
+
+// The advisory lock class (first key) of the per-user create locks; the second key is the user's hash.
+const USER_LOCK_CLASS = 0x5153;
+
+/** A number bound for inlining into SQL: an integer, or a thrown error. */
+function integer(n: number): number {
+  if (!Number.isSafeInteger(n)) throw new Error(`not an integer: ${n}`);
+  return n;
+}
+
+// The insert of a new session from SQL expressions for its values; with maxLive, only
+// while the user holds fewer live sessions (counting no further than needed).
+function createSql(q: string, user: string, agent: string, metadata: string, ttl: string, maxLive: number | null): string {
+  const cap =
+    maxLive === null
+      ? ""
+      : `where (select count(*) from (select 1 from ${q}.sessions where user_id = ${user} and expires_at > now() limit ${maxLive}) live) < ${maxLive}`;
+  return `
+      insert into ${q}.sessions as s (user_id, agent_id, metadata, ttl_seconds, created_at, updated_at, expires_at)
+      select ${user}, ${agent}, ${metadata}, ${ttl}, t.at, t.at, t.at + ${ttl} * interval '1 second'
+      from (select ${NOW_MS} as at) t
+      ${cap}
+      returning ${SESSION_COLUMNS}`;
+}
 
 /** The store's statements for one schema; each is one round trip. */
 export type SessionSql = ReturnType<typeof sessionSql>;
@@ -15,11 +42,21 @@ export type SessionSql = ReturnType<typeof sessionSql>;
 export function sessionSql(schema: string) {
   const q = pg.escapeIdentifier(schema);
   return {
-    create: `
-      insert into ${q}.sessions as s (user_id, agent_id, metadata, ttl_seconds, created_at, updated_at, expires_at)
-      select $1::text, $2::text, $3::jsonb, $4::int, t.at, t.at, t.at + $4::int * interval '1 second'
-      from (select ${NOW_MS} as at) t
-      returning ${SESSION_COLUMNS}`,
+    create: createSql(q, "$1::text", "$2::text", "$3::jsonb", "$4::int", null),
+
+    /**
+     * create under a per-user cap, as one simple-protocol query (one round trip, one
+     * implicit transaction): the user's advisory lock, then the insert, which sees
+     * every create that held the lock before it (each statement takes a fresh
+     * snapshot), so concurrent creates of one user never pass the cap. No row: the
+     * user already holds `maxLive` live sessions. Values are inlined as escaped
+     * literals, since the simple protocol takes no parameters.
+     */
+    cappedCreate(userId: string, agentId: string, metadataJson: string, ttlSeconds: number, maxLive: number): string {
+      const user = pg.escapeLiteral(userId);
+      return `select pg_advisory_xact_lock(${USER_LOCK_CLASS}, hashtext(${user}));
+        ${createSql(q, `${user}::text`, `${pg.escapeLiteral(agentId)}::text`, `${pg.escapeLiteral(metadataJson)}::jsonb`, `${integer(ttlSeconds)}::int`, integer(maxLive))}`;
+    },
 
     // The row and its latest $2 messages, oldest first, aggregated in the same statement.
     get: `
@@ -32,13 +69,24 @@ export function sessionSql(schema: string) {
       where s.id = $1::uuid and s.expires_at > now()`,
 
     // $2 null: the first page. Otherwise rows strictly after the cursor (created_at, id).
+    // fits: the row belongs on a page of $5 bytes (the first always does); a row that
+    // does not comes without its metadata, only to say that more follow.
     list: `
-      select ${SESSION_COLUMNS}
-      from ${q}.sessions s
-      where s.user_id = $1::text and s.expires_at > now()
-        and ($2::timestamptz is null or (s.created_at, s.id) < ($2::timestamptz, $3::uuid))
-      order by s.created_at desc, s.id desc
-      limit $4::int`,
+      with page as (
+        select ${SESSION_COLUMNS}, ${SESSION_BYTES} as bytes
+        from ${q}.sessions s
+        where s.user_id = $1::text and s.expires_at > now()
+          and ($2::timestamptz is null or (s.created_at, s.id) < ($2::timestamptz, $3::uuid))
+        order by s.created_at desc, s.id desc
+        limit $4::int
+      ), sized as (
+        select page.*, row_number() over w = 1 or sum(bytes) over w <= $5::bigint as fits
+        from page window w as (order by created_at desc, id desc)
+      )
+      select id, user_id, agent_id, case when fits then metadata end as metadata, version, message_count,
+        created_at, updated_at, expires_at, fits
+      from sized
+      order by created_at desc, id desc`,
 
     // Deletes even an expired row (the sweeper would anyway) but reports only a live one.
     delete: `
@@ -105,14 +153,19 @@ export function sessionSql(schema: string) {
       ) c on true
       where s.id = $1::uuid and s.expires_at > now()`,
 
-    // As getCheckpoint, a page: versions below the cursor $2 (null = from the newest).
+    // As getCheckpoint, a page: versions below the cursor $2 (null = from the newest),
+    // fits as in list, for a budget of $4 bytes.
     listCheckpoints: `
-      select ${CHECKPOINT_COLUMNS}
+      select c.id, c.version, c.parent_id, case when c.fits then c.data end as data, c.created_at, c.fits
       from ${q}.sessions s
       left join lateral (
-        select * from ${q}.checkpoints
-        where session_id = s.id and ($2::bigint is null or version < $2::bigint)
-        order by version desc limit $3::int
+        select x.*, row_number() over w = 1 or sum(${LISTED_OVERHEAD_BYTES} + octet_length(x.data::text)) over w <= $4::bigint as fits
+        from (
+          select * from ${q}.checkpoints
+          where session_id = s.id and ($2::bigint is null or version < $2::bigint)
+          order by version desc limit $3::int
+        ) x
+        window w as (order by x.version desc)
       ) c on true
       where s.id = $1::uuid and s.expires_at > now()
       order by c.version desc`,
@@ -141,7 +194,7 @@ const NETWORK_MESSAGES = /Connection terminated|timeout exceeded when trying to 
 /** A failed query as a status: PostgreSQL unreachable or timing out is UNAVAILABLE; anything else (a bug) INTERNAL. */
 export function toStoreError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (unreachable(err)) return storeUnavailable("the PostgreSQL session store", err);
+  if (unreachable(err)) return storeUnavailable("session store", err, "postgres");
   const message = err instanceof Error ? err.message : String(err);
   return new ConnectError(`PostgreSQL session store: ${message}`, Code.Internal, undefined, undefined, err);
 }

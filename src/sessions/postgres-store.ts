@@ -2,19 +2,22 @@ import { type ChatMessage, Code, ConnectError, invalidArgument, notFound } from 
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
+import { failureDetail } from "../clients/shared.ts";
 import { runMigrations } from "../db/migrate.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import { migrationComponent, sessionMigrations } from "./postgres-migrations.ts";
+import { tooManySessions } from "./bounds.ts";
 import { sessionSql, toStoreError, type SessionSql } from "./postgres-sql.ts";
-import type {
-  CheckpointRecord,
-  CreateSessionInput,
-  GetOptions,
-  JsonObject,
-  Page,
-  SaveCheckpointInput,
-  SessionRecord,
-  SessionStore,
+import {
+  type CheckpointRecord,
+  type CreateSessionInput,
+  DEFAULT_PAGE_BYTES,
+  type GetOptions,
+  type JsonObject,
+  type Page,
+  type SaveCheckpointInput,
+  type SessionRecord,
+  type SessionStore,
 } from "./types.ts";
 
 /** Settings of a PostgreSQL session store. */
@@ -26,6 +29,8 @@ export interface PostgresStoreSettings {
   log: Logger;
   /** Most sessions one sweep statement deletes (with their messages and checkpoints); default 100. */
   sweepBatchSize?: number;
+  /** A listing page's byte budget (see LISTED_OVERHEAD_BYTES); default DEFAULT_PAGE_BYTES. */
+  maxPageBytes?: number;
 }
 
 /** What a write left the session at: enough for a cache to follow without reading again. */
@@ -55,6 +60,7 @@ export class PostgresSessionStore implements SessionStore {
   private readonly sql: SessionSql;
   private readonly sweeper: NodeJS.Timeout;
   private readonly batchSize: number;
+  private readonly maxPageBytes: number;
   private sweeping: Promise<void> | undefined;
   private closed = false;
 
@@ -65,6 +71,7 @@ export class PostgresSessionStore implements SessionStore {
   ) {
     this.sql = sessionSql(settings.schema);
     this.batchSize = settings.sweepBatchSize ?? 100;
+    this.maxPageBytes = settings.maxPageBytes ?? DEFAULT_PAGE_BYTES;
     this.sweeper = setInterval(() => {
       this.sweeping ??= this.sweep().finally(() => (this.sweeping = undefined));
     }, settings.sweepIntervalMs);
@@ -92,8 +99,20 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async create(input: CreateSessionInput): Promise<SessionRecord> {
-    const rows = await this.query(this.sql.create, [input.userId, input.agentId, JSON.stringify(input.metadata), input.ttlSeconds]);
-    return toSession(rows[0]!, []);
+    const metadata = JSON.stringify(input.metadata);
+    if (input.maxLive === undefined) {
+      return toSession((await this.query(this.sql.create, [input.userId, input.agentId, metadata, input.ttlSeconds]))[0]!, []);
+    }
+    let rows: Row[];
+    try {
+      // Two statements in one query: the lock's result, then the insert's.
+      const results = (await this.pool.query(this.sql.cappedCreate(input.userId, input.agentId, metadata, input.ttlSeconds, input.maxLive))) as unknown as pg.QueryResult<Row>[];
+      rows = results[1]!.rows;
+    } catch (err) {
+      throw toStoreError(err);
+    }
+    if (!rows[0]) throw tooManySessions(input.userId, input.maxLive);
+    return toSession(rows[0], []);
   }
 
   async get(sessionId: string, options: GetOptions): Promise<SessionRecord | undefined> {
@@ -109,12 +128,13 @@ export class PostgresSessionStore implements SessionStore {
       throw invalidArgument("page_token", "is not a token this server issued");
     }
     const after = cursor ? new Date(cursor.time).toISOString() : null;
-    const rows = await this.query(this.sql.list, [userId, after, cursor?.id ?? null, pageSize + 1]);
-    const items = rows.slice(0, pageSize).map((r) => toSession(r, []));
+    const rows = await this.query(this.sql.list, [userId, after, cursor?.id ?? null, pageSize + 1, this.maxPageBytes]);
+    // The rows that fit come first (the byte count only grows down the page).
+    const items = rows.filter((r) => r.fits === true).slice(0, pageSize).map((r) => toSession(r, []));
     const last = items.at(-1);
     return {
       items,
-      nextPageToken: rows.length > pageSize && last ? encodePageToken({ time: last.createTime.getTime(), id: last.id }) : "",
+      nextPageToken: rows.length > items.length && last ? encodePageToken({ time: last.createTime.getTime(), id: last.id }) : "",
     };
   }
 
@@ -184,14 +204,14 @@ export class PostgresSessionStore implements SessionStore {
     const cursor = decodePageToken(pageToken);
     if (cursor && !Number.isSafeInteger(cursor.time)) throw invalidArgument("page_token", "is not a token this server issued");
     if (!UUID.test(sessionId)) throw notFound("session", sessionId);
-    const rows = await this.query(this.sql.listCheckpoints, [sessionId, cursor?.time ?? null, pageSize + 1]);
+    const rows = await this.query(this.sql.listCheckpoints, [sessionId, cursor?.time ?? null, pageSize + 1, this.maxPageBytes]);
     if (rows.length === 0) throw notFound("session", sessionId);
-    const found = rows.filter((r) => r.id !== null).map((r) => toCheckpoint(sessionId, r));
-    const items = found.slice(0, pageSize);
+    const found = rows.filter((r) => r.id !== null);
+    const items = found.filter((r) => r.fits === true).slice(0, pageSize).map((r) => toCheckpoint(sessionId, r));
     const last = items.at(-1);
     return {
       items,
-      nextPageToken: found.length > pageSize && last ? encodePageToken({ time: last.version, id: last.id }) : "",
+      nextPageToken: found.length > items.length && last ? encodePageToken({ time: last.version, id: last.id }) : "",
     };
   }
 
@@ -217,7 +237,7 @@ export class PostgresSessionStore implements SessionStore {
       }
       if (total > 0) this.settings.log.debug({ schema: this.settings.schema, deleted: total }, "expired sessions swept");
     } catch (err) {
-      this.settings.log.warn({ err: (err as Error)?.message ?? String(err), schema: this.settings.schema }, "session sweep failed");
+      this.settings.log.warn({ err: failureDetail(err), schema: this.settings.schema }, "session sweep failed");
     }
   }
 

@@ -3,23 +3,27 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { RedisScript, type ScriptArg } from "../clients/redis-script.ts";
 import { storeUnavailable } from "../clients/shared.ts";
+import { tooManySessions } from "./bounds.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import * as lua from "./redis-scripts.ts";
-import type {
-  CheckpointRecord,
-  CreateSessionInput,
-  GetOptions,
-  JsonObject,
-  Page,
-  SaveCheckpointInput,
-  SessionRecord,
-  SessionStore,
+import {
+  type CheckpointRecord,
+  type CreateSessionInput,
+  DEFAULT_PAGE_BYTES,
+  type GetOptions,
+  type JsonObject,
+  type Page,
+  type SaveCheckpointInput,
+  type SessionRecord,
+  type SessionStore,
 } from "./types.ts";
 
 /** Settings of a RedisSessionStore. */
 export interface RedisSessionStoreOptions {
   /** Prepended to every key, e.g. "qingyu:"; lets several deployments share a Redis. */
   keyPrefix: string;
+  /** A listing page's byte budget (see LISTED_OVERHEAD_BYTES); default DEFAULT_PAGE_BYTES. */
+  maxPageBytes?: number;
 }
 
 /** A session hash's fields in the scripts' order: u a ct ut et ttl v md. */
@@ -34,7 +38,9 @@ interface StoredCheckpoint {
   d: JsonObject;
 }
 
-const WHAT = "redis session store";
+// What clients hear of (no host, no port); the log also names the backend.
+const WHAT = "session store";
+const BACKEND = "redis";
 
 /**
  * Sessions in Redis, shared by every replica. Each method is one Lua script run
@@ -54,30 +60,30 @@ export class RedisSessionStore implements SessionStore {
     getCheckpoint: new RedisScript(lua.GET_CHECKPOINT),
     listCheckpoints: new RedisScript(lua.LIST_CHECKPOINTS),
   };
+  private readonly prefix: string;
   private readonly sessionPrefix: string;
-  private readonly indexPrefix: string;
+  private readonly maxPageBytes: number;
 
   constructor(
     private readonly redis: Redis,
     options: RedisSessionStoreOptions,
   ) {
+    this.prefix = options.keyPrefix;
     this.sessionPrefix = `${options.keyPrefix}s:`;
-    this.indexPrefix = `${options.keyPrefix}u:`;
+    this.maxPageBytes = options.maxPageBytes ?? DEFAULT_PAGE_BYTES;
   }
 
   async create(input: CreateSessionInput): Promise<SessionRecord> {
     const id = randomUUID();
     const ttlMs = Math.round(input.ttlSeconds * 1000);
     const metadata = { ...input.metadata };
-    const now = Number(
-      await this.run(this.scripts.create, [this.keys(id)[0], this.indexPrefix + input.userId], [
-        input.userId,
-        input.agentId,
-        JSON.stringify(metadata),
-        ttlMs,
-        id,
-      ]),
-    );
+    const reply = (await this.run(
+      this.scripts.create,
+      [this.keys(id)[0], `${this.prefix}u:${input.userId}`, `${this.prefix}l:${input.userId}`],
+      [input.userId, input.agentId, JSON.stringify(metadata), ttlMs, id, input.maxLive ?? ""],
+    )) as [number, number?];
+    if (reply[0] === 0) throw tooManySessions(input.userId, input.maxLive!);
+    const now = Number(reply[1]);
     return {
       id,
       userId: input.userId,
@@ -105,13 +111,14 @@ export class RedisSessionStore implements SessionStore {
 
   async list(userId: string, pageSize: number, pageToken: string): Promise<Page<SessionRecord>> {
     const cursor = decodePageToken(pageToken);
-    const rows = (await this.run(this.scripts.list, [this.indexPrefix + userId], [
+    const [more, rows] = (await this.run(this.scripts.list, [`${this.prefix}u:${userId}`], [
       this.sessionPrefix,
       cursor ? cursor.time : "",
       cursor ? cursor.id : "",
-      pageSize + 1,
-    ])) as [string, ...Fields, number][];
-    const items = rows.slice(0, pageSize).map((row) => {
+      pageSize,
+      this.maxPageBytes,
+    ])) as [number, [string, ...Fields, number][]];
+    const items = rows.map((row) => {
       const session = toSession(row[0], row.slice(1, 9) as Fields);
       session.messageCount = Number(row[9]);
       return session;
@@ -119,17 +126,18 @@ export class RedisSessionStore implements SessionStore {
     const last = items.at(-1);
     return {
       items,
-      nextPageToken: rows.length > pageSize && last ? encodePageToken({ time: last.createTime.getTime(), id: last.id }) : "",
+      nextPageToken: more === 1 && last ? encodePageToken({ time: last.createTime.getTime(), id: last.id }) : "",
     };
   }
 
   async delete(sessionId: string): Promise<boolean> {
-    return (await this.run(this.scripts.delete, this.keys(sessionId), [this.indexPrefix, sessionId])) === 1;
+    return (await this.run(this.scripts.delete, this.keys(sessionId), [this.prefix, sessionId])) === 1;
   }
 
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
     const version = await this.run(this.scripts.append, this.keys(sessionId), [
-      this.indexPrefix,
+      this.prefix,
+      sessionId,
       ...messages.map((m) => JSON.stringify(m)),
     ]);
     if (version === null) throw notFound("session", sessionId);
@@ -140,11 +148,12 @@ export class RedisSessionStore implements SessionStore {
     const id = randomUUID();
     const json = JSON.stringify(data);
     const reply = (await this.run(this.scripts.save, this.keys(sessionId), [
-      this.indexPrefix,
+      this.prefix,
       id,
       expectedVersion,
       keep,
       json,
+      sessionId,
     ])) as [number, number?, number?, string?];
     if (reply[0] === 0) throw notFound("session", sessionId);
     if (reply[0] === 1) {
@@ -173,17 +182,17 @@ export class RedisSessionStore implements SessionStore {
   async listCheckpoints(sessionId: string, pageSize: number, pageToken: string): Promise<Page<CheckpointRecord>> {
     // Versions are unique and increasing within a session, so they alone order the listing.
     const cursor = decodePageToken(pageToken);
-    const rows = (await this.run(this.scripts.listCheckpoints, this.keys(sessionId), [
+    const reply = (await this.run(this.scripts.listCheckpoints, this.keys(sessionId), [
       cursor ? `(${cursor.time}` : "+inf",
-      pageSize + 1,
-    ])) as (string | null)[] | null;
-    if (!rows) throw notFound("session", sessionId);
-    const all = rows.filter((r): r is string => r !== null).map((r) => toCheckpoint(sessionId, r));
-    const items = all.slice(0, pageSize);
+      pageSize,
+      this.maxPageBytes,
+    ])) as [number, string[]] | null;
+    if (!reply) throw notFound("session", sessionId);
+    const items = reply[1].map((r) => toCheckpoint(sessionId, r));
     const last = items.at(-1);
     return {
       items,
-      nextPageToken: all.length > pageSize && last ? encodePageToken({ time: last.version, id: last.id }) : "",
+      nextPageToken: reply[0] === 1 && last ? encodePageToken({ time: last.version, id: last.id }) : "",
     };
   }
 
@@ -191,12 +200,12 @@ export class RedisSessionStore implements SessionStore {
     // A client between reconnect attempts would hold the PING until the next attempt
     // fails; readiness should flip as soon as the connection is known lost.
     if (this.redis.status === "reconnecting" || this.redis.status === "end" || this.redis.status === "close") {
-      throw storeUnavailable(WHAT, new Error(`connection ${this.redis.status}`));
+      throw storeUnavailable(WHAT, new Error(`connection ${this.redis.status}`), BACKEND);
     }
     try {
       await this.redis.ping();
     } catch (err) {
-      throw storeUnavailable(WHAT, err);
+      throw storeUnavailable(WHAT, err, BACKEND);
     }
   }
 
@@ -231,8 +240,8 @@ export function redisFailure(err: unknown): ConnectError {
   const message = String(e?.message ?? err);
   const transient =
     e?.name === "ReplyError" ? TRANSIENT_REPLY.test(message) : CONNECTION.test(message) || CONNECTION.test(e?.code ?? "");
-  if (transient) return storeUnavailable(WHAT, err);
-  return new ConnectError(`${WHAT} failed: ${message}`, Code.Internal, undefined, undefined, err);
+  if (transient) return storeUnavailable(WHAT, err, BACKEND);
+  return new ConnectError(`redis ${WHAT} failed: ${message}`, Code.Internal, undefined, undefined, err);
 }
 
 function toSession(id: string, [u, a, ct, ut, et, , v, md]: Fields): SessionRecord {

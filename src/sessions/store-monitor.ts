@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { failureDetail } from "../clients/shared.ts";
 import type { HealthState } from "../services/health-service.ts";
 import type { SessionStore } from "./types.ts";
 
@@ -40,7 +41,7 @@ export class StoreMonitor {
   private report(up: boolean, err?: unknown): void {
     if (up !== this.up) {
       if (up) this.log.info("session store reachable again; serving");
-      else this.log.error({ err: (err as Error)?.message ?? String(err) }, "session store unreachable; health is NOT_SERVING until it answers");
+      else this.log.error({ err: failureDetail(err) }, "session store unreachable; health is NOT_SERVING until it answers");
     }
     this.up = up;
     this.health.setDependency(DEPENDENCY, up);

@@ -1,6 +1,7 @@
 import type { ChatMessage } from "@qingyu/plugin-api";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { failureDetail } from "../clients/shared.ts";
 import type { HotCopy, SessionHead } from "./hot-copy.ts";
 import type { HotSuspects, Suspect } from "./hot-suspects.ts";
 import type {
@@ -203,7 +204,7 @@ export class TieredSessionStore implements SessionStore {
         listed = await this.suspects.list(this.options.suspectsPerPoll);
       } catch (err) {
         // PostgreSQL is down: writes fail too; keep what is known and try at the next poll.
-        this.log.warn({ err: (err as Error).message }, "could not read the list of stale redis copies");
+        this.log.warn({ err: failureDetail(err) }, "could not read the list of stale redis copies");
         return;
       }
       this.suspected = new Set([...listed.map((s) => s.id), ...this.listedHere]);
@@ -228,7 +229,7 @@ export class TieredSessionStore implements SessionStore {
 
   private trip(err: unknown): void {
     if (Date.now() >= this.downUntil) {
-      this.log.warn({ err: (err as Error)?.message ?? String(err), retryAfterMs: this.options.retryAfterMs }, "redis copy unavailable; serving sessions from postgres");
+      this.log.warn({ err: failureDetail(err), retryAfterMs: this.options.retryAfterMs }, "redis copy unavailable; serving sessions from postgres");
     }
     this.downUntil = Date.now() + this.options.retryAfterMs;
   }

@@ -6,7 +6,9 @@ import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
 import { untilAborted } from "../abort.ts";
 import { callDeadline, metadataTooLarge, type CallLimits } from "./limits.ts";
+import { preflightCall } from "./preflight.ts";
 import type { CallContext, HostedService } from "./types.ts";
+import { resetConnectWhenStalled } from "./stalled-stream.ts";
 
 /**
  * Registers services on a connect-node router (Connect JSON/binary, gRPC-Web,
@@ -24,11 +26,14 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
         method.methodKind === "server_streaming"
           ? async function* (req: never, hctx: HandlerContext) {
               const { ctx, end } = begin(hctx, tracker, track, limits);
+              // Ended while connect-node waits to write to a client that does not read, this generator is never resumed.
+              const disarm = resetConnectWhenStalled(hctx, ctx.signal, end);
               try {
                 yield* fn(req, ctx) as AsyncIterable<unknown>;
               } catch (err) {
                 fail(err);
               } finally {
+                disarm();
                 end();
               }
             }
@@ -65,13 +70,15 @@ function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions, 
     controller.abort(reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? deadlineExceeded() : endedEarly(deadline));
   };
   hctx.signal.addEventListener("abort", onAbort, { once: true });
-  const ctx: CallContext = {
+  // The object the preflight admitted becomes the call's context: admission is memoised per call object, so it runs once.
+  const ctx: CallContext = Object.assign(hctx.values.get(preflightCall) ?? {}, {
     signal: controller.signal,
     deadline,
     peer: "",
-    header: (name) => hctx.requestHeader.get(name) ?? undefined,
-    setTrailer: (name, value) => hctx.responseTrailer.set(name, value),
-  };
+    header: (name: string) => hctx.requestHeader.get(name) ?? undefined,
+    setTrailer: (name: string, value: string) => hctx.responseTrailer.set(name, value),
+    fail: (error: ConnectError) => controller.abort(error),
+  });
   return {
     ctx,
     end: () => {

@@ -7,7 +7,11 @@ import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { edgeError } from "./edge-error.ts";
 import { untilAborted } from "../abort.ts";
 import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
+import type { Admit } from "./preflight.ts";
+import { checkBinaryMaps, type MapLimits } from "./wire-limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
+import type { ConnectError } from "@qingyu/plugin-api";
+import { resetGrpcWhenStalled } from "./stalled-stream.ts";
 
 type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
 
@@ -21,6 +25,7 @@ export function toGrpcService(
   tracker: CallTracker,
   log: Logger,
   limits: CallLimits,
+  admit?: Admit,
 ): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   const handlers: grpc.UntypedServiceImplementation = {};
@@ -57,14 +62,19 @@ export function toGrpcService(
         // grpc-js has no metadata size option; refused here before anything reads it.
         const metadataBytes = headerBlockBytes(call.metadata.toJSON());
         if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
-        untilAborted(body(parseRequest(method, call.request) as never, ctx), ctx.controller.signal).then(() => finish(), finish);
+        // Admitted on its headers first: a caller without credentials costs no decode.
+        const admitted = admit?.(ctx, service.typeName, method.name);
+        const work = admitted
+          ? admitted.then(() => body(parseRequest(method, call.request, limits) as never, ctx))
+          : body(parseRequest(method, call.request, limits) as never, ctx);
+        untilAborted(work, ctx.controller.signal).then(() => finish(), finish);
       } catch (err) {
         finish(err);
       }
     };
     handlers[method.localName] = streaming
       ? (call: grpc.ServerWritableStream<Buffer, unknown>) =>
-          run(call, (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx), (s) => call.emit("error", s))
+          run(call, (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx), (s) => endWithError(call, s))
       : (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) =>
           run(call, async (req, ctx) => callback(null, await (fn(req, ctx) as Promise<unknown>), ctx.pendingTrailers), (s) => callback(s));
   }
@@ -107,6 +117,10 @@ class GrpcCallContext implements CallContext {
     this.trailers().set(name, value);
   }
 
+  fail(error: ConnectError): void {
+    this.controller.abort(error);
+  }
+
   /** Trailing metadata to add to, made on first use. */
   trailers(): grpc.Metadata {
     return (this.trailerMetadata ??= new grpc.Metadata());
@@ -127,7 +141,9 @@ class GrpcCallContext implements CallContext {
   private readonly onDeadline = () => this.controller.abort(deadlineExceeded());
 }
 
-function parseRequest(method: DescMethod, bytes: unknown): unknown {
+function parseRequest(method: DescMethod, bytes: unknown, limits: MapLimits): unknown {
+  // Maps are counted on the wire before the decoder builds them (a refusal is INVALID_ARGUMENT, outside the try).
+  checkBinaryMaps(method.input, bytes as Uint8Array, limits);
   try {
     return fromBinary(method.input, bytes as Uint8Array);
   } catch (err) {
@@ -158,6 +174,14 @@ async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableS
   call.end(ctx.pendingTrailers);
 }
 
+// The error status waits behind the messages already written; a client that does not read them
+// would hold the stream for good, so it is reset if the status is not out within a grace.
+function endWithError(call: grpc.ServerWritableStream<Buffer, unknown>, status: Partial<grpc.StatusObject>): void {
+  call.emit("error", status);
+  resetGrpcWhenStalled(call, status.code as number | undefined);
+}
+
+// Rejects when the call is aborted, which a service may do itself (CallContext.fail) while the client is not reading.
 function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {

@@ -1,16 +1,22 @@
 import * as grpc from "@grpc/grpc-js";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { ServerLimits } from "../config/schema.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { toGrpcService } from "./grpc-adapter.ts";
+import type { Admit } from "./preflight.ts";
 import { addReflection } from "./reflection.ts";
 import type { TlsMaterial } from "./tls.ts";
 import type { HostedService } from "./types.ts";
 
-/** What both ports are served with, from `server.limits` and `server.tls`. */
+/** What both ports are served with, from `server.limits`, `server.tls` and `server.reflection`. */
 export interface TransportOptions {
   limits: ServerLimits;
   tls?: TlsMaterial;
+  /** The pipeline's admit hooks, run on each call's headers before its request is decoded. */
+  admit?: Admit;
+  /** gRPC port: serve server reflection (default true). */
+  reflection?: boolean;
 }
 
 /**
@@ -40,36 +46,59 @@ function credentials(tls: TlsMaterial | undefined): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(tls.clientCa ?? Buffer.alloc(0), [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
 }
 
-/** The gRPC port: grpc-js, for backends' traffic. */
+/**
+ * The gRPC port: grpc-js, for backends' traffic. grpc-js has no connection
+ * cap, so the listening socket is ours (a net.Server with maxConnections) and
+ * each accepted connection is handed to grpc-js, which does TLS and HTTP/2 on it.
+ */
 export class GrpcTransport {
   private readonly server: grpc.Server;
+  private readonly injector: grpc.ConnectionInjector;
+  private readonly listener: Server;
+  // Every accepted socket, to destroy when the grace is over (a TLS handshake grpc-js has no session for yet, too).
+  private readonly sockets = new Set<Socket>();
 
   constructor(
     services: readonly HostedService[],
     tracker: CallTracker,
-    log: Logger,
-    private readonly options: TransportOptions,
+    private readonly log: Logger,
+    options: TransportOptions,
   ) {
     this.server = new grpc.Server(grpcServerOptions(options.limits));
     for (const hostedService of services) {
-      const { definition, handlers } = toGrpcService(hostedService, tracker, log, options.limits);
+      const { definition, handlers } = toGrpcService(hostedService, tracker, log, options.limits, options.admit);
       this.server.addService(definition, handlers);
     }
-    addReflection(this.server, services);
+    if (options.reflection !== false) addReflection(this.server, services);
+    this.injector = this.server.createConnectionInjector(credentials(options.tls));
+    this.listener = createServer({ noDelay: true }, (socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      // A reset connection must not become an uncaught error; grpc-js sees the close.
+      socket.on("error", () => undefined);
+      this.injector.injectConnection(socket);
+    });
+    // Node closes a connection accepted beyond this at once.
+    this.listener.maxConnections = options.limits.maxConnections;
   }
 
   /** Binds and returns the port (the chosen one when `port` is 0). */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials(this.options.tls), (err, bound) =>
-        err ? reject(err) : resolve(bound),
-      );
+      this.listener.once("error", reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off("error", reject);
+        // An accept that fails (EMFILE: out of file descriptors) is an 'error' event; unheard, it would end the process.
+        this.listener.on("error", (err) => this.log.warn({ err }, "gRPC port: could not accept a connection"));
+        resolve((this.listener.address() as AddressInfo).port);
+      });
     });
   }
 
   /** Stops accepting connections and lets calls finish; forces after `timeoutMs`. */
   close(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
+    this.listener.close();
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
         resolve();
@@ -78,6 +107,8 @@ export class GrpcTransport {
         clearTimeout(timer);
         resolve();
       });
+    }).finally(() => {
+      for (const socket of this.sockets) socket.destroy();
     });
   }
 }

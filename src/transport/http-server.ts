@@ -6,6 +6,8 @@ import type { Logger } from "pino";
 import type { CallTracker } from "./call-tracker.ts";
 import { reportBinaryParseErrorsAsInvalid } from "./binary-parse-status.ts";
 import { registerConnectServices } from "./connect-adapter.ts";
+import { nodeRequestValues } from "./stalled-stream.ts";
+import { guardRequests } from "./preflight.ts";
 import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
 
@@ -21,19 +23,28 @@ export class HttpTransport {
   private readonly sessions = new Set<Http2Session>();
   private readonly sockets = new Set<Socket>();
 
-  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls }: TransportOptions) {
+  private readonly log: Logger;
+
+  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls, admit }: TransportOptions) {
+    this.log = log;
     const handler = connectNodeAdapter({
       routes: (router) => {
         registerConnectServices(router, services, tracker, log, limits);
+        // Admission and map bounds before connect-node decodes a body; then parse errors worded as on the gRPC port.
+        guardRequests(router.handlers, { admit, limits });
         reportBinaryParseErrorsAsInvalid(router.handlers);
       },
       // connect-node checks these on each message after decompression too.
       readMaxBytes: limits.maxMessageBytes,
       writeMaxBytes: limits.maxMessageBytes,
+      // Each call's Node request, so a stream stuck on a client that does not read can be reset.
+      contextValues: nodeRequestValues,
     });
     if (!tls) {
       // Node answers 431 to a request head larger than maxHeaderSize, before any handler runs.
       this.server = createServer({ maxHeaderSize: limits.maxMetadataBytes }, handler);
+      // Node closes a connection accepted beyond this at once.
+      this.server.maxConnections = limits.maxConnections;
       return;
     }
     const server = createSecureServer(
@@ -56,6 +67,7 @@ export class HttpTransport {
       // A failed or reset TLS connection must not become an uncaught error.
       socket.on("error", () => undefined);
     });
+    server.maxConnections = limits.maxConnections;
     this.server = server;
   }
 
@@ -65,6 +77,8 @@ export class HttpTransport {
       this.server.once("error", reject);
       this.server.listen(port, host, () => {
         this.server.off("error", reject);
+        // An accept that fails (EMFILE: out of file descriptors) is an 'error' event; unheard, it would end the process.
+        this.server.on("error", (err) => this.log.warn({ err }, "HTTP port: could not accept a connection"));
         resolve((this.server.address() as AddressInfo).port);
       });
     });

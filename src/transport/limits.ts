@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { ServerLimits } from "../config/schema.ts";
 
 /** The limits both transports apply to each call (the rest is connection settings). */
-export type CallLimits = Pick<ServerLimits, "defaultDeadlineMs" | "maxDeadlineMs" | "maxMetadataBytes">;
+export type CallLimits = Pick<ServerLimits, "defaultDeadlineMs" | "maxDeadlineMs" | "maxMetadataBytes" | "maxMapEntries" | "maxMapBytes">;
 
 /**
  * The deadline a call runs under: the client's, capped at maxDeadlineMs, or

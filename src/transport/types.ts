@@ -1,3 +1,4 @@
+import type { ConnectError } from "@qingyu/plugin-api";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { CallInfo } from "../executor/context.ts";
@@ -9,6 +10,12 @@ export interface CallContext extends CallInfo {
   setTrailer(name: string, value: string): void;
   /** The client's address, for logs. */
   readonly peer: string;
+  /**
+   * Ends the call now with `error`, even while the transport waits for a client
+   * that does not read: how a service drops its own call (a subscriber too far
+   * behind). The call's signal aborts with `error` as its reason.
+   */
+  fail(error: ConnectError): void;
 }
 
 type MethodImpl<M extends GenServiceMethods[string]> = M["methodKind"] extends "unary"

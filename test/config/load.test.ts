@@ -36,6 +36,7 @@ describe("loadConfig: defaults", () => {
       httpPort: 8080,
       metricsPort: null,
       shutdownGraceMs: 10_000,
+      reflection: true,
       limits: {
         maxMessageBytes: 4 * 1024 * 1024,
         maxMetadataBytes: 16 * 1024,
@@ -46,6 +47,9 @@ describe("loadConfig: defaults", () => {
         keepaliveTimeoutMs: 20_000,
         maxConnectionIdleMs: 300_000,
         maxConnectionAgeMs: 1_800_000,
+        maxMapEntries: 256,
+        maxMapBytes: 64 * 1024,
+        maxConnections: 10_000,
       },
     });
     expect(config.log.level).toBe("info");
@@ -78,7 +82,7 @@ agents:
     expect(config.server.port).toBe(6000);
     expect(config.server.httpPort).toBe(8080);
     expect(config.agents).toEqual([
-      { id: "helper", description: "", provider: "echo", model: "echo-1", systemPrompt: "", defaults: {}, requireEnv: [] },
+      { id: "helper", description: "", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] },
     ]);
   });
 

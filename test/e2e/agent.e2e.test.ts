@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
@@ -160,13 +161,19 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
   });
 
   it("answers bad input with the named status codes", async () => {
+    const unknownSession = randomUUID();
     const cases: Array<[Promise<unknown>, grpc.status, string]> = [
       [client.unary(AgentService, A.execute, { agentId: "nope", task: "x" }), grpc.status.NOT_FOUND, "nope"],
       [client.unary(AgentService, A.execute, { agentId: "echo", task: "   " }), grpc.status.INVALID_ARGUMENT, "task"],
       [client.unary(AgentService, A.execute, { agentId: "echo", task: "x".repeat(1001) }), grpc.status.INVALID_ARGUMENT, "task"],
       [client.unary(AgentService, A.execute, { task: "x" }), grpc.status.INVALID_ARGUMENT, "agent_id"],
       [client.unary(AgentService, A.execute, { agentId: "echo", task: "x", options: { temperature: 3 } }), grpc.status.INVALID_ARGUMENT, "temperature"],
-      [client.unary(AgentService, A.execute, { agentId: "echo", task: "x", sessionId: "no-such" }), grpc.status.NOT_FOUND, "no-such"],
+      [client.unary(AgentService, A.execute, { agentId: "echo", task: "x", sessionId: unknownSession }), grpc.status.NOT_FOUND, unknownSession],
+      // Ids are the server's own format, checked before anything else reads them (a UUID in any case).
+      [client.unary(AgentService, A.execute, { agentId: "echo", task: "x", sessionId: "no-such" }), grpc.status.INVALID_ARGUMENT, "session_id"],
+      [client.unary(AgentService, A.execute, { agentId: "echo", task: "x", userId: "u".repeat(129) }), grpc.status.INVALID_ARGUMENT, "user_id"],
+      [client.unary(AgentService, A.execute, { agentId: "echo\nforged", task: "x" }), grpc.status.INVALID_ARGUMENT, "agent_id"],
+      [client.unary(SessionService, S.getSession, { sessionId: "s".repeat(100_000) }), grpc.status.INVALID_ARGUMENT, "(100000 characters)"],
       [client.unary(SessionService, S.createSession, { userId: "u", agentId: "ghost" }), grpc.status.NOT_FOUND, "ghost"],
       [client.unary(SessionService, S.createSession, { agentId: "echo" }), grpc.status.INVALID_ARGUMENT, "user_id"],
       [client.unary(SessionService, S.getSession, { sessionId: "" }), grpc.status.INVALID_ARGUMENT, "session_id"],

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../src/gen/qingyu/agent/v1/admin_pb.ts";
@@ -297,7 +297,7 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
   // anonymous caller which session ids exist (fixed in 2d280aa).
   it("refuses an anonymous call naming only a session as UNAUTHENTICATED, whether or not the session exists", async () => {
     const { session } = await client.unary(SessionService, S.createSession, { agentId: "echo" }, as(KEYS.alice));
-    for (const sessionId of [session!.sessionId, "no-such-session"]) {
+    for (const sessionId of [session!.sessionId, randomUUID()]) {
       const unary = await statusOf(client.unary(AgentService, A.execute, { sessionId, task: "probe" }));
       const stream = await statusOf(client.collect(client.stream(AgentService, A.executeStream, { sessionId, task: "probe" })));
       for (const s of [unary, stream]) expect([sessionId, s.code, s.details]).toEqual([sessionId, UNAUTHENTICATED, expect.stringContaining("missing credentials")]);

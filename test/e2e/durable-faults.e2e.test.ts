@@ -84,7 +84,7 @@ describe(`session store faults with a Redis the test starts and stops (${runtime
     ]);
     for (const failed of [turn, read]) {
       expect(failed.code, failed.details).toBe("UNAVAILABLE");
-      expect(failed.details).toContain("redis session store is unavailable");
+      expect(failed.details).toContain("session store unavailable");
       expect(failed.ms).toBeLessThan(3000);
     }
     // While ioredis reconnects, a ping waits for its next failed attempt or commandTimeoutMs (1 s),

@@ -303,6 +303,24 @@ describe("RedisEventBus across processes", () => {
     expect(got).toEqual([...got].sort((x, y) => x - y));
   });
 
+  it("an event over maxEventBytes is cut before it reaches the stream, and one written larger is cut when read", async () => {
+    const prefix = freshPrefix();
+    const a = await proc(prefix, { maxEventBytes: 4096 });
+    const b = await proc(prefix, { maxEventBytes: 4096 });
+    const received = b.collect("any", REMOTE);
+    a.bus.publish({ type: "ERROR_OCCURRED", agentId: "echo", sessionId: "s".repeat(4_194_200), data: { message: "m".repeat(4_000_000), code: "NOT_FOUND" } });
+    await until("the event on B", () => received.length === 1);
+    const [[, fields]] = (await a.redis.xrange(`${prefix}events`, "-", "+")) as [string, string[]][];
+    expect(Buffer.byteLength(fields[fields.indexOf("e") + 1]!)).toBeLessThanOrEqual(4096);
+    expect(received[0]).toMatchObject({ type: "ERROR_OCCURRED", agentId: "echo", data: { code: "NOT_FOUND", truncated: true } });
+    // An entry some other writer made (an older process, a larger bound) is cut on the way in.
+    const foreign = { id: "x-1", type: "ERROR_OCCURRED", time: new Date().toISOString(), userId: "u".repeat(10_000), data: { big: "b".repeat(1_000_000), n: 7 } };
+    await a.redis.xadd(`${prefix}events`, "*", "o", "elsewhere", "t", "ERROR_OCCURRED", "e", JSON.stringify(foreign));
+    await until("the foreign entry on B", () => received.length === 2);
+    expect(received[1]).toMatchObject({ id: "x-1", data: { n: 7, truncated: true } });
+    expect(Buffer.byteLength(JSON.stringify(received[1]))).toBeLessThanOrEqual(4096);
+  });
+
   it("close() stops the reader promptly, also during an outage, without unhandled rejections", async () => {
     const rejections: unknown[] = [];
     const onRejection = (r: unknown) => void rejections.push(r);

@@ -5,11 +5,13 @@ import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
 import type { RetryPolicy } from "../../src/executor/retry.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { testExecutor } from "../support/executor.ts";
+import { BatchGate } from "../../src/executor/batch-gate.ts";
 import { rejection } from "../support/rejection.ts";
 
 const agents: AgentDefinition[] = [
-  { id: "helper", description: "", provider: "fake", model: "fake-model", systemPrompt: "Be brief.", defaults: {} },
+  { id: "helper", description: "", provider: "fake", model: "fake-model", models: ["bigger"], systemPrompt: "Be brief.", defaults: {} },
   { id: "other", description: "", provider: "fake", model: "other-model", systemPrompt: "", defaults: { temperature: 0.3 } },
+  { id: "open", description: "", provider: "fake", model: "open-model", models: ["*"], systemPrompt: "", defaults: {} },
 ];
 
 const fastRetry: RetryPolicy = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 };
@@ -119,6 +121,26 @@ describe("Executor.stream and execute", () => {
       ],
     });
     expect(result.model).toBe("bigger");
+  });
+
+  it("refuses a model the agent does not offer with PERMISSION_DENIED naming agent and model, calling no provider", async () => {
+    const provider = replying();
+    const { executor } = build(provider);
+    const err = await rejection(executor.execute(input({ agentId: "other", options: { model: "o1-pro" } }), callInfo()));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(err.rawMessage).toContain('agent "other"');
+    expect(err.rawMessage).toContain('"o1-pro"');
+    const listed = await rejection(executor.execute(input({ options: { model: "fine-tune\nforged line" } }), callInfo()));
+    expect(listed.code).toBe(Code.PermissionDenied);
+    expect(listed.rawMessage).toContain('"fine-tune\\nforged line"'); // quoted: no line break of the caller's in our message
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("serves the agent's own model when asked by name, and any model for an agent listing \"*\"", async () => {
+    const provider = replying();
+    const { executor } = build(provider);
+    expect((await executor.execute(input({ agentId: "other", options: { model: "other-model" } }), callInfo())).model).toBe("other-model");
+    expect((await executor.execute(input({ agentId: "open", options: { model: "anything-at-all" } }), callInfo())).model).toBe("anything-at-all");
   });
 
   it("an unknown agent is NOT_FOUND, and no provider is called", async () => {
@@ -432,6 +454,50 @@ describe("Executor.batch", () => {
     const err = await rejection(executor.batch([input(), input(), input()], 2, callInfo(controller.signal)));
     expect(err.code).toBe(Code.Canceled);
     expect(provider.requests).toHaveLength(2);
+  });
+});
+
+describe("Executor.batch under a BatchGate", () => {
+  it("holds one gate slot per running item: a second batch waits for the first's slots", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const provider = fakeProvider(async function* (req) {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await sleep(2);
+        yield { type: "delta", text: req.messages.at(-1)!.content };
+      } finally {
+        inFlight--;
+      }
+    });
+    const { executor } = build(provider);
+    const gate = new BatchGate({ maxItemsInFlight: 3, maxQueuedItems: 100 });
+    const inputs = Array.from({ length: 10 }, (_, i) => input({ task: String(i) }));
+    const run = () => {
+      const ticket = gate.admit(inputs.length);
+      return executor.batch(inputs, 4, callInfo(), ticket).finally(() => ticket.close());
+    };
+    const [a, b] = await Promise.all([run(), run()]);
+    expect([...a, ...b].every((o) => "result" in o)).toBe(true);
+    expect(maxInFlight).toBe(3);
+    expect(gate.load).toEqual({ inFlight: 0, queued: 0 });
+  });
+
+  it("lets timers and I/O run between items even when every item completes in microtasks", async () => {
+    const provider = fakeProvider(async function* () {
+      yield { type: "delta", text: "instant" };
+    });
+    const { executor } = build(provider);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await executor.batch(Array.from({ length: 50 }, () => input()), 1, callInfo());
+    } finally {
+      clearInterval(timer);
+    }
+    // Without a turn of the event loop between items, the interval never fires during the batch.
+    expect(ticks).toBeGreaterThan(0);
   });
 });
 

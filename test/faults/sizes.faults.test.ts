@@ -194,7 +194,9 @@ describe(`oversized messages on the default limits (server on ${runtime})`, () =
     // Its peak RSS growth shows what reading a message costs on this meter.
     const near = await measure(`${port}, 3.9 MB message (under the limit, read whole)`, () => send(server, port, message(port, 3_900_000)));
     expect(near.code, near.message).toBe("INVALID_ARGUMENT");
-    expect(near.growth).toBeGreaterThan(3);
+    // The stream port reads the message with one copy (the preflight's buffer is what connect-node
+    // decodes) and runs after three controls whose freed pages it reuses unseen: +1.8-1.9 MiB there.
+    expect(near.growth, near.message).toBeGreaterThan(port === "stream" ? 1.5 : 3);
   });
 
   /** The refusal every case expects: RESOURCE_EXHAUSTED naming the 4 MiB limit (429 on Connect unary), in time, memory bounded. */

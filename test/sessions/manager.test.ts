@@ -80,6 +80,70 @@ describe("SessionManager: create", () => {
   });
 });
 
+describe("SessionManager: create bounds", () => {
+  const refusedMetadata = async (metadata: Record<string, string>, policy: Partial<SessionPolicy> = {}) => {
+    const { manager, store } = setup(policy);
+    const err = await rejection(manager.create("alice", "helper", metadata, 0));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/^metadata: /);
+    // Checked before the store is touched.
+    expect((await store.list("alice", 10, "")).items).toEqual([]);
+    return err.rawMessage;
+  };
+  const entries = (n: number, value = "v") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, value]));
+
+  it("takes metadata up to every default bound: 64 entries, 128-byte keys, 4,096-byte values, 16 KiB in all", async () => {
+    const { manager } = setup();
+    await manager.create("alice", "helper", entries(64), 0);
+    await manager.create("alice", "helper", { ["k".repeat(128)]: "v".repeat(4096) }, 0);
+    await manager.create("alice", "helper", entries(4, "v".repeat(4094)), 0);
+  });
+
+  it("refuses metadata past a bound with INVALID_ARGUMENT naming metadata, the bound and the key (quoted, cut)", async () => {
+    expect(await refusedMetadata(entries(65))).toBe("metadata: has 65 entries; the limit is 64");
+    expect(await refusedMetadata(entries(200_000))).toBe("metadata: has 200000 entries; the limit is 64");
+    const longKey = `line\n${"é".repeat(100)}`;
+    const keyMessage = await refusedMetadata({ [longKey]: "v" });
+    expect(keyMessage).toContain(`is ${Buffer.byteLength(longKey)} bytes; the limit is 128`);
+    expect(keyMessage).toContain("(105 characters)"); // quoted, cut to 64 characters
+    expect(keyMessage).not.toContain("\n"); // JSON-quoted: no raw newline in the message
+    expect(await refusedMetadata({ big: "x".repeat(3_900_000) })).toBe('metadata: value of key "big" is 3900000 bytes; the limit is 4096');
+    expect(await refusedMetadata(entries(5, "v".repeat(4000)))).toMatch(/^metadata: is 200\d\d bytes of keys and values; the limit is 16384$/);
+  });
+
+  it("refuses NUL in a metadata key or value (PostgreSQL cannot keep it) on every store alike", async () => {
+    expect(await refusedMetadata({ "a\u0000b": "v" })).toContain("NUL");
+    expect(await refusedMetadata({ a: "v\u0000" })).toContain("NUL");
+  });
+
+  it("takes its metadata bounds from the policy", async () => {
+    expect(await refusedMetadata({ a: "1", b: "2" }, { maxMetadataEntries: 1 })).toBe("metadata: has 2 entries; the limit is 1");
+    expect(await refusedMetadata({ abc: "1" }, { maxMetadataKeyBytes: 2 })).toContain("the limit is 2");
+    expect(await refusedMetadata({ a: "123" }, { maxMetadataValueBytes: 2 })).toContain("the limit is 2");
+    expect(await refusedMetadata({ a: "12", b: "12" }, { maxMetadataBytes: 5 })).toContain("the limit is 5");
+  });
+
+  it("refuses a create past maxSessionsPerUser with RESOURCE_EXHAUSTED, and publishes nothing for it", async () => {
+    const { manager, events } = setup({ maxSessionsPerUser: 2 });
+    const seen: string[] = [];
+    events.subscribe(["SESSION_CREATED"], (e) => void seen.push(e.sessionId!));
+    await manager.create("alice", "helper", {}, 0);
+    await manager.create("alice", "helper", {}, 0);
+    const err = await rejection(manager.create("alice", "helper", {}, 0));
+    expect(err.code).toBe(Code.ResourceExhausted);
+    expect(err.rawMessage).toContain('user "alice" already has 2 live sessions');
+    await manager.create("bob", "helper", {}, 0);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(seen).toHaveLength(3);
+  });
+
+  it("caps live sessions per user at 1000 by default", async () => {
+    const { manager } = setup();
+    for (let i = 0; i < 1000; i++) await manager.create("alice", "helper", {}, 0);
+    expect((await rejection(manager.create("alice", "helper", {}, 0))).code).toBe(Code.ResourceExhausted);
+  });
+});
+
 describe("SessionManager: get and ownership", () => {
   it("returns the owner's session", async () => {
     const { manager } = setup();

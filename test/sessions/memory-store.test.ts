@@ -236,6 +236,75 @@ describe("MemorySessionStore: list", () => {
   );
 });
 
+describe("MemorySessionStore: the per-user index", () => {
+  it("lists one user's sessions among many of another's, paged in order, and only theirs", async () => {
+    const c = clock();
+    const store = makeStore(c.now);
+    const mine: SessionRecord[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      await store.create(input({ userId: "mallory" }));
+      if (i % 1000 === 0) mine.push(await store.create(input()));
+      if (i % 7 === 0) c.advance(1);
+    }
+    const seen: string[] = [];
+    let token = "";
+    do {
+      const page = await store.list("alice", 3, token);
+      seen.push(...page.items.map((s) => s.id));
+      token = page.nextPageToken;
+    } while (token);
+    expect(seen).toEqual(mine.map((s) => s.id).reverse());
+  });
+
+  it("keeps newest-first order when the clock steps back between creates", async () => {
+    const c = clock();
+    const store = makeStore(c.now);
+    const a = await store.create(input());
+    c.advance(-5_000);
+    const b = await store.create(input());
+    c.advance(10_000);
+    const d = await store.create(input());
+    expect((await store.list("alice", 10, "")).items.map((s) => s.id)).toEqual([d.id, a.id, b.id]);
+    expect(await store.delete(a.id)).toBe(true);
+    expect((await store.list("alice", 10, "")).items.map((s) => s.id)).toEqual([d.id, b.id]);
+  });
+
+  it("the sweep drops expired sessions from their user's listing and cap, and keeps the live ones", async () => {
+    const c = clock();
+    const store = new MemorySessionStore(10, c.now);
+    stores.push(store);
+    const short = await store.create(input({ ttlSeconds: 10, maxLive: 3 }));
+    c.advance(1);
+    const long = await store.create(input({ ttlSeconds: 100, maxLive: 3 }));
+    c.advance(1);
+    await store.create(input({ userId: "bob", ttlSeconds: 10 }));
+    c.advance(50_000);
+    await new Promise((r) => setTimeout(r, 50)); // a few sweeps
+    expect(await store.get(short.id, ALL)).toBeUndefined();
+    expect((await store.list("alice", 10, "")).items.map((s) => s.id)).toEqual([long.id]);
+    expect((await store.list("bob", 10, "")).items).toEqual([]);
+    // Two places free again out of three.
+    await store.create(input({ maxLive: 3 }));
+    await store.create(input({ maxLive: 3 }));
+    expect((await rejection(store.create(input({ maxLive: 3 })))).code).toBe(Code.ResourceExhausted);
+    expect(await store.delete(long.id)).toBe(true);
+    expect(await store.delete(long.id)).toBe(false);
+    await store.create(input({ maxLive: 3 }));
+  });
+
+  it("frees the places of expired sessions at the cap even before a sweep", async () => {
+    const c = clock();
+    const store = makeStore(c.now);
+    await store.create(input({ ttlSeconds: 1, maxLive: 2 }));
+    await store.create(input({ ttlSeconds: 1, maxLive: 2 }));
+    expect((await rejection(store.create(input({ maxLive: 2 })))).code).toBe(Code.ResourceExhausted);
+    c.advance(1_000);
+    await store.create(input({ maxLive: 2 }));
+    await store.create(input({ maxLive: 2 }));
+    expect((await store.list("alice", 10, "")).items).toHaveLength(2);
+  });
+});
+
 describe("MemorySessionStore: checkpoints", () => {
   it("saves checkpoints with increasing versions and parent ids, each save a session write", async () => {
     const c = clock();

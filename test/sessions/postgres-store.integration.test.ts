@@ -4,6 +4,7 @@ import pg from "pg";
 import pino from "pino";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { storeContract } from "./store-contract.ts";
+import { boundsContract } from "./store-bounds-contract.ts";
 
 const URL = "postgres://postgres@127.0.0.1:5432/test";
 const log = pino({ level: "silent" });
@@ -11,7 +12,7 @@ const schema = `sess_${Math.random().toString(36).slice(2, 10)}`;
 const extraSchemas: string[] = [];
 let pool: pg.Pool;
 
-const open = (p: pg.Pool, s = schema, sweepIntervalMs = 60_000) => PostgresSessionStore.open(p, { schema: s, sweepIntervalMs, log });
+const open = (p: pg.Pool, s = schema, sweepIntervalMs = 60_000, maxPageBytes?: number) => PostgresSessionStore.open(p, { schema: s, sweepIntervalMs, log, maxPageBytes });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const turn = (i: number): ChatMessage[] => [{ role: "user", content: `q${i}` }, { role: "assistant", content: `a${i}` }];
 const input = { userId: "u-pg", agentId: "helper", metadata: {}, ttlSeconds: 600 };
@@ -46,6 +47,7 @@ afterAll(async () => {
 });
 
 storeContract("postgres", { make: () => open(pool) });
+boundsContract("postgres", { make: (maxPageBytes) => open(pool, schema, 60_000, maxPageBytes) });
 
 describe("PostgreSQL session store", () => {
   it("migrates once when two processes open a fresh schema together, and again changes nothing", async () => {
@@ -56,7 +58,7 @@ describe("PostgreSQL session store", () => {
       const applied = async () =>
         (await pool.query("select version, applied_at from qingyu_schema_migrations where component = $1", [`sessions:${fresh}`])).rows;
       const first = await applied();
-      expect(first.map((r) => r.version)).toEqual([1, 2]);
+      expect(first.map((r) => r.version)).toEqual([1, 2, 3]);
       const s = await a.create(input);
       expect((await b.get(s.id, { messages: 0 }))?.id).toBe(s.id);
       const again = await open(pool, fresh);

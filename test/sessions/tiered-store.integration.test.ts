@@ -6,6 +6,7 @@ import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { TieredSessionStore } from "../../src/sessions/tiered-store.ts";
 import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
 import { storeContract } from "./store-contract.ts";
+import { boundsContract } from "./store-bounds-contract.ts";
 
 const log = pino({ level: "silent" });
 const iso = isolation();
@@ -13,8 +14,8 @@ const pool = countingPool();
 const redis = countingRedis();
 const stores: TieredSessionStore[] = [];
 
-async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window), suspectsPerPoll = 500): Promise<TieredSessionStore> {
-  const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log });
+async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window), suspectsPerPoll = 500, maxPageBytes?: number): Promise<TieredSessionStore> {
+  const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log, maxPageBytes });
   // Polls rarely: a test that wants the list read again calls ready().
   const options = { retryAfterMs: 200, maxDirty: 1000, suspectPollMs: 600_000, suspectsPerPoll };
   const store = new TieredSessionStore(truth, hot, client, new HotSuspects(pool, iso.schema, iso.prefix), options, log);
@@ -32,6 +33,7 @@ afterAll(async () => {
 });
 
 storeContract("redis+postgres", { make: () => tiered() });
+boundsContract("redis+postgres", { make: (maxPageBytes) => tiered(redis, 50, undefined, 500, maxPageBytes) });
 
 // What a Redis that takes no writes (OOM, paused, read-only) answers a write.
 const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));

@@ -5,6 +5,11 @@ export interface AgentDefinition {
   /** Name of a configured provider instance. */
   provider: string;
   model: string;
+  /**
+   * Models a caller may ask for in `options.model` besides `model` (config
+   * `agents[].models`); "*" allows any. Absent: only `model`.
+   */
+  models?: readonly string[];
   systemPrompt: string;
   defaults: {
     temperature?: number;

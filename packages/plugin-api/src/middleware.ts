@@ -65,7 +65,7 @@ export interface AgentContext {
 /** Calls the rest of the onion. */
 export type Next = () => AsyncIterable<RunEvent>;
 
-/** An RPC that does not run an agent (sessions, events, agent listing, admin), as `admit` sees it. */
+/** An RPC as `admit` sees it: its name and headers, before its request is decoded. */
 export interface RpcCall {
   /** Fully-qualified service, e.g. "qingyu.agent.v1.SessionService". */
   readonly service: string;
@@ -83,8 +83,9 @@ export interface Middleware {
   readonly name: string;
   process(ctx: AgentContext, next: Next): AsyncIterable<RunEvent>;
   /**
-   * Runs, in pipeline order, before every RPC that has no onion of its own
-   * (SessionService, EventService, ListAgents, AdminService). Throw a
+   * Runs, in pipeline order, on the headers of every RPC but health checks,
+   * before its request body is decoded (agent runs too, whose onion then runs
+   * `process` as well), so a refused caller costs no decoding. Throw a
    * ConnectError to refuse the call; set `call.principal` to authenticate it.
    */
   admit?(call: RpcCall): void | Promise<void>;

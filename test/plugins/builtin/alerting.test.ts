@@ -1,5 +1,5 @@
 import type { EventHandler, RuntimeEvent } from "@qingyu/plugin-api";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import pino from "pino";
 import { Writable } from "node:stream";
 import alerting from "../../../src/plugins/builtin/alerting.ts";
@@ -35,5 +35,42 @@ describe("alerting event handler", () => {
     await handler.handle(failure("INVALID_ARGUMENT"));
     await handler.handle(failure("INTERNAL"));
     expect(lines.map((l) => [l.level, l.code])).toEqual([[40, "INTERNAL"]]);
+  });
+
+  describe("rate limit", () => {
+    afterEach(() => vi.useRealTimers());
+
+    it("logs at most maxPerMinute lines, then one summary by code when the minute ends", async () => {
+      vi.useFakeTimers();
+      const { handler, lines } = await setUp({ maxPerMinute: 3 });
+      for (let i = 0; i < 100; i++) await handler.handle(failure(i % 4 === 0 ? "INTERNAL" : "UNAUTHENTICATED"));
+      expect(lines).toHaveLength(3);
+      vi.advanceTimersByTime(60_000);
+      expect(lines).toHaveLength(4);
+      const summary = lines[3]!;
+      expect(summary).toMatchObject({ level: 50, alert: "agent call failures suppressed", suppressed: 97, codes: { INTERNAL: 24, UNAUTHENTICATED: 73 } });
+      expect(summary.msg).toContain("97 more agent call failures");
+      // A new minute logs again.
+      await handler.handle(failure("UNAVAILABLE"));
+      expect(lines.at(-1)).toMatchObject({ alert: "agent call failed", code: "UNAVAILABLE" });
+    });
+
+    it("defaults to 60 lines a minute, and writes no summary when nothing was held back", async () => {
+      vi.useFakeTimers();
+      const { handler, lines } = await setUp(undefined);
+      for (let i = 0; i < 60; i++) await handler.handle(failure("INTERNAL"));
+      vi.advanceTimersByTime(60_000);
+      expect(lines).toHaveLength(60);
+      for (let i = 0; i < 100; i++) await handler.handle(failure("INTERNAL"));
+      expect(lines).toHaveLength(120);
+    });
+
+    it("sums up what was held back when disposed (a reload or shutdown) mid-minute", async () => {
+      const { handler, lines } = await setUp({ maxPerMinute: 1 });
+      await handler.handle(failure("INTERNAL"));
+      await handler.handle(failure("INTERNAL"));
+      await handler.dispose?.();
+      expect(lines.map((l) => l.alert)).toEqual(["agent call failed", "agent call failures suppressed"]);
+    });
   });
 });

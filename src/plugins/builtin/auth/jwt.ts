@@ -119,6 +119,8 @@ function claimFailure(claim: string, reason: string): string {
 function principalFromClaims(payload: JWTPayload, options: JwtOptions): Principal {
   const id = claimAt(payload, options.subjectClaim);
   if (typeof id !== "string" || id === "") throw unauthenticated(`token has no "${options.subjectClaim}" claim`);
+  // The subject becomes a user id, held to the same bound as a user_id a caller sends.
+  if (id.length + options.subjectPrefix.length > 128) throw unauthenticated(`token's "${options.subjectClaim}" claim is longer than a user id may be (128)`);
   const raw = claimAt(payload, options.rolesClaim);
   const roles =
     typeof raw === "string"
@@ -126,7 +128,7 @@ function principalFromClaims(payload: JWTPayload, options: JwtOptions): Principa
       : Array.isArray(raw)
         ? raw.filter((r): r is string => typeof r === "string" && r !== "")
         : [];
-  return Object.freeze({ id, admin: roles.includes(options.adminRole), roles: Object.freeze(roles), method: "jwt" });
+  return Object.freeze({ id: options.subjectPrefix + id, admin: roles.includes(options.adminRole), roles: Object.freeze(roles), method: "jwt" });
 }
 
 /** A claim by name, or by dotted path into nested objects (e.g. "realm_access.roles"). */

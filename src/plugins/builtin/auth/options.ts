@@ -46,6 +46,12 @@ const Jwt = z
     clockToleranceSeconds: z.number().min(0).default(5),
     /** Claim holding the principal id; a dotted path reaches into nested objects. */
     subjectClaim: z.string().min(1).default("sub"),
+    /**
+     * Put before every subject to make the principal id. API-key ids and JWT subjects are one
+     * user namespace: with "" a token whose subject equals an API key's id acts as that key's user.
+     * Set e.g. "jwt:" when your identity provider could issue such a subject.
+     */
+    subjectPrefix: z.string().max(64).default(""),
     /** Claim holding the roles: an array of strings or one space-separated string; dotted paths allowed. */
     rolesClaim: z.string().min(1).default("roles"),
     /** A principal holding this role is an admin. */

@@ -10,7 +10,11 @@ import { AuthOptions } from "./options.ts";
  * call's user; a non-admin naming another user_id is refused.
  */
 function actAs(ctx: AgentContext, principal: Principal | undefined): void {
-  if (!principal) return;
+  // An anonymous call (allowAnonymous) acts as nobody: naming a user would spend that user's limits and fill their event stream.
+  if (!principal) {
+    if (ctx.requestedUserId) throw unauthenticated("anonymous callers may not act as a user: send credentials or leave user_id empty");
+    return;
+  }
   ctx.principal = principal;
   ctx.userId = actingUser(principal, ctx.requestedUserId);
 }

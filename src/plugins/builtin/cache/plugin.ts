@@ -17,8 +17,8 @@ const Options = z
     maxEntryBytes: z.int().positive().default(1024 * 1024),
     /** Redis backend: prefix of every key, to share one Redis between deployments. */
     keyPrefix: z.string().default("qingyu:cache:"),
-    /** Include the acting user in the key, so users never see each other's answers. */
-    perUser: z.boolean().default(false),
+    /** Include the acting user in the key, so users never see each other's answers; false shares answers, and so tells one user what another asked. */
+    perUser: z.boolean().default(true),
   })
   .prefault({});
 
@@ -28,7 +28,13 @@ const Options = z
  * agent. Only successful, completed runs are cached. A request header
  * `cache-control: no-cache` skips the lookup but stores the fresh answer;
  * `no-store` neither looks up nor stores. The result's `metadata.cache` is
- * "hit", "miss" or "bypass". Place it after auth when `perUser` is set.
+ * "hit", "miss" or "bypass". Place it after auth: a hit skips everything after the cache.
+ *
+ * Answers are per user by default (`perUser: true`, keyed by the acting user,
+ * whom auth sets). Shared (`perUser: false`), a `cache: hit` and its speed tell
+ * a caller that someone else asked the same question with the same history: an
+ * oracle on other users' prompts, acceptable only when every caller may know
+ * what the others ask.
  */
 export default definePlugin({
   name: "cache",

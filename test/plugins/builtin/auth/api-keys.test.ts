@@ -106,15 +106,22 @@ describe("auth: admit", () => {
 });
 
 describe("auth: allowAnonymous", () => {
-  it("lets a call without credentials through with no principal and the requested user", async () => {
+  it("lets a call without credentials through with no principal and no user", async () => {
     const anon = await setUpPlugin(auth, { ...options, allowAnonymous: true });
-    const { ctx, ran } = await run(anon, { userId: "guest" });
+    const { ctx, ran } = await run(anon, {});
     expect(ran).toBe(true);
     expect(ctx.principal).toBeUndefined();
-    expect(ctx.userId).toBe("guest");
+    expect(ctx.userId).toBe("");
     const call = rpcCall({});
     await anon.admit!(call);
     expect(call.principal).toBeUndefined();
+  });
+
+  // Naming a user would spend that user's rate limits and put events in their stream.
+  it("refuses an anonymous call that names a user", async () => {
+    const anon = await setUpPlugin(auth, { ...options, allowAnonymous: true });
+    const refused = await refusal(anon, { userId: "bob" });
+    expect([refused.code, refused.message]).toEqual([Code.Unauthenticated, expect.stringContaining("anonymous callers may not act as a user")]);
   });
 
   it("still refuses bad credentials", async () => {

@@ -55,6 +55,21 @@ describe("auth: HS256", () => {
     expect(ctx.principal?.id).toBe("alice");
   });
 
+  // API-key ids and JWT subjects are one user namespace unless subjectPrefix separates them.
+  it("keeps a token whose subject equals an API key's id out of that key's user with subjectPrefix", async () => {
+    const both = { apiKeys: [{ id: "alice", sha256: hashApiKey("alice-key-0123456789") }], jwt: { algorithms: ["HS256"], secret: SECRET, subjectPrefix: "jwt:" } };
+    const mixed = await setUpPlugin(auth, both);
+    const viaJwt = await run(mixed, { headers: bearer(await token(key, "HS256")) });
+    const viaKey = await run(mixed, { headers: bearer("alice-key-0123456789") });
+    expect([viaJwt.ctx.userId, viaKey.ctx.userId]).toEqual(["jwt:alice", "alice"]);
+    expect((await refusal(mixed, { headers: bearer(await token(key, "HS256")), userId: "alice" })).code).toBe(Code.PermissionDenied);
+  });
+
+  it("refuses a subject longer than a user id may be", async () => {
+    const long = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("x".repeat(129)).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("1h").sign(key);
+    expect((await refusal(mw, { headers: bearer(long) })).code).toBe(Code.Unauthenticated);
+  });
+
   it("refuses an expired token", async () => {
     const expired = await token(key, "HS256", {}, { exp: Math.floor(Date.now() / 1000) - 60 });
     expect(await refusal(mw, { headers: bearer(expired) })).toEqual({ code: Code.Unauthenticated, message: "token expired" });

@@ -102,19 +102,22 @@ describe("cache middleware (memory)", () => {
     expect(completed(events).metadata.cache).toBe("hit");
   });
 
-  it("shares answers between users unless perUser is set", async () => {
-    const shared = await cache();
+  it("keeps answers per user by default: bob's call is no hit on alice's answer", async () => {
+    const perUser = await cache();
     const t1 = terminal();
-    await call(shared, t1.next, { userId: "alice" });
-    await call(shared, t1.next, { userId: "bob" });
-    expect(t1.calls).toBe(1);
+    await call(perUser, t1.next, { userId: "alice" });
+    const bob = await call(perUser, t1.next, { userId: "bob" });
+    expect(completed(bob).metadata.cache).toBe("miss");
+    expect(completed(await call(perUser, t1.next, { userId: "alice" })).metadata.cache).toBe("hit");
+    expect(t1.calls).toBe(2);
+  });
 
-    const perUser = await cache({ perUser: true });
+  it("shares answers between users with perUser: false", async () => {
+    const shared = await cache({ perUser: false });
     const t2 = terminal();
-    await call(perUser, t2.next, { userId: "alice" });
-    await call(perUser, t2.next, { userId: "bob" });
-    await call(perUser, t2.next, { userId: "alice" });
-    expect(t2.calls).toBe(2);
+    await call(shared, t2.next, { userId: "alice" });
+    expect(completed(await call(shared, t2.next, { userId: "bob" })).metadata.cache).toBe("hit");
+    expect(t2.calls).toBe(1);
   });
 
   it("expires entries after ttlSeconds", async () => {
@@ -264,7 +267,7 @@ describe("cache middleware (memory)", () => {
   it("rejects unknown options", async () => {
     expect(await parseOptions(cachePlugin, { ttl: 5 })).toMatchObject({ success: false });
     expect(await parseOptions(cachePlugin, undefined)).toEqual({ success: true, data: {
-      backend: "memory", ttlSeconds: 300, maxEntries: 1000, maxEntryBytes: 1048576, keyPrefix: "qingyu:cache:", perUser: false,
+      backend: "memory", ttlSeconds: 300, maxEntries: 1000, maxEntryBytes: 1048576, keyPrefix: "qingyu:cache:", perUser: true,
     } });
   });
 });
