@@ -4,6 +4,14 @@ import process from "node:process";
 /** "deno" or "node", for logs. */
 export const runtimeName: string = "Deno" in globalThis ? "deno" : "node";
 
+/**
+ * Whether grpc-js drains connections handed to it by createConnectionInjector
+ * gracefully at shutdown. Deno 2's node:http2 resets their streams in flight
+ * instead (test/e2e/lifecycle.e2e "drains on SIGTERM"), so there the gRPC port
+ * is bound by grpc-js itself, without a connection cap.
+ */
+export const injectedConnectionsDrain: boolean = runtimeName === "node";
+
 /** Runs `handler` on the first SIGTERM or SIGINT; a second one exits at once. */
 export function onShutdownSignal(handler: (signal: string) => void): void {
   let received = false;

@@ -5,6 +5,7 @@ import type { ServerLimits } from "../config/schema.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { toGrpcService } from "./grpc-adapter.ts";
 import type { Admit } from "./preflight.ts";
+import { injectedConnectionsDrain } from "../runtime/process.ts";
 import { addReflection } from "./reflection.ts";
 import type { TlsMaterial } from "./tls.ts";
 import type { HostedService } from "./types.ts";
@@ -48,13 +49,14 @@ function credentials(tls: TlsMaterial | undefined): grpc.ServerCredentials {
 
 /**
  * The gRPC port: grpc-js, for backends' traffic. grpc-js has no connection
- * cap, so the listening socket is ours (a net.Server with maxConnections) and
- * each accepted connection is handed to grpc-js, which does TLS and HTTP/2 on it.
+ * cap, so on Node the listening socket is ours (a net.Server with
+ * maxConnections) and each accepted connection is handed to grpc-js, which does
+ * TLS and HTTP/2 on it. On Deno grpc-js binds it (see injectedConnectionsDrain).
  */
 export class GrpcTransport {
   private readonly server: grpc.Server;
-  private readonly injector: grpc.ConnectionInjector;
-  private readonly listener: Server;
+  // Ours where grpc-js drains injected connections (Node); otherwise grpc-js binds the port itself.
+  private listener: Server | undefined;
   // Every accepted socket, to destroy when the grace is over (a TLS handshake grpc-js has no session for yet, too).
   private readonly sockets = new Set<Socket>();
 
@@ -62,7 +64,7 @@ export class GrpcTransport {
     services: readonly HostedService[],
     tracker: CallTracker,
     private readonly log: Logger,
-    options: TransportOptions,
+    private readonly options: TransportOptions,
   ) {
     this.server = new grpc.Server(grpcServerOptions(options.limits));
     for (const hostedService of services) {
@@ -70,13 +72,14 @@ export class GrpcTransport {
       this.server.addService(definition, handlers);
     }
     if (options.reflection !== false) addReflection(this.server, services);
-    this.injector = this.server.createConnectionInjector(credentials(options.tls));
+    if (!injectedConnectionsDrain) return;
+    const injector = this.server.createConnectionInjector(credentials(options.tls));
     this.listener = createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
       // A reset connection must not become an uncaught error; grpc-js sees the close.
       socket.on("error", () => undefined);
-      this.injector.injectConnection(socket);
+      injector.injectConnection(socket);
     });
     // Node closes a connection accepted beyond this at once.
     this.listener.maxConnections = options.limits.maxConnections;
@@ -84,20 +87,26 @@ export class GrpcTransport {
 
   /** Binds and returns the port (the chosen one when `port` is 0). */
   listen(host: string, port: number): Promise<number> {
+    const listener = this.listener;
+    if (!listener) {
+      return new Promise((resolve, reject) =>
+        this.server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials(this.options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+      );
+    }
     return new Promise((resolve, reject) => {
-      this.listener.once("error", reject);
-      this.listener.listen(port, host, () => {
-        this.listener.off("error", reject);
+      listener.once("error", reject);
+      listener.listen(port, host, () => {
+        listener.off("error", reject);
         // An accept that fails (EMFILE: out of file descriptors) is an 'error' event; unheard, it would end the process.
-        this.listener.on("error", (err) => this.log.warn({ err }, "gRPC port: could not accept a connection"));
-        resolve((this.listener.address() as AddressInfo).port);
+        listener.on("error", (err) => this.log.warn({ err }, "gRPC port: could not accept a connection"));
+        resolve((listener.address() as AddressInfo).port);
       });
     });
   }
 
   /** Stops accepting connections and lets calls finish; forces after `timeoutMs`. */
   close(timeoutMs: number): Promise<void> {
-    this.listener.close();
+    this.listener?.close();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
