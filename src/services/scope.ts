@@ -29,9 +29,13 @@ export function callUser(guarded: boolean, principal: Principal | undefined, req
   return actingUser(principal, requested);
 }
 
-function admittedAs(gen: Generation, principal: Principal | undefined, requested: string): Admitted {
+type Rpc = { service: string; method: string; userId?: string };
+
+// The one admission of an RPC: the generation's admit hooks, then who the call acts as.
+async function admit(gen: Generation, call: CallInfo, rpc: Rpc): Promise<Admitted> {
+  const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
   const guarded = gen.parts.admission.guarded;
-  return { gen, principal, user: callUser(guarded, principal, requested), anonymous: guarded && !principal };
+  return { gen, principal, user: callUser(guarded, principal, rpc.userId ?? ""), anonymous: guarded && !principal };
 }
 
 /**
@@ -42,14 +46,13 @@ function admittedAs(gen: Generation, principal: Principal | undefined, requested
 export async function admitted<T>(
   live: LiveRuntime,
   call: CallInfo,
-  rpc: { service: string; method: string; userId?: string },
+  rpc: Rpc,
   fn: (a: Admitted) => Promise<T>,
 ): Promise<T> {
   const gen = live.current;
   gen.enter();
   try {
-    const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-    return await fn(admittedAs(gen, principal, rpc.userId ?? ""));
+    return await fn(await admit(gen, call, rpc));
   } finally {
     gen.leave();
   }
@@ -59,14 +62,13 @@ export async function admitted<T>(
 export async function* admittedStream<T>(
   live: LiveRuntime,
   call: CallInfo,
-  rpc: { service: string; method: string; userId?: string },
+  rpc: Rpc,
   fn: (a: Admitted) => AsyncIterable<T>,
 ): AsyncGenerator<T> {
   const gen = live.current;
   const release = hold(gen, call.signal);
   try {
-    const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-    yield* fn(admittedAs(gen, principal, rpc.userId ?? ""));
+    yield* fn(await admit(gen, call, rpc));
   } finally {
     release();
   }
@@ -80,15 +82,14 @@ export async function* admittedStream<T>(
 export function admittedRun<T>(
   live: LiveRuntime,
   call: CallInfo,
-  rpc: { service: string; method: string; userId?: string },
+  rpc: Rpc,
   fn: (a: Admitted) => Promise<T>,
 ): Promise<T> {
   const gen = live.current;
   const release = hold(gen, call.signal);
   const work = (async () => {
     try {
-      const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-      return await fn(admittedAs(gen, principal, rpc.userId ?? ""));
+      return await fn(await admit(gen, call, rpc));
     } finally {
       release();
     }
