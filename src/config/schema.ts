@@ -217,6 +217,12 @@ export const ConfigSchema = z.strictObject({
           /** Items of admitted batches waiting for a slot; a batch that does not fit is refused whole with RESOURCE_EXHAUSTED (retry-after-ms: 1000). */
           maxQueuedItems: z.int().min(0).default(512),
         })
+        .superRefine((batch, ctx) => {
+          // A batch of maxItems that could never be admitted would be refused however idle the server.
+          if (batch.maxItems > batch.maxItemsInFlight + batch.maxQueuedItems) {
+            ctx.addIssue({ code: "custom", path: ["maxItems"], message: `is ${batch.maxItems}, more than maxItemsInFlight + maxQueuedItems (${batch.maxItemsInFlight + batch.maxQueuedItems}): such a batch could never run` });
+          }
+        })
         .prefault({}),
     })
     .prefault({}),

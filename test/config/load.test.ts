@@ -205,6 +205,11 @@ agents:
     expect(configError(() => loadConfig(path, {})).message).toContain("agents.1.id");
   });
 
+  it("a batch size the process-wide batch bound could never admit is a ConfigError naming executor.batch.maxItems", () => {
+    const path = file("executor:\n  batch: { maxItems: 100, maxItemsInFlight: 10, maxQueuedItems: 20 }\n");
+    expect(configError(() => loadConfig(path, {})).message).toContain("executor.batch.maxItems: is 100, more than maxItemsInFlight + maxQueuedItems (30)");
+  });
+
   it("invalid YAML is a ConfigError naming the file", () => {
     const path = file("server:\n  port: [1, 2\n  host: x\n");
     const err = configError(() => loadConfig(path, {}));
