@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { AgentRegistry } from "../agents/registry.ts";
 import { abortReason, codeName, toConnectError } from "../errors.ts";
+import type { Admission } from "../pipeline/admission.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
@@ -23,6 +24,8 @@ export interface ExecutorDeps {
   log: Logger;
   /** Whether an auth middleware guards calls (events then carry only users a principal vouched for). */
   authenticated?: boolean;
+  /** The generation's admission: a call the transport admitted starts its onion with that principal. */
+  admission?: Admission;
   /** Spans and metrics; absent or disabled records nothing. */
   telemetry?: Telemetry;
 }
@@ -52,6 +55,9 @@ export class Executor {
     let ctx: ExecutionContext | undefined;
     try {
       ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true);
+      // Admitted on its headers before it was decoded: the onion's auth need not verify the credential again.
+      const admitted = this.deps.admission?.admittedWith(call);
+      if (admitted) ctx.principal = await admitted;
       let started = false;
       let result: AgentRunResult | undefined;
       for await (const event of this.pipeline(ctx)) {

@@ -33,6 +33,15 @@ export class Admission {
     return result;
   }
 
+  /**
+   * The principal this call was already admitted with (by the transport, on its
+   * headers), or undefined when it was not admitted here: an agent run's onion
+   * then starts from it instead of verifying the same credential again.
+   */
+  admittedWith(call: CallInfo): Promise<Principal | undefined> | undefined {
+    return this.admitted.get(call);
+  }
+
   private async run(call: CallInfo, service: string, method: string): Promise<Principal | undefined> {
     const rpc: RpcCall = { service, method, header: (name) => call.header(name), principal: undefined, signal: call.signal };
     for (const hook of this.hooks) await hook.admit!(rpc);

@@ -105,7 +105,7 @@ export async function assemble(
       if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
     }
     const admission = new Admission(middleware);
-    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded, telemetry });
+    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded, admission, telemetry });
     return new Generation({
       id,
       config,

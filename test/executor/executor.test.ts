@@ -6,6 +6,7 @@ import type { RetryPolicy } from "../../src/executor/retry.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { testExecutor } from "../support/executor.ts";
 import { BatchGate } from "../../src/executor/batch-gate.ts";
+import { Admission } from "../../src/pipeline/admission.ts";
 import { rejection } from "../support/rejection.ts";
 
 const agents: AgentDefinition[] = [
@@ -610,5 +611,39 @@ describe("Executor: middleware errors", () => {
     expect(events.map((e) => e.type)).toEqual(["started", "completed"]);
     expect(events.at(-1)).toMatchObject({ result: { output: "cached", metadata: { cache: "hit" } } });
     expect(provider.requests).toHaveLength(0);
+  });
+});
+
+describe("Executor: a call the transport admitted", () => {
+  it("starts its onion with the principal it was admitted with, so the credential is verified once", async () => {
+    let verifications = 0;
+    const seen: Array<string | undefined> = [];
+    const alice = { id: "alice", admin: false, roles: [], method: "test" };
+    // Verifies in admit (headers, before decoding) and, like the auth plugin, in process only when no principal is known.
+    const gate: Middleware = {
+      name: "gate",
+      admit(rpc) {
+        verifications++;
+        rpc.principal = alice;
+      },
+      process(ctx, next) {
+        if (!ctx.principal) {
+          verifications++;
+          ctx.principal = alice;
+        }
+        seen.push(ctx.principal.id);
+        return next();
+      },
+    };
+    const admission = new Admission([gate]);
+    const { executor, store } = testExecutor({ agents, providers: { fake: replying() }, middleware: [gate], admission });
+    stores.push(store);
+    const admitted = callInfo();
+    await admission.admit(admitted, "qingyu.agent.v1.AgentService", "Execute");
+    await executor.execute(input(), admitted);
+    expect([verifications, seen]).toEqual([1, ["alice"]]);
+    // One the transport did not admit here (a reload came between) is verified by the onion.
+    await executor.execute(input(), callInfo());
+    expect([verifications, seen]).toEqual([2, ["alice", "alice"]]);
   });
 });

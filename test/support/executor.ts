@@ -3,6 +3,7 @@ import pino, { type Logger } from "pino";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import { Executor } from "../../src/executor/executor.ts";
+import type { Admission } from "../../src/pipeline/admission.ts";
 import type { RetryPolicy } from "../../src/executor/retry.ts";
 import { SessionManager } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
@@ -18,6 +19,8 @@ export interface TestExecutorParts {
   /** A memory store when not given. The caller closes it (`store` in the result). */
   store?: SessionStore;
   log?: Logger;
+  /** The generation's admit hooks, as assemble.ts passes them (auth configured). */
+  admission?: Admission;
 }
 
 /** An Executor wired as the server wires one, over an in-process event bus and session manager. */
@@ -44,6 +47,7 @@ export function testExecutor(parts: TestExecutorParts) {
     events,
     retry: parts.retry ?? { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 },
     log,
+    ...(parts.admission ? { admission: parts.admission, authenticated: parts.admission.guarded } : {}),
   });
   return { executor, sessions, events, store };
 }

@@ -41,7 +41,11 @@ export interface AgentContext {
   userId: string;
   /** The user_id the request named ("" when none). */
   readonly requestedUserId: string;
-  /** Who is calling, once an auth middleware has established it. */
+  /**
+   * Who is calling, once established: by the host before the onion when the
+   * call's `admit` hooks ran on its headers (an auth middleware then need not
+   * verify the credential again), or by an auth middleware's `process`.
+   */
   principal: Principal | undefined;
   readonly sessionId: string;
   task: string;

@@ -52,7 +52,8 @@ export default definePlugin({
     return {
       name: "auth",
       process(ctx, next) {
-        const principal = authenticate(ctx.header("authorization"));
+        // Set by the host when the call was admitted (by admit() below) on its headers before decoding.
+        const principal = ctx.principal ?? authenticate(ctx.header("authorization"));
         // No layer of our own around the stream: auth only needs to run before it.
         if (principal instanceof Promise) return after(principal.then((p) => actAs(ctx, p)), next);
         actAs(ctx, principal);
