@@ -221,7 +221,7 @@ export default definePlugin({
     server = await startServer({
       log: { level: "warn" },
       pipeline: ["logging", "validation", "hangs"],
-      executor: { batch: { maxItemsInFlight: 4, maxQueuedItems: 0 } },
+      executor: { batch: { maxItems: 4, maxItemsInFlight: 4, maxQueuedItems: 0 } },
       agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
       plugins: { dirs: [`${dir}/plugins`] },
     });

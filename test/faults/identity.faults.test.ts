@@ -8,6 +8,7 @@
 //   touch a named user's session by id, over any RPC.
 import * as grpc from "@grpc/grpc-js";
 import { createHash, randomUUID } from "node:crypto";
+import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
@@ -140,5 +141,53 @@ describe("anonymous callers (allowAnonymous: true)", () => {
       const s = await statusOf(client.unary(AgentService, A.execute, { sessionId, task: "probe" }));
       expect([sessionId, grpc.status[s.code]]).toEqual([sessionId, "UNAUTHENTICATED"]);
     }
+  });
+});
+
+// Item 10: a JWT whose subject equals an API key's id, and the cache as an oracle between users.
+describe("one user's name in another namespace, and the cache between users", () => {
+  const SECRET = "a-fault-test-hs256-secret-of-40-bytes-xx";
+  const ALICE_KEY = "alice-key-0123456789abcdef";
+  let server: ServerProcess;
+  let client: TestClient;
+  beforeAll(async () => {
+    server = await startServer({
+      server: { host: "127.0.0.1", port: 0, httpPort: 0 },
+      pipeline: [
+        {
+          plugin: "auth",
+          options: {
+            apiKeys: [{ id: "alice", sha256: sha256(ALICE_KEY) }, { id: "bob", sha256: sha256(BOB_KEY) }],
+            jwt: { algorithms: ["HS256"], secret: SECRET, subjectPrefix: "jwt:" },
+          },
+        },
+        "validation",
+        "cache",
+      ],
+    });
+    client = new TestClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+  });
+
+  it("keeps a token whose subject is \"alice\" out of the API key alice's sessions with jwt.subjectPrefix", async () => {
+    const asAlice = { metadata: { authorization: `Bearer ${ALICE_KEY}` } };
+    const { session } = await client.unary(SessionService, S.createSession, { agentId: "echo" }, asAlice);
+    const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("alice").setExpirationTime("1h").sign(new TextEncoder().encode(SECRET));
+    const asToken = { metadata: { authorization: `Bearer ${token}` } };
+    const read = await statusOf(client.unary(SessionService, S.getSession, { sessionId: session!.sessionId }, asToken));
+    const listed = await client.unary(SessionService, S.listSessions, {}, asToken);
+    const named = await statusOf(client.unary(SessionService, S.listSessions, { userId: "alice" }, asToken));
+    expect([grpc.status[read.code], listed.sessions.length, grpc.status[named.code]]).toEqual(["PERMISSION_DENIED", 0, "PERMISSION_DENIED"]);
+  });
+
+  it("does not tell bob that alice asked the same question (the cache is per user by default)", async () => {
+    const ask = (key: string) => client.unary(AgentService, A.execute, { agentId: "echo", task: "the merger terms?" }, { metadata: { authorization: `Bearer ${key}` } });
+    const first = await ask(ALICE_KEY);
+    const again = await ask(ALICE_KEY);
+    const bob = await ask(BOB_KEY);
+    expect([first.result?.metadata.cache, again.result?.metadata.cache, bob.result?.metadata.cache]).toEqual(["miss", "hit", "miss"]);
   });
 });
