@@ -1,6 +1,7 @@
-import { type AgentContext, type AgentDefinition, type ChatMessage, Code, ConnectError, type GenerationOptions, invalidArgument, type Principal } from "@qingyu/plugin-api";
+import { type AgentContext, type AgentDefinition, type ChatMessage, type GenerationOptions, invalidArgument, type Principal } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { AgentRegistry } from "../agents/registry.ts";
+import { anonymousSessions, isAnonymous, turnUser } from "../pipeline/acting.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { SessionRecord } from "../sessions/types.ts";
 
@@ -73,7 +74,7 @@ class CallAgentContext implements ExecutionContext {
     private readonly agents: AgentRegistry,
     private readonly sessions: SessionManager,
     /** Auth is configured: a call no principal vouched for owns no session. */
-    private readonly guarded: boolean,
+    readonly guarded: boolean,
   ) {
     this.agentId = input.agentId;
     this.agent = input.agentId ? agents.get(input.agentId) : undefined;
@@ -94,7 +95,7 @@ class CallAgentContext implements ExecutionContext {
   // Read once, but the owner is checked on every use: auth may set the user after an early read.
   session(): Promise<SessionRecord | undefined> {
     // Before the read, so whether the session exists is no answer to a caller without credentials.
-    if (this.sessionId && this.guarded && !this.principal) return Promise.reject(anonymousSessions());
+    if (this.sessionId && isAnonymous(this)) return Promise.reject(anonymousSessions());
     this.loaded ??= this.sessionId ? this.sessions.forTurn(this.sessionId) : Promise.resolve(undefined);
     return this.loaded.then((s) => s && this.check(s));
   }
@@ -113,20 +114,10 @@ class CallAgentContext implements ExecutionContext {
   }
 
   private check(session: SessionRecord): SessionRecord {
-    // A call that named no user acts as the session's owner; so does an admin that named none.
-    if (!this.userId || (this.principal?.admin && !this.requestedUserId)) {
-      this.userId = session.userId;
-    } else if (session.userId !== this.userId) {
-      throw new ConnectError(`session "${session.id}" belongs to another user`, Code.PermissionDenied);
-    }
+    this.userId = turnUser(this, this.userId, this.requestedUserId, session);
     if (this.agentId && session.agentId && session.agentId !== this.agentId) {
       throw invalidArgument("agent_id", `session "${session.id}" is bound to agent "${session.agentId}", not "${this.agentId}"`);
     }
     return session;
   }
-}
-
-// allowAnonymous lets a call run an agent, not use a session: its id alone is no credential.
-function anonymousSessions(): ConnectError {
-  return new ConnectError("sessions need credentials: anonymous callers may not use them", Code.Unauthenticated);
 }

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { AgentRegistry } from "../agents/registry.ts";
 import { abortReason, codeName, toConnectError } from "../errors.ts";
+import { eventUser, isAnonymous } from "../pipeline/acting.ts";
 import type { Admission } from "../pipeline/admission.ts";
 import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.ts";
 import type { SessionManager } from "../sessions/manager.ts";
@@ -187,10 +188,8 @@ export class Executor {
    * stream), no session, and its agent only when that names a configured one.
    */
   private ids(ctx: AgentContext) {
-    const { principal } = ctx;
-    if (!principal && this.deps.authenticated) return { agentId: ctx.agent ? ctx.agentId : undefined, sessionId: undefined, userId: undefined };
-    // Only an admin acts for others; anyone else's event is theirs, whatever user_id they claimed.
-    const userId = principal ? (principal.admin ? ctx.userId || principal.id : principal.id) : ctx.userId;
-    return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: userId || undefined };
+    const caller = { guarded: this.deps.authenticated === true, principal: ctx.principal };
+    if (isAnonymous(caller)) return { agentId: ctx.agent ? ctx.agentId : undefined, sessionId: undefined, userId: undefined };
+    return { agentId: ctx.agentId, sessionId: ctx.sessionId || undefined, userId: eventUser(caller, ctx.userId) };
   }
 }

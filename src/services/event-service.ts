@@ -7,6 +7,7 @@ import { eventBytes } from "../events/event-size.ts";
 import type { JsonObject } from "../sessions/types.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
+import { eventAudience } from "../pipeline/acting.ts";
 import { ids } from "./ids.ts";
 import { admitted } from "./scope.ts";
 import { Wakeup } from "./wakeup.ts";
@@ -33,10 +34,8 @@ export function eventService(
       // Admission only: a subscription may outlive many reloads, so it holds no generation.
       const userId = ids.user(req.userId);
       const agentId = ids.agent(req.agentId);
-      const { principal, user, anonymous } = await admitted(live, call, { service: EventService.typeName, method: "Subscribe", userId }, async (a) => a);
-      // With auth, a user sees only events of their own calls; an admin sees whatever user_id selects;
-      // a caller no one vouched for (allowAnonymous) sees only events that are nobody's.
-      const userFilter = principal?.admin ? userId : user;
+      const a = await admitted(live, call, { service: EventService.typeName, method: "Subscribe", userId }, async (admitted) => admitted);
+      const audience = eventAudience(a, a.user, userId);
       const types = req.types.map((t) => {
         if (t === ProtoEventType.UNSPECIFIED || !(t in ProtoEventType)) throw invalidArgument("types", `contains an unknown event type ${t}`);
         return ProtoEventType[t] as EventType;
@@ -51,7 +50,7 @@ export function eventService(
           // Deliveries already scheduled still arrive after unsubscribing.
           if (stopped) return;
           if (agentId && event.agentId !== agentId) return;
-          if (anonymous ? event.userId : userFilter && event.userId !== userFilter) return;
+          if (!audience(event.userId)) return;
           const bytes = eventBytes(event);
           if (queue.length >= limits.maxEvents || queuedBytes + bytes > limits.maxBytes) {
             stop();

@@ -1,41 +1,24 @@
-import { actingUser, Code, ConnectError, type Principal } from "@qingyu/plugin-api";
-import { quote } from "../quote.ts";
+import { callUser, type Caller, isAnonymous } from "../pipeline/acting.ts";
 import { untilAborted } from "../abort.ts";
 import type { CallInfo } from "../executor/context.ts";
 import type { Generation } from "../plugin-host/generation.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 
 /** A call's generation and who is calling. */
-export interface Admitted {
+export interface Admitted extends Caller {
   gen: Generation;
-  principal: Principal | undefined;
   /** The user the call acts as (see callUser). */
   user: string;
   /** Auth is configured and let this call through without credentials (allowAnonymous). */
   anonymous: boolean;
 }
 
-/**
- * The user a call acts as: actingUser's rule, plus anonymity. On a server with
- * auth configured, a call that authenticated as nobody acts as no user and may
- * not name one: otherwise allowAnonymous would let anyone read bob's data by
- * sending user_id "bob".
- */
-export function callUser(guarded: boolean, principal: Principal | undefined, requested: string): string {
-  if (guarded && !principal) {
-    if (requested) throw new ConnectError(`anonymous callers may not act as a user (user_id ${quote(requested)}): send credentials`, Code.Unauthenticated);
-    return "";
-  }
-  return actingUser(principal, requested);
-}
-
 type Rpc = { service: string; method: string; userId?: string };
 
 // The one admission of an RPC: the generation's admit hooks, then who the call acts as.
 async function admit(gen: Generation, call: CallInfo, rpc: Rpc): Promise<Admitted> {
-  const principal = await gen.parts.admission.admit(call, rpc.service, rpc.method);
-  const guarded = gen.parts.admission.guarded;
-  return { gen, principal, user: callUser(guarded, principal, rpc.userId ?? ""), anonymous: guarded && !principal };
+  const caller: Caller = { guarded: gen.parts.admission.guarded, principal: await gen.parts.admission.admit(call, rpc.service, rpc.method) };
+  return { gen, ...caller, user: callUser(caller, rpc.userId ?? ""), anonymous: isAnonymous(caller) };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Code, ConnectError, invalidArgument, notFound } from "@qingyu/plugin-api";
+import { invalidArgument, notFound } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   CreateSessionResponseSchema,
@@ -14,20 +14,14 @@ import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toCheckpoint, toSession } from "./convert.ts";
+import { sessionOwner } from "../pipeline/acting.ts";
 import { ids } from "./ids.ts";
 import { admitted, type Admitted } from "./scope.ts";
 
 const SERVICE = SessionService.typeName;
 
-/**
- * Whose sessions a call may touch: the acting user's, or anyone's for an admin
- * that named no user. An anonymous caller (allowAnonymous) owns no session and
- * may touch none: a session id alone is not a credential.
- */
-function owner({ principal, user, anonymous }: Admitted): string {
-  if (anonymous) throw new ConnectError("sessions need credentials: anonymous callers may not use them", Code.Unauthenticated);
-  return principal?.admin && user === principal.id ? "" : user;
-}
+// Whose sessions a call may touch (an anonymous caller: none).
+const owner = (a: Admitted) => sessionOwner(a, a.user);
 
 /**
  * SessionService: proto in, SessionManager, proto out. Every RPC passes the

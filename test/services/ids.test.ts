@@ -1,7 +1,6 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import { ids, MAX_NAME_BYTES } from "../../src/services/ids.ts";
-import { callUser } from "../../src/services/scope.ts";
 
 function refusal(fn: () => unknown): ConnectError {
   try {
@@ -43,18 +42,5 @@ describe("ids at the service edge", () => {
   it("bounds a page token without decoding it", () => {
     expect(ids.pageToken("abc")).toBe("abc");
     expect(refusal(() => ids.pageToken("t".repeat(10_000))).code).toBe(Code.InvalidArgument);
-  });
-});
-
-describe("callUser", () => {
-  const bob = { id: "bob", admin: false, roles: [], method: "api-key" };
-  it("lets an anonymous caller on a guarded server act as nobody, and name nobody", () => {
-    expect(callUser(true, undefined, "")).toBe("");
-    expect(refusal(() => callUser(true, undefined, "bob")).code).toBe(Code.Unauthenticated);
-  });
-  it("keeps actingUser's rule otherwise", () => {
-    expect(callUser(false, undefined, "bob")).toBe("bob");
-    expect(callUser(true, bob, "")).toBe("bob");
-    expect(refusal(() => callUser(true, bob, "alice")).code).toBe(Code.PermissionDenied);
   });
 });
