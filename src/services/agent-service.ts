@@ -11,8 +11,7 @@ import {
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
-import { untilAborted } from "../abort.ts";
-import { admitted, admittedRun, onGeneration } from "./scope.ts";
+import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
 import { batchGateOf } from "../executor/batch-gate.ts";
 
 /** Batch limits from config. */
@@ -33,15 +32,8 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
   return {
     async execute(req, call) {
       const input = toExecuteInput(req);
-      const gen = live.current;
-      gen.enter();
-      try {
-        // Not held past the call's end by code that ignores the signal: the generation must be released.
-        const result = await untilAborted(gen.parts.executor.execute(input, call), call.signal);
-        return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: input.sessionId });
-      } finally {
-        gen.leave();
-      }
+      const result = await onGenerationCall(live, call.signal, (gen) => gen.parts.executor.execute(input, call));
+      return create(ExecuteResponseSchema, { result: toAgentResult(result), sessionId: input.sessionId });
     },
 
     async *executeStream(req, call) {
@@ -68,7 +60,7 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
     executeBatch(req, call) {
       // Refused as a whole before any item runs: one unauthenticated request must not become a
       // hundred item errors (and a hundred alerts). Items still run their onion, as Execute does.
-      return admittedRun(live, call, { service: AgentService.typeName, method: "ExecuteBatch" }, async ({ gen }) => {
+      return admitted(live, call, { service: AgentService.typeName, method: "ExecuteBatch" }, async ({ gen }) => {
         const batch: BatchPolicy = gen.parts.config.executor.batch;
         if (req.requests.length === 0) throw invalidArgument("requests", "must not be empty");
         if (req.requests.length > batch.maxItems) {

@@ -22,65 +22,27 @@ async function admit(gen: Generation, call: CallInfo, rpc: Rpc): Promise<Admitte
 }
 
 /**
- * Runs one unary RPC on the current generation: its admit hooks first, then
- * `fn`. The generation is held until `fn` settles, so a reload never disposes
- * plugins under a running call.
+ * The one rule for how a unary call holds its plugin generation: the current
+ * one is entered at the start and released when `fn` settles or the call is
+ * aborted, whichever comes first; an aborted call is answered with its abort
+ * reason at once, even while code under `fn` ignores the signal. So a reload
+ * never disposes plugins under a running call, and a cancelled one never keeps
+ * an old generation alive.
  */
-export async function admitted<T>(
-  live: LiveRuntime,
-  call: CallInfo,
-  rpc: Rpc,
-  fn: (a: Admitted) => Promise<T>,
-): Promise<T> {
+export function onGenerationCall<T>(live: LiveRuntime, signal: AbortSignal, fn: (gen: Generation) => Promise<T>): Promise<T> {
   const gen = live.current;
-  gen.enter();
-  try {
-    return await fn(await admit(gen, call, rpc));
-  } finally {
-    gen.leave();
-  }
-}
-
-/** As admitted(), for a server stream: the generation is held until the stream ends or the call is aborted. */
-export async function* admittedStream<T>(
-  live: LiveRuntime,
-  call: CallInfo,
-  rpc: Rpc,
-  fn: (a: Admitted) => AsyncIterable<T>,
-): AsyncGenerator<T> {
-  const gen = live.current;
-  const release = hold(gen, call.signal);
-  try {
-    yield* fn(await admit(gen, call, rpc));
-  } finally {
-    release();
-  }
-}
-
-/**
- * As admitted(), for a unary call that runs agents (ExecuteBatch): the
- * generation is released, and the call answered with its abort reason, as
- * soon as the call is aborted, even when code under `fn` ignores the signal.
- */
-export function admittedRun<T>(
-  live: LiveRuntime,
-  call: CallInfo,
-  rpc: Rpc,
-  fn: (a: Admitted) => Promise<T>,
-): Promise<T> {
-  const gen = live.current;
-  const release = hold(gen, call.signal);
+  const release = hold(gen, signal);
   const work = (async () => {
     try {
-      return await fn(await admit(gen, call, rpc));
+      return await fn(gen);
     } finally {
       release();
     }
   })();
-  return untilAborted(work, call.signal);
+  return untilAborted(work, signal);
 }
 
-/** Holds the current generation for an agent run (its onion does its own admission), as admittedStream(). */
+/** As onGenerationCall(), for a server stream: the generation is held until the stream ends or the call is aborted. */
 export async function* onGeneration<T>(live: LiveRuntime, signal: AbortSignal, fn: (gen: Generation) => AsyncIterable<T>): AsyncGenerator<T> {
   const gen = live.current;
   const release = hold(gen, signal);
@@ -89,6 +51,11 @@ export async function* onGeneration<T>(live: LiveRuntime, signal: AbortSignal, f
   } finally {
     release();
   }
+}
+
+/** Runs one unary RPC held as onGenerationCall() says: its admission first (who calls, as whom), then `fn`. */
+export function admitted<T>(live: LiveRuntime, call: CallInfo, rpc: Rpc, fn: (a: Admitted) => Promise<T>): Promise<T> {
+  return onGenerationCall(live, call.signal, async (gen) => fn(await admit(gen, call, rpc)));
 }
 
 /**
