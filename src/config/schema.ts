@@ -1,6 +1,7 @@
 import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
 import { DEFAULT_SESSION_BOUNDS } from "../sessions/bounds.ts";
+import { DEFAULT_MAX_CHECKPOINT_DEPTH, MAX_CHECKPOINT_DEPTH } from "../sessions/checkpoint-depth.ts";
 import { DEFAULT_PAGE_BYTES } from "../sessions/types.ts";
 
 const port = z.int().min(0).max(65535);
@@ -159,6 +160,8 @@ export const ConfigSchema = z.strictObject({
       getMessagesLimit: z.int().min(0).default(200),
       /** Largest checkpoint accepted, as JSON bytes. */
       maxCheckpointBytes: z.int().positive().default(1024 * 1024),
+      /** Deepest checkpoint data accepted, in levels of objects and lists (`data` is 1): the default is the deepest Python grpcio reads back, the maximum what protobuf-es does. */
+      maxCheckpointDepth: z.int().min(1).max(MAX_CHECKPOINT_DEPTH).default(DEFAULT_MAX_CHECKPOINT_DEPTH),
       /** How many checkpoints each session keeps; older ones are pruned as new ones are saved. */
       checkpointsKept: z.int().positive().default(20),
       defaultPageSize: z.int().positive().default(20),

@@ -1,5 +1,6 @@
 import { type ChatMessage, Code, ConnectError, type EventBus, invalidArgument, notFound } from "@qingyu/plugin-api";
 import { checkMetadata, DEFAULT_SESSION_BOUNDS, type SessionBounds } from "./bounds.ts";
+import { checkCheckpointDepth, DEFAULT_MAX_CHECKPOINT_DEPTH } from "./checkpoint-depth.ts";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
 
 /** Session limits from config; a bound left out takes its default (DEFAULT_SESSION_BOUNDS). */
@@ -10,6 +11,8 @@ export interface SessionPolicy extends Partial<SessionBounds> {
   historyTokens: number;
   getMessagesLimit: number;
   maxCheckpointBytes: number;
+  /** Deepest checkpoint data accepted, in levels of objects and lists; default DEFAULT_MAX_CHECKPOINT_DEPTH. */
+  maxCheckpointDepth?: number;
   checkpointsKept: number;
   defaultPageSize: number;
   maxPageSize: number;
@@ -130,6 +133,7 @@ export class SessionManager {
     if (bytes > this.policy.maxCheckpointBytes) {
       throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);
     }
+    checkCheckpointDepth(data, this.policy.maxCheckpointDepth ?? DEFAULT_MAX_CHECKPOINT_DEPTH);
     const session = await this.get(sessionId, userId);
     const checkpoint = await this.store.saveCheckpoint(sessionId, { data, expectedVersion: expectedVersion ?? -1, keep: this.policy.checkpointsKept });
     this.events.publish({
