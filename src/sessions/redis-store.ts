@@ -213,7 +213,7 @@ export class RedisSessionStore implements SessionStore {
   async close(): Promise<void> {}
 
   /** The session's hash, messages, checkpoints and checkpoint versions, in the scripts' KEYS order. */
-  private keys(sessionId: string): string[] {
+  private keys(sessionId: string): [string, string, string, string] {
     const base = `${this.sessionPrefix}{${sessionId}}`;
     return [base, `${base}:m`, `${base}:c`, `${base}:cv`];
   }

@@ -229,10 +229,9 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
   });
 
   it("ends a call at its deadline with DEADLINE_EXCEEDED", async () => {
-    const started = Date.now();
+    // The slow agent would answer (OK) after 1.6 s: the status says the 200 ms deadline came first.
     const status = await statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task: "a b c d e f g h i j k l m n o p" }, { timeoutMs: 200 }));
     expect(status.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it("publishes events to EventService subscribers, filtered by agent", async () => {

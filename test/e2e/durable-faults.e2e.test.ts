@@ -78,20 +78,20 @@ describe(`session store faults with a Redis the test starts and stops (${runtime
 
     await own.kill();
     const killedAt = Date.now();
+    // UNAVAILABLE, not DEADLINE_EXCEEDED: the store answered before a 10 s deadline rather than waiting for
+    // Redis. How fast (and how soon NOT_SERVING) is timed in stores.faults, not here.
     const [turn, read] = await Promise.all([
-      timed(client.unary(AgentService, A.execute, { sessionId: before, userId, task: "down" })),
-      timed(client.unary(SessionService, S.getSession, { sessionId: before, userId })),
+      timed(client.unary(AgentService, A.execute, { sessionId: before, userId, task: "down" }, { timeoutMs: 10_000 })),
+      timed(client.unary(SessionService, S.getSession, { sessionId: before, userId }, { timeoutMs: 10_000 })),
     ]);
     for (const failed of [turn, read]) {
       expect(failed.code, failed.details).toBe("UNAVAILABLE");
       expect(failed.details).toContain("session store unavailable");
-      expect(failed.ms).toBeLessThan(3000);
     }
     // While ioredis reconnects, a ping waits for its next failed attempt or commandTimeoutMs (1 s),
     // whichever comes first; the next health tick (every 300 ms) then reports it.
-    await healthBecomes(client, Serving.NOT_SERVING, 3000);
+    await healthBecomes(client, Serving.NOT_SERVING, 10_000);
     const notServingAfter = Date.now() - killedAt;
-    expect(notServingAfter).toBeLessThan(1000 + 2 * 300 + 400);
     // Nothing that needs no session is affected, and the process is still there.
     expect((await client.unary(AgentService, A.execute, { agentId: "echo", task: "stateless" })).result?.output).toBe("[history=0] stateless");
     expect(server.child.exitCode).toBeNull();

@@ -53,9 +53,10 @@ describe("a stalled upstream stream and per-agent limits, through the server", (
     expect(deltas).toEqual(["partial"]);
     expect(grpc.status[err.code]).toBe("UNAVAILABLE");
     expect(err.details).toContain(`sent nothing for ${IDLE_MS} ms (idleTimeoutMs)`);
+    // Ended by the idle timeout, before the call's own 10 s deadline (which would say DEADLINE_EXCEEDED), and
+    // not before IDLE_MS: a lower bound, which load only makes hold by more (how soon after: timing.faults).
     expect(waited).toBeGreaterThanOrEqual(IDLE_MS - 50);
-    expect(waited).toBeLessThan(IDLE_MS + 1500);
-    await fake.waitForClose(index, 2000);
+    await fake.waitForClose(index, 5000);
     await new Promise((r) => setTimeout(r, 200));
     expect(fake.requests.length - index).toBe(1);
   });
@@ -70,7 +71,7 @@ describe("a stalled upstream stream and per-agent limits, through the server", (
     expect(res.result?.output).toBe("recovered");
     expect(Date.now() - started).toBeGreaterThanOrEqual(IDLE_MS - 50);
     expect(fake.requests.length - index).toBe(2);
-    await fake.waitForClose(index, 2000);
+    await fake.waitForClose(index, 5000);
   });
 
   it("refuses a task over the agent's maxTaskBytes before calling upstream", async () => {

@@ -46,9 +46,7 @@ export function decodeEntry(text: string): CachedRun | undefined {
   return { model, chunks, result };
 }
 
-const encoder = new TextEncoder();
-
-/** Size of a stored entry in UTF-8 bytes. */
+/** Size of a stored entry in UTF-8 bytes (counted without copying: entries reach `maxEntryBytes`). */
 export function entryBytes(text: string): number {
-  return encoder.encode(text).byteLength;
+  return Buffer.byteLength(text, "utf8");
 }

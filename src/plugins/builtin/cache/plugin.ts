@@ -13,6 +13,10 @@ const Options = z
     ttlSeconds: z.number().positive().default(300),
     /** Memory backend: most entries kept; the least recently used is evicted first. */
     maxEntries: z.int().positive().default(1000),
+    // 64 MiB: 64 answers at the 1 MiB entry limit, thousands of typical ones; a bound well inside a default
+    // Node heap, which it costs up to twice over (V8 keeps a string in 1 or 2 bytes a character).
+    /** Memory backend: most bytes held, each entry counted as its stored size (as `maxEntryBytes`); the least recently used go until a new entry fits, and one larger than this is not stored. */
+    maxBytes: z.int().positive().default(64 * 1024 * 1024),
     /** Answers whose stored entry (chunks and result) is larger than this, in bytes, are not cached. */
     maxEntryBytes: z.int().positive().default(1024 * 1024),
     /** Redis backend: prefix of every key, to share one Redis between deployments. */
@@ -44,7 +48,7 @@ export default definePlugin({
     const store: CacheStore =
       options.backend === "redis"
         ? new RedisCache(redis(), options.keyPrefix, logger)
-        : new MemoryCache({ maxEntries: options.maxEntries });
+        : new MemoryCache({ maxEntries: options.maxEntries, maxBytes: options.maxBytes });
     return cacheMiddleware(store, options, logger, meter);
   },
 });

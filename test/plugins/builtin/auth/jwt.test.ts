@@ -154,7 +154,7 @@ describe("auth: RS256", () => {
   });
 
   it("refuses a token whose signature was tampered with", async () => {
-    const [h, p, s] = (await token(privateKey, "RS256", { email: "carol@example.com" })).split(".");
+    const [h, p, s] = (await token(privateKey, "RS256", { email: "carol@example.com" })).split(".") as [string, string, string];
     const flipped = s.slice(0, 20) + (s[20] === "A" ? "B" : "A") + s.slice(21);
     expect(await refusal(mw, { headers: bearer(`${h}.${p}.${flipped}`) })).toEqual({ code: Code.Unauthenticated, message: "token signature is invalid" });
   });
