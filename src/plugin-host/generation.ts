@@ -4,6 +4,7 @@ import type { AgentRegistry } from "../agents/registry.ts";
 import type { Config } from "../config/schema.ts";
 import type { Executor } from "../executor/executor.ts";
 import type { Admission } from "../pipeline/admission.ts";
+import { forgetPlugin } from "./import-cache.ts";
 import type { CatalogEntry } from "./loader.ts";
 import { handlerListener } from "../telemetry/handler-run.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
@@ -78,14 +79,16 @@ export class Generation {
 
   /**
    * Releases every product set up for it, innermost last-set-up first, and the
-   * plugin modules `successor` no longer uses. A dispose that fails is logged.
+   * plugin modules no generation still running uses (`stillUsed`; none at
+   * shutdown). A dispose that fails is logged.
    */
-  async dispose(log: Logger, successor?: Generation): Promise<void> {
+  async dispose(log: Logger, stillUsed: (definition: PluginDefinition) => boolean = () => false): Promise<void> {
     this.deactivate();
     await disposeAll(log, this.parts.disposables);
     for (const definition of this.parts.definitions) {
-      if (successor?.parts.definitions.has(definition) || !definition.dispose) continue;
+      if (stillUsed(definition) || !definition.dispose) continue;
       await disposeQuietly(log, `plugin "${definition.name}"`, () => definition.dispose!());
+      forgetPlugin(definition);
     }
   }
 }

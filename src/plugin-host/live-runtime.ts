@@ -25,6 +25,8 @@ const RESTART_ONLY: readonly (keyof Config)[] = ["server", "log", "sessions", "r
 export class LiveRuntime {
   private serial: Promise<unknown> = Promise.resolve();
   private readonly retiring = new Set<Promise<void>>();
+  // The current generation and those not yet disposed: a plugin an unchanged file gave is shared by them.
+  private readonly held = new Set<Generation>();
   private closed = false;
 
   constructor(
@@ -34,6 +36,7 @@ export class LiveRuntime {
     private readonly log: Logger,
   ) {
     generation.activate(events);
+    this.held.add(generation);
   }
 
   /** The generation a call starting now runs on. */
@@ -66,7 +69,11 @@ export class LiveRuntime {
     next.activate(this.events);
     old.deactivate();
     this.generation = next;
-    const retire = old.idle().then(() => old.dispose(this.log, next));
+    this.held.add(next);
+    const retire = old.idle().then(() => {
+      this.held.delete(old);
+      return old.dispose(this.log, (definition) => [...this.held].some((g) => g.parts.definitions.has(definition)));
+    });
     this.retiring.add(retire);
     void retire.finally(() => this.retiring.delete(retire));
     this.log.info({ generation: next.id, pipeline: next.parts.pipeline, agents: next.parts.agents.list().map((a) => a.id) }, "reloaded");

@@ -4,6 +4,7 @@ import { dirname, extname, join, resolve } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { forgetCommonJs } from "../runtime/module-cache.ts";
+import { cachedPlugin, contentHash, rememberPlugin } from "./import-cache.ts";
 import { loadFailureReason } from "./load-error.ts";
 
 /** A plugin that could not be loaded or set up; start-up stops with exit status 2. */
@@ -32,8 +33,10 @@ export interface DiscoveryOptions {
   /** Where packages are resolved from (the config file's directory). */
   baseDir?: string;
   /**
-   * Appended to module URLs as a query so that a reload imports files afresh
-   * instead of getting the module cache's old copy.
+   * Appended to module URLs as a query so that a reload imports edited files
+   * afresh instead of getting the module cache's old copy; a file whose bytes
+   * are unchanged since its last such import gives the same plugin again
+   * (import-cache.ts).
    */
   bust?: string;
   /**
@@ -148,6 +151,11 @@ async function importPlugin(file: string, bust: string | undefined, label = file
   let mod: { default?: unknown };
   const path = resolve(file);
   const url = pathToFileURL(path).href;
+  // Read before the import: an edit made while it runs is then seen by the next reload. Without
+  // a bust (start-up, check) the module cache answers by URL as it always did, and this one stays out.
+  const hash = bust ? contentHash(path) : undefined;
+  const unchanged = cachedPlugin(path, hash);
+  if (unchanged) return unchanged;
   if (bust) forgetCommonJs(path);
   try {
     mod = await import(bust ? `${url}?${bust}` : url);
@@ -157,6 +165,7 @@ async function importPlugin(file: string, bust: string | undefined, label = file
   const exported = defaultExport(mod);
   const problem = pluginShapeProblem(exported);
   if (problem) throw new PluginError(`${label}: ${problem}`);
+  if (bust) rememberPlugin(path, hash, exported as PluginDefinition);
   return exported as PluginDefinition;
 }
 

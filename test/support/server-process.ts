@@ -129,7 +129,7 @@ export async function serveFile(file: string, args: string[] = [], env: Record<s
         // not a log line
       }
     });
-    exited.then((code) => rej(new Error(`server exited (${code}) before listening:\n${stderr}`)));
+    void exited.then((code) => rej(new Error(`server exited (${code}) before listening:\n${stderr}`)));
     setTimeout(() => rej(new Error(`server did not start within 30 s:\n${stderr}`)), 30_000).unref();
   });
   // A server that never announced itself must not outlive the test run.

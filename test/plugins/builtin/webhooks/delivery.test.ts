@@ -120,7 +120,7 @@ describe("webhook delivery", () => {
     const { handler, lines } = await setUp({ endpoints: [{ url: r.url, secret: SECRET }], ...fast, concurrency: 1, maxQueue: 2 });
     const events = [1, 2, 3, 4].map((n) => runtimeEvent({ data: { n } }));
     // The first goes out at once; 2 and 3 wait; 4 pushes 2, the oldest waiting, out.
-    for (const event of events) handler.handle(event);
+    for (const event of events) void handler.handle(event);
     expect(undeliverable(lines)).toHaveLength(1);
     expect(undeliverable(lines)[0]).toMatchObject({ level: 50, webhook: r.url, attempts: 0, event: { id: events[1]!.id, data: { n: 2 } } });
     expect(undeliverable(lines)[0]!.reason).toMatch(/queue full/);
@@ -136,7 +136,7 @@ describe("webhook delivery", () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     const r = await receiver(async () => (await gate, 200));
     const { handler } = await setUp({ endpoints: [{ url: r.url, secret: SECRET }], concurrency: 2 });
-    for (let i = 0; i < 3; i++) handler.handle(runtimeEvent());
+    for (let i = 0; i < 3; i++) void handler.handle(runtimeEvent());
     await waitFor(() => r.requests.length === 2);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(r.requests).toHaveLength(2);
@@ -155,8 +155,8 @@ describe("webhook delivery", () => {
       ],
     });
     expect(handler.types).toBe("any");
-    handler.handle(runtimeEvent({ type: "AGENT_STARTED" }));
-    handler.handle(runtimeEvent({ type: "ERROR_OCCURRED" }));
+    void handler.handle(runtimeEvent({ type: "AGENT_STARTED" }));
+    void handler.handle(runtimeEvent({ type: "ERROR_OCCURRED" }));
     await handler.dispose!();
     expect(errorsOnly.requests.map((req) => req.headers["x-qingyu-event-type"])).toEqual(["ERROR_OCCURRED"]);
     expect(everything.requests.map((req) => req.headers["x-qingyu-event-type"]).sort()).toEqual(["AGENT_STARTED", "ERROR_OCCURRED"]);
@@ -188,7 +188,7 @@ describe("webhooks dispose", () => {
     const r = await receiver(async () => (await new Promise((resolve) => setTimeout(resolve, 30)), 200));
     const { handler, lines } = await setUp({ endpoints: [{ url: r.url, secret: SECRET }], concurrency: 1 });
     const events = [1, 2, 3, 4, 5].map((n) => runtimeEvent({ data: { n } }));
-    for (const event of events) handler.handle(event);
+    for (const event of events) void handler.handle(event);
     expect(r.requests.length).toBeLessThan(5);
     // It returns when the queue is empty, before drainTimeoutMs (5 s) could end the wait.
     expect(await settlesBefore(handler.dispose!(), 5_000)).toBe(true);
@@ -202,8 +202,8 @@ describe("webhooks dispose", () => {
     const { handler, lines } = await setUp({ endpoints: [{ url: r.url, secret: SECRET }], concurrency: 1, drainTimeoutMs: 200, timeoutMs: 60_000 });
     const sent = runtimeEvent();
     const queued = runtimeEvent();
-    handler.handle(sent);
-    handler.handle(queued);
+    void handler.handle(sent);
+    void handler.handle(queued);
     await waitFor(() => r.requests.length === 1);
     // It gives up at drainTimeoutMs (200 ms), long before the POST's own timeout (60 s) would end it.
     expect(await settlesBefore(handler.dispose!(), 10_000)).toBe(true);
@@ -216,7 +216,7 @@ describe("webhooks dispose", () => {
     await waitFor(() => r.abandoned() === 1);
 
     const late = runtimeEvent();
-    handler.handle(late);
+    void handler.handle(late);
     expect(undeliverable(lines).at(-1)).toMatchObject({ level: 50, reason: expect.stringMatching(/closed/), event: { id: late.id } });
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Nothing was sent after dispose, and the hanging POST was not logged twice.

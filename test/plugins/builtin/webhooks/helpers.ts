@@ -36,13 +36,20 @@ export async function startReceiver(answer: (n: number, req: Received) => Answer
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", async () => {
+    req.on("end", () => {
       const received = { headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), at: performance.now() };
       const n = requests.push(received) - 1;
-      const a = await answer(n, received);
-      if (a === "hang") return void hanging.push(res);
-      const { status, headers } = typeof a === "number" ? { status: a, headers: {} } : a;
-      res.writeHead(status, headers).end(status >= 400 ? "no" : "ok");
+      // A scripted answer that throws is a broken test: answer 500 so the failure shows, never an unhandled rejection.
+      void Promise.resolve()
+        .then(() => answer(n, received))
+        .then(
+          (a) => {
+            if (a === "hang") return void hanging.push(res);
+            const { status, headers } = typeof a === "number" ? { status: a, headers: {} } : a;
+            res.writeHead(status, headers).end(status >= 400 ? "no" : "ok");
+          },
+          () => res.writeHead(500).end("the test's answer threw"),
+        );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
