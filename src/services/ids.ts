@@ -5,6 +5,8 @@ import { quote } from "../quote.ts";
 export const MAX_NAME_BYTES = 128;
 /** Longest page token a caller may send back; ours are far shorter. */
 export const MAX_PAGE_TOKEN_CHARS = 512;
+/** Highest session version: versions are JS numbers, exact up to 2^53-1. */
+export const MAX_VERSION = Number.MAX_SAFE_INTEGER;
 
 // Session and checkpoint ids are UUIDs in every store; any case is accepted and the
 // lower-case form is the id, so one session has one key in Redis as in PostgreSQL.
@@ -42,6 +44,18 @@ export const ids = {
   /** A model name asked for in options, as the user id. */
   model(raw: string, field = "options.model"): string {
     return name(raw, field);
+  },
+
+  /**
+   * A session version a caller expects (SaveCheckpoint's expected_version):
+   * unset stays undefined (no check). Versions count writes in JS numbers, so
+   * one past MAX_VERSION could never be reached, and would compare rounded.
+   */
+  version(raw: bigint | undefined, field = "expected_version"): number | undefined {
+    if (raw === undefined) return undefined;
+    if (raw < 0n) throw invalidArgument(field, `is ${raw}; a version is never negative`);
+    if (raw > BigInt(MAX_VERSION)) throw invalidArgument(field, `is ${raw}; no session reaches a version above ${MAX_VERSION} (2^53-1)`);
+    return Number(raw);
   },
 
   /** A page token: bounded here, decoded (and refused if forged) by the store. */

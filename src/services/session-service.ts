@@ -15,6 +15,7 @@ import type { SessionManager } from "../sessions/manager.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toCheckpoint, toSession } from "./convert.ts";
 import { sessionOwner } from "../pipeline/acting.ts";
+import { checkCheckpointData } from "./checkpoint-data.ts";
 import { ids } from "./ids.ts";
 import { admitted, type Admitted } from "./scope.ts";
 
@@ -68,8 +69,11 @@ export function sessionService(sessions: SessionManager, live: LiveRuntime): Ser
 
     saveCheckpoint(req, call) {
       const sessionId = ids.session(req.sessionId);
+      const expectedVersion = ids.version(req.expectedVersion);
       return admitted(live, call, { service: SERVICE, method: "SaveCheckpoint", userId: ids.user(req.userId) }, async (a) => {
-        const checkpoint = await sessions.saveCheckpoint(sessionId, owner(a), req.data ?? {}, req.expectedVersion === undefined ? undefined : Number(req.expectedVersion));
+        const data = req.data ?? {};
+        checkCheckpointData(data);
+        const checkpoint = await sessions.saveCheckpoint(sessionId, owner(a), data, expectedVersion);
         return create(SaveCheckpointResponseSchema, { checkpoint: toCheckpoint(checkpoint) });
       });
     },

@@ -3,6 +3,9 @@ import { checkMetadata, DEFAULT_SESSION_BOUNDS, type SessionBounds } from "./bou
 import { checkCheckpointDepth, DEFAULT_MAX_CHECKPOINT_DEPTH } from "./checkpoint-depth.ts";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
 
+// NUL as JSON.stringify writes it: \u0000 after an even number of backslashes (an odd one is a literal "\\u0000").
+const ESCAPED_NUL = /(?<!\\)(?:\\\\)*\\u0000/;
+
 /** Session limits from config; a bound left out takes its default (DEFAULT_SESSION_BOUNDS). */
 export interface SessionPolicy extends Partial<SessionBounds> {
   ttlSeconds: number;
@@ -128,7 +131,7 @@ export class SessionManager {
     if (expectedVersion !== undefined && expectedVersion < 0) throw invalidArgument("expected_version", "must not be negative");
     const json = JSON.stringify(data);
     // PostgreSQL's jsonb cannot hold NUL: refuse it the same way on every store.
-    if (json.includes("\\u0000")) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
+    if (json.includes("\\u0000") && ESCAPED_NUL.test(json)) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
     const bytes = Buffer.byteLength(json, "utf8");
     if (bytes > this.policy.maxCheckpointBytes) {
       throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import { ids, MAX_NAME_BYTES } from "../../src/services/ids.ts";
+import { ids, MAX_NAME_BYTES, MAX_VERSION } from "../../src/services/ids.ts";
 
 function refusal(fn: () => unknown): ConnectError {
   try {
@@ -42,5 +42,17 @@ describe("ids at the service edge", () => {
   it("bounds a page token without decoding it", () => {
     expect(ids.pageToken("abc")).toBe("abc");
     expect(refusal(() => ids.pageToken("t".repeat(10_000))).code).toBe(Code.InvalidArgument);
+  });
+
+  it(`takes an expected version from 0 to ${MAX_VERSION} (2^53-1) exactly, and unset as no check`, () => {
+    expect(ids.version(undefined)).toBeUndefined();
+    expect(ids.version(0n)).toBe(0);
+    expect(ids.version(7n)).toBe(7);
+    expect(ids.version(BigInt(MAX_VERSION))).toBe(MAX_VERSION);
+    // Past 2^53 Number() rounds: 2^53+1 would compare equal to 2^53.
+    for (const bad of [-1n, -(2n ** 63n), BigInt(MAX_VERSION) + 1n, 2n ** 53n + 1n, 2n ** 63n - 1n]) {
+      const err = refusal(() => ids.version(bad));
+      expect([err.code, err.rawMessage.startsWith("expected_version: ")]).toEqual([Code.InvalidArgument, true]);
+    }
   });
 });

@@ -234,6 +234,15 @@ describe("SessionManager: delete", () => {
 });
 
 describe("SessionManager: checkpoints", () => {
+  it("refuses NUL in checkpoint data but keeps a literal backslash-u0000 (a Windows path, an escaped string) as written", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    expect((await rejection(manager.saveCheckpoint(s.id, "alice", { note: "a\u0000b" }, undefined))).code).toBe(Code.InvalidArgument);
+    const literal = { path: "C:\\u0000\\x", escaped: "\\\\u0000" };
+    const cp = await manager.saveCheckpoint(s.id, "alice", literal, undefined);
+    expect((await manager.getCheckpoint(s.id, "alice", cp.id)).data).toEqual(literal);
+  });
+
   it("saves a checkpoint and publishes CHECKPOINT_SAVED with its id and version", async () => {
     const { manager, events } = setup();
     const s = await manager.create("alice", "helper", {}, 0);
