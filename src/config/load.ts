@@ -80,6 +80,6 @@ function section(raw: Record<string, unknown>, key: string): Record<string, unkn
 }
 
 /** One line per problem, each naming the key path: the plugin options' format, so config and options errors read alike. */
-export function formatIssues(error: z.ZodError, prefix = ""): string {
+function formatIssues(error: z.ZodError, prefix = ""): string {
   return error.issues.map((issue) => `  ${formatIssue(issue, prefix)}`).join("\n");
 }

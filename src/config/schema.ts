@@ -8,7 +8,7 @@ const port = z.int().min(0).max(65535);
 const positiveMs = z.int().positive();
 
 /** A plugin named in config, with its options. A bare string means no options. */
-export const PluginRefSchema = z.union([
+const PluginRefSchema = z.union([
   z.string().min(1),
   z.strictObject({
     plugin: z.string().min(1),
@@ -64,7 +64,7 @@ export const AgentSchema = z.strictObject({
 const timerMs = positiveMs.max(2 ** 31 - 1);
 
 /** Transport limits, the same on both ports where the protocol allows (README: `server.limits.*`). */
-export const ServerLimitsSchema = z
+const ServerLimitsSchema = z
   .strictObject({
     /** Largest message received or sent, counted after decompression. */
     maxMessageBytes: z.int().positive().default(4 * 1024 * 1024),
@@ -284,4 +284,3 @@ export const ConfigSchema = z.strictObject({
 
 /** The validated configuration. */
 export type Config = z.infer<typeof ConfigSchema>;
-export type PluginRef = z.infer<typeof PluginRefSchema>;

@@ -17,7 +17,7 @@ export interface BatchSlots {
 }
 
 /** What a refused batch is told to wait before trying again: items finish in milliseconds to seconds. */
-export const BATCH_RETRY_AFTER_MS = 1000;
+const BATCH_RETRY_AFTER_MS = 1000;
 
 /** Slots for a batch run outside any gate (tests, embedding). */
 export const unlimitedSlots: BatchSlots = { acquire: () => Promise.resolve(), release: () => undefined };

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { locateSyntaxError } from "../runtime/syntax-check.ts";
 
 /** A syntax error as far as the error says where it is. */
-export interface SyntaxProblem {
+interface SyntaxProblem {
   /** The file the error is in (the plugin's entry, or a module it imports). */
   file?: string;
   line?: number;
@@ -29,7 +29,7 @@ export interface SyntaxProblem {
  * the module that was imported: tsx names a `.mts`/`.mjs` file `.ts`/`.js` in
  * its messages, and this puts the real name back.
  */
-export function syntaxProblemOf(err: unknown, file: string): SyntaxProblem | undefined {
+function syntaxProblemOf(err: unknown, file: string): SyntaxProblem | undefined {
   if (!(err instanceof Error)) return undefined;
   const message = String(err.message);
   if (err.name === "TransformError" || /^Transform failed with \d+ errors?:/.test(message)) {

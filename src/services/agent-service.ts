@@ -15,7 +15,7 @@ import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
 import { batchGateOf } from "../executor/batch-gate.ts";
 
 /** Batch limits from config. */
-export interface BatchPolicy {
+interface BatchPolicy {
   defaultConcurrency: number;
   maxConcurrency: number;
   maxItems: number;

@@ -4,7 +4,7 @@ import { quote } from "../quote.ts";
 /** Longest user id, agent id or model name a caller may send, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 128;
 /** Longest page token a caller may send back; ours are far shorter. */
-export const MAX_PAGE_TOKEN_CHARS = 512;
+const MAX_PAGE_TOKEN_CHARS = 512;
 /** Highest session version: versions are JS numbers, exact up to 2^53-1. */
 export const MAX_VERSION = Number.MAX_SAFE_INTEGER;
 

@@ -234,7 +234,7 @@ const CONNECTION =
   /Connection is closed|Command timed out|Stream isn't writeable|max retries per request|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN/i;
 
 /** A failed Redis call as a status: UNAVAILABLE when Redis is unreachable, INTERNAL when the command itself is wrong. */
-export function redisFailure(err: unknown): ConnectError {
+function redisFailure(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = err as { name?: string; message?: string; code?: string } | undefined;
   const message = String(e?.message ?? err);

@@ -5,7 +5,7 @@ import { toConnectError } from "../errors.ts";
 import { clip } from "../quote.ts";
 
 /** Longest status message sent, in characters (percent-encoded, grpc-message may take three bytes each). */
-export const MAX_STATUS_MESSAGE = 1024;
+const MAX_STATUS_MESSAGE = 1024;
 
 /**
  * The one mapping of a service method's failure to what the client sees, for

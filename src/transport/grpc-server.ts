@@ -25,7 +25,7 @@ export interface TransportOptions {
  * metadata size (the adapter checks it) nor for the client ping policy (it
  * accepts any keepalive pings).
  */
-export function grpcServerOptions(limits: ServerLimits): grpc.ServerOptions {
+function grpcServerOptions(limits: ServerLimits): grpc.ServerOptions {
   return {
     // Both are checked on the decompressed message.
     "grpc.max_receive_message_length": limits.maxMessageBytes,

@@ -14,14 +14,14 @@ import { constants, type Http2ServerRequest, type Http2Stream } from "node:http2
 type NodeServerRequest = IncomingMessage | Http2ServerRequest;
 
 /** How long an ended streaming call waits for its client to read up to the status before its stream is reset. */
-export const STALLED_END_GRACE_MS = 3000;
+const STALLED_END_GRACE_MS = 3000;
 
 /**
  * The RST_STREAM code for a call that ended with `code`: ENHANCE_YOUR_CALM, which
  * gRPC and Connect clients report as RESOURCE_EXHAUSTED, when that is what it was;
  * CANCEL (CANCELLED) otherwise.
  */
-export function resetCode(code: Code | undefined): number {
+function resetCode(code: Code | undefined): number {
   return code === Code.ResourceExhausted ? constants.NGHTTP2_ENHANCE_YOUR_CALM : constants.NGHTTP2_CANCEL;
 }
 
@@ -48,7 +48,7 @@ export function resetGrpcWhenStalled(call: grpc.ServerWritableStream<unknown, un
  * chain through `nextCall`, and the innermost one holds `stream`. The fault
  * suite (test/faults/subscribers.faults.test.ts) fails if this stops finding it.
  */
-export function grpcHttp2Stream(call: object): Http2Stream | undefined {
+function grpcHttp2Stream(call: object): Http2Stream | undefined {
   let inner = (call as { call?: unknown }).call;
   for (let depth = 0; inner && typeof inner === "object" && depth < 16; depth++) {
     const stream = (inner as { stream?: unknown }).stream;

@@ -15,7 +15,7 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
 }
 
 /** The server's calls per command, from INFO commandstats. */
-export async function commandCalls(admin: Redis): Promise<Map<string, number>> {
+async function commandCalls(admin: Redis): Promise<Map<string, number>> {
   const calls = new Map<string, number>();
   for (const line of (await admin.info("commandstats")).split("\n")) {
     const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());

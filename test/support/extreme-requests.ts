@@ -24,7 +24,7 @@ interface StringExtreme {
   jsonOnly?: boolean;
 }
 
-export const STRING_EXTREMES: StringExtreme[] = [
+const STRING_EXTREMES: StringExtreme[] = [
   { label: '""', value: "" },
   { label: "NUL", value: "\u0000" },
   { label: "NUL inside", value: "a\u0000b" },
@@ -40,7 +40,7 @@ export const STRING_EXTREMES: StringExtreme[] = [
   { label: "lone low surrogate", value: "a\uDC00b", jsonOnly: true },
 ];
 
-export const INT_EXTREMES: Array<[string, bigint]> = [
+const INT_EXTREMES: Array<[string, bigint]> = [
   ["0", 0n],
   ["-1", -1n],
   ["1", 1n],
@@ -56,7 +56,7 @@ export const INT_EXTREMES: Array<[string, bigint]> = [
 ];
 
 /** A double, and its JSON text in a double field and in a Struct (where NaN has no JSON form). */
-export const DOUBLE_EXTREMES: Array<[string, number, string, string | undefined]> = [
+const DOUBLE_EXTREMES: Array<[string, number, string, string | undefined]> = [
   ["NaN", NaN, '"NaN"', undefined],
   ["Infinity", Infinity, '"Infinity"', "1e999"],
   ["-Infinity", -Infinity, '"-Infinity"', "-1e999"],

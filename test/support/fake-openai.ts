@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo, Socket } from "node:net";
 
 /** Token counts as OpenAI reports them. */
-export interface FakeUsage {
+interface FakeUsage {
   prompt_tokens: number;
   completion_tokens: number;
 }
@@ -12,7 +12,7 @@ export interface FakeUsage {
  * the mode the request asked for: a stream behaviour given a `stream: false` request
  * answers one JSON completion of the joined chunks, and vice versa.
  */
-export type FakeBehaviour =
+type FakeBehaviour =
   | { kind: "stream"; chunks: string[]; delayMs?: number; usage?: FakeUsage; finishReason?: string }
   | { kind: "json"; content: string; usage?: FakeUsage; finishReason?: string; delayMs?: number }
   | { kind: "error"; status: number; headers?: Record<string, string>; body?: unknown }
@@ -20,7 +20,7 @@ export type FakeBehaviour =
   | { kind: "stream-then-hang"; chunks: string[]; delayMs?: number };
 
 /** One request as the server saw it, with what became of its connection. */
-export interface RecordedRequest {
+interface RecordedRequest {
   method: string;
   path: string;
   headers: IncomingHttpHeaders;

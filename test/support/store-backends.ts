@@ -5,11 +5,11 @@ import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import pg from "pg";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
-export const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = "redis://127.0.0.1:6379";
+const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
 
 /** Round trips sent so far, by backend. */
-export const sent = { redis: [] as string[], pg: 0 };
+const sent = { redis: [] as string[], pg: 0 };
 
 class CountingClient extends pg.Client {
   override query(...args: any[]): any {

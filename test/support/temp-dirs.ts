@@ -27,9 +27,3 @@ export function tempDir(prefix: string): string {
   registry().add(dir);
   return dir;
 }
-
-/** Removes a folder tempDir() made, now. */
-export function removeTempDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  registry().delete(dir);
-}

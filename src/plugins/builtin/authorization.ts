@@ -20,7 +20,7 @@ const Options = z
   .prefault({});
 
 /** Whether a principal matches one of the patterns (its id, "role:<name>" it holds, or "*"). */
-export function principalMatches(patterns: readonly string[], principal: Principal): boolean {
+function principalMatches(patterns: readonly string[], principal: Principal): boolean {
   return patterns.some((p) => {
     if (p === "*") return true;
     if (p.startsWith("role:")) return principal.roles.includes(p.slice("role:".length));
@@ -29,7 +29,7 @@ export function principalMatches(patterns: readonly string[], principal: Princip
 }
 
 /** Whether an agent id matches one of the patterns (exact, trailing-"*" prefix, or "*"). */
-export function agentMatches(patterns: readonly string[], agentId: string): boolean {
+function agentMatches(patterns: readonly string[], agentId: string): boolean {
   return patterns.some((p) => (p.endsWith("*") ? agentId.startsWith(p.slice(0, -1)) : p === agentId));
 }
 

@@ -14,7 +14,7 @@ const Options = z
 const countWords = (text: string): number => (text.match(/\S+/g) ?? []).length;
 
 /** The reply for a request: the task, prefixed with how much history came with it. */
-export function echoReply(req: ProviderRequest): string {
+function echoReply(req: ProviderRequest): string {
   const history = req.messages.filter((m) => m.role !== "system").length - 1;
   const task = req.messages.at(-1)?.content ?? "";
   return `[history=${history}] ${task}`;

@@ -1,9 +1,7 @@
 import { z } from "zod";
 
 /** The JWS algorithms the auth plugin verifies. */
-export const JWT_ALGORITHMS = ["HS256", "RS256", "ES256"] as const;
-/** One of JWT_ALGORITHMS. */
-export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+const JWT_ALGORITHMS = ["HS256", "RS256", "ES256"] as const;
 
 /** Shortest HS256 secret accepted, in bytes: RFC 7518 asks for at least the hash size. */
 export const MIN_SECRET_BYTES = 32;

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
  * JSON with object keys sorted at every level and undefined fields dropped, so
  * that equal inputs give equal text whatever order their fields were set in.
  */
-export function canonicalJson(value: unknown): string {
+function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
   if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`;
   const fields = Object.keys(value as Record<string, unknown>)

@@ -29,8 +29,6 @@ const configSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
 });
 
-export type OpenAIOptions = z.output<typeof configSchema>;
-
 /** What a chat-completions stream chunk carries that the provider reads. */
 interface StreamChunk {
   model?: string;

@@ -33,7 +33,7 @@ export function refilled(level: number, ts: number, now: number, capacity: numbe
 }
 
 /** Whole milliseconds until a bucket at `level` holds `amount`. */
-export function waitMs(level: number, amount: number, capacity: number): number {
+function waitMs(level: number, amount: number, capacity: number): number {
   return Math.max(1, Math.ceil(((amount - level) * REFILL_PERIOD_MS) / capacity));
 }
 

@@ -4,7 +4,7 @@ import type { AgentContext } from "@qingyu/plugin-api";
 const CHARS_PER_TOKEN = 4;
 
 /** A rough count of tokens in some text: ceil(chars / 4). */
-export function estimateTokens(chars: number): number {
+function estimateTokens(chars: number): number {
   return Math.ceil(chars / CHARS_PER_TOKEN);
 }
 

@@ -63,7 +63,7 @@ function configuredLimits(options: RateLimitOptions): Limit[] {
 }
 
 /** Whose bucket a call draws from: the authenticated principal, else the named user, else everyone anonymous. */
-export function principalKey(ctx: AgentContext): string {
+function principalKey(ctx: AgentContext): string {
   if (ctx.principal) return ctx.principal.id;
   return ctx.userId ? `user:${ctx.userId}` : "anonymous";
 }

@@ -69,7 +69,7 @@ const SOURCES: Record<BuiltinName, string> = {
 };
 
 /** Whether a card-shaped number passes the Luhn check (and has 13-19 digits). */
-export function luhn(text: string): boolean {
+function luhn(text: string): boolean {
   let sum = 0;
   let digits = 0;
   for (let i = text.length - 1; i >= 0; i--) {

@@ -78,6 +78,3 @@ export const RedactOptions = z
     }
   })
   .prefault({});
-
-/** The options as setup sees them. */
-export type RedactSettings = z.output<typeof RedactOptions>;

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { Detector } from "./detectors.ts";
 
 /** A custom pattern as the options give it, already validated. */
-export interface CustomPattern {
+interface CustomPattern {
   name: string;
   pattern: string;
   flags: string;

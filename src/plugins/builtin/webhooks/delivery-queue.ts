@@ -17,7 +17,7 @@ export interface DeliverySettings {
 }
 
 /** The message of an event that will not be delivered (or, at shutdown mid-POST, may not have been). */
-export const UNDELIVERABLE = "webhook undeliverable";
+const UNDELIVERABLE = "webhook undeliverable";
 
 // A dead receiver fails every delivery; one warning per interval summarizes them.
 const WARNING_INTERVAL_MS = 30_000;

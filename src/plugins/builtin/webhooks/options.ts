@@ -2,7 +2,7 @@ import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
 
 /** Shortest signing secret accepted: HMAC-SHA256 wants a key at least as long as its output. */
-export const MIN_SECRET_LENGTH = 32;
+const MIN_SECRET_LENGTH = 32;
 
 // An HTTP token (RFC 9110), so a bad name fails at start-up rather than at every POST.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -3,7 +3,6 @@ import { DeliveryQueue } from "./delivery-queue.ts";
 import { WebhookOptions, handlerTypes, resolveSecret } from "./options.ts";
 
 export { verifyWebhook, signWebhook } from "./signature.ts";
-export type { WebhookPayload } from "./send.ts";
 
 /**
  * POSTs selected runtime events as signed JSON to HTTP endpoints, retrying
