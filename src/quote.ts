@@ -1,5 +1,5 @@
 /** Longest caller value quoted whole in an error message or a log line, in UTF-16 units. */
-export const QUOTE_LIMIT = 64;
+const QUOTE_LIMIT = 64;
 
 /**
  * A caller-supplied value as an error or a log line may quote it: JSON-quoted
