@@ -1,4 +1,5 @@
-import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { COMPRESSED, END_STREAM, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 
 // connect-es reports a request body it cannot decode as protobuf with this message prefix and
 // the code INTERNAL (the same decoder serves its clients, where such a body is the server's
@@ -6,9 +7,6 @@ import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse 
 const PREFIX = "parse binary:";
 const GRPC_INTERNAL = "13";
 const GRPC_INVALID_ARGUMENT = "3";
-const END_STREAM = 0x02;
-const COMPRESSED = 0x01;
-const GRPC_WEB_TRAILER = 0x80;
 
 /**
  * Wraps the HTTP port's handlers so that a binary request body that is not the
@@ -18,22 +16,11 @@ const GRPC_WEB_TRAILER = 0x80;
  * request with a binary body is looked at; a JSON body already gets INVALID_ARGUMENT.
  */
 export function reportBinaryParseErrorsAsInvalid(handlers: UniversalHandler[]): void {
-  for (let i = 0; i < handlers.length; i++) {
-    const inner = handlers[i]!;
-    const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
-      const res = await inner(req);
-      // A JSON body's parse errors are already INVALID_ARGUMENT.
-      return /json/i.test(req.header.get("content-type") ?? "") ? res : rewrite(res, inner.method.input.typeName);
-    };
-    handlers[i] = Object.assign(wrapped, {
-      requestPath: inner.requestPath,
-      protocolNames: inner.protocolNames,
-      allowedMethods: inner.allowedMethods,
-      supportedContentType: inner.supportedContentType,
-      service: inner.service,
-      method: inner.method,
-    });
-  }
+  wrapHandlers(handlers, (inner) => async (req) => {
+    const res = await inner(req);
+    // A JSON body's parse errors are already INVALID_ARGUMENT.
+    return /json/i.test(req.header.get("content-type") ?? "") ? res : rewrite(res, inner.method.input.typeName);
+  });
 }
 
 async function rewrite(res: UniversalServerResponse, typeName: string): Promise<UniversalServerResponse> {

@@ -63,10 +63,9 @@ export function toGrpcService(
         const metadataBytes = headerBlockBytes(call.metadata.toJSON());
         if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
         // Admitted on its headers first: a caller without credentials costs no decode.
+        const decodeAndRun = () => body(parseRequest(method, call.request, limits) as never, ctx);
         const admitted = admit?.(ctx, service.typeName, method.name);
-        const work = admitted
-          ? admitted.then(() => body(parseRequest(method, call.request, limits) as never, ctx))
-          : body(parseRequest(method, call.request, limits) as never, ctx);
+        const work = admitted ? admitted.then(decodeAndRun) : decodeAndRun();
         untilAborted(work, ctx.controller.signal).then(() => finish(), finish);
       } catch (err) {
         finish(err);

@@ -4,6 +4,7 @@ import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/conne
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { CallInfo } from "../executor/context.ts";
 import { checkJsonMaps } from "./json-map-scan.ts";
+import { COMPRESSED, END_STREAM, envelopeLength, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 import { checkBinaryMaps, mapPlan, type MapLimits } from "./wire-limits.ts";
 
 /**
@@ -35,25 +36,13 @@ export const preflightCall = createContextKey<CallInfo | undefined>(undefined, {
  * error, end-of-stream message, gRPC-Web trailer, gRPC trailers).
  */
 export function guardRequests(handlers: UniversalHandler[], preflight: Preflight): void {
-  for (let i = 0; i < handlers.length; i++) {
-    const inner = handlers[i]!;
-    const { method } = inner;
-    const wrapped = (req: UniversalServerRequest) => {
-      if (!isByteStream(req.body)) return inner(req);
-      const call: CallInfo = { header: (name) => req.header.get(name) ?? undefined, signal: req.signal };
-      const contextValues = req.contextValues ?? createContextValues();
-      contextValues.set(preflightCall, call);
-      return inner({ ...req, contextValues, body: checkedBody(req, req.body, call, method, preflight) });
-    };
-    handlers[i] = Object.assign(wrapped, {
-      requestPath: inner.requestPath,
-      protocolNames: inner.protocolNames,
-      allowedMethods: inner.allowedMethods,
-      supportedContentType: inner.supportedContentType,
-      service: inner.service,
-      method: inner.method,
-    });
-  }
+  wrapHandlers(handlers, (inner) => (req) => {
+    if (!isByteStream(req.body)) return inner(req);
+    const call: CallInfo = { header: (name) => req.header.get(name) ?? undefined, signal: req.signal };
+    const contextValues = req.contextValues ?? createContextValues();
+    contextValues.set(preflightCall, call);
+    return inner({ ...req, contextValues, body: checkedBody(req, req.body, call, inner.method, preflight) });
+  });
 }
 
 function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
@@ -77,7 +66,7 @@ async function* checkedBody(req: UniversalServerRequest, body: AsyncIterable<Uin
     size += next.value.byteLength;
     // An envelope declaring more than the limit is refused by connect-node at once, body or not:
     // waiting here for a body that may never come would hold the call open instead.
-    if (size > cap || (enveloped && size >= 5 && declaredLength(chunks) > maxMessageBytes)) {
+    if (size > cap || (enveloped && size >= 5 && envelopeLength(chunks[0]!.byteLength >= 5 ? chunks[0]! : Buffer.concat(chunks)) > maxMessageBytes)) {
       yield* chunks;
       return yield* { [Symbol.asyncIterator]: () => iterator };
     }
@@ -88,12 +77,6 @@ async function* checkedBody(req: UniversalServerRequest, body: AsyncIterable<Uin
 }
 
 const ENVELOPED = /^application\/(connect|grpc|grpc-web)(\+|$|;)/i;
-
-/** The length the first envelope's prefix declares (flags byte, then 4 bytes big-endian). */
-function declaredLength(chunks: Uint8Array[]): number {
-  const head = chunks[0]!.byteLength >= 5 ? chunks[0]! : Buffer.concat(chunks).subarray(0, 5);
-  return ((head[1]! << 24) >>> 0) + (head[2]! << 16) + (head[3]! << 8) + head[4]!;
-}
 
 /** Counts the maps of a buffered request body in whichever framing its content type says. */
 function checkMaps(header: Headers, body: Uint8Array, input: DescMessage, limits: Preflight["limits"]): void {
@@ -110,11 +93,11 @@ function checkMaps(header: Headers, body: Uint8Array, input: DescMessage, limits
   // Enveloped: a flags byte, a 4-byte length, the message. A request of ours carries one.
   for (let at = 0; at + 5 <= body.length; ) {
     const flags = body[at]!;
-    const length = ((body[at + 1]! << 24) >>> 0) + (body[at + 2]! << 16) + (body[at + 3]! << 8) + body[at + 4]!;
+    const length = envelopeLength(body, at);
     const payload = body.subarray(at + 5, at + 5 + length);
     at += 5 + length;
-    if (flags & 0x80 || flags & 0x02) continue; // trailers / end of stream: not a message
-    const message = flags & 0x01 ? decompress(encoding, payload, limits.maxMessageBytes) : payload;
+    if (flags & (GRPC_WEB_TRAILER | END_STREAM)) continue; // trailers / end of stream: not a message
+    const message = flags & COMPRESSED ? decompress(encoding, payload, limits.maxMessageBytes) : payload;
     if (message) check(input, message, limits);
   }
 }
