@@ -13,52 +13,15 @@ export interface SessionHead {
 
 // A stub holds only a version: reads treat it as a miss, and a warm-up carrying an
 // older version than the stub's is refused, so a slow warm-up racing a write (or a
-// delete) on another process cannot plant a stale copy. Expiry is the session's own.
-//
-// A copy marked `pending` (a write is being committed to the truth; ms since the mark,
-// Redis time) is a miss too, and a warm-up at the copy's own version cannot clear the
-// mark: it may have read the truth just before that commit. A warm-up that saw a newer
-// version can, and so can any warm-up once the mark is older than ARGV[4] ms, by which
-// time a commit that was going to land has landed (a writer killed mid-write leaves
-// its mark behind; the truth then decides).
-// ARGV: copy JSON, version, expire ms, mark lease ms.
+// delete) on another process does not plant a copy older than one already there.
+// A copy is only ever served after its version is checked against the truth's (see
+// TieredSessionStore.get), so nothing here has to be exact for reads to be correct:
+// these rules only keep the copy current often enough to be worth reading.
+// ARGV: copy JSON, version, expire ms.
 const WARM = new RedisScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  local v = cjson.decode(cur)
-  local version = tonumber(ARGV[2])
-  if tonumber(v.version) > version then return 0 end
-  if v.pending and tonumber(v.version) == version then
-    local t = redis.call('TIME')
-    if t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(v.pending) < tonumber(ARGV[4]) then return 0 end
-  end
-end
+if cur and tonumber(cjson.decode(cur).version) > tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
-return 1
-`);
-
-// Marks a copy before a write is committed to the truth (see WARM). A copy already
-// marked keeps its older mark; a stub or no copy needs none: both are misses already.
-// Returns the mark it set, or 0.
-const MARK = new RedisScript(`
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local v = cjson.decode(cur)
-if v.stub or v.pending then return 0 end
-local t = redis.call('TIME')
-v.pending = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('SET', KEYS[1], cjson.encode(v), 'KEEPTTL')
-return v.pending
-`);
-
-// Takes back this writer's own mark when its write did not commit.
-const UNMARK = new RedisScript(`
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local v = cjson.decode(cur)
-if v.pending ~= tonumber(ARGV[1]) then return 0 end
-v.pending = nil
-redis.call('SET', KEYS[1], cjson.encode(v), 'KEEPTTL')
 return 1
 `);
 
@@ -82,7 +45,6 @@ local window = tonumber(ARGV[6])
 local keep = {}
 for i = math.max(1, #msgs - window + 1), #msgs do table.insert(keep, msgs[i]) end
 v.messages = keep
-v.pending = nil
 v.version = version
 v.updateTime = tonumber(ARGV[3])
 v.expireTime = tonumber(ARGV[4])
@@ -91,28 +53,9 @@ redis.call('SET', KEYS[1], cjson.encode(v), 'PXAT', ARGV[4])
 return 1
 `);
 
-// Retires a copy that may have missed a write (see HotSuspects): a stub at the version
-// the truth holds now, marked pending so a warm-up that read the truth before that
-// write cannot clear it (see WARM). A copy already at that version or past it is current.
-// ARGV: the truth's version, stub lifetime ms.
-const RETIRE = new RedisScript(`
-local cur = redis.call('GET', KEYS[1])
-local version = tonumber(ARGV[1])
-if cur then
-  local v = cjson.decode(cur)
-  if tonumber(v.version) > version then return 0 end
-  if tonumber(v.version) == version and not v.stub and not v.pending then return 0 end
-end
-local t = redis.call('TIME')
-redis.call('SET', KEYS[1], cjson.encode({stub = true, version = version, pending = t[1] * 1000 + math.floor(t[2] / 1000)}), 'PX', ARGV[2])
-return 1
-`);
-
 /** The cached form: dates as epoch ms. */
 interface Cached {
   stub?: boolean;
-  /** Set while a write is being committed to the truth (see WARM): a miss. */
-  pending?: number;
   id: string;
   userId: string;
   agentId: string;
@@ -128,8 +71,8 @@ interface Cached {
 /**
  * The tiered store's Redis copy of a session: its head and its latest
  * `window` messages, in one key, so a turn's read is one GET and its write
- * one script. PostgreSQL stays the truth: a copy that may have missed a
- * write is replaced by a stub and re-read from there.
+ * one script. PostgreSQL stays the truth: the tiered store serves a copy only
+ * at the version PostgreSQL holds, and re-reads from there otherwise.
  */
 export class HotCopy {
   constructor(
@@ -137,12 +80,11 @@ export class HotCopy {
     private readonly keyPrefix: string,
     /** How many of the latest messages the copy keeps. */
     readonly window: number,
-    /** How long a write's mark holds off warm-ups at the copy's version (longer than a commit can take). */
-    private readonly markLeaseMs = 60_000,
   ) {}
 
+  // PostgreSQL reads a UUID in any case: so must the copy's key, or one row gets two copies.
   private key(sessionId: string): string {
-    return `${this.keyPrefix}hot:{${sessionId}}`;
+    return `${this.keyPrefix}hot:{${sessionId.toLowerCase()}}`;
   }
 
   /** The copy, or undefined on a miss (absent, or a stub). */
@@ -150,7 +92,7 @@ export class HotCopy {
     const raw = await this.redis.get(this.key(sessionId));
     if (!raw) return undefined;
     const v = JSON.parse(raw) as Cached;
-    if (v.stub || v.pending) return undefined;
+    if (v.stub) return undefined;
     return {
       id: v.id,
       userId: v.userId,
@@ -166,7 +108,7 @@ export class HotCopy {
     };
   }
 
-  /** Stores a copy read from the truth, unless a newer write already left its mark. */
+  /** Stores a copy read from the truth, unless one at a newer version is already there. */
   async warm(session: SessionRecord): Promise<void> {
     const cached: Cached = {
       id: session.id,
@@ -180,21 +122,7 @@ export class HotCopy {
       messageCount: session.messageCount,
       messages: session.messages.slice(-this.window),
     };
-    await WARM.run(this.redis, [this.key(session.id)], [JSON.stringify(cached), session.version, session.expireTime.getTime(), this.markLeaseMs]);
-  }
-
-  /**
-   * Before a write is committed to the truth: until the write is applied, the copy is a
-   * miss and cannot be warmed back to its old version, so a process that dies between
-   * the commit and apply() leaves no stale copy behind. Returns a token for unmark().
-   */
-  async mark(sessionId: string): Promise<number> {
-    return Number(await MARK.run(this.redis, [this.key(sessionId)], []));
-  }
-
-  /** The write marked with `token` did not commit: the copy is current again. */
-  async unmark(sessionId: string, token: number): Promise<void> {
-    if (token) await UNMARK.run(this.redis, [this.key(sessionId)], [token]);
+    await WARM.run(this.redis, [this.key(session.id)], [JSON.stringify(cached), session.version, session.expireTime.getTime()]);
   }
 
   /** Applies a write the truth has committed: appended messages (none for a checkpoint) and the new head. */
@@ -206,31 +134,8 @@ export class HotCopy {
     );
   }
 
-  /**
-   * Replaces a copy that may have missed writes with a stub at `version`, the truth's
-   * version read now (undefined: the session is gone), unless the copy is already current.
-   */
-  async retire(sessionId: string, version: number | undefined): Promise<void> {
-    await RETIRE.run(this.redis, [this.key(sessionId)], [version ?? Number.MAX_SAFE_INTEGER, 2 * this.markLeaseMs]);
-  }
-
   /** After a delete: a stub no warm-up can overwrite, for as long as a slow one might still arrive. */
   async bury(sessionId: string, forMs: number): Promise<void> {
     await this.redis.set(this.key(sessionId), JSON.stringify({ stub: true, version: Number.MAX_SAFE_INTEGER }), "PX", forMs);
-  }
-
-  /** Forgets every copy (when too many may have missed writes to name them). */
-  async forgetAll(): Promise<void> {
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.keyPrefix}hot:*`, "COUNT", 1000);
-      if (keys.length) await this.redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== "0");
-  }
-
-  /** Forgets copies that may have missed writes while Redis was unreachable. */
-  async forget(sessionIds: readonly string[]): Promise<void> {
-    if (sessionIds.length) await this.redis.del(...sessionIds.map((id) => this.key(id)));
   }
 }

@@ -2,7 +2,6 @@ import type { Logger } from "pino";
 import type { SharedClients } from "../clients/shared.ts";
 import type { Config } from "../config/schema.ts";
 import { HotCopy } from "./hot-copy.ts";
-import { HotSuspects } from "./hot-suspects.ts";
 import { MemorySessionStore } from "./memory-store.ts";
 import { PostgresSessionStore } from "./postgres-store.ts";
 import { RedisSessionStore } from "./redis-store.ts";
@@ -25,12 +24,8 @@ export async function openStore(config: Config["sessions"], clients: SharedClien
       return PostgresSessionStore.open(clients.postgres(), postgresSettings);
     case "redis+postgres": {
       const truth = await PostgresSessionStore.open(clients.postgres(), postgresSettings);
-      const redis = clients.redis();
-      const hot = new HotCopy(redis, config.redisKeyPrefix, config.hotMessages);
-      const suspects = new HotSuspects(clients.postgres(), config.postgresSchema, config.redisKeyPrefix);
-      const store = new TieredSessionStore(truth, hot, redis, suspects, { retryAfterMs: 1000, maxDirty: 100_000, suspectPollMs: 1000, suspectsPerPoll: 500 }, log.child({ store: "tiered" }));
-      await store.ready();
-      return store;
+      const hot = new HotCopy(clients.redis(), config.redisKeyPrefix, config.hotMessages);
+      return new TieredSessionStore(truth, hot, { retryAfterMs: 1000 }, log.child({ store: "tiered" }));
     }
   }
 }

@@ -58,6 +58,8 @@ export function sessionMigrations(schema: string): Migration[] {
           unique (session_id, version)
         );`,
     },
+    // Unused since the tiered store checks every copy's version against the session row before
+    // serving it. Not dropped: replicas of the release before may still write to it in a rolling deploy.
     {
       version: 2,
       name: "hot copies that may be stale",

@@ -68,6 +68,9 @@ export function sessionSql(schema: string) {
       ) m on true
       where s.id = $1::uuid and s.expires_at > now()`,
 
+    // A primary-key lookup of the head's version alone: what the tiered store checks its copy against.
+    version: `select version from ${q}.sessions where id = $1::uuid and expires_at > now()`,
+
     // $2 null: the first page. Otherwise rows strictly after the cursor (created_at, id).
     // fits: the row belongs on a page of $5 bytes (the first always does); a row that
     // does not comes without its metadata, only to say that more follow.

@@ -122,6 +122,13 @@ export class PostgresSessionStore implements SessionStore {
     return row && toSession(row, row.messages as ChatMessage[]);
   }
 
+  /** The live session's current version, or undefined when it does not exist or has expired. */
+  async version(sessionId: string): Promise<number | undefined> {
+    if (!UUID.test(sessionId)) return undefined;
+    const row = (await this.query(this.sql.version, [sessionId]))[0];
+    return row && Number(row.version);
+  }
+
   async list(userId: string, pageSize: number, pageToken: string): Promise<Page<SessionRecord>> {
     const cursor = decodePageToken(pageToken);
     if (cursor && (!UUID.test(cursor.id) || !Number.isFinite(cursor.time))) {

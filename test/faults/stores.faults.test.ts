@@ -506,8 +506,8 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
     beforeAll(sharedSchemaReady);
 
     // redis+postgres: the SIGKILL can land between a write's PostgreSQL commit and its Redis copy
-    // update (about one run in three here); the copy was marked before the commit, so the new
-    // process reads the truth instead of a stale copy.
+    // update (about one run in three here); the copy's version no longer matches the row's, so
+    // the new process reads the truth instead of a stale copy.
     it("a new process finds every acknowledged turn and checkpoint, each once and in order; the one in flight whole or not at all", async () => {
       const config = baseConfig({ store, postgresSchema: sharedSchema, redisKeyPrefix: `${sharedPrefix}kill:${store}:`, checkpointsKept: 100 });
       const [first, firstClient] = await serve(config);
@@ -567,9 +567,8 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
   });
 
   // A write is committed to PostgreSQL, then its Redis copy is updated. Here Redis takes no
-  // writes for longer than commandTimeoutMs, so neither the copy's mark nor its update lands,
-  // and the process is SIGKILLed before it could clean up: the session was listed in
-  // PostgreSQL (HotSuspects) before the commit, so the next process does not serve the copy.
+  // writes for longer than commandTimeoutMs, so the copy's update never lands, and the process
+  // is SIGKILLed: the next process finds the copy a version behind the row and does not serve it.
   it("store redis+postgres: a turn acknowledged while Redis took no writes is there after a SIGKILL", async () => {
     await sharedSchemaReady();
     const own = await ownRedis();

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pino from "pino";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
-import { HotSuspects } from "../../src/sessions/hot-suspects.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { TieredSessionStore } from "../../src/sessions/tiered-store.ts";
 import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
@@ -14,13 +13,10 @@ const pool = countingPool();
 const redis = countingRedis();
 const stores: TieredSessionStore[] = [];
 
-async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window), suspectsPerPoll = 500, maxPageBytes?: number): Promise<TieredSessionStore> {
+async function tiered(client = redis, window = 50, hot = new HotCopy(client, iso.prefix, window), maxPageBytes?: number): Promise<TieredSessionStore> {
   const truth = await PostgresSessionStore.open(pool, { schema: iso.schema, sweepIntervalMs: 60_000, log, maxPageBytes });
-  // Polls rarely: a test that wants the list read again calls ready().
-  const options = { retryAfterMs: 200, maxDirty: 1000, suspectPollMs: 600_000, suspectsPerPoll };
-  const store = new TieredSessionStore(truth, hot, client, new HotSuspects(pool, iso.schema, iso.prefix), options, log);
+  const store = new TieredSessionStore(truth, hot, { retryAfterMs: 200 }, log);
   stores.push(store);
-  await store.ready();
   return store;
 }
 
@@ -33,7 +29,7 @@ afterAll(async () => {
 });
 
 storeContract("redis+postgres", { make: () => tiered() });
-boundsContract("redis+postgres", { make: (maxPageBytes) => tiered(redis, 50, undefined, 500, maxPageBytes) });
+boundsContract("redis+postgres", { make: (maxPageBytes) => tiered(redis, 50, undefined, maxPageBytes) });
 
 // What a Redis that takes no writes (OOM, paused, read-only) answers a write.
 const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
@@ -41,14 +37,14 @@ const turn = (i: number) => [{ role: "user" as const, content: `q${i}` }, { role
 const input = { userId: "u-tiered", agentId: "helper", metadata: {}, ttlSeconds: 600 };
 
 describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
-  it("serves a turn's read from Redis and commits its write to PostgreSQL: one read; one commit between the copy's mark and its update", async () => {
+  it("serves a turn's read from Redis checked against PostgreSQL's version (one GET, one primary-key read, in parallel) and commits its write to PostgreSQL, then to the copy", async () => {
     const store = await tiered();
     const s = await store.create(input);
     for (let i = 0; i < 250; i++) await store.appendMessages(s.id, turn(i));
     const read = await roundTrips(() => store.get(s.id, { messages: 20 }));
-    expect(read).toEqual({ redis: ["get"], pg: 0 });
+    expect(read).toEqual({ redis: ["get"], pg: 1 });
     const write = await roundTrips(() => store.appendMessages(s.id, turn(250)));
-    expect(write).toEqual({ redis: ["evalsha", "evalsha"], pg: 1 });
+    expect(write).toEqual({ redis: ["evalsha"], pg: 1 });
     const got = await store.get(s.id, { messages: 4 });
     expect(got!.messages.map((m) => m.content)).toEqual(["q249", "a249", "q250", "a250"]);
     expect(got).toMatchObject({ version: 251, messageCount: 502 });
@@ -60,10 +56,10 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     await store.appendMessages(s.id, turn(0));
     await redis.del(`${iso.prefix}hot:{${s.id}}`); // evicted, flushed, restarted
     const miss = await roundTrips(() => store.get(s.id, { messages: 20 }));
-    expect(miss.pg).toBe(1);
-    await new Promise((r) => setTimeout(r, 20)); // the warm-up is not awaited by the read
+    expect(miss.pg).toBe(2); // the version, then the session
+    await vi.waitFor(async () => expect(await redis.exists(`${iso.prefix}hot:{${s.id}}`)).toBe(1)); // the warm-up is not awaited by the read
     const hit = await roundTrips(() => store.get(s.id, { messages: 20 }));
-    expect(hit).toEqual({ redis: ["get"], pg: 0 });
+    expect(hit).toEqual({ redis: ["get"], pg: 1 });
     expect((await store.get(s.id, { messages: 20 }))!.messages.map((m) => m.content)).toEqual(["q0", "a0"]);
   });
 
@@ -71,9 +67,9 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     const store = await tiered(redis, 4);
     const s = await store.create(input);
     for (let i = 0; i < 5; i++) await store.appendMessages(s.id, turn(i));
-    expect((await roundTrips(() => store.get(s.id, { messages: 4 }))).pg).toBe(0);
+    expect((await roundTrips(() => store.get(s.id, { messages: 4 }))).pg).toBe(1);
     const wide = await roundTrips(async () => expect((await store.get(s.id, { messages: 10 }))!.messages).toHaveLength(10));
-    expect(wide.pg).toBe(1);
+    expect(wide.pg).toBe(2);
   });
 
   it("keeps serving, and committing every write, with Redis unreachable", async () => {
@@ -121,63 +117,75 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     }
   });
 
-  it("a process that dies between its commit and the copy's update leaves a miss behind, not a stale copy", async () => {
+  it("a process that dies between its commit and the copy's update leaves a copy no process serves", async () => {
     const a = await tiered();
     const s = await a.create(input);
     await a.appendMessages(s.id, turn(0));
-    // The process dies after marking the copy and committing, before the update (HotCopy.apply never runs).
+    expect((await a.get(s.id, { messages: 20 }))!.version).toBe(1); // A's copy at version 1
+    // The process dies after committing, before the update (HotCopy.apply never runs).
     const dying = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { apply: () => new Promise<void>(() => {}) }));
     void dying.appendMessages(s.id, turn(1));
     await vi.waitFor(async () => expect((await pool.query(`select version from ${iso.schema}.sessions where id = $1`, [s.id])).rows[0].version).toBe("2"));
-    const got = await (await tiered()).get(s.id, { messages: 20 });
-    expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
-    expect(got!.version).toBe(2);
+    expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1'); // the stale copy is still there
+    for (const store of [a, await tiered()]) {
+      const got = await store.get(s.id, { messages: 20 });
+      expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+      expect(got!.version).toBe(2);
+    }
   });
 
-  it("a write Redis would not let it mark (reads still answered) is listed in PostgreSQL: no process serves the old copy once it has read the list", async () => {
+  it("a write Redis refused to apply (OOM, paused, read-only) is seen by the very next read on every process: the old copy fails its version check", async () => {
     const b = await tiered();
     const s = await b.create(input);
     await b.appendMessages(s.id, turn(0));
-    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // served from B's copy
-    // Process A's Redis takes no writes (OOM, a paused or read-only Redis): neither the mark nor the update lands.
-    const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
+    expect(await roundTrips(() => b.get(s.id, { messages: 20 }))).toEqual({ redis: ["get"], pg: 1 }); // served from B's copy
+    // Process A's Redis takes no writes: the commit lands, the copy's update does not.
+    const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { apply: refuse, warm: refuse }));
     expect(await a.appendMessages(s.id, turn(1))).toBe(2);
-    const listed = async () => (await pool.query(`select session_id from ${iso.schema}.hot_suspects where session_id = $1`, [s.id])).rowCount;
-    expect(await listed()).toBe(1);
-    expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1'); // the stale copy is still there
-    // Another process whose Redis refuses writes too: it cannot retire the copy, and does not serve it.
-    const c = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { retire: refuse }));
-    expect((await c.get(s.id, { messages: 20 }))!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
-    expect(await listed()).toBe(1);
-    // B, once it has read the list, neither.
-    await b.ready();
-    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(2);
-    // A process whose Redis takes writes retires the copy and unlists the session.
-    await (await tiered()).ready();
-    expect(await listed()).toBe(0);
-    expect((await b.get(s.id, { messages: 20 }))!.version).toBe(2);
+    expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1');
+    for (const store of [b, a]) {
+      const got = await store.get(s.id, { messages: 20 });
+      expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+      expect(got!.version).toBe(2);
+    }
+    // B's read warmed the copy to the truth's version: served from Redis again.
+    await vi.waitFor(async () => expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":2'));
+    expect(await roundTrips(() => b.get(s.id, { messages: 20 }))).toEqual({ redis: ["get"], pg: 1 });
   });
 
-  it("serves no copy while more sessions are listed than one poll reads: the unread ones may be stale too", async () => {
-    // Copies still at version 1, the version B cached before A's unmarked writes.
-    const stale = async (list: { id: string }[]) => (await Promise.all(list.map((s) => redis.get(`${iso.prefix}hot:{${s.id}}`)))).filter((v) => v && /"version":1[,}]/.test(v)).length;
-    const b = await tiered();
-    const sessions = [await b.create(input), await b.create(input)];
-    for (const s of sessions) {
-      await b.appendMessages(s.id, turn(0));
-      expect((await b.get(s.id, { messages: 20 }))!.version).toBe(1); // B's copy of each
-    }
-    const a = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { mark: refuse, apply: refuse }));
-    for (const s of sessions) expect(await a.appendMessages(s.id, turn(1))).toBe(2);
-    // A process that reads one suspect per poll: it retires that one's copy, and serves neither
-    // copy, though the other's it has not read about is still the stale one.
-    const c = await tiered(redis, 50, undefined, 1);
-    expect(await stale(sessions)).toBe(1);
-    for (const s of sessions) expect((await c.get(s.id, { messages: 20 }))!.version).toBe(2);
-    // The next poll retires the other; the one after reads the whole (empty) list and serves copies again.
-    await c.ready();
-    await c.ready();
-    expect(await stale(sessions)).toBe(0);
-    for (const s of sessions) expect((await c.get(s.id, { messages: 20 }))!.version).toBe(2);
+  it("a copy Redis brings back from an older snapshot (a restart) is not served", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, turn(0));
+    await store.get(s.id, { messages: 20 });
+    const key = `${iso.prefix}hot:{${s.id}}`;
+    const snapshot = (await redis.get(key))!;
+    await store.appendMessages(s.id, turn(1));
+    await store.appendMessages(s.id, turn(2));
+    await redis.set(key, snapshot, "PX", 60_000); // what an RDB taken at version 1 restores
+    const got = await store.get(s.id, { messages: 20 });
+    expect(got!.version).toBe(3);
+    expect(got!.messages).toHaveLength(6);
+  });
+
+  it("one session, one copy, whatever the case of its id: a turn written through the upper-case form is in the next read through the lower-case one", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, turn(0));
+    await store.get(s.id, { messages: 20 });
+    expect(await store.appendMessages(s.id.toUpperCase(), turn(1))).toBe(2);
+    const got = await store.get(s.id, { messages: 20 });
+    expect(got!.messages.map((m) => m.content)).toEqual(["q0", "a0", "q1", "a1"]);
+    expect(await redis.keys(`${iso.prefix}hot:{${s.id.toUpperCase()}}`)).toEqual([]);
+  });
+
+  it("a session deleted, or expired, in PostgreSQL is gone even while its copy is in Redis", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, turn(0));
+    await store.get(s.id, { messages: 20 });
+    await pool.query(`update ${iso.schema}.sessions set expires_at = now() - interval '1 second' where id = $1`, [s.id]);
+    expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1');
+    expect(await store.get(s.id, { messages: 20 })).toBeUndefined();
   });
 });
