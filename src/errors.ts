@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, codeReason, ConnectError } from "@qingyu/plugin-api";
 
 // One error type for the whole runtime: the plugin contract's ConnectError (a
 // status code with the gRPC numbers), which connect-es recognises by its shape.
@@ -28,6 +28,6 @@ export function abortReason(signal: AbortSignal): ConnectError {
 
 /** A status code's canonical gRPC name, as operators grep for it: INVALID_ARGUMENT, not InvalidArgument. */
 export function codeName(code: Code): string {
-  if (code === Code.Canceled) return "CANCELLED";
-  return (Code[code] ?? "UNKNOWN").replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  // The same word as an error's reason when it was given none.
+  return codeReason(code);
 }

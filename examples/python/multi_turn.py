@@ -55,8 +55,10 @@ def main(target):
             save_checkpoint(session_pb2.SaveCheckpointRequest(session_id=session.session_id, data=data, expected_version=history.version), timeout=10)
             raise AssertionError("a stale expected_version was accepted")
         except grpc.RpcError as err:
-            print("stale version:", err.code().name)
-            assert err.code() == grpc.StatusCode.ABORTED
+            # The reason, for branching on without parsing the message: a trailer any grpcio reads.
+            reason = dict(err.trailing_metadata() or ()).get("qingyu-reason")
+            print("stale version:", err.code().name, reason)
+            assert err.code() == grpc.StatusCode.ABORTED and reason == "STALE_VERSION"
 
         kinds, text = [], ""
         for event in execute_stream(agent_pb2.ExecuteStreamRequest(session_id=session.session_id, task="stream the third turn"), timeout=10):

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { Logger } from "pino";
@@ -96,7 +96,7 @@ export class SharedClients {
 export function storeUnavailable(what: string, err: unknown, backend?: string): ConnectError {
   if (err instanceof ConnectError) return err;
   outages.note(what, err, backend);
-  return new ConnectError(`${what} unavailable`, Code.Unavailable, undefined, undefined, err);
+  return withReason(new ConnectError(`${what} unavailable`, Code.Unavailable, undefined, undefined, err), ErrorReason.STORE_UNAVAILABLE);
 }
 
 /** What went wrong, for a log line or a start-up message: a store error's hidden cause included. */

@@ -1,4 +1,4 @@
-import { type ChatMessage, Code, ConnectError, type LlmProvider, notFound, type ProviderChunk, type ProviderRequest, type RunEvent } from "@qingyu/plugin-api";
+import { type ChatMessage, Code, ConnectError, ErrorReason, type LlmProvider, notFound, type ProviderChunk, type ProviderRequest, type RunEvent, withReason } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
 import { offersModel } from "../agents/registry.ts";
@@ -26,15 +26,21 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
     if (!agent) {
       // Named only a session that could not be read: that is the error to report.
       if (!ctx.agentId && ctx.sessionId) await ctx.session();
-      throw ctx.agentId ? notFound("agent", ctx.agentId) : new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument);
+      throw ctx.agentId
+        ? notFound("agent", ctx.agentId)
+        : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, { field: "agent_id" });
     }
     // Here, not in a plugin: taking the validation plugin out of the pipeline must not let callers choose.
     const askedModel = ctx.options.model;
     if (askedModel && !offersModel(agent, askedModel)) {
-      throw new ConnectError(`agent "${agent.id}" does not offer model ${quote(askedModel)} (it offers: ${[agent.model, ...(agent.models ?? [])].join(", ")})`, Code.PermissionDenied);
+      const refusal = new ConnectError(`agent "${agent.id}" does not offer model ${quote(askedModel)} (it offers: ${[agent.model, ...(agent.models ?? [])].join(", ")})`, Code.PermissionDenied);
+      throw withReason(refusal, ErrorReason.MODEL_NOT_ALLOWED, { agent_id: agent.id, model: askedModel });
     }
     const provider = providers.get(agent.provider);
-    if (!provider) throw new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
+    if (!provider) {
+      const missing = new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
+      throw withReason(missing, ErrorReason.PROVIDER_NOT_CONFIGURED, { agent_id: agent.id });
+    }
 
     const { maxHistoryTokens, maxOutputTokens } = agent.limits ?? {};
     const history = await ctx.history();

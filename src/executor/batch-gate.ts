@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 
 /** The process-wide bound on batch work (config `executor.batch`). */
 export interface BatchGateLimits {
@@ -60,11 +60,12 @@ export class BatchGate {
   admit(items: number): Ticket {
     const { maxItemsInFlight, maxQueuedItems } = this.limits;
     if (this.inFlight + this.queued + items > maxItemsInFlight + maxQueuedItems) {
-      throw new ConnectError(
+      const busy = new ConnectError(
         `the server is busy with other batches (${this.inFlight} items running, ${this.queued} queued; room for ${maxItemsInFlight + maxQueuedItems}); retry in ${BATCH_RETRY_AFTER_MS} ms`,
         Code.ResourceExhausted,
         { "retry-after-ms": String(BATCH_RETRY_AFTER_MS), "retry-after": String(Math.ceil(BATCH_RETRY_AFTER_MS / 1000)) },
       );
+      throw withReason(busy, ErrorReason.SERVER_BUSY, { retry_after_ms: String(BATCH_RETRY_AFTER_MS) });
     }
     this.queued += items;
     return new Ticket(this, items);

@@ -1,5 +1,6 @@
 import { actingUser, Code, ConnectError, type Principal } from "@qingyu/plugin-api";
 import { quote } from "../quote.ts";
+import { notSessionOwner } from "../sessions/refusals.ts";
 
 // Which user a call acts as, and so whose sessions and events it may touch: the
 // one owner of that rule. Services (session and event RPCs) and the executor
@@ -55,7 +56,7 @@ export function sessionOwner(caller: Caller, user: string): string {
 export function turnUser(caller: Caller, user: string, requested: string, session: { id: string; userId: string }): string {
   if (isAnonymous(caller)) throw anonymousSessions();
   if (!user || (caller.principal?.admin && !requested)) return session.userId;
-  if (session.userId !== user) throw new ConnectError(`session "${session.id}" belongs to another user`, Code.PermissionDenied);
+  if (session.userId !== user) throw notSessionOwner(session.id);
   return user;
 }
 

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { AdminService, ListPluginsResponseSchema, ReloadResponseSchema } from "../gen/qingyu/agent/v1/admin_pb.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
@@ -24,7 +24,8 @@ export function adminService(live: LiveRuntime): ServiceImpl<typeof AdminService
         const outcome = await live.reload();
         return create(ReloadResponseSchema, { generation: BigInt(outcome.generation), pipeline: [...outcome.pipeline], warnings: [...outcome.warnings] });
       } catch (err) {
-        throw new ConnectError(`reload failed; the running config and plugins stay: ${(err as Error).message}`, Code.FailedPrecondition, undefined, undefined, err);
+        const error = new ConnectError(`reload failed; the running config and plugins stay: ${(err as Error).message}`, Code.FailedPrecondition, undefined, undefined, err);
+        throw withReason(error, ErrorReason.RELOAD_FAILED);
       }
     },
 

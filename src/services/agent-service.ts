@@ -1,4 +1,4 @@
-import { invalidArgument } from "@qingyu/plugin-api";
+import { invalidArgument, limitExceeded } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   AgentService,
@@ -13,6 +13,7 @@ import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
 import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
 import { batchGateOf } from "../executor/batch-gate.ts";
+import { sentReason } from "../transport/edge-error.ts";
 
 /** Batch limits from config. */
 interface BatchPolicy {
@@ -64,7 +65,7 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
         const batch: BatchPolicy = gen.parts.config.executor.batch;
         if (req.requests.length === 0) throw invalidArgument("requests", "must not be empty");
         if (req.requests.length > batch.maxItems) {
-          throw invalidArgument("requests", `has ${req.requests.length} items; the limit is ${batch.maxItems}`);
+          throw limitExceeded("requests", `has ${req.requests.length} items; the limit is ${batch.maxItems}`, "executor.batch.maxItems", batch.maxItems);
         }
         const inputs = req.requests.map((r, i) => toExecuteInput(r, `requests[${i}].`));
         const concurrency = Math.min(req.maxConcurrency || batch.defaultConcurrency, batch.maxConcurrency);
@@ -83,7 +84,7 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
           items: outcomes.map((o) =>
             "result" in o
               ? { sessionId: o.sessionId, outcome: { case: "result" as const, value: toAgentResult(o.result) } }
-              : { sessionId: o.sessionId, outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage } } },
+              : { sessionId: o.sessionId, outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage, ...sentReason(o.error) } } },
           ),
         });
       });

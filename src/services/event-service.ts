@@ -1,4 +1,4 @@
-import { Code, ConnectError, type EventBus, type EventType, invalidArgument, type RuntimeEvent } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, type EventBus, type EventType, invalidArgument, type RuntimeEvent, withReason } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { EventService, EventType as ProtoEventType, SubscribeResponseSchema } from "../gen/qingyu/agent/v1/event_pb.ts";
@@ -55,9 +55,12 @@ export function eventService(
           if (queue.length >= limits.maxEvents || queuedBytes + bytes > limits.maxBytes) {
             stop();
             call.fail(
-              new ConnectError(
-                `the subscriber fell more than ${limits.maxEvents} events or ${limits.maxBytes} bytes behind (it reads slower than events come) and was dropped`,
-                Code.ResourceExhausted,
+              withReason(
+                new ConnectError(
+                  `the subscriber fell more than ${limits.maxEvents} events or ${limits.maxBytes} bytes behind (it reads slower than events come) and was dropped`,
+                  Code.ResourceExhausted,
+                ),
+                ErrorReason.SUBSCRIBER_TOO_SLOW,
               ),
             );
             return;

@@ -1,4 +1,4 @@
-import { Code, ConnectError, invalidArgument } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, invalidArgument, limitExceeded, withReason } from "@qingyu/plugin-api";
 import { quote } from "../quote.ts";
 import { LISTED_OVERHEAD_BYTES, type SessionRecord } from "./types.ts";
 
@@ -30,7 +30,7 @@ export const DEFAULT_SESSION_BOUNDS: SessionBounds = {
 export function checkMetadata(metadata: Record<string, string>, bounds: SessionBounds): void {
   const keys = Object.keys(metadata);
   if (keys.length > bounds.maxMetadataEntries) {
-    throw invalidArgument("metadata", `has ${keys.length} entries; the limit is ${bounds.maxMetadataEntries}`);
+    throw limitExceeded("metadata", `has ${keys.length} entries; the limit is ${bounds.maxMetadataEntries}`, "sessions.maxMetadataEntries", bounds.maxMetadataEntries);
   }
   let total = 0;
   for (const key of keys) {
@@ -40,24 +40,28 @@ export function checkMetadata(metadata: Record<string, string>, bounds: SessionB
     }
     const keyBytes = Buffer.byteLength(key, "utf8");
     if (keyBytes > bounds.maxMetadataKeyBytes) {
-      throw invalidArgument("metadata", `key ${quote(key)} is ${keyBytes} bytes; the limit is ${bounds.maxMetadataKeyBytes}`);
+      throw limitExceeded("metadata", `key ${quote(key)} is ${keyBytes} bytes; the limit is ${bounds.maxMetadataKeyBytes}`, "sessions.maxMetadataKeyBytes", bounds.maxMetadataKeyBytes);
     }
     const valueBytes = Buffer.byteLength(metadata[key]!, "utf8");
     if (valueBytes > bounds.maxMetadataValueBytes) {
-      throw invalidArgument("metadata", `value of key ${quote(key)} is ${valueBytes} bytes; the limit is ${bounds.maxMetadataValueBytes}`);
+      throw limitExceeded("metadata", `value of key ${quote(key)} is ${valueBytes} bytes; the limit is ${bounds.maxMetadataValueBytes}`, "sessions.maxMetadataValueBytes", bounds.maxMetadataValueBytes);
     }
     total += keyBytes + valueBytes;
   }
   if (total > bounds.maxMetadataBytes) {
-    throw invalidArgument("metadata", `is ${total} bytes of keys and values; the limit is ${bounds.maxMetadataBytes}`);
+    throw limitExceeded("metadata", `is ${total} bytes of keys and values; the limit is ${bounds.maxMetadataBytes}`, "sessions.maxMetadataBytes", bounds.maxMetadataBytes);
   }
 }
 
-/** RESOURCE_EXHAUSTED for a create past the user's live sessions. */
+/** RESOURCE_EXHAUSTED (SESSION_LIMIT) for a create past the user's live sessions. */
 export function tooManySessions(userId: string, max: number): ConnectError {
-  return new ConnectError(
-    `user ${quote(userId)} already has ${max} live sessions, the most allowed (sessions.maxSessionsPerUser); delete some or let them expire`,
-    Code.ResourceExhausted,
+  return withReason(
+    new ConnectError(
+      `user ${quote(userId)} already has ${max} live sessions, the most allowed (sessions.maxSessionsPerUser); delete some or let them expire`,
+      Code.ResourceExhausted,
+    ),
+    ErrorReason.SESSION_LIMIT,
+    { limit: "sessions.maxSessionsPerUser", max: String(max) },
   );
 }
 

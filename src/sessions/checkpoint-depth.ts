@@ -1,4 +1,4 @@
-import { invalidArgument } from "@qingyu/plugin-api";
+import { limitExceeded } from "@qingyu/plugin-api";
 import type { JsonObject, JsonValue } from "./types.ts";
 
 // Depth counts objects and lists: `data` itself is 1, `{"a":{}}` is 2, `{"a":[[]]}` is 3.
@@ -23,7 +23,7 @@ export const MAX_CHECKPOINT_DEPTH = 49;
  */
 export function checkCheckpointDepth(data: JsonObject, limit: number): void {
   if (deeperThan(data, limit)) {
-    throw invalidArgument("data", `nests objects and lists deeper than the limit of ${limit} levels (sessions.maxCheckpointDepth): clients could not read it back`);
+    throw limitExceeded("data", `nests objects and lists deeper than the limit of ${limit} levels (sessions.maxCheckpointDepth): clients could not read it back`, "sessions.maxCheckpointDepth", limit);
   }
 }
 

@@ -1,6 +1,7 @@
-import { type ChatMessage, Code, ConnectError, type EventBus, invalidArgument, notFound } from "@qingyu/plugin-api";
+import { type ChatMessage, Code, ConnectError, ErrorReason, type EventBus, invalidArgument, limitExceeded, notFound, withReason } from "@qingyu/plugin-api";
 import { checkMetadata, DEFAULT_SESSION_BOUNDS, type SessionBounds } from "./bounds.ts";
 import { checkCheckpointDepth, DEFAULT_MAX_CHECKPOINT_DEPTH } from "./checkpoint-depth.ts";
+import { notSessionOwner } from "./refusals.ts";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
 
 // NUL as JSON.stringify writes it: \u0000 after an even number of backslashes (an odd one is a literal "\\u0000").
@@ -59,7 +60,7 @@ export class SessionManager {
   async create(userId: string, agentId: string, metadata: Record<string, string>, ttlSeconds: number): Promise<SessionRecord> {
     if (!userId) throw invalidArgument("user_id", "is required");
     if (ttlSeconds > this.policy.maxTtlSeconds) {
-      throw invalidArgument("ttl_seconds", `must be at most ${this.policy.maxTtlSeconds}`);
+      throw limitExceeded("ttl_seconds", `must be at most ${this.policy.maxTtlSeconds}`, "sessions.maxTtlSeconds", this.policy.maxTtlSeconds);
     }
     checkMetadata(metadata, this.bounds);
     const session = await this.store.create({
@@ -82,7 +83,7 @@ export class SessionManager {
     const session = await this.store.get(sessionId, { messages });
     if (!session) throw notFound("session", sessionId);
     if (userId && session.userId !== userId) {
-      throw new ConnectError(`session "${sessionId}" belongs to another user`, Code.PermissionDenied);
+      throw notSessionOwner(sessionId);
     }
     return session;
   }
@@ -134,7 +135,7 @@ export class SessionManager {
     if (json.includes("\\u0000") && ESCAPED_NUL.test(json)) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
     const bytes = Buffer.byteLength(json, "utf8");
     if (bytes > this.policy.maxCheckpointBytes) {
-      throw invalidArgument("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`);
+      throw limitExceeded("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`, "sessions.maxCheckpointBytes", this.policy.maxCheckpointBytes);
     }
     checkCheckpointDepth(data, this.policy.maxCheckpointDepth ?? DEFAULT_MAX_CHECKPOINT_DEPTH);
     const session = await this.get(sessionId, userId);
@@ -155,7 +156,7 @@ export class SessionManager {
     if (!checkpoint) {
       throw checkpointId
         ? notFound("checkpoint", checkpointId)
-        : new ConnectError(`session "${sessionId}" has no checkpoints`, Code.NotFound);
+        : withReason(new ConnectError(`session "${sessionId}" has no checkpoints`, Code.NotFound), ErrorReason.CHECKPOINT_NOT_FOUND, { session_id: sessionId });
     }
     return checkpoint;
   }

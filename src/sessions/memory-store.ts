@@ -1,6 +1,7 @@
-import { type ChatMessage, Code, ConnectError, notFound } from "@qingyu/plugin-api";
+import { type ChatMessage, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { pageCut, sessionListedBytes, tooManySessions } from "./bounds.ts";
+import { staleVersion } from "./refusals.ts";
 import { type Cursor, decodePageToken, encodePageToken, newestFirst } from "./page-token.ts";
 import {
   type CheckpointRecord,
@@ -110,10 +111,7 @@ export class MemorySessionStore implements SessionStore {
   async saveCheckpoint(sessionId: string, { data, expectedVersion, keep }: SaveCheckpointInput): Promise<CheckpointRecord> {
     const entry = this.mustGet(sessionId);
     if (expectedVersion >= 0 && expectedVersion !== entry.session.version) {
-      throw new ConnectError(
-        `session "${sessionId}" is at version ${entry.session.version}, not the expected ${expectedVersion}`,
-        Code.Aborted,
-      );
+      throw staleVersion(sessionId, entry.session.version, expectedVersion);
     }
     const version = this.touch(entry);
     const checkpoint: CheckpointRecord = {

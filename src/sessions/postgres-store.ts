@@ -1,4 +1,4 @@
-import { type ChatMessage, Code, ConnectError, invalidArgument, notFound } from "@qingyu/plugin-api";
+import { type ChatMessage, invalidArgument, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
@@ -8,6 +8,7 @@ import { decodePageToken, encodePageToken } from "./page-token.ts";
 import { migrationComponent, sessionMigrations } from "./postgres-migrations.ts";
 import { tooManySessions } from "./bounds.ts";
 import { sessionSql, toStoreError, type SessionSql } from "./postgres-sql.ts";
+import { staleVersion } from "./refusals.ts";
 import {
   type CheckpointRecord,
   type CreateSessionInput,
@@ -180,10 +181,7 @@ export class PostgresSessionStore implements SessionStore {
     const row = rows[0]!;
     if (row.current_version === null) throw notFound("session", sessionId);
     if (row.version === null) {
-      throw new ConnectError(
-        `session "${sessionId}" is at version ${Number(row.current_version)}, not the expected ${expectedVersion}`,
-        Code.Aborted,
-      );
+      throw staleVersion(sessionId, Number(row.current_version), expectedVersion);
     }
     const head = toHead(row);
     // The data is not sent back: the caller's copy is what was stored.

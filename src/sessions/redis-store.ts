@@ -4,6 +4,7 @@ import type { Redis } from "ioredis";
 import { RedisScript, type ScriptArg } from "../clients/redis-script.ts";
 import { storeUnavailable } from "../clients/shared.ts";
 import { tooManySessions } from "./bounds.ts";
+import { staleVersion } from "./refusals.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import * as lua from "./redis-scripts.ts";
 import {
@@ -157,10 +158,7 @@ export class RedisSessionStore implements SessionStore {
     ])) as [number, number?, number?, string?];
     if (reply[0] === 0) throw notFound("session", sessionId);
     if (reply[0] === 1) {
-      throw new ConnectError(
-        `session "${sessionId}" is at version ${reply[1]}, not the expected ${expectedVersion}`,
-        Code.Aborted,
-      );
+      throw staleVersion(sessionId, Number(reply[1]), expectedVersion);
     }
     return {
       id,

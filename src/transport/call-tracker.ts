@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 
 /** How a call takes part in shutdown. */
 export interface TrackOptions {
@@ -70,7 +70,7 @@ export class CallTracker {
 
   /** Aborts every call still in flight. */
   cancelAll(): void {
-    const reason = new ConnectError("the server shut down before the call finished", Code.Unavailable);
+    const reason = withReason(new ConnectError("the server shut down before the call finished", Code.Unavailable), ErrorReason.SHUTTING_DOWN);
     for (const controller of this.active) controller.abort(reason);
   }
 
@@ -81,5 +81,5 @@ export class CallTracker {
 }
 
 function shuttingDown(): ConnectError {
-  return new ConnectError("the server is shutting down; retry on another replica", Code.Unavailable);
+  return withReason(new ConnectError("the server is shutting down; retry on another replica", Code.Unavailable), ErrorReason.SHUTTING_DOWN);
 }

@@ -1,8 +1,8 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 
 /** The reason a call's signal carries when its deadline passes. */
 export function deadlineExceeded(): ConnectError {
-  return new ConnectError("the deadline passed before the call finished", Code.DeadlineExceeded);
+  return withReason(new ConnectError("the deadline passed before the call finished", Code.DeadlineExceeded), ErrorReason.DEADLINE_EXCEEDED);
 }
 
 /**
@@ -11,5 +11,5 @@ export function deadlineExceeded(): ConnectError {
  */
 export function endedEarly(deadline: number | undefined, now = Date.now()): ConnectError {
   if (deadline !== undefined && now >= deadline - 1) return deadlineExceeded();
-  return new ConnectError("the client cancelled the call", Code.Canceled);
+  return withReason(new ConnectError("the client cancelled the call", Code.Canceled), ErrorReason.CANCELLED);
 }

@@ -25,26 +25,30 @@ export function registerConnectServices(router: ConnectRouter, services: readonl
       adapted[method.localName] =
         method.methodKind === "server_streaming"
           ? async function* (req: never, hctx: HandlerContext) {
-              const { ctx, end } = begin(hctx, tracker, track, limits);
-              // Ended while connect-node waits to write to a client that does not read, this generator is never resumed.
-              const disarm = resetConnectWhenStalled(hctx, ctx.signal, end);
+              // A refusal by begin() (draining, metadata too large) leaves through the edge too.
+              let call: ReturnType<typeof begin> | undefined;
+              let disarm: (() => void) | undefined;
               try {
-                yield* fn(req, ctx) as AsyncIterable<unknown>;
+                call = begin(hctx, tracker, track, limits);
+                // Ended while connect-node waits to write to a client that does not read, this generator is never resumed.
+                disarm = resetConnectWhenStalled(hctx, call.ctx.signal, call.end);
+                yield* fn(req, call.ctx) as AsyncIterable<unknown>;
               } catch (err) {
                 fail(err);
               } finally {
-                disarm();
-                end();
+                disarm?.();
+                call?.end();
               }
             }
           : async (req: never, hctx: HandlerContext) => {
-              const { ctx, end } = begin(hctx, tracker, { ...track, longLived: false }, limits);
+              let call: ReturnType<typeof begin> | undefined;
               try {
-                return await untilAborted(fn(req, ctx) as Promise<unknown>, ctx.signal);
+                call = begin(hctx, tracker, { ...track, longLived: false }, limits);
+                return await untilAborted(fn(req, call.ctx) as Promise<unknown>, call.ctx.signal);
               } catch (err) {
                 return fail(err);
               } finally {
-                end();
+                call?.end();
               }
             };
     }

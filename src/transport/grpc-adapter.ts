@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
-import { edgeError } from "./edge-error.ts";
+import { edgeError, STATUS_DETAILS_HEADER, statusDetails } from "./edge-error.ts";
 import { untilAborted } from "../abort.ts";
 import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { Admit } from "./preflight.ts";
@@ -199,5 +199,8 @@ function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: Abort
 function toStatus(err: unknown, trailers: grpc.Metadata, log: Logger, method: DescMethod): Partial<grpc.StatusObject> {
   const error = edgeError(err, method, log);
   error.metadata.forEach((value, key) => trailers.set(key, value));
+  // grpc-js sends a Buffer under a -bin key as binary metadata; the reason's ErrorInfo travels in it.
+  const details = statusDetails(error);
+  trailers.set(STATUS_DETAILS_HEADER, Buffer.from(details.buffer, details.byteOffset, details.byteLength));
   return { code: error.code as number as grpc.status, details: error.rawMessage, metadata: trailers };
 }

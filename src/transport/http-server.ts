@@ -31,7 +31,7 @@ export class HttpTransport {
       routes: (router) => {
         registerConnectServices(router, services, tracker, log, limits);
         // Admission and map bounds before connect-node decodes a body; then parse errors worded as on the gRPC port.
-        guardRequests(router.handlers, { admit, limits });
+        guardRequests(router.handlers, { admit, limits, log });
         reportBinaryParseErrorsAsInvalid(router.handlers);
       },
       // connect-node checks these on each message after decompression too.

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 import type { ServerLimits } from "../config/schema.ts";
 
 /** The limits both transports apply to each call (the rest is connection settings). */
@@ -27,5 +27,6 @@ export function headerBlockBytes(fields: Record<string, readonly (string | Uint8
 
 /** The refusal of a call whose metadata is over the limit. */
 export function metadataTooLarge(bytes: number, limit: number): ConnectError {
-  return new ConnectError(`request metadata is ${bytes} bytes, over the server's limit of ${limit} (server.limits.maxMetadataBytes)`, Code.ResourceExhausted);
+  const refusal = new ConnectError(`request metadata is ${bytes} bytes, over the server's limit of ${limit} (server.limits.maxMetadataBytes)`, Code.ResourceExhausted);
+  return withReason(refusal, ErrorReason.LIMIT_EXCEEDED, { limit: "server.limits.maxMetadataBytes", max: String(limit) });
 }

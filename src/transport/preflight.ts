@@ -2,7 +2,9 @@ import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
 import { createContextKey, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import type { Logger } from "pino";
 import type { CallInfo } from "../executor/context.ts";
+import { edgeError } from "./edge-error.ts";
 import { checkJsonMaps } from "./json-map-scan.ts";
 import { COMPRESSED, END_STREAM, envelopeLength, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 import { checkBinaryMaps, mapPlan, type MapLimits } from "./wire-limits.ts";
@@ -19,6 +21,8 @@ export type Admit = (call: CallInfo, service: string, method: string) => Promise
 export interface Preflight {
   admit?: Admit;
   limits: MapLimits & { maxMessageBytes: number };
+  /** For the edge, which logs a refusal that was a bug (not a ConnectError). */
+  log: Logger;
 }
 
 /**
@@ -50,7 +54,12 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
 }
 
 async function* checkedBody(req: UniversalServerRequest, body: AsyncIterable<Uint8Array>, call: CallInfo, method: DescMethod, preflight: Preflight): AsyncIterable<Uint8Array> {
-  await preflight.admit?.(call, method.parent.typeName, method.name);
+  // connect-node sends a refusal from here as it is: it leaves through the edge first, as the service's own errors do.
+  try {
+    await preflight.admit?.(call, method.parent.typeName, method.name);
+  } catch (err) {
+    throw edgeError(err, method, preflight.log);
+  }
   if (!mapPlan(method.input)) return yield* body;
   const iterator = body[Symbol.asyncIterator]();
   // One message and its envelope; a larger body is connect-node's to refuse (readMaxBytes), unread by us.
@@ -72,7 +81,11 @@ async function* checkedBody(req: UniversalServerRequest, body: AsyncIterable<Uin
     }
   }
   const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  checkMaps(req.header, whole, method.input, preflight.limits);
+  try {
+    checkMaps(req.header, whole, method.input, preflight.limits);
+  } catch (err) {
+    throw edgeError(err, method, preflight.log);
+  }
   yield whole;
 }
 

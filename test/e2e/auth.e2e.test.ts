@@ -97,23 +97,25 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     expect(stdout.trim()).toBe(sha256(KEYS.alice));
   });
 
-  const refusals: Array<[string, () => Promise<CallOptions>, string]> = [
-    ["no credentials", async () => ({ timeoutMs: 10_000 }), "missing credentials"],
-    ["a wrong API key", async () => as(key("alice")), "unknown API key"],
-    ["an expired JWT", async () => as(await mint("dave", [], { exp: now() - 3600 })), "token expired"],
-    ["a JWT for another audience", async () => as(await mint("dave", [], { aud: "someone-else" })), "token audience is not accepted"],
-    ["a JWT from another issuer", async () => as(await mint("dave", [], { iss: "https://evil.test" })), "token issuer is not accepted"],
-    ["a JWT signed with another secret", async () => as(await mint("dave", [], { secret: randomBytes(32).toString("hex") })), "token signature is invalid"],
+  // The message says what was wrong; the reason (qingyu-reason) is what a client branches on.
+  const refusals: Array<[string, () => Promise<CallOptions>, string, string]> = [
+    ["no credentials", async () => ({ timeoutMs: 10_000 }), "missing credentials", "UNAUTHENTICATED"],
+    ["a wrong API key", async () => as(key("alice")), "unknown API key", "TOKEN_INVALID"],
+    ["an expired JWT", async () => as(await mint("dave", [], { exp: now() - 3600 })), "token expired", "TOKEN_EXPIRED"],
+    ["a JWT for another audience", async () => as(await mint("dave", [], { aud: "someone-else" })), "token audience is not accepted", "TOKEN_INVALID"],
+    ["a JWT from another issuer", async () => as(await mint("dave", [], { iss: "https://evil.test" })), "token issuer is not accepted", "TOKEN_INVALID"],
+    ["a JWT signed with another secret", async () => as(await mint("dave", [], { secret: randomBytes(32).toString("hex") })), "token signature is invalid", "TOKEN_INVALID"],
     [
       "an unsigned alg:none JWT",
       async () => as(new UnsecuredJWT({ roles: ["admin"] }).setSubject("dave").setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode()),
       "unsupported token algorithm",
+      "TOKEN_INVALID",
     ],
-    ["a malformed authorization header", async () => ({ metadata: { authorization: `Basic ${KEYS.alice}` } }), "malformed authorization header"],
-    ["a bearer header with two tokens", async () => ({ metadata: { authorization: `Bearer ${KEYS.alice} ${KEYS.root}` } }), "malformed authorization header"],
+    ["a malformed authorization header", async () => ({ metadata: { authorization: `Basic ${KEYS.alice}` } }), "malformed authorization header", "TOKEN_INVALID"],
+    ["a bearer header with two tokens", async () => ({ metadata: { authorization: `Bearer ${KEYS.alice} ${KEYS.root}` } }), "malformed authorization header", "TOKEN_INVALID"],
   ];
 
-  it.each(refusals)("refuses %s with UNAUTHENTICATED on Execute, ExecuteStream and SessionService", async (_name, opts, message) => {
+  it.each(refusals)("refuses %s with UNAUTHENTICATED on Execute, ExecuteStream and SessionService", async (_name, opts, message, reason) => {
     const o = await opts();
     const outcomes = [
       await statusOf(client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, o)),
@@ -124,6 +126,7 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     for (const s of outcomes) {
       expect(s.code).toBe(UNAUTHENTICATED);
       expect(s.details).toContain(message);
+      expect(s.metadata.get("qingyu-reason")).toEqual([reason]);
     }
   });
 
@@ -210,7 +213,7 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     for (const [rpc, call] of Object.entries(attempts)) {
       const s = await statusOf(call);
       expect([rpc, s.code]).toEqual([rpc, PERMISSION_DENIED]);
-      expect(s.details).toContain(`session "${sessionId}" belongs to another user`);
+      expect([rpc, s.metadata.get("qingyu-reason")]).toEqual([rpc, ["NOT_SESSION_OWNER"]]);
     }
     const named = await statusOf(client.unary(SessionService, S.listSessions, { userId: "alice" }, bob));
     expect(named.code).toBe(PERMISSION_DENIED);

@@ -27,7 +27,7 @@ describe.skipIf(!hasGrpc && !process.env.CI)("a Python grpcio client given only 
       encoding: "utf8",
     });
     expect(out).toContain("answer: [history=2] second turn from python");
-    expect(out).toContain("stale version: ABORTED");
+    expect(out).toContain("stale version: ABORTED STALE_VERSION");
     expect(out).toMatch(/stream: started \d+ deltas completed/);
   });
 });

@@ -85,6 +85,7 @@ describe(`rate-limit on a shared Redis across two server processes (${runtime})`
     for (const r of refused) {
       expect(grpc.status[r.code]).toBe("RESOURCE_EXHAUSTED");
       expect(r.details).toContain(`requests per minute for principal "user:${user}" (limit ${N})`);
+      expect(header(r.metadata, "qingyu-reason")).toBe("RATE_LIMITED");
       // One request refills every 60/N s: the wait is positive and at most that.
       const ms = Number(header(r.metadata, "retry-after-ms"));
       expect(ms).toBeGreaterThan(0);
@@ -149,6 +150,6 @@ describe(`rate-limit on a shared Redis across two server processes (${runtime})`
     // A task estimated above the whole per-minute limit can never fit: refused as bad input, not as a wait.
     const huge = await statusOf(c.unary(AgentService, A.execute, { agentId: "echo", task: "x".repeat(4 * TOKENS + 4), userId: `erin-${randomUUID()}` }));
     expect(grpc.status[huge.code]).toBe("INVALID_ARGUMENT");
-    expect(huge.details).toContain("can never fit");
+    expect(header(huge.metadata, "qingyu-reason")).toBe("LIMIT_EXCEEDED");
   });
 });

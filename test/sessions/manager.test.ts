@@ -1,4 +1,4 @@
-import { Code, type EventType, type RuntimeEvent } from "@qingyu/plugin-api";
+import { Code, type EventType, reasonOf, type RuntimeEvent } from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import pino from "pino";
 import { SessionManager, type SessionPolicy } from "../../src/sessions/manager.ts";
@@ -265,7 +265,7 @@ describe("SessionManager: checkpoints", () => {
     expect((await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, 5))).code).toBe(Code.Aborted);
     const err = await rejection(manager.saveCheckpoint(s.id, "alice", { step: 2 }, -1));
     expect(err.code).toBe(Code.InvalidArgument);
-    expect(err.rawMessage).toContain("expected_version");
+    expect(reasonOf(err)).toEqual({ reason: "INVALID_FIELD", metadata: { field: "expected_version" } });
   });
 
   it("getCheckpoint is NOT_FOUND for a session without checkpoints or an unknown id", async () => {

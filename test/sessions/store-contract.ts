@@ -1,6 +1,6 @@
 // The behaviour every SessionStore must have, run against each store by its own
 // test file (memory here; Redis, PostgreSQL and tiered against the real servers).
-import { Code } from "@qingyu/plugin-api";
+import { Code, reasonOf } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
 import type { CreateSessionInput, SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
@@ -152,6 +152,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       await store.saveCheckpoint(s.id, { data: { a: 1 }, expectedVersion: -1, keep: 10 });
       const stale = await rejection(store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: 5, keep: 10 }));
       expect(stale.code).toBe(Code.Aborted);
+      expect(reasonOf(stale)).toEqual({ reason: "STALE_VERSION", metadata: { session_id: s.id, current_version: "1", expected_version: "5" } });
       expect((await store.get(s.id, ALL))!.version).toBe(1);
       expect((await store.listCheckpoints(s.id, 10, "")).items).toHaveLength(1);
       expect((await rejection(store.saveCheckpoint("00000000-0000-4000-8000-000000000000", { data: {}, expectedVersion: -1, keep: 10 }))).code).toBe(Code.NotFound);

@@ -97,13 +97,3 @@ function codeString(code: Code): string {
   if (typeof name !== "string") return String(code);
   return name.replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase());
 }
-
-/** INVALID_ARGUMENT naming the offending field. */
-export function invalidArgument(field: string, message: string): ConnectError {
-  return new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
-}
-
-/** NOT_FOUND for a named kind of thing. */
-export function notFound(what: string, id: string): ConnectError {
-  return new ConnectError(`${what} "${id}" not found`, Code.NotFound);
-}

@@ -11,7 +11,8 @@ export type { EventBus, EventHandler, EventInit, EventListener, EventType, Runti
 export type { AgentCatalog, AgentDefinition, AgentLimits } from "./agents.ts";
 export type { JsonObject, JsonValue, SessionRecord } from "./sessions.ts";
 export { actingUser, type Principal } from "./principal.ts";
-export { Code, ConnectError, ProviderError, invalidArgument, notFound, type ErrorMetadata } from "./errors.ts";
+export { Code, ConnectError, ProviderError, type ErrorMetadata } from "./errors.ts";
+export { ErrorReason, codeReason, invalidArgument, limitExceeded, notFound, reasonOf, withReason, type ErrorReasonInfo } from "./reasons.ts";
 export { InvalidOptionsError, formatIssue, validateOptions } from "./options.ts";
 export { after, observe, type StreamEnd, type StreamObserver } from "./stream.ts";
 export { transformText, type TextTransformOptions } from "./text-stream.ts";

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "./errors.ts";
+import { ErrorReason, withReason } from "./reasons.ts";
 
 /** Who is calling, as an auth middleware established it. */
 export interface Principal {
@@ -21,5 +22,5 @@ export function actingUser(principal: Principal | undefined, requested: string):
   if (!principal) return requested;
   if (!requested || requested === principal.id) return principal.id;
   if (principal.admin) return requested;
-  throw new ConnectError(`principal "${principal.id}" may not act as user "${requested}"`, Code.PermissionDenied);
+  throw withReason(new ConnectError(`principal "${principal.id}" may not act as user "${requested}"`, Code.PermissionDenied), ErrorReason.PERMISSION_DENIED);
 }

@@ -1,4 +1,4 @@
-import { Code, ConnectError, definePlugin, type Principal, type RunEvent } from "@qingyu/plugin-api";
+import { Code, ConnectError, definePlugin, ErrorReason, type Principal, type RunEvent, withReason } from "@qingyu/plugin-api";
 import { z } from "zod";
 
 const agentPattern = z.string().min(1).regex(/^[^*]*\*?$/, 'only a trailing "*" is supported (e.g. "gpt-*")');
@@ -49,7 +49,7 @@ export default definePlugin({
           options.rules.some((rule) => principalMatches(rule.principals, principal) && agentMatches(rule.agents, ctx.agentId)) ||
           options.default === "allow";
         if (!allowed) {
-          throw new ConnectError(`principal "${principal.id}" may not call agent "${ctx.agentId}"`, Code.PermissionDenied);
+          throw withReason(new ConnectError(`principal "${principal.id}" may not call agent "${ctx.agentId}"`, Code.PermissionDenied), ErrorReason.PERMISSION_DENIED, { agent_id: ctx.agentId });
         }
         return next();
       },

@@ -1,4 +1,4 @@
-import { Code, ConnectError, definePlugin, type LlmProvider, type ProviderChunk, type ProviderRequest } from "@qingyu/plugin-api";
+import { Code, ConnectError, definePlugin, ErrorReason, type LlmProvider, type ProviderChunk, type ProviderRequest, withReason } from "@qingyu/plugin-api";
 import { z } from "zod";
 import { codeName, toConnectError } from "../../errors.ts";
 
@@ -50,7 +50,7 @@ export default definePlugin({
           }
         }
         // Every provider failed the same way: the last error, retryable or not, is the call's.
-        throw last ?? new ConnectError("no provider answered", Code.Unavailable);
+        throw last ?? withReason(new ConnectError("no provider answered", Code.Unavailable), ErrorReason.PROVIDER_UNAVAILABLE);
       },
     };
   },

@@ -1,4 +1,4 @@
-import { Code, ConnectError, definePlugin, invalidArgument, type RunEvent } from "@qingyu/plugin-api";
+import { definePlugin, invalidArgument, limitExceeded, notFound, type RunEvent } from "@qingyu/plugin-api";
 import { z } from "zod";
 
 const Options = z
@@ -29,7 +29,7 @@ export default definePlugin({
             throw invalidArgument("agent_id", `is required: session "${ctx.sessionId}" is bound to no agent`);
           })();
         }
-        if (!ctx.agent) throw new ConnectError(`agent "${ctx.agentId}" not found`, Code.NotFound);
+        if (!ctx.agent) throw notFound("agent", ctx.agentId);
         if (ctx.task.trim() === "") throw invalidArgument("task", "must not be empty");
         // An agent's own limits replace the global ones; the message says whose limit it was.
         const limits = ctx.agent.limits;
@@ -37,7 +37,8 @@ export default definePlugin({
         const maxTaskBytes = limits?.maxTaskBytes ?? options.maxTaskBytes;
         const bytes = Buffer.byteLength(ctx.task, "utf8");
         if (bytes > maxTaskBytes) {
-          throw invalidArgument("task", `is ${bytes} bytes; the limit${limits?.maxTaskBytes ? whose : ""} is ${maxTaskBytes}`);
+          const setting = limits?.maxTaskBytes ? "agents[].limits.maxTaskBytes" : "validation.maxTaskBytes";
+          throw limitExceeded("task", `is ${bytes} bytes; the limit${limits?.maxTaskBytes ? whose : ""} is ${maxTaskBytes}`, setting, maxTaskBytes);
         }
         const { temperature, maxTokens } = ctx.options;
         if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
@@ -45,10 +46,11 @@ export default definePlugin({
         }
         const maxOutputTokens = limits?.maxOutputTokens ?? options.maxOutputTokens;
         if (maxTokens !== undefined && maxTokens > maxOutputTokens) {
-          throw invalidArgument("options.max_tokens", `must be at most ${maxOutputTokens}${limits?.maxOutputTokens ? whose : ""}`);
+          const setting = limits?.maxOutputTokens ? "agents[].limits.maxOutputTokens" : "validation.maxOutputTokens";
+          throw limitExceeded("options.max_tokens", `must be at most ${maxOutputTokens}${limits?.maxOutputTokens ? whose : ""}`, setting, maxOutputTokens);
         }
         if (Object.keys(ctx.metadata).length > options.maxMetadataEntries) {
-          throw invalidArgument("metadata", `has more than ${options.maxMetadataEntries} entries`);
+          throw limitExceeded("metadata", `has more than ${options.maxMetadataEntries} entries`, "validation.maxMetadataEntries", options.maxMetadataEntries);
         }
         return next();
       },

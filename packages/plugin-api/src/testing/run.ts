@@ -1,8 +1,9 @@
 import type { AgentDefinition } from "../agents.ts";
-import { Code, ConnectError, notFound } from "../errors.ts";
+import { Code, ConnectError } from "../errors.ts";
 import type { AgentContext, AgentRunResult, GenerationOptions, Middleware, RunEvent } from "../middleware.ts";
 import type { Principal } from "../principal.ts";
 import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest } from "../provider.ts";
+import { ErrorReason, notFound, withReason } from "../reasons.ts";
 import type { SessionRecord } from "../sessions.ts";
 import { testAgent } from "./host.ts";
 
@@ -129,7 +130,9 @@ function terminalOf(terminal: RunTerminal | undefined): (ctx: AgentContext) => A
 
 function agentOf(ctx: AgentContext): AgentDefinition {
   if (ctx.agent) return ctx.agent;
-  throw ctx.agentId ? notFound("agent", ctx.agentId) : new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument);
+  throw ctx.agentId
+    ? notFound("agent", ctx.agentId)
+    : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, { field: "agent_id" });
 }
 
 async function* textRun(ctx: AgentContext, chunks: () => readonly string[]): AsyncIterable<RunEvent> {

@@ -1,8 +1,11 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 
-/** UNAUTHENTICATED with a message safe to show the caller. */
-export function unauthenticated(message: string): ConnectError {
-  return new ConnectError(message, Code.Unauthenticated);
+/** How the caller's credentials failed: none sent, not accepted, or expired. */
+type AuthReason = typeof ErrorReason.UNAUTHENTICATED | typeof ErrorReason.TOKEN_INVALID | typeof ErrorReason.TOKEN_EXPIRED;
+
+/** UNAUTHENTICATED with a message safe to show the caller; the reason says whether credentials were missing (the default), invalid or expired. */
+export function unauthenticated(message: string, reason: AuthReason = ErrorReason.UNAUTHENTICATED): ConnectError {
+  return withReason(new ConnectError(message, Code.Unauthenticated), reason);
 }
 
 /**
@@ -14,7 +17,7 @@ export function bearerCredential(header: string | undefined): string | undefined
   if (header === undefined || header.trim() === "") return undefined;
   // RFC 6750: the scheme is case-insensitive; the credential is one token.
   const match = /^Bearer +(\S+)$/i.exec(header.trim());
-  if (!match) throw unauthenticated("malformed authorization header: expected Bearer <token>");
+  if (!match) throw unauthenticated("malformed authorization header: expected Bearer <token>", ErrorReason.TOKEN_INVALID);
   return match[1];
 }
 

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type PluginHost, type PluginLogger, type Principal } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, type PluginHost, type PluginLogger, type Principal, withReason } from "@qingyu/plugin-api";
 import { readFile } from "node:fs/promises";
 import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { unauthenticated } from "./bearer.ts";
@@ -78,7 +78,7 @@ function jwksResolver(url: string, logger: PluginLogger): JWTVerifyGetKey {
       if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err;
       // Our key source is down or broken: the token may be fine, so not UNAUTHENTICATED.
       logger.warn({ err, jwksUrl: url }, "cannot load the JWKS");
-      throw new ConnectError("cannot load the token signing keys (JWKS); try again later", Code.Unavailable);
+      throw withReason(new ConnectError("cannot load the token signing keys (JWKS); try again later", Code.Unavailable), ErrorReason.AUTH_UNAVAILABLE);
     }
   };
 }
@@ -86,17 +86,17 @@ function jwksResolver(url: string, logger: PluginLogger): JWTVerifyGetKey {
 /** A jose verification error as the caller sees it: what was wrong, never the key or the token. */
 function jwtFailure(err: unknown, logger: PluginLogger): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof errors.JWTExpired) return unauthenticated(err.claim === "exp" ? "token expired" : "token is too old");
-  if (err instanceof errors.JWTClaimValidationFailed) return unauthenticated(claimFailure(err.claim, err.reason));
+  if (err instanceof errors.JWTExpired) return unauthenticated(err.claim === "exp" ? "token expired" : "token is too old", ErrorReason.TOKEN_EXPIRED);
+  if (err instanceof errors.JWTClaimValidationFailed) return unauthenticated(claimFailure(err.claim, err.reason), ErrorReason.TOKEN_INVALID);
   if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
-    return unauthenticated("unsupported token algorithm");
+    return unauthenticated("unsupported token algorithm", ErrorReason.TOKEN_INVALID);
   }
-  if (err instanceof errors.JWSSignatureVerificationFailed) return unauthenticated("token signature is invalid");
-  if (err instanceof errors.JWKSNoMatchingKey) return unauthenticated("token signing key is unknown (no matching kid in the JWKS)");
-  if (err instanceof errors.JWKSMultipleMatchingKeys) return unauthenticated("token names no single signing key (give it a kid)");
-  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return unauthenticated("malformed token");
+  if (err instanceof errors.JWSSignatureVerificationFailed) return unauthenticated("token signature is invalid", ErrorReason.TOKEN_INVALID);
+  if (err instanceof errors.JWKSNoMatchingKey) return unauthenticated("token signing key is unknown (no matching kid in the JWKS)", ErrorReason.TOKEN_INVALID);
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return unauthenticated("token names no single signing key (give it a kid)", ErrorReason.TOKEN_INVALID);
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return unauthenticated("malformed token", ErrorReason.TOKEN_INVALID);
   logger.warn({ err }, "unexpected JWT verification failure");
-  return unauthenticated("token could not be verified");
+  return unauthenticated("token could not be verified", ErrorReason.TOKEN_INVALID);
 }
 
 function claimFailure(claim: string, reason: string): string {
@@ -118,9 +118,9 @@ function claimFailure(claim: string, reason: string): string {
 
 function principalFromClaims(payload: JWTPayload, options: JwtOptions): Principal {
   const id = claimAt(payload, options.subjectClaim);
-  if (typeof id !== "string" || id === "") throw unauthenticated(`token has no "${options.subjectClaim}" claim`);
+  if (typeof id !== "string" || id === "") throw unauthenticated(`token has no "${options.subjectClaim}" claim`, ErrorReason.TOKEN_INVALID);
   // The subject becomes a user id, held to the same bound as a user_id a caller sends.
-  if (id.length + options.subjectPrefix.length > 128) throw unauthenticated(`token's "${options.subjectClaim}" claim is longer than a user id may be (128)`);
+  if (id.length + options.subjectPrefix.length > 128) throw unauthenticated(`token's "${options.subjectClaim}" claim is longer than a user id may be (128)`, ErrorReason.TOKEN_INVALID);
   const raw = claimAt(payload, options.rolesClaim);
   const roles =
     typeof raw === "string"

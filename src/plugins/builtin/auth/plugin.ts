@@ -1,4 +1,4 @@
-import { actingUser, after, type AgentContext, definePlugin, type Principal } from "@qingyu/plugin-api";
+import { actingUser, after, type AgentContext, definePlugin, ErrorReason, type Principal } from "@qingyu/plugin-api";
 import { createApiKeyVerifier } from "./api-keys.ts";
 import { bearerCredential, looksLikeJwt, unauthenticated } from "./bearer.ts";
 import { createJwtVerifier } from "./jwt.ts";
@@ -40,12 +40,12 @@ export default definePlugin({
         throw unauthenticated("missing credentials: send authorization: Bearer <token>");
       }
       if (looksLikeJwt(credential)) {
-        if (!jwt) throw unauthenticated("JWT bearer tokens are not accepted here; send an API key");
+        if (!jwt) throw unauthenticated("JWT bearer tokens are not accepted here; send an API key", ErrorReason.TOKEN_INVALID);
         return jwt(credential);
       }
-      if (options.apiKeys.length === 0) throw unauthenticated("API keys are not accepted here; send a JWT");
+      if (options.apiKeys.length === 0) throw unauthenticated("API keys are not accepted here; send a JWT", ErrorReason.TOKEN_INVALID);
       const principal = apiKey(credential);
-      if (!principal) throw unauthenticated("unknown API key");
+      if (!principal) throw unauthenticated("unknown API key", ErrorReason.TOKEN_INVALID);
       return principal;
     }
 

@@ -1,4 +1,4 @@
-import { after, type AgentContext, Code, ConnectError, definePlugin, invalidArgument, observe } from "@qingyu/plugin-api";
+import { after, type AgentContext, Code, ConnectError, definePlugin, ErrorReason, limitExceeded, observe, withReason } from "@qingyu/plugin-api";
 import { z } from "zod";
 import { storeUnavailable } from "../../../clients/shared.ts";
 import type { BucketDraw, Buckets } from "./buckets.ts";
@@ -68,13 +68,19 @@ function principalKey(ctx: AgentContext): string {
   return ctx.userId ? `user:${ctx.userId}` : "anonymous";
 }
 
+/** The option that sets a limit, as a refusal names it: "perPrincipal.requestsPerMinute". */
+function settingOf(limit: Limit): string {
+  return `${limit.scope === "principal" ? "perPrincipal" : "perAgent"}.${limit.unit}PerMinute`;
+}
+
 function refusal(charge: Charge, retryAfterMs: number): ConnectError {
   const ms = Math.max(1, Math.ceil(retryAfterMs));
-  return new ConnectError(
+  const refused = new ConnectError(
     `rate limit exceeded: ${charge.label} (limit ${charge.limit.capacity}); retry in ${ms} ms`,
     Code.ResourceExhausted,
     { "retry-after-ms": String(ms), "retry-after": String(Math.ceil(ms / 1000)) },
   );
+  return withReason(refused, ErrorReason.RATE_LIMITED, { retry_after_ms: String(ms), limit: settingOf(charge.limit) });
 }
 
 /** Makes the plugin; the default export is made with no overrides. */
@@ -128,9 +134,11 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
             const all = charges(ctx, estimate);
             const tooBig = all.find((c) => c.draw.amount > c.draw.capacity);
             if (tooBig) {
-              throw invalidArgument(
+              throw limitExceeded(
                 "task",
                 `the call's estimated ${estimate} input tokens exceed the limit of ${tooBig.label} (${tooBig.limit.capacity}); it can never fit`,
+                settingOf(tooBig.limit),
+                tooBig.limit.capacity,
               );
             }
             let outcome;

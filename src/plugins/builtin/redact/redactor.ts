@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 import type { Detector } from "./detectors.ts";
 
 /** A custom pattern as the options give it, already validated. */
@@ -97,7 +97,8 @@ export class Redactor {
       if (this.start >= cut) return cut;
       if (this.end > cut) {
         if (text.length - this.start > this.maxHold) {
-          throw new ConnectError(`redact: a ${this.kinds[this.kind]!.name} match runs past maxHold (${this.maxHold} characters); the answer is cut here rather than released in parts`, Code.ResourceExhausted);
+          const cut = new ConnectError(`redact: a ${this.kinds[this.kind]!.name} match runs past maxHold (${this.maxHold} characters); the answer is cut here rather than released in parts`, Code.ResourceExhausted);
+          throw withReason(cut, ErrorReason.LIMIT_EXCEEDED, { limit: "redact.maxHold", max: String(this.maxHold) });
         }
         return this.start;
       }

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type LlmProvider, type ProviderChunk, ProviderError, type ProviderRequest } from "@qingyu/plugin-api";
+import { Code, ConnectError, type LlmProvider, type ProviderChunk, ProviderError, type ProviderRequest, reasonOf } from "@qingyu/plugin-api";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -112,6 +112,8 @@ describe("openai provider: upstream errors", () => {
     expect(err.retryable).toBe(true);
     expect(err.retryAfterMs).toBe(2000);
     expect(err.rawMessage).toBe("openai provider: upstream answered 429 Too Many Requests: Rate limit reached for gpt-test");
+    // The provider's rate limit, not the caller's: a client tells the two apart by the reason.
+    expect(reasonOf(err)).toEqual({ reason: "PROVIDER_RATE_LIMITED", metadata: { retry_after_ms: "2000" } });
   });
 
   it("prefers retry-after-ms, and understands an HTTP-date Retry-After", async () => {
@@ -161,6 +163,7 @@ describe("openai provider: upstream errors", () => {
     expect(err.code).toBe(Code.NotFound);
     expect(err.retryable).toBe(false);
     expect(err.rawMessage).toContain('404 Not Found for model "gpt-test"');
+    expect(reasonOf(err).reason).toBe("PROVIDER_REJECTED");
   });
 
   it("generate maps errors the same way", async () => {
