@@ -88,7 +88,9 @@ const handlers: grpc.UntypedServiceImplementation = {
 
 type StreamCall = grpc.ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>;
 const started = (call: StreamCall) =>
-  create(ExecuteStreamResponseSchema, { event: { case: "started", value: { agentId: call.request.agentId, sessionId: call.request.sessionId, model: "echo-1" } } });
+  create(ExecuteStreamResponseSchema, {
+    event: { case: "started", value: { agentId: call.request.agentId, sessionId: call.request.sessionId, model: "echo-1" } },
+  });
 
 // The token-latency phase: stamped tokens on the schedule of bench/tick.ts, as our server's bench-clock provider yields them.
 async function clockStream(call: StreamCall): Promise<void> {

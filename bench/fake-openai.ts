@@ -16,7 +16,10 @@ function words(body: any): string[] {
   const messages: Array<{ role?: string; content?: unknown }> = Array.isArray(body?.messages) ? body.messages : [];
   const last = messages.findLast((m) => m.role === "user");
   const text = typeof last?.content === "string" ? last.content : "";
-  return text.split(/\s+/).filter(Boolean).map((w, i) => (i ? ` ${w}` : w));
+  return text
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((w, i) => (i ? ` ${w}` : w));
 }
 
 function stream(res: ServerResponse, body: any, model: string, pieces: string[], usage: object): void {
@@ -46,18 +49,26 @@ function stream(res: ServerResponse, body: any, model: string, pieces: string[],
 
 function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
   if (req.method !== "POST" || req.url !== "/v1/chat/completions") {
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}`, type: "invalid_request_error" } }));
+    res
+      .writeHead(404, { "content-type": "application/json" })
+      .end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}`, type: "invalid_request_error" } }));
     return;
   }
   const body = JSON.parse(raw);
   const model = typeof body.model === "string" ? body.model : "fake";
   const pieces = words(body);
-  const promptTokens = (body.messages as Array<{ content?: unknown }>).reduce((n, m) => n + (typeof m.content === "string" ? m.content.split(/\s+/).length : 0), 0);
+  const promptTokens = (body.messages as Array<{ content?: unknown }>).reduce(
+    (n, m) => n + (typeof m.content === "string" ? m.content.split(/\s+/).length : 0),
+    0,
+  );
   const usage = { prompt_tokens: promptTokens, completion_tokens: pieces.length, total_tokens: promptTokens + pieces.length };
   if (body.stream === true) return stream(res, body, model, pieces, usage);
   res.writeHead(200, { "content-type": "application/json" }).end(
     JSON.stringify({
-      id: `chatcmpl-bench-${++served}`, object: "chat.completion", created: Math.floor(Date.now() / 1000), model,
+      id: `chatcmpl-bench-${++served}`,
+      object: "chat.completion",
+      created: Math.floor(Date.now() / 1000),
+      model,
       choices: [{ index: 0, message: { role: "assistant", content: pieces.join(""), refusal: null }, finish_reason: "stop", logprobs: null }],
       usage,
     }),

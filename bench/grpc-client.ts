@@ -18,7 +18,10 @@ export const EXECUTE = "/qingyu.agent.v1.AgentService/Execute";
 export const EXECUTE_STREAM = "/qingyu.agent.v1.AgentService/ExecuteStream";
 
 const encode = (schema: DescMessage) => (message: unknown) => Buffer.from(toBinary(schema, message as never));
-const decode = <T>(schema: DescMessage) => (bytes: Buffer) => fromBinary(schema, bytes) as T;
+const decode =
+  <T>(schema: DescMessage) =>
+  (bytes: Buffer) =>
+    fromBinary(schema, bytes) as T;
 const encodeRequest = encode(ExecuteRequestSchema);
 const decodeResponse = decode<ExecuteResponse>(ExecuteResponseSchema);
 const encodeStreamRequest = encode(ExecuteStreamRequestSchema);
@@ -41,7 +44,9 @@ export function client(port: number, options?: grpc.ChannelOptions): grpc.Client
 }
 
 export function execute(c: grpc.Client, req: ExecuteRequest): Promise<ExecuteResponse> {
-  return new Promise((res, rej) => c.makeUnaryRequest(EXECUTE, encodeRequest, decodeResponse, req, authMetadata.clone(), (err, value) => (err ? rej(err) : res(value!))));
+  return new Promise((res, rej) =>
+    c.makeUnaryRequest(EXECUTE, encodeRequest, decodeResponse, req, authMetadata.clone(), (err, value) => (err ? rej(err) : res(value!))),
+  );
 }
 
 /** One real call that must come back OK and echo the task; throws with the status otherwise. */
@@ -76,7 +81,14 @@ export function percentile(sorted: Float64Array, p: number): number {
  * returns, over one channel (one HTTP/2 connection). Calls that start during
  * warm-up are not recorded.
  */
-export async function latency(server: string, port: number, req: ExecuteRequest, inFlight: number, seconds: number, warmupSeconds: number): Promise<LatencyRun> {
+export async function latency(
+  server: string,
+  port: number,
+  req: ExecuteRequest,
+  inFlight: number,
+  seconds: number,
+  warmupSeconds: number,
+): Promise<LatencyRun> {
   const c = client(port);
   const samples: number[] = [];
   let errors = 0;
@@ -100,7 +112,15 @@ export async function latency(server: string, port: number, req: ExecuteRequest,
   c.close();
   if (errors) process.stderr.write(`bench: ${server} latency at ${inFlight} in flight: ${errors} errors, first: ${(firstError as Error).message}\n`);
   const sorted = Float64Array.from(samples).sort();
-  return { server, inFlight, calls: samples.length, errors, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), callsPerSec: samples.length / elapsed };
+  return {
+    server,
+    inFlight,
+    calls: samples.length,
+    errors,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    callsPerSec: samples.length / elapsed,
+  };
 }
 
 export interface StreamRun {
@@ -112,7 +132,13 @@ export interface StreamRun {
 
 /** Starts one ExecuteStream call. */
 export function openStream(c: grpc.Client, agentId: string, task: string): grpc.ClientReadableStream<ExecuteStreamResponse> {
-  return c.makeServerStreamRequest(EXECUTE_STREAM, encodeStreamRequest, decodeStreamResponse, create(ExecuteStreamRequestSchema, { agentId, task }), authMetadata.clone());
+  return c.makeServerStreamRequest(
+    EXECUTE_STREAM,
+    encodeStreamRequest,
+    decodeStreamResponse,
+    create(ExecuteStreamRequestSchema, { agentId, task }),
+    authMetadata.clone(),
+  );
 }
 
 function streamOnce(c: grpc.Client, task: string): Promise<number> {

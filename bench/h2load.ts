@@ -47,10 +47,24 @@ export interface H2loadOptions {
  */
 export async function h2load(server: ServerChild, o: H2loadOptions): Promise<H2loadRun> {
   const args = [
-    "-c", String(o.connections), "-m", String(o.streams),
-    "-D", String(o.seconds), `--warm-up-time=${o.warmupSeconds}`,
-    "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", `authorization: Bearer ${BENCH_API_KEY}`, "-H", "cache-control: no-cache",
-    "-d", o.bodyFile, `http://127.0.0.1:${server.port}${o.path}`,
+    "-c",
+    String(o.connections),
+    "-m",
+    String(o.streams),
+    "-D",
+    String(o.seconds),
+    `--warm-up-time=${o.warmupSeconds}`,
+    "-H",
+    "content-type: application/grpc",
+    "-H",
+    "te: trailers",
+    "-H",
+    `authorization: Bearer ${BENCH_API_KEY}`,
+    "-H",
+    "cache-control: no-cache",
+    "-d",
+    o.bodyFile,
+    `http://127.0.0.1:${server.port}${o.path}`,
   ];
   const child = track(spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] }));
   let out = "";

@@ -85,7 +85,16 @@ async function measure(server: ServerChild, streams: number, connections: number
     await exited;
     await new Promise((r) => setTimeout(r, 500)); // the server sees the resets and ends the calls
     const afterCloseKiB = await settledRssKiB(server);
-    return { server: server.name, streams, connections, baselineKiB, openKiB, afterCloseKiB, perStreamKiB: (openKiB - baselineKiB) / streams, openSeconds: opened.seconds };
+    return {
+      server: server.name,
+      streams,
+      connections,
+      baselineKiB,
+      openKiB,
+      afterCloseKiB,
+      perStreamKiB: (openKiB - baselineKiB) / streams,
+      openSeconds: opened.seconds,
+    };
   } finally {
     await stop(child, 1000);
   }
@@ -104,7 +113,9 @@ export async function idleStreamsPhase(config: unknown, streams: number, connect
       const r = await measure(s, streams, connections);
       s.assertAlive();
       runs.push(r);
-      log(`  idle streams ${s.name.padEnd(10)} ${streams} open in ${r.openSeconds.toFixed(1)} s: RSS ${(r.baselineKiB / 1024).toFixed(0)} → ${(r.openKiB / 1024).toFixed(0)} MiB = ${r.perStreamKiB.toFixed(1)} KiB/stream (${(r.afterCloseKiB / 1024).toFixed(0)} MiB after close)`);
+      log(
+        `  idle streams ${s.name.padEnd(10)} ${streams} open in ${r.openSeconds.toFixed(1)} s: RSS ${(r.baselineKiB / 1024).toFixed(0)} → ${(r.openKiB / 1024).toFixed(0)} MiB = ${r.perStreamKiB.toFixed(1)} KiB/stream (${(r.afterCloseKiB / 1024).toFixed(0)} MiB after close)`,
+      );
     }
     return runs;
   } finally {

@@ -88,7 +88,12 @@ const summary = (samples: number[]): TtftSummary => {
 /** Time to the first content chunk, calling the upstream directly; the answer is read to its end, as a caller would. */
 async function directTtft(upstream: OpenAI): Promise<number> {
   const t0 = performance.now();
-  const stream = await upstream.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: TTFT_TASK }], stream: true, stream_options: { include_usage: true } });
+  const stream = await upstream.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: "user", content: TTFT_TASK }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let first = NaN;
   for await (const chunk of stream) if (Number.isNaN(first) && chunk.choices[0]?.delta?.content) first = performance.now() - t0;
   if (Number.isNaN(first)) throw new Error("the upstream streamed no content");
@@ -149,15 +154,22 @@ export async function openaiPhase(o: OpenAIPhaseOptions): Promise<OpenAIPhaseRes
     for (let run = 0; run < o.runs; run++) {
       const r = await h2load(server, { ...o.shape, seconds: o.seconds, warmupSeconds: o.warmupSeconds, path: EXECUTE, bodyFile });
       throughput.push(r);
-      o.log(`  h2load -c ${o.shape.connections} -m ${o.shape.streams} ours-openai      ${r.reqPerSec.toFixed(0).padStart(6)} req/s  ${r.cpuMicrosPerCall.toFixed(1).padStart(6)} µs CPU/call  ${r.serverCores.toFixed(2)} cores`);
+      o.log(
+        `  h2load -c ${o.shape.connections} -m ${o.shape.streams} ours-openai      ${r.reqPerSec.toFixed(0).padStart(6)} req/s  ${r.cpuMicrosPerCall.toFixed(1).padStart(6)} µs CPU/call  ${r.serverCores.toFixed(2)} cores`,
+      );
       if (r.failed || r.errored || r.timeout) o.problems.push(`ours-openai: h2load reported ${r.failed} failed, ${r.errored} errored, ${r.timeout} timeout`);
-      if (r.dataBytesPerCall < o.minDataBytes) o.problems.push(`ours-openai: only ${r.dataBytesPerCall.toFixed(1)} DATA bytes per call (expected >= ${o.minDataBytes}): calls are failing with a gRPC status`);
+      if (r.dataBytesPerCall < o.minDataBytes)
+        o.problems.push(
+          `ours-openai: only ${r.dataBytesPerCall.toFixed(1)} DATA bytes per call (expected >= ${o.minDataBytes}): calls are failing with a gRPC status`,
+        );
     }
     await checkExecute(server.port, o.task, "openai");
 
     const t = await ttft(server, upstream.url, o.ttftSeconds);
     server.assertAlive();
-    o.log(`  TTFT openai upstream direct p50 ${t.direct.p50Ms.toFixed(2)} ms p99 ${t.direct.p99Ms.toFixed(2)} ms; through ours p50 ${t.ours.p50Ms.toFixed(2)} ms p99 ${t.ours.p99Ms.toFixed(2)} ms (${t.ours.calls} calls each)`);
+    o.log(
+      `  TTFT openai upstream direct p50 ${t.direct.p50Ms.toFixed(2)} ms p99 ${t.direct.p99Ms.toFixed(2)} ms; through ours p50 ${t.ours.p50Ms.toFixed(2)} ms p99 ${t.ours.p99Ms.toFixed(2)} ms (${t.ours.calls} calls each)`,
+    );
     if (t.errors) o.problems.push(`openai TTFT: ${t.errors} failed calls`);
     return { model: MODEL, chunkGapMs: CHUNK_GAP_MS, throughput, ttft: t };
   } finally {

@@ -78,10 +78,14 @@ async function main(): Promise<void> {
     startOurs("ours-full-suite", oursConfig(FULL_SUITE)),
     // The default pipeline with everything observed: every span exported over OTLP (to a sink that
     // discards), metrics recorded for /metrics. What an operator pays for full visibility.
-    startOurs("ours-observed", { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, {
-      OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-    }),
+    startOurs(
+      "ours-observed",
+      { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } },
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      },
+    ),
     // The issue's second throughput target: the full suite with every call traced and exported (no metrics).
     startOurs("ours-full-traced", oursConfig(FULL_SUITE), {
       OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url,
@@ -117,9 +121,15 @@ async function main(): Promise<void> {
         const r = await h2load(s, { ...shape, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, path: EXECUTE, bodyFile });
         throughput.push(r);
         sampleRss(s);
-        log(`  h2load -c ${shape.connections} -m ${shape.streams} ${s.name.padEnd(16)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  ${r.cpuMicrosPerCall.toFixed(1).padStart(6)} µs CPU/call  ${r.serverCores.toFixed(2)} cores`);
-        if (r.failed || r.errored || r.timeout) problems.push(`${s.name} -c ${shape.connections}: h2load reported ${r.failed} failed, ${r.errored} errored, ${r.timeout} timeout`);
-        if (r.dataBytesPerCall < minDataBytes) problems.push(`${s.name} -c ${shape.connections}: only ${r.dataBytesPerCall.toFixed(1)} DATA bytes per call (expected >= ${minDataBytes}): calls are failing with a gRPC status`);
+        log(
+          `  h2load -c ${shape.connections} -m ${shape.streams} ${s.name.padEnd(16)} ${r.reqPerSec.toFixed(0).padStart(6)} req/s  ${r.cpuMicrosPerCall.toFixed(1).padStart(6)} µs CPU/call  ${r.serverCores.toFixed(2)} cores`,
+        );
+        if (r.failed || r.errored || r.timeout)
+          problems.push(`${s.name} -c ${shape.connections}: h2load reported ${r.failed} failed, ${r.errored} errored, ${r.timeout} timeout`);
+        if (r.dataBytesPerCall < minDataBytes)
+          problems.push(
+            `${s.name} -c ${shape.connections}: only ${r.dataBytesPerCall.toFixed(1)} DATA bytes per call (expected >= ${minDataBytes}): calls are failing with a gRPC status`,
+          );
       }
     }
   }
@@ -132,7 +142,9 @@ async function main(): Promise<void> {
       const r = await latency(s.name, s.port, request, inFlight, LATENCY_SECONDS, 0.5);
       s.assertAlive();
       latencies.push(r);
-      log(`  latency ${String(inFlight).padStart(2)} in flight ${s.name.padEnd(16)} p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.callsPerSec.toFixed(0)} calls/s)`);
+      log(
+        `  latency ${String(inFlight).padStart(2)} in flight ${s.name.padEnd(16)} p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.callsPerSec.toFixed(0)} calls/s)`,
+      );
       if (r.errors) problems.push(`${s.name}: ${r.errors} failed calls at ${inFlight} in flight (grpc-js client)`);
     }
   }
@@ -153,8 +165,16 @@ async function main(): Promise<void> {
   await stopAll();
   const idle = await idleStreamsPhase(idleConfig(oursConfig(), IDLE_MAX_STREAMS_PER_CONNECTION), IDLE_STREAMS, IDLE_CONNECTIONS, log);
   const openai = await openaiPhase({
-    base: oursConfig(), task: TASK, runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, shape: LOAD_SHAPES[0]!,
-    ttftSeconds: LATENCY_SECONDS, minDataBytes, log, problems,
+    base: oursConfig(),
+    task: TASK,
+    runs: RUNS,
+    seconds: SECONDS,
+    warmupSeconds: WARMUP_SECONDS,
+    shape: LOAD_SHAPES[0]!,
+    ttftSeconds: LATENCY_SECONDS,
+    minDataBytes,
+    log,
+    problems,
   });
 
   const rows: Row[] = [];
@@ -173,18 +193,36 @@ async function main(): Promise<void> {
   const stream = (n: string) => streams.find((r) => r.server === n)!;
   // Not comparable for redact, whose messages are merged deltas; whole streams per second are.
   rows.push({ metric: `stream msgs/s (${STREAM_WORDS}-word task)`, better: "higher", values: perServer((n) => (n === REDACT ? NaN : stream(n).msgsPerSec)) });
-  rows.push({ metric: `stream calls/s (${STREAM_WORDS}-word task, one at a time)`, better: "higher", values: perServer((n) => (stream(n).calls * stream(n).msgsPerSec) / stream(n).messages) });
+  rows.push({
+    metric: `stream calls/s (${STREAM_WORDS}-word task, one at a time)`,
+    better: "higher",
+    values: perServer((n) => (stream(n).calls * stream(n).msgsPerSec) / stream(n).messages),
+  });
   rows.push({ metric: "RSS MiB, idle after start", better: "lower", values: perServer((n) => rss[n]!.idleKiB / 1024) });
   rows.push({ metric: "RSS MiB, peak", better: "lower", values: perServer((n) => rss[n]!.peakKiB / 1024) });
-  const targets = targetRows({ bare: names[0]!, ours: names[1]!, streams, streamWords: STREAM_WORDS, throughput, shape: LOAD_SHAPES[0]!, tokens, idle, openai });
+  const targets = targetRows({
+    bare: names[0]!,
+    ours: names[1]!,
+    streams,
+    streamWords: STREAM_WORDS,
+    throughput,
+    shape: LOAD_SHAPES[0]!,
+    tokens,
+    idle,
+    openai,
+  });
 
   const [baseline, ...others] = names;
   console.log(`\n${table(rows, baseline!, others)}\n`);
   console.log(`ratios are ${others.join(" and ")} divided by ${baseline}; "better" says which way is good (cores busy near 1.0 = one saturated event loop).`);
   const redactRows = rows.filter((r) => /^(unary calls\/s|server CPU|p50 ms, 64|stream calls\/s)/.test(r.metric));
-  console.log(`\nwhat redact adds: the full suite + redact (default options, innermost) against the full suite and bare grpc-js\n\n${versusTable(redactRows, REDACT, ["ours-full-suite", baseline!])}`);
+  console.log(
+    `\nwhat redact adds: the full suite + redact (default options, innermost) against the full suite and bare grpc-js\n\n${versusTable(redactRows, REDACT, ["ours-full-suite", baseline!])}`,
+  );
   console.log(`\n${targetsTable(targets)}\n`);
-  console.log("ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.");
+  console.log(
+    "ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.",
+  );
   if (problems.length) console.log(`\nPROBLEMS:\n${problems.map((p) => `- ${p}`).join("\n")}`);
   else console.log("\nno errors: every h2load run had 0 failed/errored and full responses; grpc-js checks answered OK.");
 
@@ -195,10 +233,29 @@ async function main(): Promise<void> {
     h2load: execFileSync("h2load", ["--version"], { encoding: "utf8" }).trim(),
     cpus: { count: cpus().length, model: cpus()[0]?.model },
     settings: {
-      runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadShapes: LOAD_SHAPES, inFlight: IN_FLIGHT, latencySeconds: LATENCY_SECONDS, streamSeconds: STREAM_SECONDS, streamWords: STREAM_WORDS, task: TASK,
-      tokenLatency: TOKENS, idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION }, openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
+      runs: RUNS,
+      seconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      loadShapes: LOAD_SHAPES,
+      inFlight: IN_FLIGHT,
+      latencySeconds: LATENCY_SECONDS,
+      streamSeconds: STREAM_SECONDS,
+      streamWords: STREAM_WORDS,
+      task: TASK,
+      tokenLatency: TOKENS,
+      idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION },
+      openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
     },
-    servers: { bare: "bench/bare-server.ts", ours: oursConfig(), "ours-no-pipeline": oursConfig([]), "ours-full-suite": oursConfig(FULL_SUITE), [REDACT]: oursConfig(FULL_SUITE_REDACT), "ours-observed": "default pipeline + OTLP tracing + metrics", "ours-idle": "ours + an echo agent with tokenDelayMs 600000", "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts" },
+    servers: {
+      bare: "bench/bare-server.ts",
+      ours: oursConfig(),
+      "ours-no-pipeline": oursConfig([]),
+      "ours-full-suite": oursConfig(FULL_SUITE),
+      [REDACT]: oursConfig(FULL_SUITE_REDACT),
+      "ours-observed": "default pipeline + OTLP tracing + metrics",
+      "ours-idle": "ours + an echo agent with tokenDelayMs 600000",
+      "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts",
+    },
     rows,
     targets,
     problems,

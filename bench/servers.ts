@@ -29,7 +29,10 @@ export function oursConfig(pipeline?: unknown[]): Record<string, unknown> {
 export const FULL_SUITE = [
   "logging",
   { plugin: "auth", options: { apiKeys: [{ id: "bench", sha256: createHash("sha256").update(BENCH_API_KEY).digest("hex") }] } },
-  { plugin: "rate-limit", options: { backend: "memory", perPrincipal: { requestsPerMinute: 1e9, tokensPerMinute: 1e12 }, perAgent: { requestsPerMinute: 1e9 } } },
+  {
+    plugin: "rate-limit",
+    options: { backend: "memory", perPrincipal: { requestsPerMinute: 1e9, tokensPerMinute: 1e12 }, perAgent: { requestsPerMinute: 1e9 } },
+  },
   "validation",
   // Every call a miss: h2load sends the same body each time, so it also sends `cache-control: no-cache`
   // (skip the lookup, still key and store the answer) — the cost of a miss, less one memory read.
@@ -51,4 +54,3 @@ export async function otlpSink(): Promise<{ url: string }> {
   server.unref();
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
-

@@ -43,22 +43,38 @@ async function measure(name: string, store: SessionStore): Promise<Record<string
   const ids: string[] = [];
   for (let i = 0; i < 200; i++) {
     const s = await store.create({ userId: `bench-${i % 10}`, agentId: "echo", metadata: {}, ttlSeconds: 600 });
-    for (let t = 0; t < HISTORY / 2; t++) await store.appendMessages(s.id, [{ role: "user", content: `question ${t} about the quarterly report` }, { role: "assistant", content: `answer ${t}: three short sentences for the board` }]);
+    for (let t = 0; t < HISTORY / 2; t++)
+      await store.appendMessages(s.id, [
+        { role: "user", content: `question ${t} about the quarterly report` },
+        { role: "assistant", content: `answer ${t}: three short sentences for the board` },
+      ]);
     ids.push(s.id);
   }
   const pick = (i: number) => ids[i % ids.length]!;
   const out = {
     "create/s": await rate(() => store.create({ userId: "bench-x", agentId: "echo", metadata: { k: "v" }, ttlSeconds: 600 })),
     "get/s (20 messages)": await rate((i) => store.get(pick(i), { messages: HISTORY })),
-    "append turn/s": await rate((i) => store.appendMessages(pick(i), [{ role: "user", content: "q" }, { role: "assistant", content: "a" }])),
+    "append turn/s": await rate((i) =>
+      store.appendMessages(pick(i), [
+        { role: "user", content: "q" },
+        { role: "assistant", content: "a" },
+      ]),
+    ),
     // A conversation turn's store work: its history read, then its write.
     "turn/s (get + append)": await rate(async (i) => {
       await store.get(pick(i), { messages: HISTORY });
-      await store.appendMessages(pick(i), [{ role: "user", content: "q" }, { role: "assistant", content: "a" }]);
+      await store.appendMessages(pick(i), [
+        { role: "user", content: "q" },
+        { role: "assistant", content: "a" },
+      ]);
     }),
     "save-checkpoint/s": await rate((i) => store.saveCheckpoint(pick(i), { data: { step: i, notes: "x".repeat(200) }, expectedVersion: -1, keep: 20 })),
   };
-  process.stderr.write(`  ${name.padEnd(15)} ${Object.entries(out).map(([k, v]) => `${k} ${v.toFixed(0)}`).join("  ")}\n`);
+  process.stderr.write(
+    `  ${name.padEnd(15)} ${Object.entries(out)
+      .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+      .join("  ")}\n`,
+  );
   return out;
 }
 
@@ -82,7 +98,11 @@ async function main(): Promise<void> {
         return rate(() => pool.query(`insert into ${schema}.raw_writes (body) values ($1)`, ["x"]));
       })(),
     };
-    process.stderr.write(`  raw             ${Object.entries(raw).map(([k, v]) => `${k} ${v.toFixed(0)}`).join("  ")}\n`);
+    process.stderr.write(
+      `  raw             ${Object.entries(raw)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+        .join("  ")}\n`,
+    );
     const postgres = await PostgresSessionStore.open(pool, { schema, sweepIntervalMs: 60_000, log });
     const stores: Record<string, SessionStore> = {
       memory: new MemorySessionStore(60_000),
@@ -96,10 +116,16 @@ async function main(): Promise<void> {
     const ratio = (x: number, base: number) => `${(x / base).toFixed(2)}x`;
     const lines = [
       `| operation (${IN_FLIGHT} in flight) | ${Object.keys(stores).join(" | ")} |`,
-      `|---|${Object.keys(stores).map(() => "---").join("|")}|`,
+      `|---|${Object.keys(stores)
+        .map(() => "---")
+        .join("|")}|`,
     ];
     for (const op of Object.keys(results.memory!)) {
-      lines.push(`| ${op} | ${Object.keys(stores).map((s) => Math.round(results[s]![op]!).toLocaleString("en-US")).join(" | ")} |`);
+      lines.push(
+        `| ${op} | ${Object.keys(stores)
+          .map((s) => Math.round(results[s]![op]!).toLocaleString("en-US"))
+          .join(" | ")} |`,
+      );
     }
     console.log(`\n${lines.join("\n")}\n`);
     console.log(

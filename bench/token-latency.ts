@@ -94,7 +94,16 @@ export async function tokenLatency(server: string, port: number, o: TokenLatency
     c.close();
   }
   if (errors) process.stderr.write(`bench: ${server} token latency: ${errors} failed streams, first: ${(firstError as Error).message}\n`);
-  return { server, streams: o.streams, intervalMs: o.intervalMs, tokens: fromDue.length, calls, errors, fromDue: summary(fromDue), fromSent: summary(fromSent) };
+  return {
+    server,
+    streams: o.streams,
+    intervalMs: o.intervalMs,
+    tokens: fromDue.length,
+    calls,
+    errors,
+    fromDue: summary(fromDue),
+    fromSent: summary(fromSent),
+  };
 }
 
 /** `runs` rounds over `servers`, each round in a different order; one log line a run. */
@@ -113,7 +122,9 @@ export async function tokenLatencyPhase(
       s.assertAlive();
       results.push(r);
       const ms = (x: number) => x.toFixed(2);
-      log(`  token→client ${s.name.padEnd(16)} from due p50 ${ms(r.fromDue.p50Ms)} p99 ${ms(r.fromDue.p99Ms)} ms; from hand-off p50 ${ms(r.fromSent.p50Ms)} p99 ${ms(r.fromSent.p99Ms)} ms (${r.tokens} tokens)`);
+      log(
+        `  token→client ${s.name.padEnd(16)} from due p50 ${ms(r.fromDue.p50Ms)} p99 ${ms(r.fromDue.p99Ms)} ms; from hand-off p50 ${ms(r.fromSent.p50Ms)} p99 ${ms(r.fromSent.p99Ms)} ms (${r.tokens} tokens)`,
+      );
       if (r.errors) problems.push(`${s.name}: ${r.errors} failed streams in the token-latency phase`);
     }
   }

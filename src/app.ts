@@ -139,7 +139,9 @@ export class App {
       ...[
         hosted(AgentService, agentService(live)),
         hosted(SessionService, sessionService(sessions, live)),
-        hosted(EventService, eventService(events, live, { maxEvents: config.events.subscriberMaxEvents, maxBytes: config.events.subscriberMaxBytes }), { longLived: true }),
+        hosted(EventService, eventService(events, live, { maxEvents: config.events.subscriberMaxEvents, maxBytes: config.events.subscriberMaxBytes }), {
+          longLived: true,
+        }),
         hosted(AdminService, adminService(live)),
       ].map((s) => (telemetry.recording ? instrumentService(s, telemetry) : s)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),

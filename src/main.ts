@@ -56,20 +56,29 @@ async function serve(args: string[]): Promise<void> {
   const app = await App.create({ config, baseDir, env, log, telemetry, reread: () => loadConfig(values.config, env, overrides) });
   // Handlers first: a signal sent as soon as "listening" is out must not meet the default action (exit).
   // A failed reload is logged by the runtime and the old pipeline keeps serving.
-  onReloadSignal(() => void app.reload().then(() => flush(), () => flush()));
+  onReloadSignal(
+    () =>
+      void app.reload().then(
+        () => flush(),
+        () => flush(),
+      ),
+  );
   onShutdownSignal((signal) => {
     log.info({ signal }, "shutting down");
-    app.shutdown().then(() => telemetry.shutdown().catch((err: unknown) => log.warn({ err }, "telemetry flush failed"))).then(
-      // The exit hook flushes the log.
-      () => {
-        log.info("stopped");
-        exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        exit(1);
-      },
-    );
+    app
+      .shutdown()
+      .then(() => telemetry.shutdown().catch((err: unknown) => log.warn({ err }, "telemetry flush failed")))
+      .then(
+        // The exit hook flushes the log.
+        () => {
+          log.info("stopped");
+          exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, "shutdown failed");
+          exit(1);
+        },
+      );
   });
   const ports = await app.start();
   // Always announced, whatever log.level says: operators and scripts look for it.

@@ -26,11 +26,7 @@ export interface LoadedConfig {
 }
 
 /** Reads, overrides and validates the config; throws ConfigError naming the bad key. */
-export function loadConfig(
-  file: string | undefined,
-  env: Readonly<Record<string, string | undefined>>,
-  overrides: ConfigOverrides = {},
-): LoadedConfig {
+export function loadConfig(file: string | undefined, env: Readonly<Record<string, string | undefined>>, overrides: ConfigOverrides = {}): LoadedConfig {
   const raw = file ? readConfigFile(file) : {};
   applyEnv(raw, env);
   if (overrides.port !== undefined) section(raw, "server").port = overrides.port;

@@ -25,40 +25,42 @@ const GenerationDefaultsSchema = z.strictObject({
   extra: z.record(z.string(), z.unknown()).optional(),
 });
 
-export const AgentSchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, '.', '_' or '-'"),
-  description: z.string().default(""),
-  /** A key of `providers`. */
-  provider: z.string().min(1),
-  model: z.string().min(1),
-  /** Models a caller may name in options.model besides `model`; "*" allows any; any other is PERMISSION_DENIED. */
-  models: z.array(z.string().min(1)).default([]),
-  systemPrompt: z.string().default(""),
-  defaults: GenerationDefaultsSchema.prefault({}),
-  /** The agent is left out (with a log line) unless all these environment variables are set. */
-  requireEnv: z.array(z.string()).default([]),
-  /** Caps for this agent's calls; an unset one leaves the global limit in force. */
-  limits: z
-    .strictObject({
-      /** Largest task, in UTF-8 bytes; replaces the validation plugin's maxTaskBytes for this agent. */
-      maxTaskBytes: z.int().positive().optional(),
-      /**
-       * Token budget (4 characters a token) of the history in this agent's prompt, newest
-       * kept first. It trims what sessions.historyMessages / historyTokens left, so it can
-       * narrow that budget, not widen it.
-       */
-      maxHistoryTokens: z.int().positive().optional(),
-      /** Largest max_tokens sent upstream (and sent when the caller asks none); replaces the validation plugin's maxOutputTokens for this agent. */
-      maxOutputTokens: z.int().positive().optional(),
-    })
-    .optional(),
-}).superRefine((agent, ctx) => {
-  // A default above the cap would be refused on every call that relies on it.
-  const cap = agent.limits?.maxOutputTokens;
-  if (cap !== undefined && agent.defaults.maxTokens !== undefined && agent.defaults.maxTokens > cap) {
-    ctx.addIssue({ code: "custom", path: ["defaults", "maxTokens"], message: `is ${agent.defaults.maxTokens}, above limits.maxOutputTokens (${cap})` });
-  }
-});
+export const AgentSchema = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, '.', '_' or '-'"),
+    description: z.string().default(""),
+    /** A key of `providers`. */
+    provider: z.string().min(1),
+    model: z.string().min(1),
+    /** Models a caller may name in options.model besides `model`; "*" allows any; any other is PERMISSION_DENIED. */
+    models: z.array(z.string().min(1)).default([]),
+    systemPrompt: z.string().default(""),
+    defaults: GenerationDefaultsSchema.prefault({}),
+    /** The agent is left out (with a log line) unless all these environment variables are set. */
+    requireEnv: z.array(z.string()).default([]),
+    /** Caps for this agent's calls; an unset one leaves the global limit in force. */
+    limits: z
+      .strictObject({
+        /** Largest task, in UTF-8 bytes; replaces the validation plugin's maxTaskBytes for this agent. */
+        maxTaskBytes: z.int().positive().optional(),
+        /**
+         * Token budget (4 characters a token) of the history in this agent's prompt, newest
+         * kept first. It trims what sessions.historyMessages / historyTokens left, so it can
+         * narrow that budget, not widen it.
+         */
+        maxHistoryTokens: z.int().positive().optional(),
+        /** Largest max_tokens sent upstream (and sent when the caller asks none); replaces the validation plugin's maxOutputTokens for this agent. */
+        maxOutputTokens: z.int().positive().optional(),
+      })
+      .optional(),
+  })
+  .superRefine((agent, ctx) => {
+    // A default above the cap would be refused on every call that relies on it.
+    const cap = agent.limits?.maxOutputTokens;
+    if (cap !== undefined && agent.defaults.maxTokens !== undefined && agent.defaults.maxTokens > cap) {
+      ctx.addIssue({ code: "custom", path: ["defaults", "maxTokens"], message: `is ${agent.defaults.maxTokens}, above limits.maxOutputTokens (${cap})` });
+    }
+  });
 
 // A Node timer cannot wait longer than 2^31-1 ms; a larger value would fire at once.
 const timerMs = positiveMs.max(2 ** 31 - 1);
@@ -67,9 +69,15 @@ const timerMs = positiveMs.max(2 ** 31 - 1);
 const ServerLimitsSchema = z
   .strictObject({
     /** Largest message received or sent, counted after decompression. */
-    maxMessageBytes: z.int().positive().default(4 * 1024 * 1024),
+    maxMessageBytes: z
+      .int()
+      .positive()
+      .default(4 * 1024 * 1024),
     /** Largest request metadata (HTTP headers), counted as HTTP/2 does: name + value + 32 per entry. */
-    maxMetadataBytes: z.int().positive().default(16 * 1024),
+    maxMetadataBytes: z
+      .int()
+      .positive()
+      .default(16 * 1024),
     /** The deadline of a call whose client set none. */
     defaultDeadlineMs: timerMs.default(300_000),
     /** A longer client deadline is cut to this. Long-lived streams (Subscribe, health Watch) are exempt from both. */
@@ -89,7 +97,10 @@ const ServerLimitsSchema = z
     /** Entries one map field of a request (e.g. ExecuteRequest.metadata) may hold; checked on the wire, before the map is built. */
     maxMapEntries: z.int().positive().default(256),
     /** Bytes of one map field's keys and values as sent (protobuf entries, or the JSON object's text); checked before the map is built. */
-    maxMapBytes: z.int().positive().default(64 * 1024),
+    maxMapBytes: z
+      .int()
+      .positive()
+      .default(64 * 1024),
     /** Open connections per port; more are closed as they are accepted. Each idle connection costs memory and a file descriptor. */
     maxConnections: z.int().positive().default(10_000),
   })
@@ -102,185 +113,206 @@ const ServerLimitsSchema = z
 
 export type ServerLimits = z.infer<typeof ServerLimitsSchema>;
 
-export const ConfigSchema = z.strictObject({
-  server: z
-    .strictObject({
-      host: z.string().default("0.0.0.0"),
-      /** gRPC (grpc-js); 0 picks a free port. */
-      port: port.default(50051),
-      /** Connect / gRPC-Web (connect-node); 0 picks a free port, null turns it off. */
-      httpPort: port.nullable().default(8080),
-      /** Admin port serving Prometheus metrics at GET /metrics; 0 picks a free port, null (the default) turns it off. */
-      metricsPort: port.nullable().default(null),
-      /** How long in-flight calls may run after SIGTERM before they are cancelled. */
-      shutdownGraceMs: positiveMs.default(10_000),
-      /** Message, deadline and connection limits of both ports (README: `server.limits.*`). */
-      limits: ServerLimitsSchema,
-      /** Serve gRPC server reflection (grpcurl) on the gRPC port. It lists every service to anyone, without credentials. */
-      reflection: z.boolean().default(true),
-      /** TLS on both ports; PEM files, relative to the config file. With clientCa, clients must present a certificate it signed. */
-      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1).optional() }).optional(),
-    })
-    .prefault({}),
-  log: z
-    .strictObject({
-      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-    })
-    .prefault({}),
-  /** Middleware, outermost first. */
-  pipeline: z.array(PluginRefSchema).default(["logging", "validation"]),
-  /** Named provider instances; agents refer to these names. */
-  providers: z
-    .record(z.string(), z.strictObject({ plugin: z.string().min(1), options: z.unknown().optional() }))
-    .default({ echo: { plugin: "echo" } }),
-  eventHandlers: z.array(PluginRefSchema).default([]),
-  plugins: z
-    .strictObject({
-      /** Directories scanned for plugin files, relative to the config file. */
-      dirs: z.array(z.string()).default(["plugins"]),
-      /** npm packages whose default export is a plugin, resolved from the config file's directory. */
-      packages: z.array(z.string().min(1)).default([]),
-      /** Plugins turned off without deleting them: plugin names, or file / folder names in a plugin directory (those are not even loaded). */
-      disabled: z.array(z.string().min(1)).default([]),
-    })
-    .prefault({}),
-  /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
-  agents: z.array(AgentSchema).default([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] }]),
-  sessions: z
-    .strictObject({
-      /** memory: this process only. redis / postgres: shared by every process. redis+postgres: PostgreSQL is the truth, Redis the hot copy. */
-      store: z.enum(["memory", "redis", "postgres", "redis+postgres"]).default("memory"),
-      ttlSeconds: z.int().positive().default(3600),
-      maxTtlSeconds: z.int().positive().default(30 * 24 * 3600),
-      /** How many of the latest messages go into the prompt. */
-      historyMessages: z.int().min(0).default(20),
-      /** A token budget for those messages (estimated at 4 characters a token); 0 = no budget. */
-      historyTokens: z.int().min(0).default(0),
-      /** How many of the latest messages GetSession returns. */
-      getMessagesLimit: z.int().min(0).default(200),
-      /** Largest checkpoint accepted, as JSON bytes. */
-      maxCheckpointBytes: z.int().positive().default(1024 * 1024),
-      /** Deepest checkpoint data accepted, in levels of objects and lists (`data` is 1): the default is the deepest Python grpcio reads back, the maximum what protobuf-es does. */
-      maxCheckpointDepth: z.int().min(1).max(MAX_CHECKPOINT_DEPTH).default(DEFAULT_MAX_CHECKPOINT_DEPTH),
-      /** How many checkpoints each session keeps; older ones are pruned as new ones are saved. */
-      checkpointsKept: z.int().positive().default(20),
-      defaultPageSize: z.int().positive().default(20),
-      maxPageSize: z.int().positive().default(100),
-      /**
-       * A ListSessions / ListCheckpoints page ends early, with a next_page_token, once its items reach this
-       * many bytes (ids and metadata, or checkpoint data, as JSON); it always holds at least one. Keep it well
-       * under the 4 MiB message limit.
-       */
-      maxPageBytes: z.int().positive().default(DEFAULT_PAGE_BYTES),
-      /** Most metadata entries CreateSession accepts (INVALID_ARGUMENT naming metadata beyond it): every listing carries them. */
-      maxMetadataEntries: z.int().min(0).default(DEFAULT_SESSION_BOUNDS.maxMetadataEntries),
-      /** Largest metadata key accepted, in UTF-8 bytes. */
-      maxMetadataKeyBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataKeyBytes),
-      /** Largest metadata value accepted, in UTF-8 bytes. */
-      maxMetadataValueBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataValueBytes),
-      /** Largest metadata accepted in all, keys and values, in UTF-8 bytes. */
-      maxMetadataBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataBytes),
-      /**
-       * Most live (unexpired) sessions one user may hold; CreateSession beyond it is RESOURCE_EXHAUSTED.
-       * 1000 is far above one person's open conversations at the default one-hour TTL, and bounds what one
-       * user makes every store (and the memory store's heap) hold; raise it for a service that shares one user id.
-       */
-      maxSessionsPerUser: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxSessionsPerUser),
-      /** How often expired sessions are swept (memory and postgres; Redis expires keys itself). */
-      sweepIntervalMs: positiveMs.default(60_000),
-      /** How often readiness pings the store (redis, postgres, tiered). */
-      healthCheckIntervalMs: positiveMs.default(2000),
-      /** Tiered store: how many of a session's latest messages the Redis copy holds (reads wanting more go to PostgreSQL). */
-      hotMessages: z.int().min(0).default(50),
-      /** Redis layout: every key starts with this. */
-      redisKeyPrefix: z.string().min(1).default("qingyu:"),
-      /** PostgreSQL schema holding the session tables (created by migrations at start; must exist). */
-      postgresSchema: z.string().regex(/^[a-z_][a-z0-9_]*$/, "a lower-case SQL identifier").default("public"),
-    })
-    .prefault({}),
-  executor: z
-    .strictObject({
-      retry: z
-        .strictObject({
-          maxAttempts: z.int().min(1).max(10).default(3),
-          baseDelayMs: z.int().min(0).default(200),
-          maxDelayMs: z.int().min(0).default(10_000),
-        })
-        .prefault({}),
-      batch: z
-        .strictObject({
-          /** Items of one batch run at once when the request asks no max_concurrency. */
-          defaultConcurrency: z.int().positive().default(4),
-          /** A larger max_concurrency is cut to this. */
-          maxConcurrency: z.int().positive().default(16),
-          /** Items one ExecuteBatch may carry; more is INVALID_ARGUMENT. */
-          maxItems: z.int().positive().default(100),
-          /** Batch items running at once in this process, across every batch and both ports. */
-          maxItemsInFlight: z.int().positive().default(64),
-          /** Items of admitted batches waiting for a slot; a batch that does not fit is refused whole with RESOURCE_EXHAUSTED (retry-after-ms: 1000). */
-          maxQueuedItems: z.int().min(0).default(512),
-        })
-        .superRefine((batch, ctx) => {
-          // A batch of maxItems that could never be admitted would be refused however idle the server.
-          if (batch.maxItems > batch.maxItemsInFlight + batch.maxQueuedItems) {
-            ctx.addIssue({ code: "custom", path: ["maxItems"], message: `is ${batch.maxItems}, more than maxItemsInFlight + maxQueuedItems (${batch.maxItemsInFlight + batch.maxQueuedItems}): such a batch could never run` });
-          }
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  /** The event bus: memory = this process only; redis = shared by every process on redis.url (EventService subscribers see all). */
-  events: z
-    .strictObject({
-      bus: z.enum(["memory", "redis"]).default("memory"),
-      /** The Redis stream is `${keyPrefix}events`. */
-      keyPrefix: z.string().min(1).default("qingyu:"),
-      /** Entries the stream keeps (approximately); a reader away longer than that loses the oldest. */
-      maxLen: z.int().positive().default(10_000),
-      /** Types shared across processes; each costs one XADD per event. MIDDLEWARE_EXECUTED (one per stage) stays local unless named. */
-      sharedTypes: z
-        .array(z.enum(EVENT_TYPES as [EventType, ...EventType[]]))
-        .default(["AGENT_STARTED", "AGENT_COMPLETED", "ERROR_OCCURRED", "CHECKPOINT_SAVED", "SESSION_CREATED", "SESSION_DELETED"]),
-      /** Largest event on the bus (estimated JSON bytes): a bigger one keeps type, ids and small fields, its long strings are cut, data.truncated set. The Redis stream holds about maxLen × this (default ≈ 41 MB). */
-      maxEventBytes: z.int().min(4096).max(1_048_576).default(4096),
-      /** Events a Subscribe client may fall behind (the client reads slower than events come) before it is ended with RESOURCE_EXHAUSTED. */
-      subscriberMaxEvents: z.int().positive().default(1000),
-      /** The same bound in estimated bytes: what one slow subscriber can make the server hold. */
-      subscriberMaxBytes: z.int().positive().default(1_048_576),
-    })
-    .refine((events) => events.subscriberMaxBytes >= events.maxEventBytes, {
-      path: ["subscriberMaxBytes"],
-      message: "must be at least maxEventBytes, or one large event would end every subscription",
-    })
-    .prefault({}),
-  /** The shared Redis client (session store, rate limits, cache, events). */
-  redis: z
-    .strictObject({
-      url: z.string().optional(),
-      commandTimeoutMs: z.number().int().positive().default(2000),
-      connectTimeoutMs: z.number().int().positive().default(2000),
-    })
-    .prefault({}),
-  /** The shared PostgreSQL pool (audit, and later sessions). */
-  postgres: z
-    .strictObject({
-      url: z.string().optional(),
-      poolSize: z.number().int().positive().default(10),
-      connectTimeoutMs: z.number().int().positive().default(2000),
-      statementTimeoutMs: z.number().int().positive().default(5000),
-    })
-    .prefault({}),
-}).superRefine((config, ctx) => {
-  // A store or bus that needs a server that is not configured is a config error, named at start.
-  const needsRedis = config.sessions.store === "redis" || config.sessions.store === "redis+postgres" || config.events.bus === "redis";
-  const needsPostgres = config.sessions.store === "postgres" || config.sessions.store === "redis+postgres";
-  if (needsRedis && !config.redis.url) {
-    ctx.addIssue({ code: "custom", path: ["redis", "url"], message: `is required by ${config.events.bus === "redis" ? "events.bus: redis" : `sessions.store: ${config.sessions.store}`} (or set REDIS_URL)` });
-  }
-  if (needsPostgres && !config.postgres.url) {
-    ctx.addIssue({ code: "custom", path: ["postgres", "url"], message: `is required by sessions.store: ${config.sessions.store} (or set DATABASE_URL)` });
-  }
-});
+export const ConfigSchema = z
+  .strictObject({
+    server: z
+      .strictObject({
+        host: z.string().default("0.0.0.0"),
+        /** gRPC (grpc-js); 0 picks a free port. */
+        port: port.default(50051),
+        /** Connect / gRPC-Web (connect-node); 0 picks a free port, null turns it off. */
+        httpPort: port.nullable().default(8080),
+        /** Admin port serving Prometheus metrics at GET /metrics; 0 picks a free port, null (the default) turns it off. */
+        metricsPort: port.nullable().default(null),
+        /** How long in-flight calls may run after SIGTERM before they are cancelled. */
+        shutdownGraceMs: positiveMs.default(10_000),
+        /** Message, deadline and connection limits of both ports (README: `server.limits.*`). */
+        limits: ServerLimitsSchema,
+        /** Serve gRPC server reflection (grpcurl) on the gRPC port. It lists every service to anyone, without credentials. */
+        reflection: z.boolean().default(true),
+        /** TLS on both ports; PEM files, relative to the config file. With clientCa, clients must present a certificate it signed. */
+        tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1).optional() }).optional(),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+      })
+      .prefault({}),
+    /** Middleware, outermost first. */
+    pipeline: z.array(PluginRefSchema).default(["logging", "validation"]),
+    /** Named provider instances; agents refer to these names. */
+    providers: z.record(z.string(), z.strictObject({ plugin: z.string().min(1), options: z.unknown().optional() })).default({ echo: { plugin: "echo" } }),
+    eventHandlers: z.array(PluginRefSchema).default([]),
+    plugins: z
+      .strictObject({
+        /** Directories scanned for plugin files, relative to the config file. */
+        dirs: z.array(z.string()).default(["plugins"]),
+        /** npm packages whose default export is a plugin, resolved from the config file's directory. */
+        packages: z.array(z.string().min(1)).default([]),
+        /** Plugins turned off without deleting them: plugin names, or file / folder names in a plugin directory (those are not even loaded). */
+        disabled: z.array(z.string().min(1)).default([]),
+      })
+      .prefault({}),
+    /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
+    agents: z
+      .array(AgentSchema)
+      .default([
+        { id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] },
+      ]),
+    sessions: z
+      .strictObject({
+        /** memory: this process only. redis / postgres: shared by every process. redis+postgres: PostgreSQL is the truth, Redis the hot copy. */
+        store: z.enum(["memory", "redis", "postgres", "redis+postgres"]).default("memory"),
+        ttlSeconds: z.int().positive().default(3600),
+        maxTtlSeconds: z
+          .int()
+          .positive()
+          .default(30 * 24 * 3600),
+        /** How many of the latest messages go into the prompt. */
+        historyMessages: z.int().min(0).default(20),
+        /** A token budget for those messages (estimated at 4 characters a token); 0 = no budget. */
+        historyTokens: z.int().min(0).default(0),
+        /** How many of the latest messages GetSession returns. */
+        getMessagesLimit: z.int().min(0).default(200),
+        /** Largest checkpoint accepted, as JSON bytes. */
+        maxCheckpointBytes: z
+          .int()
+          .positive()
+          .default(1024 * 1024),
+        /** Deepest checkpoint data accepted, in levels of objects and lists (`data` is 1): the default is the deepest Python grpcio reads back, the maximum what protobuf-es does. */
+        maxCheckpointDepth: z.int().min(1).max(MAX_CHECKPOINT_DEPTH).default(DEFAULT_MAX_CHECKPOINT_DEPTH),
+        /** How many checkpoints each session keeps; older ones are pruned as new ones are saved. */
+        checkpointsKept: z.int().positive().default(20),
+        defaultPageSize: z.int().positive().default(20),
+        maxPageSize: z.int().positive().default(100),
+        /**
+         * A ListSessions / ListCheckpoints page ends early, with a next_page_token, once its items reach this
+         * many bytes (ids and metadata, or checkpoint data, as JSON); it always holds at least one. Keep it well
+         * under the 4 MiB message limit.
+         */
+        maxPageBytes: z.int().positive().default(DEFAULT_PAGE_BYTES),
+        /** Most metadata entries CreateSession accepts (INVALID_ARGUMENT naming metadata beyond it): every listing carries them. */
+        maxMetadataEntries: z.int().min(0).default(DEFAULT_SESSION_BOUNDS.maxMetadataEntries),
+        /** Largest metadata key accepted, in UTF-8 bytes. */
+        maxMetadataKeyBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataKeyBytes),
+        /** Largest metadata value accepted, in UTF-8 bytes. */
+        maxMetadataValueBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataValueBytes),
+        /** Largest metadata accepted in all, keys and values, in UTF-8 bytes. */
+        maxMetadataBytes: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxMetadataBytes),
+        /**
+         * Most live (unexpired) sessions one user may hold; CreateSession beyond it is RESOURCE_EXHAUSTED.
+         * 1000 is far above one person's open conversations at the default one-hour TTL, and bounds what one
+         * user makes every store (and the memory store's heap) hold; raise it for a service that shares one user id.
+         */
+        maxSessionsPerUser: z.int().positive().default(DEFAULT_SESSION_BOUNDS.maxSessionsPerUser),
+        /** How often expired sessions are swept (memory and postgres; Redis expires keys itself). */
+        sweepIntervalMs: positiveMs.default(60_000),
+        /** How often readiness pings the store (redis, postgres, tiered). */
+        healthCheckIntervalMs: positiveMs.default(2000),
+        /** Tiered store: how many of a session's latest messages the Redis copy holds (reads wanting more go to PostgreSQL). */
+        hotMessages: z.int().min(0).default(50),
+        /** Redis layout: every key starts with this. */
+        redisKeyPrefix: z.string().min(1).default("qingyu:"),
+        /** PostgreSQL schema holding the session tables (created by migrations at start; must exist). */
+        postgresSchema: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_]*$/, "a lower-case SQL identifier")
+          .default("public"),
+      })
+      .prefault({}),
+    executor: z
+      .strictObject({
+        retry: z
+          .strictObject({
+            maxAttempts: z.int().min(1).max(10).default(3),
+            baseDelayMs: z.int().min(0).default(200),
+            maxDelayMs: z.int().min(0).default(10_000),
+          })
+          .prefault({}),
+        batch: z
+          .strictObject({
+            /** Items of one batch run at once when the request asks no max_concurrency. */
+            defaultConcurrency: z.int().positive().default(4),
+            /** A larger max_concurrency is cut to this. */
+            maxConcurrency: z.int().positive().default(16),
+            /** Items one ExecuteBatch may carry; more is INVALID_ARGUMENT. */
+            maxItems: z.int().positive().default(100),
+            /** Batch items running at once in this process, across every batch and both ports. */
+            maxItemsInFlight: z.int().positive().default(64),
+            /** Items of admitted batches waiting for a slot; a batch that does not fit is refused whole with RESOURCE_EXHAUSTED (retry-after-ms: 1000). */
+            maxQueuedItems: z.int().min(0).default(512),
+          })
+          .superRefine((batch, ctx) => {
+            // A batch of maxItems that could never be admitted would be refused however idle the server.
+            if (batch.maxItems > batch.maxItemsInFlight + batch.maxQueuedItems) {
+              ctx.addIssue({
+                code: "custom",
+                path: ["maxItems"],
+                message: `is ${batch.maxItems}, more than maxItemsInFlight + maxQueuedItems (${batch.maxItemsInFlight + batch.maxQueuedItems}): such a batch could never run`,
+              });
+            }
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    /** The event bus: memory = this process only; redis = shared by every process on redis.url (EventService subscribers see all). */
+    events: z
+      .strictObject({
+        bus: z.enum(["memory", "redis"]).default("memory"),
+        /** The Redis stream is `${keyPrefix}events`. */
+        keyPrefix: z.string().min(1).default("qingyu:"),
+        /** Entries the stream keeps (approximately); a reader away longer than that loses the oldest. */
+        maxLen: z.int().positive().default(10_000),
+        /** Types shared across processes; each costs one XADD per event. MIDDLEWARE_EXECUTED (one per stage) stays local unless named. */
+        sharedTypes: z
+          .array(z.enum(EVENT_TYPES as [EventType, ...EventType[]]))
+          .default(["AGENT_STARTED", "AGENT_COMPLETED", "ERROR_OCCURRED", "CHECKPOINT_SAVED", "SESSION_CREATED", "SESSION_DELETED"]),
+        /** Largest event on the bus (estimated JSON bytes): a bigger one keeps type, ids and small fields, its long strings are cut, data.truncated set. The Redis stream holds about maxLen × this (default ≈ 41 MB). */
+        maxEventBytes: z.int().min(4096).max(1_048_576).default(4096),
+        /** Events a Subscribe client may fall behind (the client reads slower than events come) before it is ended with RESOURCE_EXHAUSTED. */
+        subscriberMaxEvents: z.int().positive().default(1000),
+        /** The same bound in estimated bytes: what one slow subscriber can make the server hold. */
+        subscriberMaxBytes: z.int().positive().default(1_048_576),
+      })
+      .refine((events) => events.subscriberMaxBytes >= events.maxEventBytes, {
+        path: ["subscriberMaxBytes"],
+        message: "must be at least maxEventBytes, or one large event would end every subscription",
+      })
+      .prefault({}),
+    /** The shared Redis client (session store, rate limits, cache, events). */
+    redis: z
+      .strictObject({
+        url: z.string().optional(),
+        commandTimeoutMs: z.number().int().positive().default(2000),
+        connectTimeoutMs: z.number().int().positive().default(2000),
+      })
+      .prefault({}),
+    /** The shared PostgreSQL pool (audit, and later sessions). */
+    postgres: z
+      .strictObject({
+        url: z.string().optional(),
+        poolSize: z.number().int().positive().default(10),
+        connectTimeoutMs: z.number().int().positive().default(2000),
+        statementTimeoutMs: z.number().int().positive().default(5000),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    // A store or bus that needs a server that is not configured is a config error, named at start.
+    const needsRedis = config.sessions.store === "redis" || config.sessions.store === "redis+postgres" || config.events.bus === "redis";
+    const needsPostgres = config.sessions.store === "postgres" || config.sessions.store === "redis+postgres";
+    if (needsRedis && !config.redis.url) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["redis", "url"],
+        message: `is required by ${config.events.bus === "redis" ? "events.bus: redis" : `sessions.store: ${config.sessions.store}`} (or set REDIS_URL)`,
+      });
+    }
+    if (needsPostgres && !config.postgres.url) {
+      ctx.addIssue({ code: "custom", path: ["postgres", "url"], message: `is required by sessions.store: ${config.sessions.store} (or set DATABASE_URL)` });
+    }
+  });
 
 /** The validated configuration. */
 export type Config = z.infer<typeof ConfigSchema>;

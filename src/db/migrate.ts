@@ -76,20 +76,14 @@ async function pending(client: pg.PoolClient, component: string, ordered: readon
   } catch (err) {
     throw new Error(`cannot migrate ${component}: ${messageOf(err)}`, { cause: err });
   }
-  const done = await client.query<{ version: number }>(
-    "select version from qingyu_schema_migrations where component = $1",
-    [component],
-  );
+  const done = await client.query<{ version: number }>("select version from qingyu_schema_migrations where component = $1", [component]);
   const applied = new Set(done.rows.map((r) => r.version));
   let count = 0;
   for (const m of ordered) {
     if (applied.has(m.version)) continue;
     try {
       await client.query(m.sql);
-      await client.query(
-        "insert into qingyu_schema_migrations (component, version, name) values ($1, $2, $3)",
-        [component, m.version, m.name],
-      );
+      await client.query("insert into qingyu_schema_migrations (component, version, name) values ($1, $2, $3)", [component, m.version, m.name]);
     } catch (err) {
       throw new MigrationError(component, m.version, m.name, err);
     }

@@ -30,7 +30,10 @@ export const RedisEventBusOptions = z.strictObject({
   /** At most one warning line per this interval about events that could not be shared or read. */
   warnIntervalMs: z.int().positive().default(10_000),
   /** This process's id in the stream, random by default; a client name, so no spaces. */
-  origin: z.string().regex(/^[\w.:-]+$/).optional(),
+  origin: z
+    .string()
+    .regex(/^[\w.:-]+$/)
+    .optional(),
 });
 
 /** What a caller passes: every setting has a default. */

@@ -1,4 +1,15 @@
-import { type ChatMessage, Code, ConnectError, ErrorReason, type LlmProvider, notFound, type ProviderChunk, type ProviderRequest, type RunEvent, withReason } from "@qingyu/plugin-api";
+import {
+  type ChatMessage,
+  Code,
+  ConnectError,
+  ErrorReason,
+  type LlmProvider,
+  notFound,
+  type ProviderChunk,
+  type ProviderRequest,
+  type RunEvent,
+  withReason,
+} from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
 import { offersModel } from "../agents/registry.ts";
@@ -28,12 +39,17 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       if (!ctx.agentId && ctx.sessionId) await ctx.session();
       throw ctx.agentId
         ? notFound("agent", ctx.agentId)
-        : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, { field: "agent_id" });
+        : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, {
+            field: "agent_id",
+          });
     }
     // Here, not in a plugin: taking the validation plugin out of the pipeline must not let callers choose.
     const askedModel = ctx.options.model;
     if (askedModel && !offersModel(agent, askedModel)) {
-      const refusal = new ConnectError(`agent "${agent.id}" does not offer model ${quote(askedModel)} (it offers: ${[agent.model, ...(agent.models ?? [])].join(", ")})`, Code.PermissionDenied);
+      const refusal = new ConnectError(
+        `agent "${agent.id}" does not offer model ${quote(askedModel)} (it offers: ${[agent.model, ...(agent.models ?? [])].join(", ")})`,
+        Code.PermissionDenied,
+      );
       throw withReason(refusal, ErrorReason.MODEL_NOT_ALLOWED, { agent_id: agent.id, model: askedModel });
     }
     const provider = providers.get(agent.provider);
@@ -64,13 +80,16 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
     for (let attempt = 1; ; attempt++) {
       let streamed = false;
       try {
-        const chunks = telemetry?.tracing ? tracedProviderCall(telemetry, agent.provider, req, attempt, ctx.signal, provider) : provider.stream(req, ctx.signal);
+        const chunks = telemetry?.tracing
+          ? tracedProviderCall(telemetry, agent.provider, req, attempt, ctx.signal, provider)
+          : provider.stream(req, ctx.signal);
         for await (const chunk of chunks) {
           if (ctx.signal.aborted) throw abortReason(ctx.signal);
           if (chunk.type === "finish") {
             finish = chunk;
           } else if (chunk.text) {
-            if (!output && metrics) metrics.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model });
+            if (!output && metrics)
+              metrics.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model });
             streamed = true;
             output += chunk.text;
             yield { type: "delta", text: chunk.text };
@@ -111,7 +130,14 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
  * semantic conventions, an event at the first token, and the span's trace
  * context handed to the provider to send upstream.
  */
-function tracedProviderCall(telemetry: Telemetry, providerName: string, req: ProviderRequest, attempt: number, signal: AbortSignal, provider: LlmProvider): AsyncIterable<ProviderChunk> {
+function tracedProviderCall(
+  telemetry: Telemetry,
+  providerName: string,
+  req: ProviderRequest,
+  attempt: number,
+  signal: AbortSignal,
+  provider: LlmProvider,
+): AsyncIterable<ProviderChunk> {
   let first = true;
   return spanIterable<ProviderChunk>(
     telemetry.tracer,

@@ -1,4 +1,14 @@
-import { type AgentContext, type AgentRunResult, Code, ConnectError, type EventBus, type LlmProvider, type Middleware, observe, type RunEvent } from "@qingyu/plugin-api";
+import {
+  type AgentContext,
+  type AgentRunResult,
+  Code,
+  ConnectError,
+  type EventBus,
+  type LlmProvider,
+  type Middleware,
+  observe,
+  type RunEvent,
+} from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { AgentRegistry } from "../agents/registry.ts";
@@ -88,18 +98,29 @@ export class Executor {
           { role: "assistant", content: result.output },
         ]);
       }
-      if (events.hasSubscribers("AGENT_COMPLETED")) events.publish({
-        type: "AGENT_COMPLETED",
-        ...this.ids(ctx),
-        data: { callId: ctx.callId, durationMs: result.durationMs, model: result.model, inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
-      });
+      if (events.hasSubscribers("AGENT_COMPLETED"))
+        events.publish({
+          type: "AGENT_COMPLETED",
+          ...this.ids(ctx),
+          data: {
+            callId: ctx.callId,
+            durationMs: result.durationMs,
+            model: result.model,
+            inputTokens: result.usage.inputTokens,
+            outputTokens: result.usage.outputTokens,
+          },
+        });
       yield { type: "completed", result };
     } catch (err) {
       const error = call.signal.aborted ? abortReason(call.signal) : toConnectError(err);
       if (error.code === Code.Internal) this.deps.log.error({ err: error.cause ?? error, call: ctx?.callId }, "internal error");
       events.publish({
         type: "ERROR_OCCURRED",
-        ...(ctx ? this.ids(ctx) : this.deps.authenticated ? {} : { agentId: input.agentId, sessionId: input.sessionId || undefined, userId: input.userId || undefined }),
+        ...(ctx
+          ? this.ids(ctx)
+          : this.deps.authenticated
+            ? {}
+            : { agentId: input.agentId, sessionId: input.sessionId || undefined, userId: input.userId || undefined }),
         data: { callId: ctx?.callId ?? "", code: codeName(error.code), message: error.rawMessage },
       });
       throw error;

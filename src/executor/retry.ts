@@ -16,12 +16,7 @@ export interface RetryPolicy {
  * clients that failed together do not retry together. A provider's Retry-After
  * is a floor: retrying sooner would only be refused again.
  */
-export function backoffDelay(
-  attempt: number,
-  policy: RetryPolicy,
-  retryAfterMs?: number,
-  random: () => number = Math.random,
-): number {
+export function backoffDelay(attempt: number, policy: RetryPolicy, retryAfterMs?: number, random: () => number = Math.random): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
   const jittered = ceiling / 2 + random() * (ceiling / 2);
   return retryAfterMs === undefined ? jittered : Math.max(retryAfterMs, jittered);

@@ -7,11 +7,7 @@ import type { Terminal } from "./types.ts";
  * iterable to use in its place (calling `run` when it sees fit, e.g. inside a
  * span), or undefined, without calling `run`, to leave the stage unobserved.
  */
-export type StageObserver = (
-  middleware: Middleware,
-  ctx: AgentContext,
-  run: () => AsyncIterable<RunEvent>,
-) => AsyncIterable<RunEvent> | undefined;
+export type StageObserver = (middleware: Middleware, ctx: AgentContext, run: () => AsyncIterable<RunEvent>) => AsyncIterable<RunEvent> | undefined;
 
 /** A composed onion: one call in, the run's event stream out. */
 export type Pipeline = (ctx: AgentContext) => AsyncIterable<RunEvent>;

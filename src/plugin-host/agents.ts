@@ -19,7 +19,16 @@ export function enabledAgents(
       continue;
     }
     if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({ id: a.id, description: a.description, provider: a.provider, model: a.model, models: a.models, systemPrompt: a.systemPrompt, defaults: a.defaults, limits: a.limits });
+    agents.push({
+      id: a.id,
+      description: a.description,
+      provider: a.provider,
+      model: a.model,
+      models: a.models,
+      systemPrompt: a.systemPrompt,
+      defaults: a.defaults,
+      limits: a.limits,
+    });
   }
   return agents;
 }
@@ -28,5 +37,7 @@ export function enabledAgents(
 export function missingProvider(config: Config, agent: AgentDefinition): ConfigError | undefined {
   if (config.providers[agent.provider]) return undefined;
   const i = config.agents.findIndex((a) => a.id === agent.id);
-  return new ConfigError(`invalid config:\n  agents.${i}.provider: no provider named "${agent.provider}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`);
+  return new ConfigError(
+    `invalid config:\n  agents.${i}.provider: no provider named "${agent.provider}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`,
+  );
 }

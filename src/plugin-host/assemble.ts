@@ -49,12 +49,17 @@ export async function assemble(
   const provider = (name: string, chain: readonly string[]): Promise<LlmProvider> => {
     const known = settingUp.get(name);
     if (known) {
-      if (chain.includes(name)) return Promise.reject(new PluginError(`providers.${name}: providers refer to each other in a cycle (${[...chain, name].join(" → ")})`));
+      if (chain.includes(name))
+        return Promise.reject(new PluginError(`providers.${name}: providers refer to each other in a cycle (${[...chain, name].join(" → ")})`));
       return known;
     }
     const ref = config.providers[name];
     if (!ref) {
-      return Promise.reject(new PluginError(`${chain.length ? `providers.${chain.at(-1)}` : "providers"}: no provider named "${name}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`));
+      return Promise.reject(
+        new PluginError(
+          `${chain.length ? `providers.${chain.at(-1)}` : "providers"}: no provider named "${name}" (configured: ${Object.keys(config.providers).join(", ") || "none"})`,
+        ),
+      );
     }
     // Registered before setup runs: a setup that asks for providers synchronously must find this one (cycles).
     const promise = Promise.resolve().then(async () => {
@@ -67,19 +72,20 @@ export async function assemble(
     settingUp.set(name, promise);
     return promise;
   };
-  const host = (chain: readonly string[]): HostBase => ({
-    events,
-    agents,
-    env,
-    logger: log,
-    // The contract types these by what the plugin imports (ioredis, pg); ours are those.
-    redis: <Client>() => clients.redis() as Client,
-    postgres: <Pool>() => clients.postgres() as Pool,
-    provider: (name) => provider(name, chain),
-    resolvePath: (path) => resolve(baseDir, path),
-    tracer: telemetry.tracer,
-    meter: telemetry.meter,
-  } satisfies Omit<PluginHost, "options">);
+  const host = (chain: readonly string[]): HostBase =>
+    ({
+      events,
+      agents,
+      env,
+      logger: log,
+      // The contract types these by what the plugin imports (ioredis, pg); ours are those.
+      redis: <Client>() => clients.redis() as Client,
+      postgres: <Pool>() => clients.postgres() as Pool,
+      provider: (name) => provider(name, chain),
+      resolvePath: (path) => resolve(baseDir, path),
+      tracer: telemetry.tracer,
+      meter: telemetry.meter,
+    }) satisfies Omit<PluginHost, "options">;
 
   try {
     // Only providers some enabled agent uses are set up: an unused openai entry must not demand a key.
@@ -105,7 +111,18 @@ export async function assemble(
       if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
     }
     const admission = new Admission(middleware);
-    const executor = new Executor({ agents, providers, middleware, sessions, events, retry: config.executor.retry, log, authenticated: admission.guarded, admission, telemetry });
+    const executor = new Executor({
+      agents,
+      providers,
+      middleware,
+      sessions,
+      events,
+      retry: config.executor.retry,
+      log,
+      authenticated: admission.guarded,
+      admission,
+      telemetry,
+    });
     return new Generation({
       id,
       config,

@@ -21,7 +21,11 @@ export interface CheckReport {
  * is not turned off, and its options pass its schema. Unlike serve it goes on
  * after a problem, so one run lists them all.
  */
-export async function checkConfig(config: Config, catalog: ReadonlyMap<string, CatalogEntry>, env: Readonly<Record<string, string | undefined>>): Promise<CheckReport> {
+export async function checkConfig(
+  config: Config,
+  catalog: ReadonlyMap<string, CatalogEntry>,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<CheckReport> {
   const report: CheckReport = { errors: [], warnings: [], checked: 0 };
   const check = async (ref: PluginRef, kind: PluginKind, where: string, asWarning = false): Promise<unknown> => {
     try {
@@ -48,11 +52,11 @@ export async function checkConfig(config: Config, catalog: ReadonlyMap<string, C
   for (const agent of agents) {
     const missing = missingProvider(config, agent);
     if (missing) report.errors.push(missing.message);
-    else if (!used.has(agent.provider)) used.add(agent.provider), queue.push(agent.provider);
+    else if (!used.has(agent.provider)) (used.add(agent.provider), queue.push(agent.provider));
   }
   for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
     const options = await check(config.providers[name]!, "llm-provider", `providers.${name}`);
-    for (const other of namedIn(options, config)) if (!used.has(other)) used.add(other), queue.push(other);
+    for (const other of namedIn(options, config)) if (!used.has(other)) (used.add(other), queue.push(other));
   }
   for (const [name, ref] of Object.entries(config.providers)) if (!used.has(name)) await check(ref, "llm-provider", `providers.${name}`, true);
   for (const [i, ref] of config.pipeline.entries()) if (refEnabled(ref)) await check(ref, "middleware", `pipeline.${i}`);

@@ -24,7 +24,13 @@ export function adminService(live: LiveRuntime): ServiceImpl<typeof AdminService
         const outcome = await live.reload();
         return create(ReloadResponseSchema, { generation: BigInt(outcome.generation), pipeline: [...outcome.pipeline], warnings: [...outcome.warnings] });
       } catch (err) {
-        const error = new ConnectError(`reload failed; the running config and plugins stay: ${(err as Error).message}`, Code.FailedPrecondition, undefined, undefined, err);
+        const error = new ConnectError(
+          `reload failed; the running config and plugins stay: ${(err as Error).message}`,
+          Code.FailedPrecondition,
+          undefined,
+          undefined,
+          err,
+        );
         throw withReason(error, ErrorReason.RELOAD_FAILED);
       }
     },

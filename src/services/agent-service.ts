@@ -84,7 +84,10 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
           items: outcomes.map((o) =>
             "result" in o
               ? { sessionId: o.sessionId, outcome: { case: "result" as const, value: toAgentResult(o.result) } }
-              : { sessionId: o.sessionId, outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage, ...sentReason(o.error) } } },
+              : {
+                  sessionId: o.sessionId,
+                  outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage, ...sentReason(o.error) } },
+                },
           ),
         });
       });

@@ -1,11 +1,6 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as Status,
-  HealthCheckResponseSchema,
-  HealthListResponseSchema,
-} from "../gen/grpc/health/v1/health_pb.ts";
+import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema, HealthListResponseSchema } from "../gen/grpc/health/v1/health_pb.ts";
 import { abortReason } from "../errors.ts";
 import { quote } from "../quote.ts";
 import type { ServiceImpl } from "../transport/types.ts";

@@ -60,7 +60,8 @@ export const ids = {
 
   /** A page token: bounded here, decoded (and refused if forged) by the store. */
   pageToken(raw: string, field = "page_token"): string {
-    if (raw.length > MAX_PAGE_TOKEN_CHARS) throw invalidArgument(field, `is ${raw.length} characters; a page token the server issued is at most ${MAX_PAGE_TOKEN_CHARS}`);
+    if (raw.length > MAX_PAGE_TOKEN_CHARS)
+      throw invalidArgument(field, `is ${raw.length} characters; a page token the server issued is at most ${MAX_PAGE_TOKEN_CHARS}`);
     return raw;
   },
 };

@@ -30,7 +30,12 @@ export const DEFAULT_SESSION_BOUNDS: SessionBounds = {
 export function checkMetadata(metadata: Record<string, string>, bounds: SessionBounds): void {
   const keys = Object.keys(metadata);
   if (keys.length > bounds.maxMetadataEntries) {
-    throw limitExceeded("metadata", `has ${keys.length} entries; the limit is ${bounds.maxMetadataEntries}`, "sessions.maxMetadataEntries", bounds.maxMetadataEntries);
+    throw limitExceeded(
+      "metadata",
+      `has ${keys.length} entries; the limit is ${bounds.maxMetadataEntries}`,
+      "sessions.maxMetadataEntries",
+      bounds.maxMetadataEntries,
+    );
   }
   let total = 0;
   for (const key of keys) {
@@ -40,16 +45,31 @@ export function checkMetadata(metadata: Record<string, string>, bounds: SessionB
     }
     const keyBytes = Buffer.byteLength(key, "utf8");
     if (keyBytes > bounds.maxMetadataKeyBytes) {
-      throw limitExceeded("metadata", `key ${quote(key)} is ${keyBytes} bytes; the limit is ${bounds.maxMetadataKeyBytes}`, "sessions.maxMetadataKeyBytes", bounds.maxMetadataKeyBytes);
+      throw limitExceeded(
+        "metadata",
+        `key ${quote(key)} is ${keyBytes} bytes; the limit is ${bounds.maxMetadataKeyBytes}`,
+        "sessions.maxMetadataKeyBytes",
+        bounds.maxMetadataKeyBytes,
+      );
     }
     const valueBytes = Buffer.byteLength(metadata[key]!, "utf8");
     if (valueBytes > bounds.maxMetadataValueBytes) {
-      throw limitExceeded("metadata", `value of key ${quote(key)} is ${valueBytes} bytes; the limit is ${bounds.maxMetadataValueBytes}`, "sessions.maxMetadataValueBytes", bounds.maxMetadataValueBytes);
+      throw limitExceeded(
+        "metadata",
+        `value of key ${quote(key)} is ${valueBytes} bytes; the limit is ${bounds.maxMetadataValueBytes}`,
+        "sessions.maxMetadataValueBytes",
+        bounds.maxMetadataValueBytes,
+      );
     }
     total += keyBytes + valueBytes;
   }
   if (total > bounds.maxMetadataBytes) {
-    throw limitExceeded("metadata", `is ${total} bytes of keys and values; the limit is ${bounds.maxMetadataBytes}`, "sessions.maxMetadataBytes", bounds.maxMetadataBytes);
+    throw limitExceeded(
+      "metadata",
+      `is ${total} bytes of keys and values; the limit is ${bounds.maxMetadataBytes}`,
+      "sessions.maxMetadataBytes",
+      bounds.maxMetadataBytes,
+    );
   }
 }
 
@@ -68,11 +88,7 @@ export function tooManySessions(userId: string, max: number): ConnectError {
 /** A listed session's weight against the page byte budget (see LISTED_OVERHEAD_BYTES); the Lua and SQL count the same fields. */
 export function sessionListedBytes(s: SessionRecord): number {
   return (
-    LISTED_OVERHEAD_BYTES +
-    Buffer.byteLength(s.id) +
-    Buffer.byteLength(s.userId) +
-    Buffer.byteLength(s.agentId) +
-    Buffer.byteLength(JSON.stringify(s.metadata))
+    LISTED_OVERHEAD_BYTES + Buffer.byteLength(s.id) + Buffer.byteLength(s.userId) + Buffer.byteLength(s.agentId) + Buffer.byteLength(JSON.stringify(s.metadata))
   );
 }
 

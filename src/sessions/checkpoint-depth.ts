@@ -23,7 +23,12 @@ export const MAX_CHECKPOINT_DEPTH = 49;
  */
 export function checkCheckpointDepth(data: JsonObject, limit: number): void {
   if (deeperThan(data, limit)) {
-    throw limitExceeded("data", `nests objects and lists deeper than the limit of ${limit} levels (sessions.maxCheckpointDepth): clients could not read it back`, "sessions.maxCheckpointDepth", limit);
+    throw limitExceeded(
+      "data",
+      `nests objects and lists deeper than the limit of ${limit} levels (sessions.maxCheckpointDepth): clients could not read it back`,
+      "sessions.maxCheckpointDepth",
+      limit,
+    );
   }
 }
 

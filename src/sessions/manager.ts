@@ -135,7 +135,12 @@ export class SessionManager {
     if (json.includes("\\u0000") && ESCAPED_NUL.test(json)) throw invalidArgument("data", "must not contain the NUL character (\\u0000)");
     const bytes = Buffer.byteLength(json, "utf8");
     if (bytes > this.policy.maxCheckpointBytes) {
-      throw limitExceeded("data", `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`, "sessions.maxCheckpointBytes", this.policy.maxCheckpointBytes);
+      throw limitExceeded(
+        "data",
+        `is ${bytes} bytes as JSON; the limit is ${this.policy.maxCheckpointBytes}`,
+        "sessions.maxCheckpointBytes",
+        this.policy.maxCheckpointBytes,
+      );
     }
     checkCheckpointDepth(data, this.policy.maxCheckpointDepth ?? DEFAULT_MAX_CHECKPOINT_DEPTH);
     const session = await this.get(sessionId, userId);

@@ -86,7 +86,11 @@ export class MemorySessionStore implements SessionStore {
       const entry = mine[i]!;
       if (entry.session.expireTime.getTime() > now) found.push(entry);
     }
-    const n = pageCut(found.map((e) => e.listedBytes), pageSize, this.maxPageBytes);
+    const n = pageCut(
+      found.map((e) => e.listedBytes),
+      pageSize,
+      this.maxPageBytes,
+    );
     const items = found.slice(0, n).map((e) => e.session);
     return {
       items: items.map((s) => copySession(s, 0)),
@@ -139,7 +143,11 @@ export class MemorySessionStore implements SessionStore {
     // Versions are unique and increasing within a session, so they order the listing.
     const cursor = decodePageToken(pageToken);
     const rest = [...checkpoints].reverse().filter((c) => !cursor || c.record.version < cursor.time);
-    const n = pageCut(rest.slice(0, pageSize + 1).map((c) => c.bytes), pageSize, this.maxPageBytes);
+    const n = pageCut(
+      rest.slice(0, pageSize + 1).map((c) => c.bytes),
+      pageSize,
+      this.maxPageBytes,
+    );
     const items = rest.slice(0, n).map((c) => c.record);
     const last = items.at(-1);
     return {

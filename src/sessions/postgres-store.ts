@@ -107,7 +107,9 @@ export class PostgresSessionStore implements SessionStore {
     let rows: Row[];
     try {
       // Two statements in one query: the lock's result, then the insert's.
-      const results = (await this.pool.query(this.sql.cappedCreate(input.userId, input.agentId, metadata, input.ttlSeconds, input.maxLive))) as unknown as pg.QueryResult<Row>[];
+      const results = (await this.pool.query(
+        this.sql.cappedCreate(input.userId, input.agentId, metadata, input.ttlSeconds, input.maxLive),
+      )) as unknown as pg.QueryResult<Row>[];
       rows = results[1]!.rows;
     } catch (err) {
       throw toStoreError(err);
@@ -138,7 +140,10 @@ export class PostgresSessionStore implements SessionStore {
     const after = cursor ? new Date(cursor.time).toISOString() : null;
     const rows = await this.query(this.sql.list, [userId, after, cursor?.id ?? null, pageSize + 1, this.maxPageBytes]);
     // The rows that fit come first (the byte count only grows down the page).
-    const items = rows.filter((r) => r.fits === true).slice(0, pageSize).map((r) => toSession(r, []));
+    const items = rows
+      .filter((r) => r.fits === true)
+      .slice(0, pageSize)
+      .map((r) => toSession(r, []));
     const last = items.at(-1);
     return {
       items,
@@ -212,7 +217,10 @@ export class PostgresSessionStore implements SessionStore {
     const rows = await this.query(this.sql.listCheckpoints, [sessionId, cursor?.time ?? null, pageSize + 1, this.maxPageBytes]);
     if (rows.length === 0) throw notFound("session", sessionId);
     const found = rows.filter((r) => r.id !== null);
-    const items = found.filter((r) => r.fits === true).slice(0, pageSize).map((r) => toCheckpoint(sessionId, r));
+    const items = found
+      .filter((r) => r.fits === true)
+      .slice(0, pageSize)
+      .map((r) => toCheckpoint(sessionId, r));
     const last = items.at(-1);
     return {
       items,

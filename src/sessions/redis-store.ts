@@ -100,9 +100,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(sessionId: string, options: GetOptions): Promise<SessionRecord | undefined> {
-    const reply = (await this.run(this.scripts.get, this.keys(sessionId), [Math.max(0, options.messages)])) as
-      | [...Fields, number, ...string[]]
-      | null;
+    const reply = (await this.run(this.scripts.get, this.keys(sessionId), [Math.max(0, options.messages)])) as [...Fields, number, ...string[]] | null;
     if (!reply) return undefined;
     const session = toSession(sessionId, reply.slice(0, 8) as Fields);
     session.messageCount = Number(reply[8]);
@@ -112,13 +110,11 @@ export class RedisSessionStore implements SessionStore {
 
   async list(userId: string, pageSize: number, pageToken: string): Promise<Page<SessionRecord>> {
     const cursor = decodePageToken(pageToken);
-    const [more, rows] = (await this.run(this.scripts.list, [`${this.prefix}u:${userId}`], [
-      this.sessionPrefix,
-      cursor ? cursor.time : "",
-      cursor ? cursor.id : "",
-      pageSize,
-      this.maxPageBytes,
-    ])) as [number, [string, ...Fields, number][]];
+    const [more, rows] = (await this.run(
+      this.scripts.list,
+      [`${this.prefix}u:${userId}`],
+      [this.sessionPrefix, cursor ? cursor.time : "", cursor ? cursor.id : "", pageSize, this.maxPageBytes],
+    )) as [number, [string, ...Fields, number][]];
     const items = rows.map((row) => {
       const session = toSession(row[0], row.slice(1, 9) as Fields);
       session.messageCount = Number(row[9]);
@@ -136,11 +132,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
-    const version = await this.run(this.scripts.append, this.keys(sessionId), [
-      this.prefix,
-      sessionId,
-      ...messages.map((m) => JSON.stringify(m)),
-    ]);
+    const version = await this.run(this.scripts.append, this.keys(sessionId), [this.prefix, sessionId, ...messages.map((m) => JSON.stringify(m))]);
     if (version === null) throw notFound("session", sessionId);
     return Number(version);
   }
@@ -148,14 +140,12 @@ export class RedisSessionStore implements SessionStore {
   async saveCheckpoint(sessionId: string, { data, expectedVersion, keep }: SaveCheckpointInput): Promise<CheckpointRecord> {
     const id = randomUUID();
     const json = JSON.stringify(data);
-    const reply = (await this.run(this.scripts.save, this.keys(sessionId), [
-      this.prefix,
-      id,
-      expectedVersion,
-      keep,
-      json,
-      sessionId,
-    ])) as [number, number?, number?, string?];
+    const reply = (await this.run(this.scripts.save, this.keys(sessionId), [this.prefix, id, expectedVersion, keep, json, sessionId])) as [
+      number,
+      number?,
+      number?,
+      string?,
+    ];
     if (reply[0] === 0) throw notFound("session", sessionId);
     if (reply[0] === 1) {
       throw staleVersion(sessionId, Number(reply[1]), expectedVersion);
@@ -180,11 +170,8 @@ export class RedisSessionStore implements SessionStore {
   async listCheckpoints(sessionId: string, pageSize: number, pageToken: string): Promise<Page<CheckpointRecord>> {
     // Versions are unique and increasing within a session, so they alone order the listing.
     const cursor = decodePageToken(pageToken);
-    const reply = (await this.run(this.scripts.listCheckpoints, this.keys(sessionId), [
-      cursor ? `(${cursor.time}` : "+inf",
-      pageSize,
-      this.maxPageBytes,
-    ])) as [number, string[]] | null;
+    const reply = (await this.run(this.scripts.listCheckpoints, this.keys(sessionId), [cursor ? `(${cursor.time}` : "+inf", pageSize, this.maxPageBytes])) as
+      [number, string[]] | null;
     if (!reply) throw notFound("session", sessionId);
     const items = reply[1].map((r) => toCheckpoint(sessionId, r));
     const last = items.at(-1);
@@ -236,8 +223,7 @@ function redisFailure(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = err as { name?: string; message?: string; code?: string } | undefined;
   const message = String(e?.message ?? err);
-  const transient =
-    e?.name === "ReplyError" ? TRANSIENT_REPLY.test(message) : CONNECTION.test(message) || CONNECTION.test(e?.code ?? "");
+  const transient = e?.name === "ReplyError" ? TRANSIENT_REPLY.test(message) : CONNECTION.test(message) || CONNECTION.test(e?.code ?? "");
   if (transient) return storeUnavailable(WHAT, err, BACKEND);
   return new ConnectError(`redis ${WHAT} failed: ${message}`, Code.Internal, undefined, undefined, err);
 }

@@ -31,10 +31,13 @@ export class StoreMonitor {
 
   /** One ping; overlapping checks share the one in flight. */
   check(): Promise<void> {
-    this.running ??= this.store.ping().then(
-      () => this.report(true),
-      (err: unknown) => this.report(false, err),
-    ).finally(() => (this.running = undefined));
+    this.running ??= this.store
+      .ping()
+      .then(
+        () => this.report(true),
+        (err: unknown) => this.report(false, err),
+      )
+      .finally(() => (this.running = undefined));
     return this.running;
   }
 

@@ -2,15 +2,7 @@ import type { ChatMessage } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { failureDetail } from "../clients/shared.ts";
 import type { HotCopy, SessionHead } from "./hot-copy.ts";
-import type {
-  CheckpointRecord,
-  CreateSessionInput,
-  GetOptions,
-  Page,
-  SaveCheckpointInput,
-  SessionRecord,
-  SessionStore,
-} from "./types.ts";
+import type { CheckpointRecord, CreateSessionInput, GetOptions, Page, SaveCheckpointInput, SessionRecord, SessionStore } from "./types.ts";
 
 /** The store of record under a tiered store: a SessionStore that also reports the head each write produced, and reads a head's version alone. */
 export interface TruthStore extends SessionStore {

@@ -26,7 +26,11 @@ export function handlerListener(name: string, handler: EventHandler, telemetry: 
   return (event) =>
     telemetry.tracer.startActiveSpan(
       `event_handler ${name}`,
-      { kind: SpanKind.CONSUMER, links: linkTo(event), attributes: { "qingyu.event_handler": name, "qingyu.event.type": event.type, "qingyu.event.id": event.id } },
+      {
+        kind: SpanKind.CONSUMER,
+        links: linkTo(event),
+        attributes: { "qingyu.event_handler": name, "qingyu.event.type": event.type, "qingyu.event.id": event.id },
+      },
       ROOT_CONTEXT,
       async (span) => {
         try {

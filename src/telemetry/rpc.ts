@@ -49,7 +49,11 @@ class MethodAttributes {
 }
 
 /** Starts the server span under the caller's trace; undefined when tracing is off. */
-function startSpan({ spanName, base }: MethodAttributes, call: CallContext, telemetry: Telemetry): { span: ReturnType<Telemetry["tracer"]["startSpan"]>; ctx: Context } | undefined {
+function startSpan(
+  { spanName, base }: MethodAttributes,
+  call: CallContext,
+  telemetry: Telemetry,
+): { span: ReturnType<Telemetry["tracer"]["startSpan"]>; ctx: Context } | undefined {
   if (!telemetry.tracing) return undefined;
   const parent = propagation.extract(ROOT_CONTEXT, call, metadataGetter);
   const span = telemetry.tracer.startSpan(spanName, { kind: SpanKind.SERVER, attributes: base }, parent);

@@ -58,7 +58,11 @@ function encodeLink(link: Link): WireLink {
 }
 
 function decodeLink([traceId, spanId, traceFlags, traceState, isRemote, attributes, droppedAttributesCount]: WireLink): Link {
-  return { context: { traceId, spanId, traceFlags, traceState: traceState ? new TraceState(traceState) : undefined, isRemote }, attributes, droppedAttributesCount };
+  return {
+    context: { traceId, spanId, traceFlags, traceState: traceState ? new TraceState(traceState) : undefined, isRemote },
+    attributes,
+    droppedAttributesCount,
+  };
 }
 
 const duration = (start: HrTime, end: HrTime): HrTime => {

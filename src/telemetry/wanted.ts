@@ -4,7 +4,11 @@
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** A comma-separated OTEL_* list, trimmed, empties dropped. */
-export const list = (value: string | undefined) => (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+export const list = (value: string | undefined) =>
+  (value ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /**
  * Tracing is off unless the environment asks for it (OTEL_TRACES_EXPORTER, or
@@ -25,4 +29,3 @@ export function metricsWanted(env: Env): boolean {
   if (exporters.length) return exporters.some((e) => e === "otlp" || e === "console");
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
 }
-

@@ -145,7 +145,8 @@ export class WorkerSpanProcessor implements SpanProcessor {
 
   private receive(m: ToMain): void {
     if (m.type === "taken") this.outstanding -= m.count;
-    else if (m.type === "done") this.answer(m.id, m.error); else if (m.type === "log") this.log[m.level]({ exporter: "traces" }, m.message);
+    else if (m.type === "done") this.answer(m.id, m.error);
+    else if (m.type === "log") this.log[m.level]({ exporter: "traces" }, m.message);
   }
 
   private reportDrops(final: boolean): void {

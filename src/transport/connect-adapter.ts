@@ -14,7 +14,13 @@ import { resetConnectWhenStalled } from "./stalled-stream.ts";
  * Registers services on a connect-node router (Connect JSON/binary, gRPC-Web,
  * gRPC), adapting its HandlerContext to our CallContext.
  */
-export function registerConnectServices(router: ConnectRouter, services: readonly HostedService[], tracker: CallTracker, log: Logger, limits: CallLimits): void {
+export function registerConnectServices(
+  router: ConnectRouter,
+  services: readonly HostedService[],
+  tracker: CallTracker,
+  log: Logger,
+  limits: CallLimits,
+): void {
   for (const { service, impl, track } of services) {
     const adapted: Record<string, unknown> = {};
     for (const method of service.methods) {

@@ -73,9 +73,17 @@ export function toGrpcService(
     };
     handlers[method.localName] = streaming
       ? (call: grpc.ServerWritableStream<Buffer, unknown>) =>
-          run(call, (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx), (s) => endWithError(call, s))
+          run(
+            call,
+            (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx),
+            (s) => endWithError(call, s),
+          )
       : (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-          run(call, async (req, ctx) => callback(null, await (fn(req, ctx) as Promise<unknown>), ctx.pendingTrailers), (s) => callback(s));
+          run(
+            call,
+            async (req, ctx) => callback(null, await (fn(req, ctx) as Promise<unknown>), ctx.pendingTrailers),
+            (s) => callback(s),
+          );
   }
   return { definition, handlers };
 }

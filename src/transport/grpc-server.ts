@@ -90,7 +90,9 @@ export class GrpcTransport {
     const listener = this.listener;
     if (!listener) {
       return new Promise((resolve, reject) =>
-        this.server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials(this.options.tls), (err, bound) => (err ? reject(err) : resolve(bound))),
+        this.server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials(this.options.tls), (err, bound) =>
+          err ? reject(err) : resolve(bound),
+        ),
       );
     }
     return new Promise((resolve, reject) => {

@@ -97,7 +97,8 @@ class JsonCursor {
         if (depth === 0) throw new Malformed();
         depth--;
         this.pos++;
-      } else if (depth > 0) this.pos++; // commas, colons, white space, literals inside
+      } else if (depth > 0)
+        this.pos++; // commas, colons, white space, literals inside
       else this.literal();
     } while (depth > 0);
   }

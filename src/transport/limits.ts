@@ -27,6 +27,9 @@ export function headerBlockBytes(fields: Record<string, readonly (string | Uint8
 
 /** The refusal of a call whose metadata is over the limit. */
 export function metadataTooLarge(bytes: number, limit: number): ConnectError {
-  const refusal = new ConnectError(`request metadata is ${bytes} bytes, over the server's limit of ${limit} (server.limits.maxMetadataBytes)`, Code.ResourceExhausted);
+  const refusal = new ConnectError(
+    `request metadata is ${bytes} bytes, over the server's limit of ${limit} (server.limits.maxMetadataBytes)`,
+    Code.ResourceExhausted,
+  );
   return withReason(refusal, ErrorReason.LIMIT_EXCEEDED, { limit: "server.limits.maxMetadataBytes", max: String(limit) });
 }

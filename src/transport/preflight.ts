@@ -53,7 +53,13 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
   return typeof body === "object" && body !== null && Symbol.asyncIterator in body;
 }
 
-async function* checkedBody(req: UniversalServerRequest, body: AsyncIterable<Uint8Array>, call: CallInfo, method: DescMethod, preflight: Preflight): AsyncIterable<Uint8Array> {
+async function* checkedBody(
+  req: UniversalServerRequest,
+  body: AsyncIterable<Uint8Array>,
+  call: CallInfo,
+  method: DescMethod,
+  preflight: Preflight,
+): AsyncIterable<Uint8Array> {
   // connect-node sends a refusal from here as it is: it leaves through the edge first, as the service's own errors do.
   try {
     await preflight.admit?.(call, method.parent.typeName, method.name);
@@ -104,7 +110,7 @@ function checkMaps(header: Headers, body: Uint8Array, input: DescMessage, limits
   if (!ENVELOPED.test(type)) return;
   const encoding = header.get("connect-content-encoding") ?? header.get("grpc-encoding");
   // Enveloped: a flags byte, a 4-byte length, the message. A request of ours carries one.
-  for (let at = 0; at + 5 <= body.length; ) {
+  for (let at = 0; at + 5 <= body.length;) {
     const flags = body[at]!;
     const length = envelopeLength(body, at);
     const payload = body.subarray(at + 5, at + 5 + length);

@@ -29,7 +29,10 @@ export function loadTls(tls: Config["server"]["tls"], baseDir: string): TlsMater
     }
   };
   const bad = (key: string, file: string, err: unknown) =>
-    new ConfigError(`invalid config: server.tls.${key}: ${file} is not a usable PEM ${key === "key" ? "private key" : "certificate"}: ${(err as Error).message}`, { cause: err });
+    new ConfigError(
+      `invalid config: server.tls.${key}: ${file} is not a usable PEM ${key === "key" ? "private key" : "certificate"}: ${(err as Error).message}`,
+      { cause: err },
+    );
   const cert = read("cert", tls.cert);
   const key = read("key", tls.key);
   const clientCa = tls.clientCa === undefined ? undefined : read("clientCa", tls.clientCa);

@@ -36,10 +36,6 @@ export interface HostedService {
 }
 
 /** Pairs a service with its implementation, checking the types. */
-export function hosted<T extends GenServiceMethods>(
-  service: GenService<T>,
-  impl: ServiceImpl<T>,
-  track: TrackOptions = {},
-): HostedService {
+export function hosted<T extends GenServiceMethods>(service: GenService<T>, impl: ServiceImpl<T>, track: TrackOptions = {}): HostedService {
   return { service: service as unknown as GenService<GenServiceMethods>, impl: impl as unknown as HostedService["impl"], track };
 }

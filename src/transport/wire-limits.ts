@@ -115,8 +115,18 @@ export class MapCounts {
 /** The refusal of a request with a map over a bound: the caller's input, so INVALID_ARGUMENT (LIMIT_EXCEEDED), with the field named. */
 export function mapTooLarge(path: string, bound: "entries" | "bytes", limits: MapLimits): ConnectError {
   return bound === "entries"
-    ? limitExceeded(path, `has more than ${limits.maxMapEntries} entries, the server's limit for a map (server.limits.maxMapEntries)`, "server.limits.maxMapEntries", limits.maxMapEntries)
-    : limitExceeded(path, `has more than ${limits.maxMapBytes} bytes, the server's limit for a map (server.limits.maxMapBytes)`, "server.limits.maxMapBytes", limits.maxMapBytes);
+    ? limitExceeded(
+        path,
+        `has more than ${limits.maxMapEntries} entries, the server's limit for a map (server.limits.maxMapEntries)`,
+        "server.limits.maxMapEntries",
+        limits.maxMapEntries,
+      )
+    : limitExceeded(
+        path,
+        `has more than ${limits.maxMapBytes} bytes, the server's limit for a map (server.limits.maxMapBytes)`,
+        "server.limits.maxMapBytes",
+        limits.maxMapBytes,
+      );
 }
 
 /** Thrown inside a scan at bytes that do not parse: the scan stops and the decoder reports them. */

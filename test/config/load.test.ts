@@ -247,7 +247,10 @@ describe("loadConfig: servers a store or bus needs", () => {
   });
 
   it("takes the URLs from REDIS_URL and DATABASE_URL", () => {
-    const { config } = loadConfig(file("sessions: { store: redis+postgres }\nevents: { bus: redis }\n"), { REDIS_URL: "redis://r:6379", DATABASE_URL: "postgres://p/db" });
+    const { config } = loadConfig(file("sessions: { store: redis+postgres }\nevents: { bus: redis }\n"), {
+      REDIS_URL: "redis://r:6379",
+      DATABASE_URL: "postgres://p/db",
+    });
     expect([config.redis.url, config.postgres.url]).toEqual(["redis://r:6379", "postgres://p/db"]);
   });
 });

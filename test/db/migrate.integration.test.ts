@@ -93,11 +93,11 @@ describe("runMigrations", () => {
 
   it("rolls the whole run back when a migration fails, naming it", async () => {
     const { component, table } = fresh();
-    const migrations = [
-      ...steps(table),
-      { version: 4, name: "broken step", sql: `alter table ${table} add column oops no_such_type` },
-    ];
-    const err = await runMigrations(pool, component, migrations).then(() => undefined, (e: unknown) => e);
+    const migrations = [...steps(table), { version: 4, name: "broken step", sql: `alter table ${table} add column oops no_such_type` }];
+    const err = await runMigrations(pool, component, migrations).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(MigrationError);
     const failure = err as MigrationError;
     expect(failure.component).toBe(component);

@@ -82,7 +82,12 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
     const version = got.session!.version;
     expect(version).toBe(2n);
 
-    const saved = await client.unary(SessionService, S.saveCheckpoint, { sessionId: sid, userId: "alice", data: { step: 1, notes: ["a"] }, expectedVersion: version });
+    const saved = await client.unary(SessionService, S.saveCheckpoint, {
+      sessionId: sid,
+      userId: "alice",
+      data: { step: 1, notes: ["a"] },
+      expectedVersion: version,
+    });
     expect(saved.checkpoint?.version).toBe(3n);
     expect(saved.checkpoint?.parentCheckpointId).toBe("");
     const stale = await statusOf(client.unary(SessionService, S.saveCheckpoint, { sessionId: sid, data: { step: 2 }, expectedVersion: version }));
@@ -207,7 +212,13 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
     const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);
     const status = await statusOf(
       new Promise((resolve, reject) =>
-        client.raw.makeUnaryRequest("/qingyu.agent.v1.AgentService/Execute", (b: Buffer) => b, (b: Buffer) => b, garbage, (err, res) => (err ? reject(err) : resolve(res))),
+        client.raw.makeUnaryRequest(
+          "/qingyu.agent.v1.AgentService/Execute",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          garbage,
+          (err, res) => (err ? reject(err) : resolve(res)),
+        ),
       ),
     );
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -215,14 +226,26 @@ describe(`AgentService and SessionService over grpc-js (server on ${process.env.
     const badUtf8 = Buffer.from([0x0a, 0x04, 0x65, 0x63, 0x68, 0x6f, 0x12, 0x02, 0xff, 0xfe]);
     const utf8 = await statusOf(
       new Promise((resolve, reject) =>
-        client.raw.makeUnaryRequest("/qingyu.agent.v1.AgentService/Execute", (b: Buffer) => b, (b: Buffer) => b, badUtf8, (err, res) => (err ? reject(err) : resolve(res))),
+        client.raw.makeUnaryRequest(
+          "/qingyu.agent.v1.AgentService/Execute",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          badUtf8,
+          (err, res) => (err ? reject(err) : resolve(res)),
+        ),
       ),
     );
     expect(utf8.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(utf8.details).toContain("qingyu.agent.v1.ExecuteRequest");
     const unknown = await statusOf(
       new Promise((resolve, reject) =>
-        client.raw.makeUnaryRequest("/qingyu.agent.v1.AgentService/Nope", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (err, res) => (err ? reject(err) : resolve(res))),
+        client.raw.makeUnaryRequest(
+          "/qingyu.agent.v1.AgentService/Nope",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (err, res) => (err ? reject(err) : resolve(res)),
+        ),
       ),
     );
     expect(unknown.code).toBe(grpc.status.UNIMPLEMENTED);

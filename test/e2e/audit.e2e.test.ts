@@ -109,18 +109,30 @@ describe(`audit rows in PostgreSQL from a real server process (${runtime})`, () 
       session_id: null,
     });
     expect(byUser(users.invalid)).toMatchObject({
-      agent_id: "echo", status: "INVALID_ARGUMENT", code: grpc.status.INVALID_ARGUMENT,
-      input_tokens: null, input_sha256: sha256(""), input: null,
+      agent_id: "echo",
+      status: "INVALID_ARGUMENT",
+      code: grpc.status.INVALID_ARGUMENT,
+      input_tokens: null,
+      input_sha256: sha256(""),
+      input: null,
     });
     expect(byUser(users.invalid).error).toContain("task");
     expect(byUser(users.missing)).toMatchObject({
-      agent_id: "no-such-agent", status: "NOT_FOUND", code: grpc.status.NOT_FOUND,
-      input_tokens: null, input_sha256: sha256(missingTask), input: null,
+      agent_id: "no-such-agent",
+      status: "NOT_FOUND",
+      code: grpc.status.NOT_FOUND,
+      input_tokens: null,
+      input_sha256: sha256(missingTask),
+      input: null,
     });
     expect(byUser(users.missing).error).toContain("no-such-agent");
     expect(byUser(users.cancelled)).toMatchObject({
-      agent_id: "slow", status: "CANCELLED", code: grpc.status.CANCELLED,
-      input_tokens: null, input_sha256: sha256(cancelTask), input: null,
+      agent_id: "slow",
+      status: "CANCELLED",
+      code: grpc.status.CANCELLED,
+      input_tokens: null,
+      input_sha256: sha256(cancelTask),
+      input: null,
     });
     // Every call has its own id; durations are plausible.
     expect(new Set(rows.map((r) => r.call_id)).size).toBe(4);

@@ -104,15 +104,30 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     ["an expired JWT", async () => as(await mint("dave", [], { exp: now() - 3600 })), "token expired", "TOKEN_EXPIRED"],
     ["a JWT for another audience", async () => as(await mint("dave", [], { aud: "someone-else" })), "token audience is not accepted", "TOKEN_INVALID"],
     ["a JWT from another issuer", async () => as(await mint("dave", [], { iss: "https://evil.test" })), "token issuer is not accepted", "TOKEN_INVALID"],
-    ["a JWT signed with another secret", async () => as(await mint("dave", [], { secret: randomBytes(32).toString("hex") })), "token signature is invalid", "TOKEN_INVALID"],
+    [
+      "a JWT signed with another secret",
+      async () => as(await mint("dave", [], { secret: randomBytes(32).toString("hex") })),
+      "token signature is invalid",
+      "TOKEN_INVALID",
+    ],
     [
       "an unsigned alg:none JWT",
       async () => as(new UnsecuredJWT({ roles: ["admin"] }).setSubject("dave").setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode()),
       "unsupported token algorithm",
       "TOKEN_INVALID",
     ],
-    ["a malformed authorization header", async () => ({ metadata: { authorization: `Basic ${KEYS.alice}` } }), "malformed authorization header", "TOKEN_INVALID"],
-    ["a bearer header with two tokens", async () => ({ metadata: { authorization: `Bearer ${KEYS.alice} ${KEYS.root}` } }), "malformed authorization header", "TOKEN_INVALID"],
+    [
+      "a malformed authorization header",
+      async () => ({ metadata: { authorization: `Basic ${KEYS.alice}` } }),
+      "malformed authorization header",
+      "TOKEN_INVALID",
+    ],
+    [
+      "a bearer header with two tokens",
+      async () => ({ metadata: { authorization: `Bearer ${KEYS.alice} ${KEYS.root}` } }),
+      "malformed authorization header",
+      "TOKEN_INVALID",
+    ],
   ];
 
   it.each(refusals)("refuses %s with UNAUTHENTICATED on Execute, ExecuteStream and SessionService", async (_name, opts, message, reason) => {
@@ -154,7 +169,10 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
   });
 
   it("refuses a user_id naming another user with PERMISSION_DENIED; an admin may name anyone", async () => {
-    for (const [who, cred] of [["bob", KEYS.bob], ["dave", jwt.dave!]] as const) {
+    for (const [who, cred] of [
+      ["bob", KEYS.bob],
+      ["dave", jwt.dave!],
+    ] as const) {
       const denied = [
         await statusOf(client.unary(AgentService, A.execute, { agentId: "echo", userId: "alice", task: "hi" }, as(cred))),
         await statusOf(client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", userId: "alice", task: "hi" }, as(cred)))),
@@ -176,7 +194,10 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
   });
 
   it("lets only role ops, carol and admins call the restricted agent", async () => {
-    for (const [who, cred] of [["bob", KEYS.bob], ["dave", jwt.dave!]] as const) {
+    for (const [who, cred] of [
+      ["bob", KEYS.bob],
+      ["dave", jwt.dave!],
+    ] as const) {
       const unary = await statusOf(client.unary(AgentService, A.execute, { agentId: "restricted", task: "hi" }, as(cred)));
       const stream = await statusOf(client.collect(client.stream(AgentService, A.executeStream, { agentId: "restricted", task: "hi" }, as(cred))));
       for (const s of [unary, stream]) {
@@ -303,7 +324,8 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     for (const sessionId of [session!.sessionId, randomUUID()]) {
       const unary = await statusOf(client.unary(AgentService, A.execute, { sessionId, task: "probe" }));
       const stream = await statusOf(client.collect(client.stream(AgentService, A.executeStream, { sessionId, task: "probe" })));
-      for (const s of [unary, stream]) expect([sessionId, s.code, s.details]).toEqual([sessionId, UNAUTHENTICATED, expect.stringContaining("missing credentials")]);
+      for (const s of [unary, stream])
+        expect([sessionId, s.code, s.details]).toEqual([sessionId, UNAUTHENTICATED, expect.stringContaining("missing credentials")]);
     }
   });
 
@@ -311,7 +333,10 @@ describe(`auth and authorization over grpc-js (server on ${runtime})`, () => {
     const anonymous = await statusOf(client.unary(AdminService, AdminService.method.reload, {}, { timeoutMs: 10_000 }));
     expect(anonymous.code).toBe(UNAUTHENTICATED);
     expect(anonymous.details).toContain("missing credentials");
-    for (const [who, cred] of [["bob", KEYS.bob], ["erin", jwt.erin!]] as const) {
+    for (const [who, cred] of [
+      ["bob", KEYS.bob],
+      ["erin", jwt.erin!],
+    ] as const) {
       const denied = await statusOf(client.unary(AdminService, AdminService.method.reload, {}, as(cred)));
       expect(denied.code).toBe(PERMISSION_DENIED);
       expect(denied.details).toContain(`principal "${who}" is not an admin`);

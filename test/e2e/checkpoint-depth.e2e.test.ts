@@ -93,7 +93,10 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
       get: checkpointId ? (await grpcClient.unary(SessionService, SessionService.method.getCheckpoint, get)).checkpoint!.data : undefined,
       list: (await grpcClient.unary(SessionService, SessionService.method.listCheckpoints, list)).checkpoints.map((c) => c.data!),
     };
-    for (const [name, client] of [["connect-json", connectJson], ["connect-binary", connectBinary]] as const) {
+    for (const [name, client] of [
+      ["connect-json", connectJson],
+      ["connect-binary", connectBinary],
+    ] as const) {
       reads[name] = {
         get: checkpointId ? (await client.getCheckpoint(get)).checkpoint!.data : undefined,
         list: (await client.listCheckpoints(list)).checkpoints.map((c) => c.data!),
@@ -143,7 +146,9 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
       expect(json.code, `Connect JSON, ${depth} deep`).toBe(Code.InvalidArgument);
       // The JSON decoder reads 98 levels (the depths the issue saw stored): up to there the refusal is ours, naming data.
       if (depth <= 98) expect(json.details).toMatch(/^data: /);
-      expect((await connectError(connectBinary.saveCheckpoint({ sessionId, userId: USER, data }))).code, `Connect binary, ${depth} deep`).toBe(Code.InvalidArgument);
+      expect((await connectError(connectBinary.saveCheckpoint({ sessionId, userId: USER, data }))).code, `Connect binary, ${depth} deep`).toBe(
+        Code.InvalidArgument,
+      );
     }
     const reads = await readEverywhere(sessionId, "");
     for (const read of Object.values(reads)) expect(read.list).toEqual([]);

@@ -62,7 +62,8 @@ describe("qingyu check", { timeout: 90_000 }, () => {
   it("passes the README's shout plugin named bare and a bare openai entry, and serve runs that config", async () => {
     const dir = project({
       "plugins/shout.ts": SHOUT,
-      "qingyu.yaml": "pipeline: [logging, shout, validation]\nproviders: { echo: { plugin: echo }, openai: { plugin: openai } }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n",
+      "qingyu.yaml":
+        "pipeline: [logging, shout, validation]\nproviders: { echo: { plugin: echo }, openai: { plugin: openai } }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n",
     });
     const config = join(dir, "qingyu.yaml");
     const check = await runCli(["check", "--config", config]);
@@ -74,7 +75,9 @@ describe("qingyu check", { timeout: 90_000 }, () => {
       const client = new TestClient(server.grpcPort);
       const res = await client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: "hello there" }, { timeoutMs: 10_000 });
       expect(res.result?.output).toBe("[HISTORY=0] HELLO THERE!");
-      const events = await client.collect(client.stream(AgentService, AgentService.method.executeStream, { agentId: "echo", task: "hello there" }, { timeoutMs: 10_000 }));
+      const events = await client.collect(
+        client.stream(AgentService, AgentService.method.executeStream, { agentId: "echo", task: "hello there" }, { timeoutMs: 10_000 }),
+      );
       const streamed = events.flatMap((e) => (e.event.case === "delta" ? [e.event.value.text] : [])).join("");
       const completed = events.at(-1)?.event;
       expect(streamed).toBe("[HISTORY=0] HELLO THERE!");
@@ -101,7 +104,9 @@ describe("qingyu check", { timeout: 90_000 }, () => {
     const config = join(dir, "qingyu.yaml");
     const check = await runCli(["check", "--config", config]);
     expect(check.code).toBe(2);
-    expect(check.stderr).toContain(`qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`);
+    expect(check.stderr).toContain(
+      `qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`,
+    );
     expect(check.stderr).toMatch(/qingyu: pipeline\.2: no middleware plugin named "redactor" \(known: .*shout/);
     expect(check.stderr).toContain('qingyu: pipeline.3: plugin "echo" (builtin) is a llm-provider, not a middleware');
     expect(check.stderr).toMatch(/qingyu: eventHandlers\.0: invalid options for plugin "alerting" \(builtin\):\n {2}eventHandlers\.0\.options\.level: /);
@@ -110,7 +115,9 @@ describe("qingyu check", { timeout: 90_000 }, () => {
     // serve stops at the first of them, in the same words.
     const serve = await runCli(["serve", "--config", config, "--port", "0", "--http-port", "0"]);
     expect(serve.code).toBe(2);
-    expect(serve.stderr).toContain(`qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`);
+    expect(serve.stderr).toContain(
+      `qingyu: pipeline.1: invalid options for plugin "shout" (${join(dir, "plugins/shout.ts")}):\n  pipeline.1.options.suffix: Invalid input: expected string, received number`,
+    );
 
     const plugins = await runCli(["plugins", "--config", config]);
     expect(plugins.code).toBe(2);
@@ -154,7 +161,8 @@ export default definePlugin({ name: "marker", kind: "middleware", setup({ resolv
   return { name: "marker", process: (ctx, next) => next() };
 } });
 `,
-      "qingyu.yaml": "pipeline: [marker]\nsessions: { store: redis+postgres }\nredis: { url: 'redis://127.0.0.1:1' }\npostgres: { url: 'postgres://postgres@127.0.0.1:1/test' }\n",
+      "qingyu.yaml":
+        "pipeline: [marker]\nsessions: { store: redis+postgres }\nredis: { url: 'redis://127.0.0.1:1' }\npostgres: { url: 'postgres://postgres@127.0.0.1:1/test' }\n",
       "tls.yaml": "server: { tls: { cert: missing.pem, key: missing.key } }\n",
     });
     const check = await runCli(["check", "--config", join(dir, "qingyu.yaml")]);

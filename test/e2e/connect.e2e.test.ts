@@ -31,7 +31,11 @@ async function connect(port: number, path: string, body: unknown, headers: Recor
 }
 
 // A reflection call as grpcurl makes it: one request on the bidi stream, one answer.
-function reflect(client: TestClient, version: "v1" | "v1alpha", request: MessageInitShape<typeof ServerReflectionRequestSchema>): Promise<ServerReflectionResponse> {
+function reflect(
+  client: TestClient,
+  version: "v1" | "v1alpha",
+  request: MessageInitShape<typeof ServerReflectionRequestSchema>,
+): Promise<ServerReflectionResponse> {
   return new Promise((resolve, reject) => {
     const call = client.raw.makeBidiStreamRequest(
       `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
@@ -123,11 +127,16 @@ describe("Connect JSON, health and reflection", () => {
   it.each(["v1", "v1alpha"] as const)("serves server reflection %s, so grpcurl needs no protos", async (version) => {
     const listed = await reflect(client, version, { messageRequest: { case: "listServices", value: "" } });
     const services = listed.messageResponse.case === "listServicesResponse" ? listed.messageResponse.value.service.map((s) => s.name) : [];
-    expect(services).toEqual(expect.arrayContaining(["qingyu.agent.v1.AgentService", "qingyu.agent.v1.SessionService", "qingyu.agent.v1.EventService", "grpc.health.v1.Health"]));
+    expect(services).toEqual(
+      expect.arrayContaining(["qingyu.agent.v1.AgentService", "qingyu.agent.v1.SessionService", "qingyu.agent.v1.EventService", "grpc.health.v1.Health"]),
+    );
 
     const res = await reflect(client, version, { messageRequest: { case: "fileContainingSymbol", value: "qingyu.agent.v1.SessionService.SaveCheckpoint" } });
     expect(res.messageResponse.case).toBe("fileDescriptorResponse");
-    const files = res.messageResponse.case === "fileDescriptorResponse" ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b)) : [];
+    const files =
+      res.messageResponse.case === "fileDescriptorResponse"
+        ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b))
+        : [];
     // The file and everything it imports, so a client can resolve google.protobuf.Struct.
     expect(files.map((f) => f.name)).toEqual(["google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "qingyu/agent/v1/session.proto"]);
     expect(files.at(-1)!.service[0]!.method.map((m) => m.name)).toContain("SaveCheckpoint");

@@ -99,7 +99,9 @@ describe(`session store faults with a Redis the test starts and stops (${runtime
     await own.start();
     // ioredis reconnects with a backoff of at most 2 s, then the next health tick sees it.
     const servingAfter = await healthBecomes(client, Serving.SERVING, 6000);
-    console.info(`store redis: calls UNAVAILABLE after ${turn.ms} / ${read.ms} ms, NOT_SERVING ${notServingAfter} ms after the kill, SERVING ${servingAfter} ms after the restart`);
+    console.info(
+      `store redis: calls UNAVAILABLE after ${turn.ms} / ${read.ms} ms, NOT_SERVING ${notServingAfter} ms after the kill, SERVING ${servingAfter} ms after the restart`,
+    );
     const after = (await client.unary(SessionService, S.createSession, { userId, agentId: "echo" })).session!.sessionId;
     expect((await client.unary(AgentService, A.execute, { sessionId: after, userId, task: "back" })).result?.output).toBe("[history=0] back");
     expect((await client.unary(AgentService, A.execute, { sessionId: after, userId, task: "again" })).result?.output).toBe("[history=2] again");

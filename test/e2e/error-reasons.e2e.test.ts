@@ -49,7 +49,12 @@ interface Seen {
 }
 
 const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
-const batchWithBadId = { requests: [{ agentId: "echo", task: "a" }, { agentId: "echo", task: "b", sessionId: "not-a-uuid" }] };
+const batchWithBadId = {
+  requests: [
+    { agentId: "echo", task: "a" },
+    { agentId: "echo", task: "b", sessionId: "not-a-uuid" },
+  ],
+};
 
 /** grpc-js on the gRPC port: the trailer, and google.rpc.Status decoded from grpc-status-details-bin. */
 async function viaGrpcJs(call: Promise<unknown>): Promise<Seen> {
@@ -61,7 +66,11 @@ async function viaGrpcJs(call: Promise<unknown>): Promise<Seen> {
     const status = bin === undefined ? undefined : fromBinary(StatusSchema, bin as Buffer);
     const packed = status?.details.find((d: Any) => d.typeUrl === "type.googleapis.com/google.rpc.ErrorInfo");
     const info = packed && anyUnpack(packed, ErrorInfoSchema);
-    return { code: e.code, trailer: e.metadata.get("qingyu-reason")[0] as string | undefined, info: info && { reason: info.reason, domain: info.domain, metadata: info.metadata } };
+    return {
+      code: e.code,
+      trailer: e.metadata.get("qingyu-reason")[0] as string | undefined,
+      info: info && { reason: info.reason, domain: info.domain, metadata: info.metadata },
+    };
   }
   throw new Error("expected the call to fail");
 }
@@ -73,12 +82,20 @@ async function viaConnectEs(call: Promise<unknown>): Promise<Seen> {
   } catch (err) {
     const e = ConnectError.from(err);
     const info = e.findDetails(ErrorInfoSchema)[0];
-    return { code: e.code, trailer: e.metadata.get("qingyu-reason") ?? undefined, info: info && { reason: info.reason, domain: info.domain, metadata: info.metadata } };
+    return {
+      code: e.code,
+      trailer: e.metadata.get("qingyu-reason") ?? undefined,
+      info: info && { reason: info.reason, domain: info.domain, metadata: info.metadata },
+    };
   }
   throw new Error("expected the call to fail");
 }
 
-const seen = (code: number, reason: string, metadata: Record<string, string> = {}): Seen => ({ code, trailer: reason, info: { reason, domain: "qingyu.dev", metadata } });
+const seen = (code: number, reason: string, metadata: Record<string, string> = {}): Seen => ({
+  code,
+  trailer: reason,
+  info: { reason, domain: "qingyu.dev", metadata },
+});
 
 describe(`error reasons reach every client (${runtime})`, () => {
   let server: ServerProcess;
@@ -97,13 +114,17 @@ describe(`error reasons reach every client (${runtime})`, () => {
 
     it("SESSION_NOT_FOUND names the session", async () => {
       const id = randomUUID();
-      expect(await viaGrpcJs(client.unary(SessionService, S.getSession, { sessionId: id }, alice))).toEqual(seen(grpc.status.NOT_FOUND, "SESSION_NOT_FOUND", { session_id: id }));
+      expect(await viaGrpcJs(client.unary(SessionService, S.getSession, { sessionId: id }, alice))).toEqual(
+        seen(grpc.status.NOT_FOUND, "SESSION_NOT_FOUND", { session_id: id }),
+      );
     });
 
     it("STALE_VERSION gives the session's version and the one expected", async () => {
       const { session } = await client.unary(SessionService, S.createSession, { agentId: "echo" }, alice);
       const stale = client.unary(SessionService, S.saveCheckpoint, { sessionId: session!.sessionId, data: {}, expectedVersion: 7n }, alice);
-      expect(await viaGrpcJs(stale)).toEqual(seen(grpc.status.ABORTED, "STALE_VERSION", { session_id: session!.sessionId, current_version: "0", expected_version: "7" }));
+      expect(await viaGrpcJs(stale)).toEqual(
+        seen(grpc.status.ABORTED, "STALE_VERSION", { session_id: session!.sessionId, current_version: "0", expected_version: "7" }),
+      );
     });
 
     it("INVALID_FIELD names the field, inside a batch too", async () => {
@@ -116,12 +137,19 @@ describe(`error reasons reach every client (${runtime})`, () => {
       const limited = { metadata: bearer(KEYS.grpc) };
       await client.unary(AgentService, A.execute, { agentId: "echo", task: "one" }, limited);
       const refused = await viaGrpcJs(client.unary(AgentService, A.execute, { agentId: "echo", task: "two" }, limited));
-      expect([refused.code, refused.trailer, refused.info?.reason, refused.info?.metadata.limit]).toEqual([grpc.status.RESOURCE_EXHAUSTED, "RATE_LIMITED", "RATE_LIMITED", "perPrincipal.requestsPerMinute"]);
+      expect([refused.code, refused.trailer, refused.info?.reason, refused.info?.metadata.limit]).toEqual([
+        grpc.status.RESOURCE_EXHAUSTED,
+        "RATE_LIMITED",
+        "RATE_LIMITED",
+        "perPrincipal.requestsPerMinute",
+      ]);
       expect(Number(refused.info?.metadata.retry_after_ms)).toBeGreaterThan(0);
     });
 
     it("UNAUTHENTICATED without credentials, TOKEN_INVALID with a key nobody has", async () => {
-      expect(await viaGrpcJs(client.unary(SessionService, S.getSession, { sessionId: randomUUID() }))).toEqual(seen(grpc.status.UNAUTHENTICATED, "UNAUTHENTICATED"));
+      expect(await viaGrpcJs(client.unary(SessionService, S.getSession, { sessionId: randomUUID() }))).toEqual(
+        seen(grpc.status.UNAUTHENTICATED, "UNAUTHENTICATED"),
+      );
       expect(await viaGrpcJs(client.unary(SessionService, S.getSession, { sessionId: randomUUID() }, { metadata: bearer("nope") }))).toEqual(
         seen(grpc.status.UNAUTHENTICATED, "TOKEN_INVALID"),
       );
@@ -129,7 +157,12 @@ describe(`error reasons reach every client (${runtime})`, () => {
 
     it("a failed batch item carries its reason too", async () => {
       const id = randomUUID();
-      const { items } = await client.unary(AgentService, A.executeBatch, { requests: [{ agentId: "echo", task: "a", sessionId: id }] }, { metadata: bearer(KEYS.alice) });
+      const { items } = await client.unary(
+        AgentService,
+        A.executeBatch,
+        { requests: [{ agentId: "echo", task: "a", sessionId: id }] },
+        { metadata: bearer(KEYS.alice) },
+      );
       const error = items[0]!.outcome.case === "error" ? items[0]!.outcome.value : undefined;
       expect([error?.code, error?.reason, error?.metadata]).toEqual([grpc.status.NOT_FOUND, "SESSION_NOT_FOUND", { session_id: id }]);
     });
@@ -154,11 +187,15 @@ describe(`error reasons reach every client (${runtime})`, () => {
         expect(await viaConnectEs(sessions.getSession({ sessionId: id }, alice))).toEqual(seen(Code.NotFound, "SESSION_NOT_FOUND", { session_id: id }));
         const { session } = await sessions.createSession({ agentId: "echo" }, alice);
         const stale = sessions.saveCheckpoint({ sessionId: session!.sessionId, data: {}, expectedVersion: 3n }, alice);
-        expect(await viaConnectEs(stale)).toEqual(seen(Code.Aborted, "STALE_VERSION", { session_id: session!.sessionId, current_version: "0", expected_version: "3" }));
+        expect(await viaConnectEs(stale)).toEqual(
+          seen(Code.Aborted, "STALE_VERSION", { session_id: session!.sessionId, current_version: "0", expected_version: "3" }),
+        );
       });
 
       it("INVALID_FIELD with the field", async () => {
-        expect(await viaConnectEs(agents.executeBatch(batchWithBadId, alice))).toEqual(seen(Code.InvalidArgument, "INVALID_FIELD", { field: "requests[1].session_id" }));
+        expect(await viaConnectEs(agents.executeBatch(batchWithBadId, alice))).toEqual(
+          seen(Code.InvalidArgument, "INVALID_FIELD", { field: "requests[1].session_id" }),
+        );
       });
 
       it("RATE_LIMITED with retry_after_ms", async () => {
@@ -171,7 +208,9 @@ describe(`error reasons reach every client (${runtime})`, () => {
 
       it("UNAUTHENTICATED, refused on its headers before the body is read", async () => {
         expect(await viaConnectEs(sessions.getSession({ sessionId: randomUUID() }))).toEqual(seen(Code.Unauthenticated, "UNAUTHENTICATED"));
-        expect(await viaConnectEs(sessions.getSession({ sessionId: randomUUID() }, { headers: bearer("nope") }))).toEqual(seen(Code.Unauthenticated, "TOKEN_INVALID"));
+        expect(await viaConnectEs(sessions.getSession({ sessionId: randomUUID() }, { headers: bearer("nope") }))).toEqual(
+          seen(Code.Unauthenticated, "TOKEN_INVALID"),
+        );
       });
     });
   }
@@ -193,7 +232,14 @@ describe(`error reasons reach every client (${runtime})`, () => {
   // CI installs python3-grpcio, python3-protobuf and protobuf-compiler (.ci/run), so there it must run.
   it.skipIf(!hasPythonGrpc && !process.env.CI)("Python grpcio reads qingyu-reason from the trailing metadata", () => {
     const gen = tempDir("qingyu-py-reasons-");
-    execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${gen}`, "qingyu/agent/v1/agent.proto", "qingyu/agent/v1/session.proto", "qingyu/agent/v1/event.proto"]);
+    execFileSync("protoc", [
+      "-I",
+      join(root, "proto"),
+      `--python_out=${gen}`,
+      "qingyu/agent/v1/agent.proto",
+      "qingyu/agent/v1/session.proto",
+      "qingyu/agent/v1/event.proto",
+    ]);
     const out = execFileSync(python, [join(root, "test/support/error_reasons.py"), `127.0.0.1:${server.grpcPort}`, KEYS.alice, KEYS.python], {
       env: { ...process.env, PYTHONPATH: gen },
       encoding: "utf8",

@@ -45,7 +45,8 @@ describe("events across server processes sharing Redis", () => {
       seen.length = 0;
       const users = Array.from({ length: 10 }, (_, i) => `user-${i}`);
       for (const userId of users) await onA.unary(AgentService, AgentService.method.execute, { agentId: "echo", userId, task: `task for ${userId}` });
-      for (let i = 0; i < 200 && seen.filter((e) => e.type === EventType.AGENT_COMPLETED).length < users.length; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 200 && seen.filter((e) => e.type === EventType.AGENT_COMPLETED).length < users.length; i++)
+        await new Promise((r) => setTimeout(r, 20));
       const fromA = seen.filter((e) => users.includes(e.userId));
       // Started then completed for each call, calls in the order A made them.
       expect(fromA.map((e) => `${e.userId}:${e.type === EventType.AGENT_STARTED ? "started" : "completed"}`)).toEqual(

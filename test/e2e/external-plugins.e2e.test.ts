@@ -277,7 +277,9 @@ describe(`plugins as an operator ships them (${runtime})`, () => {
       const future = `export default { apiVersion: 2, name: "future", kind: "middleware", setup() { return { name: "future", process: (_c: unknown, next: () => AsyncIterable<unknown>) => next() }; } };\n`;
       const file = variant("future", { "future.ts": future }, { pipeline: ["future"] });
       const stderr = await refused(file);
-      expect(stderr).toContain(`${join(project, "future/future.ts")}: plugin "future" was made for plugin API 2 (@qingyu/plugin-api 2.x); this server implements plugin API 1`);
+      expect(stderr).toContain(
+        `${join(project, "future/future.ts")}: plugin "future" was made for plugin API 2 (@qingyu/plugin-api 2.x); this server implements plugin API 1`,
+      );
     });
 
     it("options the npm plugin's own zod 3 schema rejects stop start-up, each key named", async () => {

@@ -140,9 +140,10 @@ async function connectCall(port: number, c: ExtremeCase): Promise<Outcome> {
   }
   if (res.status !== 200) return { code: -res.status, message: bytes.toString("utf8").slice(0, 200), itemCodes: [] };
   // Streaming: the end-of-stream envelope (flag 0x02) says how it ended.
-  for (let at = 0; at + 5 <= bytes.length; ) {
+  for (let at = 0; at + 5 <= bytes.length;) {
     const length = bytes.readUInt32BE(at + 1);
-    if (bytes[at]! & 0x02) return named((JSON.parse(bytes.subarray(at + 5, at + 5 + length).toString("utf8")) as { error?: { code?: string; message?: string } }).error);
+    if (bytes[at]! & 0x02)
+      return named((JSON.parse(bytes.subarray(at + 5, at + 5 + length).toString("utf8")) as { error?: { code?: string; message?: string } }).error);
     at += 5 + length;
   }
   return { code: -1, message: "stream ended without an end-of-stream message", itemCodes: [] };
@@ -151,9 +152,11 @@ async function connectCall(port: number, c: ExtremeCase): Promise<Outcome> {
 /** Runs `work` over `items`, `parallel` at a time. */
 async function pool<T>(items: T[], parallel: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: parallel }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
 }
 
 const BAD = new Set<number>([grpc.status.INTERNAL, grpc.status.UNKNOWN]);
@@ -258,20 +261,36 @@ describe.runIf(runtime === "node").each(stores)(`extreme field values, store %s 
     const raw = new grpc.Client(`127.0.0.1:${server!.grpcPort}`, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": -1 });
     try {
       await Promise.all([
-        pool(cases.filter((c) => c.grpc), PARALLEL, async (c) => check("grpc", c, await grpcCall(raw, c))),
-        pool(cases.filter((c) => c.connect), PARALLEL, async (c) => check("connect", c, await connectCall(server!.httpPort, c))),
+        pool(
+          cases.filter((c) => c.grpc),
+          PARALLEL,
+          async (c) => check("grpc", c, await grpcCall(raw, c)),
+        ),
+        pool(
+          cases.filter((c) => c.connect),
+          PARALLEL,
+          async (c) => check("connect", c, await connectCall(server!.httpPort, c)),
+        ),
       ]);
     } finally {
       raw.close();
     }
-    console.info(`${store}: ${cases.length} requests, each on both ports where it can be sent (${named} calls that must name their field); ${failures.length} failed`);
+    console.info(
+      `${store}: ${cases.length} requests, each on both ports where it can be sent (${named} calls that must name their field); ${failures.length} failed`,
+    );
     expect(failures).toEqual([]);
     expect(named).toBeGreaterThan(100);
 
     // Still serving once the connection that carried the extremes has closed: health on both ports, and a read.
-    const serving = await health(client).catch((err: unknown) => `${String(err)}; server exit ${server!.child.exitCode ?? server!.child.signalCode}: ${server!.stderr().slice(-500)}`);
+    const serving = await health(client).catch(
+      (err: unknown) => `${String(err)}; server exit ${server!.child.exitCode ?? server!.child.signalCode}: ${server!.stderr().slice(-500)}`,
+    );
     expect(serving).toBe(Serving.SERVING);
-    const res = await fetch(`http://127.0.0.1:${server!.httpPort}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const res = await fetch(`http://127.0.0.1:${server!.httpPort}/grpc.health.v1.Health/Check`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     expect(await res.json()).toEqual({ status: "SERVING" });
     const read = await client.unary(SessionService, S.getSession, { sessionId: session, userId: USER });
     expect(read.session?.sessionId).toBe(session);

@@ -30,7 +30,13 @@ function rawGrpc(session: ClientHttp2Session, path: string, message: Uint8Array,
   frame.writeUInt32BE(payload.length, 1);
   payload.copy(frame, 5);
   return new Promise((resolve, reject) => {
-    const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...(gzip ? { "grpc-encoding": "gzip" } : {}) });
+    const req = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...(gzip ? { "grpc-encoding": "gzip" } : {}),
+    });
     let meta: Record<string, unknown> = {};
     req.on("response", (headers) => (meta = { ...headers }));
     req.on("trailers", (trailers) => (meta = { ...meta, ...trailers }));
@@ -67,7 +73,8 @@ async function timed<T>(p: Promise<T>, name = "", order: string[] = []): Promise
 // (how soon after its time each ends is timed in faults/timing.faults).
 const notBefore = (ms: number, target: number) => expect(ms).toBeGreaterThanOrEqual(target - 50);
 /** Whether `first` settled before `then` did. */
-const before = (order: string[], first: string, then: string) => expect(order.indexOf(first), `${first} before ${then}: ${order}`).toBeLessThan(order.indexOf(then));
+const before = (order: string[], first: string, then: string) =>
+  expect(order.indexOf(first), `${first} before ${then}: ${order}`).toBeLessThan(order.indexOf(then));
 
 describe(`message, metadata and deadline limits (server on ${runtime})`, () => {
   let server: ServerProcess;
@@ -76,7 +83,15 @@ describe(`message, metadata and deadline limits (server on ${runtime})`, () => {
     server = await startServer({
       ...base,
       server: {
-        limits: { maxMessageBytes: LIMIT, maxMetadataBytes: 4096, defaultDeadlineMs: 700, maxDeadlineMs: 1400, maxConcurrentStreams: 3, keepaliveTimeMs: 300, maxConnectionIdleMs: 1000 },
+        limits: {
+          maxMessageBytes: LIMIT,
+          maxMetadataBytes: 4096,
+          defaultDeadlineMs: 700,
+          maxDeadlineMs: 1400,
+          maxConcurrentStreams: 3,
+          keepaliveTimeMs: 300,
+          maxConnectionIdleMs: 1000,
+        },
       },
     });
     client = new TestClient(server.grpcPort);
@@ -121,11 +136,23 @@ describe(`message, metadata and deadline limits (server on ${runtime})`, () => {
     const big = await statusOf(client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, { metadata: { "x-padding": "p".repeat(5000) } }));
     expect(big.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(big.details).toContain("server.limits.maxMetadataBytes");
-    expect((await client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, { metadata: { "x-padding": "p".repeat(1000) } })).result?.success).toBe(true);
+    expect(
+      (await client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, { metadata: { "x-padding": "p".repeat(1000) } })).result?.success,
+    ).toBe(true);
     // HTTP/1.1: Node's parser answers 431 before the handler runs.
-    const connectBig = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", { agentId: "echo", task: "hi" }, { "x-padding": "p".repeat(5000) });
+    const connectBig = await connectCall(
+      server.httpPort,
+      "qingyu.agent.v1.AgentService/Execute",
+      { agentId: "echo", task: "hi" },
+      { "x-padding": "p".repeat(5000) },
+    );
     expect(connectBig.status).toBe(431);
-    const connectOk = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", { agentId: "echo", task: "hi" }, { "x-padding": "p".repeat(1000) });
+    const connectOk = await connectCall(
+      server.httpPort,
+      "qingyu.agent.v1.AgentService/Execute",
+      { agentId: "echo", task: "hi" },
+      { "x-padding": "p".repeat(1000) },
+    );
     expect(connectOk.status).toBe(200);
   });
 
@@ -223,7 +250,15 @@ describe(`maxConnectionAgeMs on the gRPC port (server on ${runtime})`, () => {
 
 describe(`limit config errors (server on ${runtime})`, () => {
   it("a default deadline above the cap stops start-up with exit 2 naming the key", async () => {
-    const res = await runCli(["serve", "--config", writeConfig({ ...base, server: { limits: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } } }), "--port", "0", "--http-port", "0"]);
+    const res = await runCli([
+      "serve",
+      "--config",
+      writeConfig({ ...base, server: { limits: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } } }),
+      "--port",
+      "0",
+      "--http-port",
+      "0",
+    ]);
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("server.limits.defaultDeadlineMs: must not exceed maxDeadlineMs (1000)");
   });

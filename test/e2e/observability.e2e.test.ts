@@ -115,7 +115,11 @@ describe("Prometheus metrics on the admin port", () => {
     expect(value(/^qingyu_rpc_active_streams\{.*rpc_method="ExecuteStream"/)).toBe(0);
     // The cached second call ran no model: output tokens are echo's words of "[history=0] one two three" (4)
     // and "[history=0] four" (2), once each.
-    expect(value(/^qingyu_agent_tokens(_total)?\{.*gen_ai_token_type="output".*qingyu_agent="echo"|^qingyu_agent_tokens(_total)?\{.*qingyu_agent="echo".*gen_ai_token_type="output"/)).toBe(6);
+    expect(
+      value(
+        /^qingyu_agent_tokens(_total)?\{.*gen_ai_token_type="output".*qingyu_agent="echo"|^qingyu_agent_tokens(_total)?\{.*qingyu_agent="echo".*gen_ai_token_type="output"/,
+      ),
+    ).toBe(6);
     expect(value(/^qingyu_agent_time_to_first_token(_seconds)?_count\{.*qingyu_agent="echo"/)).toBe(2);
     expect(value(/^qingyu_cache_requests(_total)?\{.*qingyu_cache_result="hit"/)).toBe(1);
     expect(value(/^qingyu_cache_requests(_total)?\{.*qingyu_cache_result="miss"/)).toBe(2);

@@ -146,7 +146,11 @@ describe("plugins from a user's folders and packages", () => {
     expect(code).toBe(0);
     const rows = pluginRows(stdout);
     const plugins = join(fx.dir, "plugins");
-    expect(rows.get("pkg-tag")).toEqual({ kind: "middleware", status: "in use", source: `npm:qingyu-plugin-pkgtag (${join(fx.dir, "node_modules/qingyu-plugin-pkgtag/index.mjs")})` });
+    expect(rows.get("pkg-tag")).toEqual({
+      kind: "middleware",
+      status: "in use",
+      source: `npm:qingyu-plugin-pkgtag (${join(fx.dir, "node_modules/qingyu-plugin-pkgtag/index.mjs")})`,
+    });
     expect(rows.get("ts-tag")).toEqual({ kind: "middleware", status: "in use", source: join(plugins, "ts-tag.ts") });
     expect(rows.get("folder-tag")).toEqual({ kind: "middleware", status: "in use", source: join(plugins, "folder-tag/lib/main.mjs") });
     expect(rows.get("js-provider")).toEqual({ kind: "llm-provider", status: "in use", source: join(plugins, "js-provider.js") });
@@ -159,7 +163,16 @@ describe("plugins from a user's folders and packages", () => {
     expect(rows.has("broken")).toBe(false);
     expect(rows.get("(not loaded)")).toEqual({ kind: "?", status: "disabled", source: join(plugins, "broken.ts") });
     expect(stdout).toContain(
-      ["pipeline (outermost first):", "  1. pkg-tag", "  2. fragile (off)", "  3. ts-tag", "  4. validation", "  5. folder-tag", "event handlers:", "  - recorder"].join("\n"),
+      [
+        "pipeline (outermost first):",
+        "  1. pkg-tag",
+        "  2. fragile (off)",
+        "  3. ts-tag",
+        "  4. validation",
+        "  5. folder-tag",
+        "event handlers:",
+        "  - recorder",
+      ].join("\n"),
     );
   });
 
@@ -187,13 +200,23 @@ describe("plugins from a user's folders and packages", () => {
     });
 
     it("a plugin with no kind", async () => {
-      const p = project({ "plugins/kindless.mjs": `import { definePlugin } from ${api};\nexport default definePlugin({ name: "kindless", setup() { return {}; } });\n` }, {});
+      const p = project(
+        { "plugins/kindless.mjs": `import { definePlugin } from ${api};\nexport default definePlugin({ name: "kindless", setup() { return {}; } });\n` },
+        {},
+      );
       const stderr = await refused(p.config);
-      expect(stderr).toContain(`${join(p.dir, "plugins/kindless.mjs")}: plugin "kindless" has kind undefined; expected one of middleware, event-handler, llm-provider`);
+      expect(stderr).toContain(
+        `${join(p.dir, "plugins/kindless.mjs")}: plugin "kindless" has kind undefined; expected one of middleware, event-handler, llm-provider`,
+      );
     });
 
     it("a plugin of an unknown kind", async () => {
-      const p = project({ "plugins/store.ts": `import { definePlugin } from ${api};\nexport default definePlugin({ name: "store", kind: "database" as never, setup() { return {} as never; } });\n` }, {});
+      const p = project(
+        {
+          "plugins/store.ts": `import { definePlugin } from ${api};\nexport default definePlugin({ name: "store", kind: "database" as never, setup() { return {} as never; } });\n`,
+        },
+        {},
+      );
       const stderr = await refused(p.config);
       expect(stderr).toContain(`${join(p.dir, "plugins/store.ts")}: plugin "store" has kind "database"; expected one of`);
     });
@@ -232,7 +255,12 @@ describe("the repository's example plugins", () => {
     server = await startServer({
       log: { level: "warn" },
       pipeline: ["validation", { plugin: "word-filter", options: { words: ["secret", "password"], mask: "[redacted]" } }],
-      providers: { canned: { plugin: "canned", options: { replies: { weather: "The secret forecast: sunny, no password needed" }, fallbackReply: "I only know the weather" } } },
+      providers: {
+        canned: {
+          plugin: "canned",
+          options: { replies: { weather: "The secret forecast: sunny, no password needed" }, fallbackReply: "I only know the weather" },
+        },
+      },
       eventHandlers: [{ plugin: "event-log", options: { path: logFile, types: ["AGENT_COMPLETED", "ERROR_OCCURRED"] } }],
       agents: [{ id: "helper", provider: "canned", model: "canned-1" }],
       plugins: { dirs: [resolve(import.meta.dirname, "../../plugins/examples")] },
@@ -269,12 +297,19 @@ describe("the repository's example plugins", () => {
     await statusOf(client.unary(AgentService, A.execute, { agentId: "helper", task: "a secret task", userId: user }));
     await client.unary(AgentService, A.execute, { agentId: "helper", task: "weather", userId: user });
     await client.unary(AgentService, A.execute, { agentId: "helper", task: "anything", userId: user });
-    const lines = await waitFor("three event-log lines of this test's user", () => {
-      const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
-      const parsed = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { type: string; agentId: string; userId: string; data: Record<string, unknown> });
-      const mine = parsed.filter((l) => l.userId === user);
-      return mine.length >= 3 ? mine : undefined;
-    }, 5000);
+    const lines = await waitFor(
+      "three event-log lines of this test's user",
+      () => {
+        const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
+        const parsed = text
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { type: string; agentId: string; userId: string; data: Record<string, unknown> });
+        const mine = parsed.filter((l) => l.userId === user);
+        return mine.length >= 3 ? mine : undefined;
+      },
+      5000,
+    );
     // Only the types it was given (no AGENT_STARTED), one line per event, in order.
     expect(lines.map((l) => l.type)).toEqual(["ERROR_OCCURRED", "AGENT_COMPLETED", "AGENT_COMPLETED"]);
     expect(lines.every((l) => l.agentId === "helper")).toBe(true);

@@ -21,7 +21,14 @@ describe.skipIf(!hasGrpc && !process.env.CI)("a Python grpcio client given only 
 
   it("runs a multi-turn session, a checkpoint and a stream", () => {
     const gen = tempDir("qingyu-py-");
-    execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${gen}`, "qingyu/agent/v1/agent.proto", "qingyu/agent/v1/session.proto", "qingyu/agent/v1/event.proto"]);
+    execFileSync("protoc", [
+      "-I",
+      join(root, "proto"),
+      `--python_out=${gen}`,
+      "qingyu/agent/v1/agent.proto",
+      "qingyu/agent/v1/session.proto",
+      "qingyu/agent/v1/event.proto",
+    ]);
     const out = execFileSync(python, [join(root, "examples/python/multi_turn.py"), `127.0.0.1:${server.grpcPort}`], {
       env: { ...process.env, PYTHONPATH: gen },
       encoding: "utf8",

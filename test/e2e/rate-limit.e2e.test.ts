@@ -40,10 +40,7 @@ describe(`rate-limit on a shared Redis across two server processes (${runtime})`
     const config = {
       log: { level: "warn" },
       redis: { url: REDIS_URL },
-      pipeline: [
-        "validation",
-        { plugin: "rate-limit", options: { backend: "redis", keyPrefix: prefix, perPrincipal: { requestsPerMinute: N } } },
-      ],
+      pipeline: ["validation", { plugin: "rate-limit", options: { backend: "redis", keyPrefix: prefix, perPrincipal: { requestsPerMinute: N } } }],
       providers: { echo: { plugin: "echo" } },
       agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
       plugins: { dirs: [] },
@@ -51,10 +48,7 @@ describe(`rate-limit on a shared Redis across two server processes (${runtime})`
     // Two more processes limit tokens instead of requests, on the same prefix (their keys end in :tok).
     const tokenConfig = {
       ...config,
-      pipeline: [
-        "validation",
-        { plugin: "rate-limit", options: { backend: "redis", keyPrefix: prefix, perPrincipal: { tokensPerMinute: TOKENS } } },
-      ],
+      pipeline: ["validation", { plugin: "rate-limit", options: { backend: "redis", keyPrefix: prefix, perPrincipal: { tokensPerMinute: TOKENS } } }],
     };
     servers = await Promise.all([startServer(config), startServer(config), startServer(tokenConfig), startServer(tokenConfig)]);
     clients = servers.map((s) => new TestClient(s.grpcPort));

@@ -46,7 +46,13 @@ describe(`redact over gRPC, echo provider, pipeline [logging, validation, redact
     if (done.case !== "completed") return;
     expect(deltas.join("")).toBe(done.value.output);
     expect(done.value.output).toBe(REDACTED);
-    expect(done.value.metadata).toMatchObject({ redactions: "4", "redactions.phone": "1", "redactions.email": "1", "redactions.apiKey": "1", "redactions.creditCard": "1" });
+    expect(done.value.metadata).toMatchObject({
+      redactions: "4",
+      "redactions.phone": "1",
+      "redactions.email": "1",
+      "redactions.apiKey": "1",
+      "redactions.creditCard": "1",
+    });
   });
 
   it("Execute answers exactly what ExecuteStream streamed, with the same counts", async () => {
@@ -60,7 +66,12 @@ describe(`redact over gRPC, echo provider, pipeline [logging, validation, redact
   });
 
   it("ExecuteBatch items are redacted the same way", async () => {
-    const res = await client.unary(AgentService, A.executeBatch, { requests: [{ agentId: "echo", task: TASK }, { agentId: "echo", task: "nothing to hide" }] });
+    const res = await client.unary(AgentService, A.executeBatch, {
+      requests: [
+        { agentId: "echo", task: TASK },
+        { agentId: "echo", task: "nothing to hide" },
+      ],
+    });
 
     const outputs = res.items.map((item) => (item.outcome.case === "result" ? item.outcome.value.output : `error ${item.outcome.value?.code}`));
     expect(outputs).toEqual([REDACTED, "[history=0] nothing to hide"]);

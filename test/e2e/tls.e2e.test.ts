@@ -25,7 +25,23 @@ function makeCertificates(): void {
   const issue = (name: string, ca: string, ext: string) => {
     writeFileSync(join(dir, `${name}.ext`), ext);
     openssl("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
-    openssl("x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.pem`, "-days", "1", "-extfile", `${name}.ext`);
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      `${ca}.pem`,
+      "-CAkey",
+      `${ca}.key`,
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "1",
+      "-extfile",
+      `${name}.ext`,
+    );
   };
   issue("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
   issue("client", "ca", "extendedKeyUsage=clientAuth\n");
@@ -70,7 +86,16 @@ const sslCreds = (cert?: ClientCert) => grpc.credentials.createSsl(pem("ca.pem")
 function httpsExecute(port: number, task: string, cert?: ClientCert): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", servername: "localhost", port, method: "POST", path: "/qingyu.agent.v1.AgentService/Execute", headers: { "content-type": "application/json" }, ca: pem("ca.pem"), ...cert },
+      {
+        host: "127.0.0.1",
+        servername: "localhost",
+        port,
+        method: "POST",
+        path: "/qingyu.agent.v1.AgentService/Execute",
+        headers: { "content-type": "application/json" },
+        ca: pem("ca.pem"),
+        ...cert,
+      },
       (res) => {
         let text = "";
         res.on("data", (d) => (text += d));
@@ -100,7 +125,11 @@ describe(`TLS on both ports (server on ${runtime})`, () => {
 
   it("serves Connect JSON over HTTPS (HTTP/1.1) and Connect over HTTP/2 with TLS on the HTTP port", async () => {
     expect(await httpsExecute(server.httpPort, "over https")).toMatchObject({ status: 200, body: { result: { output: "[history=0] over https" } } });
-    const transport = createConnectTransport({ baseUrl: `https://127.0.0.1:${server.httpPort}`, httpVersion: "2", nodeOptions: { ca: pem("ca.pem"), servername: "localhost" } });
+    const transport = createConnectTransport({
+      baseUrl: `https://127.0.0.1:${server.httpPort}`,
+      httpVersion: "2",
+      nodeOptions: { ca: pem("ca.pem"), servername: "localhost" },
+    });
     const res = await createClient(AgentService, transport).execute({ agentId: "echo", task: "over h2" });
     expect(res.result?.output).toBe("[history=0] over h2");
     // Plain HTTP to the TLS port gets no answer.

@@ -19,12 +19,18 @@ async function receiver() {
     req.on("end", () => {
       requests++;
       const payload = JSON.parse(body || "{}") as { resourceSpans?: { scopeSpans: { spans: { name: string; traceId: string }[] }[] }[] };
-      for (const rs of payload.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push({ name: s.name, traceId: s.traceId.toLowerCase() });
+      for (const rs of payload.resourceSpans ?? [])
+        for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push({ name: s.name, traceId: s.traceId.toLowerCase() });
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, requests: () => requests, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    requests: () => requests,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 const config = { log: { level: "info" }, plugins: { dirs: [] }, pipeline: ["logging", "validation"] };
@@ -52,7 +58,13 @@ describe("span export from the worker thread", () => {
     // A batch delay far beyond the test: only the shutdown flush can send these spans. No metrics
     // exporter: its last export at shutdown kept the process up long enough to hide a worker that
     // was not waited for.
-    server = await startServer(config, { OTEL_METRICS_EXPORTER: "none", OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_SCHEDULE_DELAY: "600000" });
+    server = await startServer(config, {
+      OTEL_METRICS_EXPORTER: "none",
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
+      OTEL_BSP_SCHEDULE_DELAY: "600000",
+    });
     const traceId = "5bf92f3577b34da6a3ce929d0e0e4736";
     await call(server, traceId);
     await new Promise((r) => setTimeout(r, 300));
@@ -64,7 +76,12 @@ describe("span export from the worker thread", () => {
 
   it("spans beyond OTEL_BSP_MAX_QUEUE_SIZE are dropped and the drop is logged", async () => {
     rx = await receiver();
-    server = await startServer(config, { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_ENDPOINT: rx.url, OTEL_BSP_MAX_QUEUE_SIZE: "1" });
+    server = await startServer(config, {
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
+      OTEL_BSP_MAX_QUEUE_SIZE: "1",
+    });
     // One call ends four spans at once; a queue of one takes the first and drops the rest.
     await call(server, "6bf92f3577b34da6a3ce929d0e0e4736");
     let warning: { dropped?: number } | undefined;

@@ -11,7 +11,13 @@ const MB = 1_000_000;
 
 describe("boundEvent", () => {
   it("leaves an event within the bound as it is, and estimates its size closely", () => {
-    const init: EventInit = { type: "AGENT_COMPLETED", agentId: "echo", sessionId: "s-1", userId: "alice", data: { callId: "c1", durationMs: 12, model: "echo-1", ok: true } };
+    const init: EventInit = {
+      type: "AGENT_COMPLETED",
+      agentId: "echo",
+      sessionId: "s-1",
+      userId: "alice",
+      data: { callId: "c1", durationMs: 12, model: "echo-1", ok: true },
+    };
     const { init: out, bytes } = boundEvent(init, MAX);
     expect(out).toBe(init);
     const actual = jsonBytes(stampEvent(init, MAX));
@@ -20,7 +26,12 @@ describe("boundEvent", () => {
   });
 
   it("cuts a 4 MB string in data and keeps the type, ids and small fields", () => {
-    const init: EventInit = { type: "ERROR_OCCURRED", agentId: "echo", userId: "bob", data: { task: "x".repeat(4 * MB), callId: "c2", code: "UNAUTHENTICATED" } };
+    const init: EventInit = {
+      type: "ERROR_OCCURRED",
+      agentId: "echo",
+      userId: "bob",
+      data: { task: "x".repeat(4 * MB), callId: "c2", code: "UNAUTHENTICATED" },
+    };
     const event = stampEvent(init, MAX);
     expect(event).toMatchObject({ type: "ERROR_OCCURRED", agentId: "echo", userId: "bob", data: { callId: "c2", code: "UNAUTHENTICATED", truncated: true } });
     expect(event.data.task).toMatch(/^x+… \(cut from 4000000 characters\)$/);

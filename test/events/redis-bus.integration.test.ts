@@ -167,12 +167,20 @@ describe("RedisEventBus across processes", () => {
     const prefix = freshPrefix();
     const a = await proc(prefix);
     const b = await proc(prefix);
-    b.bus.subscribe("any", () => {
-      throw new Error("sync boom");
-    }, REMOTE);
-    b.bus.subscribe(["AGENT_COMPLETED"], async () => {
-      throw new Error("async boom");
-    }, REMOTE);
+    b.bus.subscribe(
+      "any",
+      () => {
+        throw new Error("sync boom");
+      },
+      REMOTE,
+    );
+    b.bus.subscribe(
+      ["AGENT_COMPLETED"],
+      async () => {
+        throw new Error("async boom");
+      },
+      REMOTE,
+    );
     const received = b.collect("any", REMOTE);
     for (const n of range(3)) a.bus.publish({ type: "AGENT_COMPLETED", data: { n } });
     await until("3 events on B", () => received.length >= 3);
@@ -317,7 +325,13 @@ describe("RedisEventBus across processes", () => {
     expect(Buffer.byteLength(fields[fields.indexOf("e") + 1]!)).toBeLessThanOrEqual(4096);
     expect(received[0]).toMatchObject({ type: "ERROR_OCCURRED", agentId: "echo", data: { code: "NOT_FOUND", truncated: true } });
     // An entry some other writer made (an older process, a larger bound) is cut on the way in.
-    const foreign = { id: "x-1", type: "ERROR_OCCURRED", time: new Date().toISOString(), userId: "u".repeat(10_000), data: { big: "b".repeat(1_000_000), n: 7 } };
+    const foreign = {
+      id: "x-1",
+      type: "ERROR_OCCURRED",
+      time: new Date().toISOString(),
+      userId: "u".repeat(10_000),
+      data: { big: "b".repeat(1_000_000), n: 7 },
+    };
     await a.redis.xadd(`${prefix}events`, "*", "o", "elsewhere", "t", "ERROR_OCCURRED", "e", JSON.stringify(foreign));
     await until("the foreign entry on B", () => received.length === 2);
     expect(received[1]).toMatchObject({ id: "x-1", data: { n: 7, truncated: true } });

@@ -1,4 +1,15 @@
-import { type AgentDefinition, Code, ConnectError, type LlmProvider, type Middleware, type ProviderChunk, ProviderError, type ProviderRequest, type RunEvent, type RuntimeEvent } from "@qingyu/plugin-api";
+import {
+  type AgentDefinition,
+  Code,
+  ConnectError,
+  type LlmProvider,
+  type Middleware,
+  type ProviderChunk,
+  ProviderError,
+  type ProviderRequest,
+  type RunEvent,
+  type RuntimeEvent,
+} from "@qingyu/plugin-api";
 import { afterEach, describe, it, expect } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
@@ -52,7 +63,12 @@ afterEach(async () => {
 });
 
 function build(provider: LlmProvider, options: { middleware?: Middleware[]; retry?: RetryPolicy } = {}) {
-  const { executor, sessions, events, store } = testExecutor({ agents, providers: { fake: provider }, middleware: options.middleware, retry: options.retry ?? fastRetry });
+  const { executor, sessions, events, store } = testExecutor({
+    agents,
+    providers: { fake: provider },
+    middleware: options.middleware,
+    retry: options.retry ?? fastRetry,
+  });
   stores.push(store);
   return { executor, sessions, events };
 }
@@ -70,7 +86,6 @@ async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
   for await (const event of stream) out.push(event);
   return out;
 }
-
 
 /** Lets the event bus deliver what was published. */
 const settle = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
@@ -137,7 +152,7 @@ describe("Executor.stream and execute", () => {
     expect(provider.requests).toHaveLength(0);
   });
 
-  it("serves the agent's own model when asked by name, and any model for an agent listing \"*\"", async () => {
+  it('serves the agent\'s own model when asked by name, and any model for an agent listing "*"', async () => {
     const provider = replying();
     const { executor } = build(provider);
     expect((await executor.execute(input({ agentId: "other", options: { model: "other-model" } }), callInfo())).model).toBe("other-model");
@@ -346,7 +361,15 @@ describe("Executor: sessions", () => {
       async *process() {
         yield {
           type: "completed",
-          result: { success: true, output: "cached", model: "m", finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, durationMs: 0, metadata: {} },
+          result: {
+            success: true,
+            output: "cached",
+            model: "m",
+            finishReason: "stop",
+            usage: { inputTokens: 0, outputTokens: 0 },
+            durationMs: 0,
+            metadata: {},
+          },
         };
       },
     };
@@ -407,9 +430,7 @@ describe("Executor.batch", () => {
     const inputs = Array.from({ length: 8 }, (_, i) => input({ task: String(i) }));
     const outcomes = await executor.batch(inputs, 3, callInfo());
     expect(outcomes).toHaveLength(8);
-    expect(outcomes.map((o) => ("result" in o ? o.result.output : `error ${o.error.code}`))).toEqual(
-      Array.from({ length: 8 }, (_, i) => `answer ${i}`),
-    );
+    expect(outcomes.map((o) => ("result" in o ? o.result.output : `error ${o.error.code}`))).toEqual(Array.from({ length: 8 }, (_, i) => `answer ${i}`));
     expect(maxInFlight).toBeLessThanOrEqual(3);
     expect(maxInFlight).toBeGreaterThan(1);
     expect(provider.requests).toHaveLength(8);
@@ -493,7 +514,11 @@ describe("Executor.batch under a BatchGate", () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 0);
     try {
-      await executor.batch(Array.from({ length: 50 }, () => input()), 1, callInfo());
+      await executor.batch(
+        Array.from({ length: 50 }, () => input()),
+        1,
+        callInfo(),
+      );
     } finally {
       clearInterval(timer);
     }
@@ -602,7 +627,15 @@ describe("Executor: middleware errors", () => {
       async *process() {
         yield {
           type: "completed",
-          result: { success: true, output: "cached", model: "cache-model", finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, durationMs: 0, metadata: { cache: "hit" } },
+          result: {
+            success: true,
+            output: "cached",
+            model: "cache-model",
+            finishReason: "stop",
+            usage: { inputTokens: 0, outputTokens: 0 },
+            durationMs: 0,
+            metadata: { cache: "hit" },
+          },
         };
       },
     };

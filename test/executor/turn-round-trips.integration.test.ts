@@ -54,8 +54,7 @@ async function executorOn(store: SessionStore) {
     log,
   });
   const call = { signal: new AbortController().signal, header: () => undefined };
-  const turn = (sessionId: string, task: string) =>
-    executor.execute({ agentId: "", sessionId, userId: "", task, metadata: {}, options: {} }, call);
+  const turn = (sessionId: string, task: string) => executor.execute({ agentId: "", sessionId, userId: "", task, metadata: {}, options: {} }, call);
   return { sessions, turn };
 }
 

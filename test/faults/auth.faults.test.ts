@@ -18,7 +18,11 @@ const AUDIENCE = "qingyu-faults";
 const now = () => Math.floor(Date.now() / 1000);
 
 function rsaPair(): { publicPem: string; privateKey: KeyObject } {
-  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
   return { publicPem: publicKey, privateKey: createPrivateKey(privateKey) };
 }
 
@@ -66,7 +70,11 @@ describe("JWT attacks on an RS256 (PEM public key) auth setup", () => {
     keyHostUrl = `http://127.0.0.1:${(keyHost.address() as AddressInfo).port}/jwks.json`;
     server = await startServer({
       log: { level: "warn" },
-      pipeline: ["logging", { plugin: "auth", options: { jwt: { algorithms: ["RS256"], publicKey: trusted.publicPem, issuer: ISSUER, audience: AUDIENCE } } }, "validation"],
+      pipeline: [
+        "logging",
+        { plugin: "auth", options: { jwt: { algorithms: ["RS256"], publicKey: trusted.publicPem, issuer: ISSUER, audience: AUDIENCE } } },
+        "validation",
+      ],
       agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
       plugins: { dirs: [] },
     });
@@ -80,7 +88,12 @@ describe("JWT attacks on an RS256 (PEM public key) auth setup", () => {
   });
 
   it("accepts a token signed with the configured key (the control: refusals below are the attack's doing)", async () => {
-    const res = await client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: "hi" }, { metadata: { authorization: `Bearer ${await valid()}` } });
+    const res = await client.unary(
+      AgentService,
+      AgentService.method.execute,
+      { agentId: "echo", task: "hi" },
+      { metadata: { authorization: `Bearer ${await valid()}` } },
+    );
     expect(res.result?.output).toBe("[history=0] hi");
   });
 
@@ -93,12 +106,32 @@ describe("JWT attacks on an RS256 (PEM public key) auth setup", () => {
 
   const attacks: Array<[string, () => Promise<string>, string]> = [
     // The classic confusion: the public key, which anyone has, used as an HMAC secret.
-    ["HS256 signed with the RS256 public key PEM as the secret", () => sign(new TextEncoder().encode(trusted.publicPem), { alg: "HS256" }, { roles: ["admin"] }), "unsupported token algorithm"],
-    ["alg:none", async () => new UnsecuredJWT({ roles: ["admin"] }).setSubject("dave").setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode(), "unsupported token algorithm"],
+    [
+      "HS256 signed with the RS256 public key PEM as the secret",
+      () => sign(new TextEncoder().encode(trusted.publicPem), { alg: "HS256" }, { roles: ["admin"] }),
+      "unsupported token algorithm",
+    ],
+    [
+      "alg:none",
+      async () => new UnsecuredJWT({ roles: ["admin"] }).setSubject("dave").setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode(),
+      "unsupported token algorithm",
+    ],
     ["RS256 signed by another key", () => sign(attacker.privateKey, { alg: "RS256" }), "token signature is invalid"],
-    ["another key embedded in the header (jwk)", async () => sign(attacker.privateKey, { alg: "RS256", jwk: await exportJWK(createPublicKey(attacker.privateKey)) }), "token signature is invalid"],
-    ["a jku / x5u header pointing at the attacker's keys", () => sign(attacker.privateKey, { alg: "RS256", jku: keyHostUrl, x5u: keyHostUrl, kid: "../../../../dev/null" }), "token signature is invalid"],
-    ["a valid token with the payload edited (sub → admin)", () => tamper((p) => Object.assign(p, { sub: "root", roles: ["admin"] })), "token signature is invalid"],
+    [
+      "another key embedded in the header (jwk)",
+      async () => sign(attacker.privateKey, { alg: "RS256", jwk: await exportJWK(createPublicKey(attacker.privateKey)) }),
+      "token signature is invalid",
+    ],
+    [
+      "a jku / x5u header pointing at the attacker's keys",
+      () => sign(attacker.privateKey, { alg: "RS256", jku: keyHostUrl, x5u: keyHostUrl, kid: "../../../../dev/null" }),
+      "token signature is invalid",
+    ],
+    [
+      "a valid token with the payload edited (sub → admin)",
+      () => tamper((p) => Object.assign(p, { sub: "root", roles: ["admin"] })),
+      "token signature is invalid",
+    ],
     ["a valid token with its signature stripped", async () => (await valid()).split(".").slice(0, 2).join(".") + ".", "token signature is invalid"],
     ["an expired RS256 token", () => sign(trusted.privateKey, { alg: "RS256" }, { exp: now() - 3600 }), "token expired"],
     ["an RS256 token for another audience", () => sign(trusted.privateKey, { alg: "RS256" }, { aud: "someone-else" }), "token audience is not accepted"],
@@ -108,7 +141,9 @@ describe("JWT attacks on an RS256 (PEM public key) auth setup", () => {
 
   it.each(attacks)("refuses %s: UNAUTHENTICATED on gRPC, 401 on Connect, and the server still serves", async (_name, token, message) => {
     const authorization = `Bearer ${await token()}`;
-    const rpc = await statusOf(client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: "hi" }, { metadata: { authorization }, timeoutMs: 10_000 }));
+    const rpc = await statusOf(
+      client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: "hi" }, { metadata: { authorization }, timeoutMs: 10_000 }),
+    );
     expect(grpc.status[rpc.code], rpc.details).toBe("UNAUTHENTICATED");
     expect(rpc.details).toContain(message);
     const http = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", '{"agentId":"echo","task":"hi"}', { authorization });

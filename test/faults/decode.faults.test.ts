@@ -82,7 +82,7 @@ async function grpcWeb(port: number, path: string, message: Uint8Array, headers:
   const body = Buffer.from(await res.arrayBuffer());
   let status = res.headers.get("grpc-status") ?? undefined;
   let text = res.headers.get("grpc-message") ?? "";
-  for (let at = 0; at + 5 <= body.length; ) {
+  for (let at = 0; at + 5 <= body.length;) {
     const length = body.readUInt32BE(at + 1);
     if (body[at] === 0x80) {
       const trailer = body.subarray(at + 5, at + 5 + length).toString();
@@ -124,7 +124,10 @@ describe("work before authentication and map bounds (auth configured)", () => {
     expect(asJson.json).toMatchObject({ code: "invalid_argument" });
     expect(asJson.json.message).toMatch(/^metadata: has more than 256 entries.*maxMapEntries/);
 
-    const asProto = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", bigBinary, { authorization: BEARER, "content-type": "application/proto" });
+    const asProto = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", bigBinary, {
+      authorization: BEARER,
+      "content-type": "application/proto",
+    });
     expect(asProto.status, asProto.text).toBe(400);
     expect(asProto.json).toMatchObject({ code: "invalid_argument" });
     expect(asProto.json.message).toMatch(/^metadata: .*maxMapEntries/);
@@ -163,7 +166,9 @@ describe("work before authentication and map bounds (auth configured)", () => {
       const reply = await rawGrpc(server.grpcPort, EXECUTE, grpcFrame(bigBinary), connection === 0 ? { authorization: BEARER } : {}, undefined, 20_000);
       return reply.grpcStatus;
     });
-    console.log(`gRPC port under attack: health p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms over ${result.checks} checks; statuses ${[...new Set(result.outcomes)].join(",")}`);
+    console.log(
+      `gRPC port under attack: health p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms over ${result.checks} checks; statuses ${[...new Set(result.outcomes)].join(",")}`,
+    );
     expect(new Set(result.outcomes)).toEqual(new Set([3, 16]));
     // Generous for a shared 2-core machine; before the fix: p99 0.9–1.2 s (gRPC), checks timing out at 2 s (HTTP).
     expect(result.p50).toBeLessThan(100);
@@ -175,7 +180,9 @@ describe("work before authentication and map bounds (auth configured)", () => {
       const reply = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", bigJson, connection === 0 ? { authorization: BEARER } : {});
       return reply.status;
     });
-    console.log(`HTTP port under attack: health p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms over ${result.checks} checks; statuses ${[...new Set(result.outcomes)].join(",")}`);
+    console.log(
+      `HTTP port under attack: health p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, max ${result.max.toFixed(1)} ms over ${result.checks} checks; statuses ${[...new Set(result.outcomes)].join(",")}`,
+    );
     expect(new Set(result.outcomes)).toEqual(new Set([400, 401]));
     // Generous for a shared 2-core machine; before the fix: p99 0.9–1.2 s (gRPC), checks timing out at 2 s (HTTP).
     expect(result.p50).toBeLessThan(100);
@@ -184,7 +191,12 @@ describe("work before authentication and map bounds (auth configured)", () => {
 
   it("still serves ordinary calls with credentials, metadata and all", async () => {
     await expectServing(server, "echo", BEARER);
-    const ok = await connectCall(server.httpPort, "qingyu.agent.v1.AgentService/Execute", JSON.stringify({ agentId: "echo", task: "hi", metadata: { a: "b" } }), { authorization: BEARER });
+    const ok = await connectCall(
+      server.httpPort,
+      "qingyu.agent.v1.AgentService/Execute",
+      JSON.stringify({ agentId: "echo", task: "hi", metadata: { a: "b" } }),
+      { authorization: BEARER },
+    );
     expect(ok.status, ok.text).toBe(200);
     expect(crashLines(server)).toEqual([]);
   });
@@ -217,10 +229,14 @@ describe("reflection switch and connection cap", () => {
 
   async function openIdle(port: number, n: number): Promise<Socket[]> {
     return Promise.all(
-      Array.from({ length: n }, () => new Promise<Socket>((resolve, reject) => {
-        const s = connect(port, "127.0.0.1", () => resolve(s));
-        s.on("error", reject);
-      })),
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const s = connect(port, "127.0.0.1", () => resolve(s));
+            s.on("error", reject);
+          }),
+      ),
     );
   }
 
@@ -273,7 +289,9 @@ describe("reflection switch and connection cap", () => {
           if (text.includes("\r\n\r\n")) resolve(text);
         });
         const body = JSON.stringify({ agentId: "echo", task: "still here" });
-        s.write(`POST /qingyu.agent.v1.AgentService/Execute HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+        s.write(
+          `POST /qingyu.agent.v1.AgentService/Execute HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        );
       });
       expect(answer).toMatch(/^HTTP\/1\.1 200/);
     } finally {

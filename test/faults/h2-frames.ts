@@ -15,8 +15,20 @@ const ACK = 0x1;
 const END_HEADERS = 0x4;
 /** GOAWAY and RST_STREAM error codes (RFC 9113 §7), by value. */
 const ERROR_CODES = [
-  "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR",
-  "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+  "NO_ERROR",
+  "PROTOCOL_ERROR",
+  "INTERNAL_ERROR",
+  "FLOW_CONTROL_ERROR",
+  "SETTINGS_TIMEOUT",
+  "STREAM_CLOSED",
+  "FRAME_SIZE_ERROR",
+  "REFUSED_STREAM",
+  "CANCEL",
+  "COMPRESSION_ERROR",
+  "CONNECT_ERROR",
+  "ENHANCE_YOUR_CALM",
+  "INADEQUATE_SECURITY",
+  "HTTP_1_1_REQUIRED",
 ];
 
 /** One frame: 24-bit length, type, flags, 31-bit stream id, payload. */
@@ -40,7 +52,9 @@ function hpackInt(value: number): Buffer {
 
 /** Header fields as HPACK "literal without indexing, new name" representations. */
 export function literals(fields: [string, string][]): Buffer {
-  return Buffer.concat(fields.flatMap(([name, value]) => [Buffer.from([0x00]), hpackInt(name.length), Buffer.from(name), hpackInt(Buffer.byteLength(value)), Buffer.from(value)]));
+  return Buffer.concat(
+    fields.flatMap(([name, value]) => [Buffer.from([0x00]), hpackInt(name.length), Buffer.from(name), hpackInt(Buffer.byteLength(value)), Buffer.from(value)]),
+  );
 }
 
 /** What the client saw of the server while flooding. */
@@ -104,7 +118,7 @@ export async function continuationFlood(
   const answer = new Promise<void>((resolve) => (answered = resolve));
   const data: Buffer[] = [];
   socket.on("data", (chunk: Buffer) => {
-    for (pending = Buffer.concat([pending, chunk]); pending.length >= 9 && pending.length >= 9 + pending.readUIntBE(0, 3); ) {
+    for (pending = Buffer.concat([pending, chunk]); pending.length >= 9 && pending.length >= 9 + pending.readUIntBE(0, 3);) {
       const length = pending.readUIntBE(0, 3);
       const [type, flags, stream] = [pending[3], pending[4]!, pending.readUInt32BE(5) & 0x7fffffff];
       const body = pending.subarray(9, 9 + length);
@@ -129,7 +143,14 @@ export async function continuationFlood(
   });
   socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0)]));
   await within(Promise.race([serverSettings, closed]), timeoutMs);
-  const pseudo = literals([[":method", "POST"], [":scheme", "http"], [":path", path], [":authority", "127.0.0.1"], ["content-type", "application/grpc"], ["te", "trailers"]]);
+  const pseudo = literals([
+    [":method", "POST"],
+    [":scheme", "http"],
+    [":path", path],
+    [":authority", "127.0.0.1"],
+    ["content-type", "application/grpc"],
+    ["te", "trailers"],
+  ]);
   inBlock = true;
   if (!over()) socket.write(frame(HEADERS, 0, 1, pseudo));
   const deadline = performance.now() + timeoutMs;

@@ -56,7 +56,12 @@ const connected = <S extends net.Socket>(socket: S, event = "connect") => new Pr
  * for being a flood). Then the flood, while another client makes calls (`call` resolves with
  * the output): the server closes the connection long before the last frame, memory bounded.
  */
-async function floodCase(pid: number, connect: () => Promise<net.Socket>, [payload, controlCount]: [(i: number) => Buffer, number], call: (task: string) => Promise<unknown>) {
+async function floodCase(
+  pid: number,
+  connect: () => Promise<net.Socket>,
+  [payload, controlCount]: [(i: number) => Buffer, number],
+  call: (task: string) => Promise<unknown>,
+) {
   const first = await connect();
   const control = await continuationFlood(first, EXECUTE, controlCount, payload, { finish: echoCall("control") }).finally(() => first.destroy());
   expect(control.response?.toString(), JSON.stringify(control)).toContain("[history=0] control");
@@ -64,7 +69,9 @@ async function floodCase(pid: number, connect: () => Promise<net.Socket>, [paylo
   try {
     const during = Promise.all([0, 2, 5, 10, 20].map((ms) => sleep(ms).then(() => call(`during ${ms}`))));
     const [flood, growth] = await peakGrowth(pid, () => continuationFlood(socket, EXECUTE, FLOOD, payload));
-    console.log(`CONTINUATION flood (${runtime}): ${flood.written} frames sent, GOAWAY ${flood.goaway ?? "none"} at ${flood.goawayMs?.toFixed(0) ?? "-"} ms, closed at ${flood.closedMs?.toFixed(0) ?? "-"} ms${flood.error ? ` (${flood.error})` : ""}, peak RSS +${growth.toFixed(1)} MiB`);
+    console.log(
+      `CONTINUATION flood (${runtime}): ${flood.written} frames sent, GOAWAY ${flood.goaway ?? "none"} at ${flood.goawayMs?.toFixed(0) ?? "-"} ms, closed at ${flood.closedMs?.toFixed(0) ?? "-"} ms${flood.error ? ` (${flood.error})` : ""}, peak RSS +${growth.toFixed(1)} MiB`,
+    );
     expect(flood.closedMs).toBeLessThan(2000);
     // nghttp2 stops at its ninth CONTINUATION; the bound leaves a loaded VM ~200 ms to notice.
     expect(flood.written).toBeLessThan(FLOOD / 5);
@@ -100,17 +107,21 @@ describe("HTTP/2 abuse", () => {
   });
 
   // Before the rapid reset: under Deno 2.9.6 that case sometimes aborts the server ("free(): invalid pointer"; README, Deno).
-  it.each(floods)("CONTINUATION flood on the gRPC port (%s): the connection is closed early, memory bounded, another client unaffected", async (_name, ...flood) => {
-    const bystander = new TestClient(server.grpcPort);
-    const call = async (task: string) => (await bystander.unary(AgentService, AgentService.method.execute, { agentId: "echo", task }, { timeoutMs: 10_000 })).result?.output;
-    try {
-      await call("warm");
-      await floodCase(server.child.pid!, () => connected(net.connect(server.grpcPort, "127.0.0.1")), flood, call);
-    } finally {
-      bystander.close();
-    }
-    await expectServing(server);
-  });
+  it.each(floods)(
+    "CONTINUATION flood on the gRPC port (%s): the connection is closed early, memory bounded, another client unaffected",
+    async (_name, ...flood) => {
+      const bystander = new TestClient(server.grpcPort);
+      const call = async (task: string) =>
+        (await bystander.unary(AgentService, AgentService.method.execute, { agentId: "echo", task }, { timeoutMs: 10_000 })).result?.output;
+      try {
+        await call("warm");
+        await floodCase(server.child.pid!, () => connected(net.connect(server.grpcPort, "127.0.0.1")), flood, call);
+      } finally {
+        bystander.close();
+      }
+      await expectServing(server);
+    },
+  );
 
   it("the plain HTTP port speaks HTTP/1.1 only: a CONTINUATION flood there is closed at the preface", async () => {
     const socket = net.connect(server.httpPort, "127.0.0.1");
@@ -224,14 +235,24 @@ describe("CONTINUATION flood on the HTTP port over TLS", () => {
   /** A Connect JSON call over HTTP/2 + TLS on its own connection: the output, or what went wrong. */
   const execute = async (task: string) => {
     const session = http2.connect(`https://127.0.0.1:${server.httpPort}`, { ca: ca() });
-    const reply = await rawGrpc(server.httpPort, EXECUTE, Buffer.from(JSON.stringify({ agentId: "echo", task })), { "content-type": "application/json" }, session);
+    const reply = await rawGrpc(
+      server.httpPort,
+      EXECUTE,
+      Buffer.from(JSON.stringify({ agentId: "echo", task })),
+      { "content-type": "application/json" },
+      session,
+    );
     session.close();
     return reply.httpStatus === 200 ? JSON.parse(reply.body.toString()).result.output : `HTTP ${reply.httpStatus} ${reply.error ?? reply.body}`;
   };
 
   beforeAll(async () => {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    execFileSync("openssl", ["req", "-x509", ...ec, "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { cwd: dir, stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      ["req", "-x509", ...ec, "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+      { cwd: dir, stdio: "ignore" },
+    );
     server = await startServer({
       log: { level: "warn" },
       server: { tls: { cert: join(dir, "cert.pem"), key: join(dir, "key.pem") } },

@@ -44,7 +44,9 @@ describe("identifiers a caller sends", () => {
     expect(grpc.status[grpcStatus.code]).toBe("INVALID_ARGUMENT");
     expect(grpcStatus.details).toContain("session_id");
     expect(grpcStatus.details.length).toBeLessThan(300);
-    const stream = await statusOf(client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", task: "x", sessionId: huge }, { timeoutMs: 10_000 })));
+    const stream = await statusOf(
+      client.collect(client.stream(AgentService, A.executeStream, { agentId: "echo", task: "x", sessionId: huge }, { timeoutMs: 10_000 })),
+    );
     expect(grpc.status[stream.code]).toBe("INVALID_ARGUMENT");
     for (const path of ["AgentService/Execute", "SessionService/GetSession", "SessionService/DeleteSession"]) {
       const http = await connectCall(server.httpPort, `qingyu.agent.v1.${path}`, JSON.stringify({ agentId: "echo", task: "x", sessionId: huge }));
@@ -69,7 +71,19 @@ describe("identifiers a caller sends", () => {
     }
     const list = await statusOf(client.unary(SessionService, S.listSessions, { userId: "u".repeat(100_000) }, { timeoutMs: 10_000 }));
     expect(grpc.status[list.code]).toBe("INVALID_ARGUMENT");
-    const batch = await statusOf(client.unary(AgentService, A.executeBatch, { requests: [{ agentId: "echo", task: "a" }, { agentId: "echo", task: "b", sessionId: "nope" }] }, { timeoutMs: 10_000 }));
+    const batch = await statusOf(
+      client.unary(
+        AgentService,
+        A.executeBatch,
+        {
+          requests: [
+            { agentId: "echo", task: "a" },
+            { agentId: "echo", task: "b", sessionId: "nope" },
+          ],
+        },
+        { timeoutMs: 10_000 },
+      ),
+    );
     expect([grpc.status[batch.code], batch.details]).toEqual(["INVALID_ARGUMENT", expect.stringContaining("requests[1].session_id")]);
   });
 
@@ -157,7 +171,10 @@ describe("one user's name in another namespace, and the cache between users", ()
         {
           plugin: "auth",
           options: {
-            apiKeys: [{ id: "alice", sha256: sha256(ALICE_KEY) }, { id: "bob", sha256: sha256(BOB_KEY) }],
+            apiKeys: [
+              { id: "alice", sha256: sha256(ALICE_KEY) },
+              { id: "bob", sha256: sha256(BOB_KEY) },
+            ],
             jwt: { algorithms: ["HS256"], secret: SECRET, subjectPrefix: "jwt:" },
           },
         },
@@ -172,7 +189,7 @@ describe("one user's name in another namespace, and the cache between users", ()
     await server?.stop();
   });
 
-  it("keeps a token whose subject is \"alice\" out of the API key alice's sessions with jwt.subjectPrefix", async () => {
+  it('keeps a token whose subject is "alice" out of the API key alice\'s sessions with jwt.subjectPrefix', async () => {
     const asAlice = { metadata: { authorization: `Bearer ${ALICE_KEY}` } };
     const { session } = await client.unary(SessionService, S.createSession, { agentId: "echo" }, asAlice);
     const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("alice").setExpirationTime("1h").sign(new TextEncoder().encode(SECRET));
@@ -184,7 +201,8 @@ describe("one user's name in another namespace, and the cache between users", ()
   });
 
   it("does not tell bob that alice asked the same question (the cache is per user by default)", async () => {
-    const ask = (key: string) => client.unary(AgentService, A.execute, { agentId: "echo", task: "the merger terms?" }, { metadata: { authorization: `Bearer ${key}` } });
+    const ask = (key: string) =>
+      client.unary(AgentService, A.execute, { agentId: "echo", task: "the merger terms?" }, { metadata: { authorization: `Bearer ${key}` } });
     const first = await ask(ALICE_KEY);
     const again = await ask(ALICE_KEY);
     const bob = await ask(BOB_KEY);

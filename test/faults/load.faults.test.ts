@@ -88,14 +88,15 @@ describe("concurrency and load", () => {
     const baseline = rssMiB(pid);
 
     // A local subchannel pool per client: ten real TCP connections, not one shared.
-    const clients = Array.from({ length: 10 }, () => new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }));
+    const clients = Array.from(
+      { length: 10 },
+      () => new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }),
+    );
     let peak = baseline;
     const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 25);
     const started = Date.now();
     try {
-      const outcomes = await Promise.all(
-        Array.from({ length: 1000 }, (_, i) => streamOnce(clients[i % 10]!, `stream ${i} hello`)),
-      );
+      const outcomes = await Promise.all(Array.from({ length: 1000 }, (_, i) => streamOnce(clients[i % 10]!, `stream ${i} hello`)));
       const failures = outcomes.filter((o) => o !== "completed");
       expect(failures.slice(0, 5)).toEqual([]);
       expect(outcomes).toHaveLength(1000);
@@ -111,7 +112,9 @@ describe("concurrency and load", () => {
       await sleep(100);
       after = rssMiB(pid);
     }
-    console.log(`1,000 streams / 10 connections in ${elapsed} ms; RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, after ${after.toFixed(0)} MiB`);
+    console.log(
+      `1,000 streams / 10 connections in ${elapsed} ms; RSS baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, after ${after.toFixed(0)} MiB`,
+    );
     expect(after - baseline).toBeLessThan(150);
     await expectServing(server);
   });

@@ -32,25 +32,37 @@ const fixtures = {
   // Not a generator: the throw happens when the pipeline calls process().
   "throws.ts": faulty("throws", `process(ctx, next) { if (ctx.header("x-fault") === "throws") throw new Error("plugin bug: sync throw"); return next(); },`),
   "throws-string.ts": faulty("throws-string", `process(ctx, next) { if (ctx.header("x-fault") === "throws-string") throw "a bare string"; return next(); },`),
-  "rejects.ts": faulty("rejects", `async *process(ctx, next): AsyncIterable<RunEvent> {
+  "rejects.ts": faulty(
+    "rejects",
+    `async *process(ctx, next): AsyncIterable<RunEvent> {
         if (ctx.header("x-fault") === "rejects") { await new Promise((r) => setTimeout(r, 5)); throw new Error("plugin bug: async rejection"); }
         yield* next();
-      },`),
-  "throws-mid-stream.ts": faulty("throws-mid-stream", `async *process(ctx, next): AsyncIterable<RunEvent> {
+      },`,
+  ),
+  "throws-mid-stream.ts": faulty(
+    "throws-mid-stream",
+    `async *process(ctx, next): AsyncIterable<RunEvent> {
         for await (const e of next()) {
           yield e;
           if (e.type === "delta" && ctx.header("x-fault") === "throws-mid-stream") throw new Error("plugin bug: after a delta");
         }
-      },`),
+      },`,
+  ),
   // Never resolves and ignores ctx.signal: only the caller's deadline ends the call.
   // Its dispose() logs, so a test can see when its generation was let go.
-  "hangs.ts": faulty("hangs", `async *process(ctx, next): AsyncIterable<RunEvent> {
+  "hangs.ts": faulty(
+    "hangs",
+    `async *process(ctx, next): AsyncIterable<RunEvent> {
         if (ctx.header("x-fault") === "hangs") await new Promise(() => {});
         yield* next();
       },
-      dispose() { console.log(JSON.stringify({ msg: "hangs disposed" })); },`),
+      dispose() { console.log(JSON.stringify({ msg: "hangs disposed" })); },`,
+  ),
   // Leaves a rejected promise nobody awaits: a plugin bug that would end a default Node process.
-  "forgets.ts": faulty("forgets", `process(ctx, next) { if (ctx.header("x-fault") === "forgets") void Promise.reject(new Error("plugin bug: forgotten promise")); return next(); },`),
+  "forgets.ts": faulty(
+    "forgets",
+    `process(ctx, next) { if (ctx.header("x-fault") === "forgets") void Promise.reject(new Error("plugin bug: forgotten promise")); return next(); },`,
+  ),
   "broken-provider.ts": `import { definePlugin } from ${api};
 export default definePlugin({ name: "broken-provider", kind: "llm-provider", setup() { return { stream() { throw new TypeError("provider bug"); } }; } });
 `,
@@ -119,7 +131,11 @@ describe("plugins that fail at call time", () => {
   it("a middleware that leaves a rejected promise unhandled: the call succeeds, the rejection is logged, the process keeps serving", async () => {
     const res = await client.unary(AgentService, A.execute, { agentId: "echo", task: "hi" }, as("forgets"));
     expect(res.result?.output).toBe("[history=0] hi");
-    await waitFor("the unhandled-rejection log line", () => (logged(server, "unhandled promise rejection (a plugin bug?); the server keeps serving").length > 0 ? true : undefined), 2000);
+    await waitFor(
+      "the unhandled-rejection log line",
+      () => (logged(server, "unhandled promise rejection (a plugin bug?); the server keeps serving").length > 0 ? true : undefined),
+      2000,
+    );
     expect(server.child.exitCode).toBeNull();
     await expectServing(server);
   });

@@ -131,10 +131,25 @@ describe("provider faults", () => {
   const malformed: Case[] = [
     { name: "SSE data that is not JSON", answers: [sse(["data: {not json"])], code: "INTERNAL", attempts: 1 },
     { name: "an error event before any token, three times", answers: [1, 2, 3].map(() => sse([errorEvent("overloaded")])), code: "UNAVAILABLE", attempts: 3 },
-    { name: "an error event, then a good stream", answers: [sse([errorEvent("overloaded")]), sse([chunk("fine"), finish(), "data: [DONE]"])], code: "OK", attempts: 2 },
-    { name: "an error event after the first token (not retried: the client saw part of an answer)", answers: [sse([chunk("half"), errorEvent("died")])], code: "UNAVAILABLE", attempts: 1 },
+    {
+      name: "an error event, then a good stream",
+      answers: [sse([errorEvent("overloaded")]), sse([chunk("fine"), finish(), "data: [DONE]"])],
+      code: "OK",
+      attempts: 2,
+    },
+    {
+      name: "an error event after the first token (not retried: the client saw part of an answer)",
+      answers: [sse([chunk("half"), errorEvent("died")])],
+      code: "UNAVAILABLE",
+      attempts: 1,
+    },
     { name: "the connection cut after the first token", answers: [sse([chunk("half")], "cut")], code: "UNAVAILABLE", attempts: 1 },
-    { name: "the connection reset before any answer, then a good stream", answers: [(q) => q.socket.destroy(), sse([chunk("fine"), finish(), "data: [DONE]"])], code: "OK", attempts: 2 },
+    {
+      name: "the connection reset before any answer, then a good stream",
+      answers: [(q) => q.socket.destroy(), sse([chunk("fine"), finish(), "data: [DONE]"])],
+      code: "OK",
+      attempts: 2,
+    },
   ];
 
   const run = async ({ answers }: Case) => {
@@ -158,8 +173,23 @@ describe("provider faults", () => {
   // An answer without any finish_reason was cut short (or is not an OpenAI stream): UNAVAILABLE,
   // retried only while nothing reached the client.
   it.each([
-    { name: "a 200 that is HTML, not SSE", answers: [(_q, s) => { s.writeHead(200, { "content-type": "text/html" }); s.end("<html>gateway</html>"); }], code: "UNAVAILABLE", attempts: 3 },
-    { name: "a stream that ends cleanly after one token, with no finish_reason and no [DONE]", answers: [sse([chunk("half")])], code: "UNAVAILABLE", attempts: 1 },
+    {
+      name: "a 200 that is HTML, not SSE",
+      answers: [
+        (_q, s) => {
+          s.writeHead(200, { "content-type": "text/html" });
+          s.end("<html>gateway</html>");
+        },
+      ],
+      code: "UNAVAILABLE",
+      attempts: 3,
+    },
+    {
+      name: "a stream that ends cleanly after one token, with no finish_reason and no [DONE]",
+      answers: [sse([chunk("half")])],
+      code: "UNAVAILABLE",
+      attempts: 1,
+    },
   ] as Case[])("$name is not a success: $code after $attempts attempt(s)", async (c) => {
     const outcome = await run(c);
     expect(grpc.status[outcome.code], outcome.details).toBe(c.code);

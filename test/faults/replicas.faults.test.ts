@@ -93,7 +93,9 @@ describe(`two replicas, one redis+postgres store, Redis misbehaving (${runtime})
   }
 
   async function replicas(redisUrl: string): Promise<[Replica, Replica]> {
-    const started = await Promise.all(["A", "B"].map((name) => startServer(config(redisUrl), { REDIS_URL: redisUrl, DATABASE_URL: DATABASE }).then((s) => [name, s] as const)));
+    const started = await Promise.all(
+      ["A", "B"].map((name) => startServer(config(redisUrl), { REDIS_URL: redisUrl, DATABASE_URL: DATABASE }).then((s) => [name, s] as const)),
+    );
     return started.map(([name, server]) => {
       servers.push(server);
       const client = new TestClient(server.grpcPort);
@@ -172,7 +174,10 @@ describe(`two replicas, one redis+postgres store, Redis misbehaving (${runtime})
     await own.kill();
     await own.start();
     expect(await restored(), "the restored copy").toBe(1);
-    for (const [x, y] of [[b, a], [a, b]] as const) {
+    for (const [x, y] of [
+      [b, a],
+      [a, b],
+    ] as const) {
       await x.read(sessionId, acked);
       await x.turn(sessionId, `t${acked}`, acked);
       acked++;

@@ -53,12 +53,14 @@ async function connectSeen(port: number, method: string, body: unknown): Promise
 async function inParallel<T>(n: number, width: number, make: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = new Array(n);
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await make(i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await make(i);
+      }
+    }),
+  );
   return out;
 }
 
@@ -114,7 +116,8 @@ describe("session bounds: memory store, default limits", () => {
 
   it("refuses metadata past each bound with INVALID_ARGUMENT naming metadata, on both ports, and stores nothing", async () => {
     const userId = "meta";
-    const create = (metadata: Record<string, string>) => client.unary(SessionService, S.createSession, { userId, agentId: "echo", metadata }, { timeoutMs: 10_000 });
+    const create = (metadata: Record<string, string>) =>
+      client.unary(SessionService, S.createSession, { userId, agentId: "echo", metadata }, { timeoutMs: 10_000 });
     const hostile: [string, Record<string, string>][] = [
       ["65 entries", entries(65)],
       ["a 200-byte key", { ["k".repeat(200)]: "v" }],
@@ -140,8 +143,11 @@ describe("session bounds: memory store, default limits", () => {
   it("cuts a ListSessions page at 1 MiB with a token, and the pages hold every session once, in order", async () => {
     const userId = "heavy";
     // 16 KiB of metadata each, the most allowed: 100 of them are ~1.6 MB.
-    const made = await inParallel(100, 8, async (i) =>
-      (await client.unary(SessionService, S.createSession, { userId, agentId: "echo", metadata: entries(4, `${i}`.padEnd(4000, "m")) })).session!);
+    const made = await inParallel(
+      100,
+      8,
+      async (i) => (await client.unary(SessionService, S.createSession, { userId, agentId: "echo", metadata: entries(4, `${i}`.padEnd(4000, "m")) })).session!,
+    );
     const pages: string[][] = [];
     let token = "";
     do {
@@ -175,13 +181,15 @@ describe("session bounds: memory store, default limits", () => {
     const flood = performance.now();
     try {
       await inParallel(FLOOD_USERS * 1000, 64, (i) =>
-        clients[i % 4]!.unary(SessionService, S.createSession, { userId: `flood-${i % FLOOD_USERS}`, agentId: "echo" }, { timeoutMs: 30_000 }));
+        clients[i % 4]!.unary(SessionService, S.createSession, { userId: `flood-${i % FLOOD_USERS}`, agentId: "echo" }, { timeoutMs: 30_000 }),
+      );
       const floodMs = performance.now() - flood;
       const after = [];
       for (let i = 0; i < 30; i++) after.push(await listVictim());
       // Health while 40 listings of a flooded user and of the victim run at once.
-      const listings = Promise.all(Array.from({ length: 40 }, (_, i) =>
-        clients[i % 4]!.unary(SessionService, S.listSessions, { userId: i % 2 ? victim : `flood-${i}`, pageSize: 100 })));
+      const listings = Promise.all(
+        Array.from({ length: 40 }, (_, i) => clients[i % 4]!.unary(SessionService, S.listSessions, { userId: i % 2 ? victim : `flood-${i}`, pageSize: 100 })),
+      );
       const healthMs: number[] = [];
       for (let i = 0; i < 10; i++) {
         const started = performance.now();
@@ -251,7 +259,9 @@ describe("session bounds: redis+postgres", () => {
     await client.unary(SessionService, S.deleteSession, { userId, sessionId: made[0]!.sessionId });
     await client.unary(SessionService, S.createSession, { userId, agentId: "echo" });
     // The metadata bounds hold on this store as on any.
-    expect((await grpcCall(client.unary(SessionService, S.createSession, { userId: "m", agentId: "echo", metadata: entries(65) }))).code).toBe("INVALID_ARGUMENT");
+    expect((await grpcCall(client.unary(SessionService, S.createSession, { userId: "m", agentId: "echo", metadata: entries(65) }))).code).toBe(
+      "INVALID_ARGUMENT",
+    );
     await expectServing(server);
   });
 });
@@ -268,7 +278,10 @@ describe("session bounds: Redis on a closed port", () => {
     port = (probe.address() as { port: number }).port;
     await new Promise((r) => probe.close(r));
     const url = `redis://127.0.0.1:${port}`;
-    server = await startServer({ ...BASE, redis: { url, commandTimeoutMs: 500, connectTimeoutMs: 500 }, sessions: { store: "redis", healthCheckIntervalMs: 200 } }, { REDIS_URL: url });
+    server = await startServer(
+      { ...BASE, redis: { url, commandTimeoutMs: 500, connectTimeoutMs: 500 }, sessions: { store: "redis", healthCheckIntervalMs: 200 } },
+      { REDIS_URL: url },
+    );
     client = new TestClient(server.grpcPort);
   });
   afterAll(async () => {
@@ -276,7 +289,7 @@ describe("session bounds: Redis on a closed port", () => {
     await server?.stop();
   });
 
-  it("answers UNAVAILABLE \"session store unavailable\" without host, port or errno, and logs the detail a few times, not per call", async () => {
+  it('answers UNAVAILABLE "session store unavailable" without host, port or errno, and logs the detail a few times, not per call', async () => {
     const userId = "u";
     const sessionId = "00000000-0000-4000-8000-000000000000";
     const seen: Seen[] = [];
@@ -336,7 +349,7 @@ describe("session bounds: PostgreSQL gone from under the server", () => {
     await pool.end();
   });
 
-  it("answers UNAVAILABLE \"session store unavailable\", not the driver's \"connect ECONNREFUSED 127.0.0.1:port\"", async () => {
+  it('answers UNAVAILABLE "session store unavailable", not the driver\'s "connect ECONNREFUSED 127.0.0.1:port"', async () => {
     const userId = "pg-user";
     const { session } = await client.unary(SessionService, S.createSession, { userId, agentId: "echo" });
     await proxy.cut();
@@ -346,7 +359,14 @@ describe("session bounds: PostgreSQL gone from under the server", () => {
         ...(await Promise.all([
           grpcCall(client.unary(SessionService, S.createSession, { userId, agentId: "echo" }, { timeoutMs: 10_000 })),
           grpcCall(client.unary(SessionService, S.getSession, { userId, sessionId: session!.sessionId }, { timeoutMs: 10_000 })),
-          grpcCall(client.unary(AgentService, AgentService.method.execute, { agentId: "echo", userId, sessionId: session!.sessionId, task: "hi" }, { timeoutMs: 10_000 })),
+          grpcCall(
+            client.unary(
+              AgentService,
+              AgentService.method.execute,
+              { agentId: "echo", userId, sessionId: session!.sessionId, task: "hi" },
+              { timeoutMs: 10_000 },
+            ),
+          ),
           connectSeen(server.httpPort, "ListSessions", { userId }),
         ])),
       );

@@ -29,7 +29,10 @@ describe("SIGTERM under load", () => {
       const finished = seen.map((events, i) => {
         const call = client.stream(AgentService, A.executeStream, { agentId: "slow", task: `${i} ${TASK}` }, { timeoutMs: 30_000 });
         call.on("data", (m) => events.push(m.event.case === "delta" ? "delta" : (m.event.case ?? "")));
-        return client.collect(call).then(() => "ok", (err: grpc.ServiceError) => grpc.status[err.code]);
+        return client.collect(call).then(
+          () => "ok",
+          (err: grpc.ServiceError) => grpc.status[err.code],
+        );
       });
       // Every stream has its first token: all 50 are mid-answer.
       while (!seen.every((events) => events.includes("delta"))) await sleep(5);

@@ -28,7 +28,8 @@ function varint(n: number): Buffer {
 // An ExecuteRequest (and ExecuteStreamRequest: same fields) for agent "echo" whose task is
 // `size` bytes of `fill`, built without a JS string of that size. Small ones are served
 // (the control case), so only the size is what gets refused.
-const proto = (size: number, fill = "x") => Buffer.concat([Buffer.from([0x0a, 4]), Buffer.from("echo"), Buffer.from([0x12]), varint(size), Buffer.alloc(size, fill)]);
+const proto = (size: number, fill = "x") =>
+  Buffer.concat([Buffer.from([0x0a, 4]), Buffer.from("echo"), Buffer.from([0x12]), varint(size), Buffer.alloc(size, fill)]);
 const json = (size: number, fill = "x") => Buffer.concat([Buffer.from('{"agentId":"echo","task":"'), Buffer.alloc(size, fill), Buffer.from('"}')]);
 // 100 MB of one byte compresses ~1000:1: a ~100 KB body.
 const bombs = { proto: gzipSync(proto(100 * MB, "z")), json: gzipSync(json(100 * MB, "z")) };
@@ -230,7 +231,9 @@ describe(`oversized messages on the default limits (server on ${runtime})`, () =
 
   it.each(ports)("%s: a gzip body that inflates to 100 MB is RESOURCE_EXHAUSTED without inflating it all", async (port) => {
     expect(bomb(port).length).toBeLessThan(MB);
-    const outcome = await measure(`${port}, gzip inflating to 100 MB (${(bomb(port).length / 1024).toFixed(0)} KiB sent)`, () => send(server, port, bomb(port), { gzip: true }));
+    const outcome = await measure(`${port}, gzip inflating to 100 MB (${(bomb(port).length / 1024).toFixed(0)} KiB sent)`, () =>
+      send(server, port, bomb(port), { gzip: true }),
+    );
     // Inflating it all would take 95 MiB or more; the limit stops inflation at 4 MiB.
     expectRefused(port, outcome, 32);
     await expectServing(server);
@@ -238,12 +241,20 @@ describe(`oversized messages on the default limits (server on ${runtime})`, () =
 
   it.each(ports)("%s: a length declaring 4 GiB with a few bytes, request left open, is refused without waiting for the body", async (port) => {
     // The body never comes: an answer at all shows the server did not wait for it.
-    expectRefused(port, await measure(`${port}, 4 GiB declared, a few bytes sent, left open`, () => send(server, port, message(port, 3), { declared: FOUR_GIB, open: true })), BELOW_10MB);
+    expectRefused(
+      port,
+      await measure(`${port}, 4 GiB declared, a few bytes sent, left open`, () => send(server, port, message(port, 3), { declared: FOUR_GIB, open: true })),
+      BELOW_10MB,
+    );
     await expectServing(server);
   });
 
   it.each(ports)("%s: a length declaring 4 GiB followed by a 10 MB prefix, request left open, is refused", async (port) => {
-    expectRefused(port, await measure(`${port}, 4 GiB declared, 10 MB sent, left open`, () => send(server, port, message(port, 10 * MB), { declared: FOUR_GIB, open: true })), BELOW_10MB);
+    expectRefused(
+      port,
+      await measure(`${port}, 4 GiB declared, 10 MB sent, left open`, () => send(server, port, message(port, 10 * MB), { declared: FOUR_GIB, open: true })),
+      BELOW_10MB,
+    );
     await expectServing(server);
   });
 });

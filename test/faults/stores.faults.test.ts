@@ -134,7 +134,8 @@ class Conversation {
       }
       this.acked.push(task);
       // What the client was told: the answer saw every turn acknowledged before it, whole.
-      if (turn.output !== `[history=${2 * (this.acked.length - 1)}] ${task}`) throw new Error(`${this.name}: answer ${turn.output} after ${this.acked.length - 1} turns`);
+      if (turn.output !== `[history=${2 * (this.acked.length - 1)}] ${task}`)
+        throw new Error(`${this.name}: answer ${turn.output} after ${this.acked.length - 1} turns`);
       if (!this.withCheckpoints) continue;
       const version = BigInt(this.acked.length + this.checkpoints.length);
       try {
@@ -242,11 +243,16 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
 
   it("store redis: Redis SIGKILLed with streams in flight, restarted on its AOF: UNAVAILABLE fast, NOT_SERVING, then served again; acknowledged turns there exactly once", async () => {
     const own = await ownRedis();
-    const [server, client] = await serve(baseConfig({ store: "redis", redisKeyPrefix: "q:" }, { redis: { url: own.url, commandTimeoutMs: 1000, connectTimeoutMs: 1000 } }), {
-      REDIS_URL: own.url,
-    });
+    const [server, client] = await serve(
+      baseConfig({ store: "redis", redisKeyPrefix: "q:" }, { redis: { url: own.url, commandTimeoutMs: 1000, connectTimeoutMs: 1000 } }),
+      {
+        REDIS_URL: own.url,
+      },
+    );
     const userId = "kill-redis";
-    const ids = await Promise.all(Array.from({ length: 8 }, async () => (await client.unary(SessionService, S.createSession, { userId, agentId: "echo" })).session!.sessionId));
+    const ids = await Promise.all(
+      Array.from({ length: 8 }, async () => (await client.unary(SessionService, S.createSession, { userId, agentId: "echo" })).session!.sessionId),
+    );
     const conversations = ids.map((id, i) => new Conversation(client, id, userId, `s${i}`));
 
     const inFlight = await midStream(conversations, 2, 5);
@@ -376,7 +382,12 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
     // (ioredis would re-send both on the new connection, autoResendUnfulfilledCommands).
     const bucket = `rl:p:user:rl:req`;
     const beforeRetry = await client.unary(SessionService, S.getSession, { sessionId, userId });
-    expect.soft(beforeRetry.session!.messages.map((m) => m.content), "the turn that failed UNAVAILABLE was stored after all").toEqual(["first turn", "[history=0] first turn"]);
+    expect
+      .soft(
+        beforeRetry.session!.messages.map((m) => m.content),
+        "the turn that failed UNAVAILABLE was stored after all",
+      )
+      .toEqual(["first turn", "[history=0] first turn"]);
     expect.soft(Number(await admin.hget(bucket, "l")), "the charge refused UNAVAILABLE was made after all").toBeGreaterThanOrEqual(limit - admitted.length);
 
     // The callers do what UNAVAILABLE invites: they retry, once each.
@@ -405,7 +416,9 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
     expect(session!.messages.map((m) => [m.role, m.content])).toEqual(turnsOf(["first turn", "second turn"]));
     expect(session!.messageCount).toBe(4n);
     expect(session!.version).toBe(2n);
-    console.info(`[${runtime}] rate-limit: outage calls UNAVAILABLE in ${outage.map((o) => o.ms).join("/")} ms, SERVING ${recovery} ms after the restart; paused charge UNAVAILABLE in ${charge.ms} ms; bucket level ${level.toFixed(3)} after ${elapsed} ms`);
+    console.info(
+      `[${runtime}] rate-limit: outage calls UNAVAILABLE in ${outage.map((o) => o.ms).join("/")} ms, SERVING ${recovery} ms after the restart; paused charge UNAVAILABLE in ${charge.ms} ms; bucket level ${level.toFixed(3)} after ${elapsed} ms`,
+    );
     await expectServing(server);
     noCrash(server);
   });
@@ -431,7 +444,9 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
         { DATABASE_URL: dbUrl },
       );
       const userId = `pg-${store}`;
-      const ids = await Promise.all(Array.from({ length: 6 }, async () => (await client.unary(SessionService, S.createSession, { userId, agentId: "echo" })).session!.sessionId));
+      const ids = await Promise.all(
+        Array.from({ length: 6 }, async () => (await client.unary(SessionService, S.createSession, { userId, agentId: "echo" })).session!.sessionId),
+      );
       const conversations = ids.map((id, i) => new Conversation(client, id, userId, `${store} s${i}`));
 
       const inFlight = await midStream(conversations, 2, 3);
@@ -525,42 +540,49 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
 
       const [second, client] = await serve(config);
       const restartedAt = Date.now();
-      await Promise.all(conversations.map(async (c) => {
-        // The in-flight checkpoint (if any) may have been stored: it is one more write on the version.
-        const { checkpoints } = await client.unary(SessionService, S.listCheckpoints, { sessionId: c.sessionId, userId, pageSize: 100 });
-        const listed = [...checkpoints].reverse(); // oldest first
-        const ackedIds = c.checkpoints.map((k) => k.id);
-        const extra = c.failed?.op === "checkpoint" ? 1 : 0;
-        expect(listed.length, c.name).toBeGreaterThanOrEqual(ackedIds.length);
-        expect(listed.length, c.name).toBeLessThanOrEqual(ackedIds.length + extra);
-        // Every acknowledged checkpoint, once, in order, with its data and version, each the parent of the next.
-        expect(listed.slice(0, ackedIds.length).map((k) => k.checkpointId), c.name).toEqual(ackedIds);
-        listed.forEach((k, j) => {
-          expect(k.data, c.name).toEqual({ turn: j + 1, name: c.name });
-          expect(k.version, c.name).toBe(BigInt(2 * (j + 1)));
-          expect(k.parentCheckpointId, c.name).toBe(j === 0 ? "" : listed[j - 1]!.checkpointId);
-        });
-        for (const k of c.checkpoints) expect(listed.find((l) => l.checkpointId === k.id)?.version).toBe(k.version);
-        const turns = await expectTurns(client, c, listed.length);
-        // A checkpoint follows its turn: never more checkpoints than turns, never a turn stored past an unsaved checkpoint.
-        expect(turns - listed.length, c.name).toBeGreaterThanOrEqual(0);
-        expect(turns - listed.length, c.name).toBeLessThanOrEqual(1);
+      await Promise.all(
+        conversations.map(async (c) => {
+          // The in-flight checkpoint (if any) may have been stored: it is one more write on the version.
+          const { checkpoints } = await client.unary(SessionService, S.listCheckpoints, { sessionId: c.sessionId, userId, pageSize: 100 });
+          const listed = [...checkpoints].reverse(); // oldest first
+          const ackedIds = c.checkpoints.map((k) => k.id);
+          const extra = c.failed?.op === "checkpoint" ? 1 : 0;
+          expect(listed.length, c.name).toBeGreaterThanOrEqual(ackedIds.length);
+          expect(listed.length, c.name).toBeLessThanOrEqual(ackedIds.length + extra);
+          // Every acknowledged checkpoint, once, in order, with its data and version, each the parent of the next.
+          expect(
+            listed.slice(0, ackedIds.length).map((k) => k.checkpointId),
+            c.name,
+          ).toEqual(ackedIds);
+          listed.forEach((k, j) => {
+            expect(k.data, c.name).toEqual({ turn: j + 1, name: c.name });
+            expect(k.version, c.name).toBe(BigInt(2 * (j + 1)));
+            expect(k.parentCheckpointId, c.name).toBe(j === 0 ? "" : listed[j - 1]!.checkpointId);
+          });
+          for (const k of c.checkpoints) expect(listed.find((l) => l.checkpointId === k.id)?.version).toBe(k.version);
+          const turns = await expectTurns(client, c, listed.length);
+          // A checkpoint follows its turn: never more checkpoints than turns, never a turn stored past an unsaved checkpoint.
+          expect(turns - listed.length, c.name).toBeGreaterThanOrEqual(0);
+          expect(turns - listed.length, c.name).toBeLessThanOrEqual(1);
 
-        // The new process goes on: the next turn sees exactly that history, and a checkpoint at the version read.
-        const task = `${c.name} on the new process`;
-        const s = await streamTurn(client, { sessionId: c.sessionId, userId, task });
-        expect(s.code, s.details).toBe("OK");
-        expect(s.output).toBe(`[history=${2 * turns}] ${task}`);
-        const saved = await client.unary(SessionService, S.saveCheckpoint, {
-          sessionId: c.sessionId,
-          userId,
-          data: { after: "restart" },
-          expectedVersion: BigInt(turns + 1 + listed.length),
-        });
-        expect(saved.checkpoint?.parentCheckpointId).toBe(listed.at(-1)?.checkpointId ?? "");
-      }));
+          // The new process goes on: the next turn sees exactly that history, and a checkpoint at the version read.
+          const task = `${c.name} on the new process`;
+          const s = await streamTurn(client, { sessionId: c.sessionId, userId, task });
+          expect(s.code, s.details).toBe("OK");
+          expect(s.output).toBe(`[history=${2 * turns}] ${task}`);
+          const saved = await client.unary(SessionService, S.saveCheckpoint, {
+            sessionId: c.sessionId,
+            userId,
+            data: { after: "restart" },
+            expectedVersion: BigInt(turns + 1 + listed.length),
+          });
+          expect(saved.checkpoint?.parentCheckpointId).toBe(listed.at(-1)?.checkpointId ?? "");
+        }),
+      );
       const acked = conversations.reduce((n, c) => n + c.acked.length + c.checkpoints.length, 0);
-      console.info(`[${runtime}] SIGKILL under store ${store} with ${inFlight} streams in flight: ${acked} acknowledged writes, all found by the new process, checked and continued in ${Date.now() - restartedAt} ms`);
+      console.info(
+        `[${runtime}] SIGKILL under store ${store} with ${inFlight} streams in flight: ${acked} acknowledged writes, all found by the new process, checked and continued in ${Date.now() - restartedAt} ms`,
+      );
       await expectServing(second);
       noCrash(second);
     });
@@ -593,7 +615,10 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
 
     const [, client] = await serve(config, { REDIS_URL: own.url });
     const { session } = await client.unary(SessionService, S.getSession, { sessionId, userId });
-    expect(session!.messages.map((m) => m.content), "GetSession on the new process").toEqual(["one", "[history=0] one", "two", "[history=2] two"]);
+    expect(
+      session!.messages.map((m) => m.content),
+      "GetSession on the new process",
+    ).toEqual(["one", "[history=0] one", "two", "[history=2] two"]);
     expect(session!.version, "its version").toBe(2n);
     const three = await streamTurn(client, { sessionId, userId, task: "three" });
     expect(three.output, "the next turn's prompt").toBe("[history=4] three");

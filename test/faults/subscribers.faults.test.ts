@@ -123,7 +123,13 @@ function stuckConnect(port: number): Stuck {
 }
 
 /** Runs Executes, `concurrency` at a time, until `stop()` or `max` calls; returns how many ran. */
-async function drive(client: TestClient, stop: () => boolean, max: number, metadata: Record<string, string> = {}, task = (n: number) => `event ${n}`): Promise<number> {
+async function drive(
+  client: TestClient,
+  stop: () => boolean,
+  max: number,
+  metadata: Record<string, string> = {},
+  task = (n: number) => `event ${n}`,
+): Promise<number> {
   let calls = 0;
   const worker = async () => {
     while (!stop() && calls < max) {
@@ -164,7 +170,12 @@ describe("a subscriber that stops reading is ended (events.subscriberMaxEvents 1
   // HTTP/1.1 client's socket buffers (both kernels) took ~3.6 MB here, so the Connect case sends ~9 MB.
   const cases: [string, () => Stuck, number, (e: Ending) => void][] = [
     ["gRPC port (HTTP/2 flow control)", () => stuckGrpc(server.grpcPort), 20_000, (e) => expect(e.reset).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM)],
-    ["Connect port (HTTP/1.1 socket)", () => stuckConnect(server.httpPort), 10_000, (e) => expect(e).toMatchObject({ reset: expect.any(String), endStream: undefined })],
+    [
+      "Connect port (HTTP/1.1 socket)",
+      () => stuckConnect(server.httpPort),
+      10_000,
+      (e) => expect(e).toMatchObject({ reset: expect.any(String), endStream: undefined }),
+    ],
   ];
   for (const [name, open, maxCalls, check] of cases) {
     it(`${name}: ended without the client reading, within a bounded time and memory; a reading subscriber unaffected`, { timeout: 120_000 }, async () => {
@@ -270,10 +281,20 @@ export default definePlugin({
     const usage = async () => Number((await admin.call("MEMORY", "USAGE", stream, "SAMPLES", "0")) ?? 0);
     const before = await usage();
     const refused = await Promise.all(
-      Array.from({ length: 20 }, () => statusOf(client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: big, metadata }, { metadata: bearer("wrong"), timeoutMs: 20_000 }))),
+      Array.from({ length: 20 }, () =>
+        statusOf(
+          client.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: big, metadata }, { metadata: bearer("wrong"), timeoutMs: 20_000 }),
+        ),
+      ),
     );
     expect(new Set(refused.map((s) => grpc.status[s.code]))).toEqual(new Set(["UNAUTHENTICATED"]));
-    const accepted = await drive(client, () => false, 20, bearer(KEYS.alice), () => big);
+    const accepted = await drive(
+      client,
+      () => false,
+      20,
+      bearer(KEYS.alice),
+      () => big,
+    );
     expect(accepted).toBe(20);
     await sleep(500);
     const after = await usage();

@@ -109,13 +109,18 @@ export async function expectServing(server: ServerProcess, agentId = "echo", aut
 
 /** Resident set size of a process, in MiB (Linux). */
 export function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"));
   return Number(line?.split(/\s+/)[1]) / 1024;
 }
 
 /** Lines of the server's stderr that speak of an unhandled rejection or an uncaught exception. */
 export function crashLines(server: ServerProcess): string[] {
-  return server.stderr().split("\n").filter((l) => /unhandled|uncaught/i.test(l));
+  return server
+    .stderr()
+    .split("\n")
+    .filter((l) => /unhandled|uncaught/i.test(l));
 }
 
 /** One scripted answer of the raw upstream: write whatever bytes the case needs. */

@@ -100,7 +100,11 @@ describe("timing promises", () => {
       timed(statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task }, { timeoutMs: 60_000 }))),
       timed(statusOf(client.unary(AgentService, A.execute, { agentId: "slow", task }, { timeoutMs: 300 }))),
     ]);
-    for (const [call, target] of [[none, 700], [long, 1400], [short, 300]] as const) {
+    for (const [call, target] of [
+      [none, 700],
+      [long, 1400],
+      [short, 300],
+    ] as const) {
       expect(call.value.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       expect(call.ms).toBeGreaterThanOrEqual(target - 50);
       expect(call.ms).toBeLessThan(target + 900);

@@ -75,7 +75,14 @@ describe("malformed requests and prototype keys", () => {
     ["two messages to a unary method", EXECUTE, Buffer.concat([grpcFrame(valid), grpcFrame(valid)]), {}, grpc.status.UNIMPLEMENTED, "second request message"],
     ["gzip-flagged bytes that are not gzip", EXECUTE, grpcFrame(Buffer.from("not gzip"), 1), { "grpc-encoding": "gzip" }, grpc.status.INTERNAL, "decompress"],
     ["an encoding the server does not know", EXECUTE, grpcFrame(valid, 1), { "grpc-encoding": "br" }, grpc.status.UNIMPLEMENTED, "unsupported encoding"],
-    ["a gzip bomb (64 MiB of zeros)", EXECUTE, grpcFrame(gzipSync(Buffer.alloc(64 * 1024 * 1024)), 1), { "grpc-encoding": "gzip" }, grpc.status.RESOURCE_EXHAUSTED, "larger than 4194304"],
+    [
+      "a gzip bomb (64 MiB of zeros)",
+      EXECUTE,
+      grpcFrame(gzipSync(Buffer.alloc(64 * 1024 * 1024)), 1),
+      { "grpc-encoding": "gzip" },
+      grpc.status.RESOURCE_EXHAUSTED,
+      "larger than 4194304",
+    ],
     ["a grpc-timeout that is not one", EXECUTE, grpcFrame(valid), { "grpc-timeout": "soon" }, grpc.status.INTERNAL, "grpc-timeout"],
   ])("gRPC port, %s: the named status, never UNKNOWN", async (_name, path, body, headers, code, mention) => {
     const reply = await rawGrpc(server.grpcPort, path, body, headers);
@@ -112,7 +119,10 @@ describe("malformed requests and prototype keys", () => {
       expect(binary.json.message).toContain("request: is not a valid qingyu.agent.v1.ExecuteRequest message");
       // Connect streaming: the error is the end-of-stream message (flag 2) of an HTTP 200.
       const stream = await fetch(`http://127.0.0.1:${server.httpPort}/${streamPath}`, {
-        method: "POST", headers: { "content-type": "application/connect+proto" }, body: grpcFrame(bytes), signal: AbortSignal.timeout(10_000),
+        method: "POST",
+        headers: { "content-type": "application/connect+proto" },
+        body: grpcFrame(bytes),
+        signal: AbortSignal.timeout(10_000),
       });
       const frame = Buffer.from(await stream.arrayBuffer());
       expect(frame[0]).toBe(2);
@@ -121,7 +131,10 @@ describe("malformed requests and prototype keys", () => {
       expect(end.error.message).toContain("is not a valid qingyu.agent.v1.ExecuteStreamRequest message");
       // gRPC-Web: the status is in the trailer frame (flag 0x80).
       const web = await fetch(`http://127.0.0.1:${server.httpPort}/${path}`, {
-        method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: grpcFrame(bytes), signal: AbortSignal.timeout(10_000),
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto" },
+        body: grpcFrame(bytes),
+        signal: AbortSignal.timeout(10_000),
       });
       const trailer = Buffer.from(await web.arrayBuffer());
       expect(trailer[0]).toBe(0x80);
@@ -131,7 +144,10 @@ describe("malformed requests and prototype keys", () => {
     }
     // A valid binary body still works through the wrapper.
     const ok = await fetch(`http://127.0.0.1:${server.httpPort}/${path}`, {
-      method: "POST", headers: { "content-type": "application/proto" }, body: toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: "echo", task: "fine" })), signal: AbortSignal.timeout(10_000),
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: "echo", task: "fine" })),
+      signal: AbortSignal.timeout(10_000),
     });
     expect(ok.status).toBe(200);
     expect(fromBinary(ExecuteResponseSchema, new Uint8Array(await ok.arrayBuffer())).result?.output).toContain("fine");

@@ -27,18 +27,36 @@ describe("who a call acts as", () => {
   });
 
   it("sessionOwner: one's own sessions; anyone's for an admin naming no one; none for an anonymous call", () => {
-    expect([sessionOwner(asBob, "bob"), sessionOwner(asRoot, "root"), sessionOwner(asRoot, "alice"), sessionOwner(noAuth, "alice")]).toEqual(["bob", "", "alice", "alice"]);
+    expect([sessionOwner(asBob, "bob"), sessionOwner(asRoot, "root"), sessionOwner(asRoot, "alice"), sessionOwner(noAuth, "alice")]).toEqual([
+      "bob",
+      "",
+      "alice",
+      "alice",
+    ]);
     expect(code(() => sessionOwner(anonymous, ""))).toBe(Code.Unauthenticated);
   });
 
   it("turnUser: a run naming no user (or an admin naming none) acts as the session's owner; others must own it", () => {
     const session = { id: "s", userId: "alice" };
-    expect([turnUser(noAuth, "", "", session), turnUser(asRoot, "root", "", session), turnUser(noAuth, "alice", "alice", session)]).toEqual(["alice", "alice", "alice"]);
-    expect([code(() => turnUser(asBob, "bob", "", session)), code(() => turnUser(anonymous, "", "", session))]).toEqual([Code.PermissionDenied, Code.Unauthenticated]);
+    expect([turnUser(noAuth, "", "", session), turnUser(asRoot, "root", "", session), turnUser(noAuth, "alice", "alice", session)]).toEqual([
+      "alice",
+      "alice",
+      "alice",
+    ]);
+    expect([code(() => turnUser(asBob, "bob", "", session)), code(() => turnUser(anonymous, "", "", session))]).toEqual([
+      Code.PermissionDenied,
+      Code.Unauthenticated,
+    ]);
   });
 
   it("eventUser: an event is its principal's (an admin's, the user it acts for); nobody's when no principal vouched for it", () => {
-    expect([eventUser(asBob, "bob"), eventUser(asRoot, "alice"), eventUser(asRoot, ""), eventUser(noAuth, "alice"), eventUser(anonymous, "alice")]).toEqual(["bob", "alice", "root", "alice", undefined]);
+    expect([eventUser(asBob, "bob"), eventUser(asRoot, "alice"), eventUser(asRoot, ""), eventUser(noAuth, "alice"), eventUser(anonymous, "alice")]).toEqual([
+      "bob",
+      "alice",
+      "root",
+      "alice",
+      undefined,
+    ]);
   });
 
   it("eventAudience: own events; an admin's choice; an anonymous subscriber only nobody's", () => {

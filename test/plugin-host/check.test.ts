@@ -18,7 +18,8 @@ const shout = definePlugin({
 
 function catalog(...extra: PluginDefinition[]): Map<string, CatalogEntry> {
   const entries = new Map<string, CatalogEntry>();
-  for (const definition of [...builtinPlugins, ...extra]) entries.set(definition.name, { definition, source: definition === shout ? "/srv/plugins/shout.ts" : "builtin", disabled: false });
+  for (const definition of [...builtinPlugins, ...extra])
+    entries.set(definition.name, { definition, source: definition === shout ? "/srv/plugins/shout.ts" : "builtin", disabled: false });
   return entries;
 }
 
@@ -40,7 +41,10 @@ describe("checkConfig", () => {
         pipeline: ["logging", { plugin: "shout", options: { suffix: 3 } }, { plugin: "validation", options: { maxTaskBytes: -1 } }, "nothere", "echo"],
         eventHandlers: [{ plugin: "alerting", options: { level: "loud" } }],
         providers: { echo: { plugin: "echo" } },
-        agents: [{ id: "a", provider: "echo", model: "m" }, { id: "b", provider: "nope", model: "m" }],
+        agents: [
+          { id: "a", provider: "echo", model: "m" },
+          { id: "b", provider: "nope", model: "m" },
+        ],
       }),
       catalog(shout),
       {},
@@ -69,8 +73,14 @@ describe("checkConfig", () => {
       catalog(),
       {},
     );
-    expect(report.errors).toEqual([expect.stringMatching(/^providers\.first: invalid options for plugin "echo" \(builtin\):\n {2}providers\.first\.options\.tokenDelayMs: /)]);
-    expect(report.warnings).toEqual([expect.stringMatching(/^providers\.spare: invalid options for plugin "echo" \(builtin\):\n {2}providers\.spare\.options: unknown key "nope"\n {2}\(not used by an enabled agent/)]);
+    expect(report.errors).toEqual([
+      expect.stringMatching(/^providers\.first: invalid options for plugin "echo" \(builtin\):\n {2}providers\.first\.options\.tokenDelayMs: /),
+    ]);
+    expect(report.warnings).toEqual([
+      expect.stringMatching(
+        /^providers\.spare: invalid options for plugin "echo" \(builtin\):\n {2}providers\.spare\.options: unknown key "nope"\n {2}\(not used by an enabled agent/,
+      ),
+    ]);
   });
 
   it("skips entries turned off, and agents whose requireEnv is not set (a warning), as serve does", async () => {
@@ -78,7 +88,10 @@ describe("checkConfig", () => {
       config({
         pipeline: [{ plugin: "nothere", enabled: false }],
         providers: { echo: { plugin: "echo" } },
-        agents: [{ id: "a", provider: "echo", model: "m" }, { id: "b", provider: "missing", model: "m", requireEnv: ["B_KEY"] }],
+        agents: [
+          { id: "a", provider: "echo", model: "m" },
+          { id: "b", provider: "missing", model: "m", requireEnv: ["B_KEY"] },
+        ],
       }),
       catalog(),
       {},

@@ -57,7 +57,13 @@ describe("assemble", () => {
 
   it("disposes what it had set up when a later plugin fails", async () => {
     const log: string[] = [];
-    const failing = definePlugin({ name: "failing", kind: "middleware", setup: () => { throw new Error("boom"); } });
+    const failing = definePlugin({
+      name: "failing",
+      kind: "middleware",
+      setup: () => {
+        throw new Error("boom");
+      },
+    });
     const cfg = config({ pipeline: [{ plugin: "recorder", options: { label: "one" } }, "failing"] });
     await expect(assemble(1, cfg, "/", catalog(recorder(log), failing), runtime())).rejects.toThrow(/boom/);
     expect(log).toEqual(["setup one", "dispose one"]);
@@ -88,9 +94,14 @@ describe("LiveRuntime", () => {
     const lines: string[] = [];
     const shared = runtime(lines);
     const first = await assemble(1, config({}), "/", catalog(), shared);
-    const live = new LiveRuntime(first, async () => {
-      throw new PluginError("pipeline.0: no middleware plugin named \"nope\"");
-    }, shared.events, shared.log);
+    const live = new LiveRuntime(
+      first,
+      async () => {
+        throw new PluginError('pipeline.0: no middleware plugin named "nope"');
+      },
+      shared.events,
+      shared.log,
+    );
     await expect(live.reload()).rejects.toThrow(/nope/);
     expect(live.current).toBe(first);
     expect(lines.some((l) => l.includes("reload failed") && l.includes("nope"))).toBe(true);
@@ -121,12 +132,17 @@ describe("LiveRuntime", () => {
     const shared = runtime();
     let concurrent = 0;
     let most = 0;
-    const live = new LiveRuntime(await assemble(1, config({}), "/", catalog(), shared), async (id) => {
-      most = Math.max(most, ++concurrent);
-      await new Promise((r) => setTimeout(r, 20));
-      concurrent--;
-      return assemble(id, config({}), "/", catalog(), shared);
-    }, shared.events, shared.log);
+    const live = new LiveRuntime(
+      await assemble(1, config({}), "/", catalog(), shared),
+      async (id) => {
+        most = Math.max(most, ++concurrent);
+        await new Promise((r) => setTimeout(r, 20));
+        concurrent--;
+        return assemble(id, config({}), "/", catalog(), shared);
+      },
+      shared.events,
+      shared.log,
+    );
     const outcomes = await Promise.all([live.reload(), live.reload(), live.reload()]);
     expect(outcomes.map((o) => o.generation)).toEqual([2, 3, 4]);
     expect(most).toBe(1);

@@ -228,25 +228,32 @@ describe("why a plugin did not load", () => {
     [
       "tsx (Node): a syntax error in a module the plugin imports",
       "/p/plugins/x.ts",
-      transformError("Transform failed with 1 error:\n/p/plugins/lib/util.ts:2:6: ERROR: Expected identifier but found \"=\""),
+      transformError('Transform failed with 1 error:\n/p/plugins/lib/util.ts:2:6: ERROR: Expected identifier but found "="'),
       'syntax error at /p/plugins/lib/util.ts:2:7: Expected identifier but found "="',
     ],
     [
       "esbuild's own error, with errors[].location",
       "/p/plugins/x.ts",
-      Object.assign(new Error("Transform failed with 1 error:\n..."), { errors: [{ text: 'Expected identifier but found ";"', location: { file: "/p/plugins/x.ts", line: 5, column: 20 } }] }),
+      Object.assign(new Error("Transform failed with 1 error:\n..."), {
+        errors: [{ text: 'Expected identifier but found ";"', location: { file: "/p/plugins/x.ts", line: 5, column: 20 } }],
+      }),
       'syntax error at /p/plugins/x.ts:5:21: Expected identifier but found ";"',
     ],
     [
       "V8 as Node decorates it (CommonJS): the file, the line, a caret",
       "/p/plugins/x.js",
-      Object.assign(new SyntaxError("Unexpected token ';'"), { stack: "/p/plugins/x.js:5\n  setup() { return {; },\n                    ^\n\nSyntaxError: Unexpected token ';'\n    at wrapSafe (node:internal/modules/cjs/loader:1464:18)" }),
+      Object.assign(new SyntaxError("Unexpected token ';'"), {
+        stack:
+          "/p/plugins/x.js:5\n  setup() { return {; },\n                    ^\n\nSyntaxError: Unexpected token ';'\n    at wrapSafe (node:internal/modules/cjs/loader:1464:18)",
+      }),
       "syntax error at /p/plugins/x.js:5:21: Unexpected token ';'",
     ],
     [
       "V8 with a file URL and no caret",
       "/p/plugins/x.mjs",
-      Object.assign(new SyntaxError("Unexpected token ';'"), { stack: "file:///p/plugins/x.mjs:5\nSyntaxError: Unexpected token ';'\n    at compileSourceTextModule (node:internal/modules/esm/utils:346:16)" }),
+      Object.assign(new SyntaxError("Unexpected token ';'"), {
+        stack: "file:///p/plugins/x.mjs:5\nSyntaxError: Unexpected token ';'\n    at compileSourceTextModule (node:internal/modules/esm/utils:346:16)",
+      }),
       "syntax error at /p/plugins/x.mjs:5: Unexpected token ';'",
     ],
     [
@@ -260,7 +267,9 @@ describe("why a plugin did not load", () => {
     [
       "Deno, with more after the location and the error in an imported module",
       "/p/plugins/x.mjs",
-      new TypeError("SyntaxError: Unexpected token `=`. Expected yield, an identifier, [ or {\n   |\n3 | const = ;\n   |       ~\n    at file:///p/plugins/lib.mjs:3:7 at ext:core/01_core.js:405:7"),
+      new TypeError(
+        "SyntaxError: Unexpected token `=`. Expected yield, an identifier, [ or {\n   |\n3 | const = ;\n   |       ~\n    at file:///p/plugins/lib.mjs:3:7 at ext:core/01_core.js:405:7",
+      ),
       "syntax error at /p/plugins/lib.mjs:3:7: Unexpected token `=`. Expected yield, an identifier, [ or {",
     ],
   ])("a syntax error as %s names the file, line and column", async (_label, file, err, reason) => {
@@ -274,28 +283,37 @@ describe("why a plugin did not load", () => {
     });
 
   it("top-level await in a file Node loads as CommonJS says so, and what to do", async () => {
-    const err = transformError('Transform failed with 1 error:\n/p/plugins/x.ts:1:18: ERROR: Top-level await is currently not supported with the "cjs" output format', {
-      code: "ERR_REQUIRE_ASYNC_MODULE",
-    });
+    const err = transformError(
+      'Transform failed with 1 error:\n/p/plugins/x.ts:1:18: ERROR: Top-level await is currently not supported with the "cjs" output format',
+      {
+        code: "ERR_REQUIRE_ASYNC_MODULE",
+      },
+    );
     const reason = await loadFailureReason(err, "/p/plugins/x.ts");
     expect(reason).toContain("top-level await at /p/plugins/x.ts:1:19");
     expect(reason).toContain('"type": "module"');
   });
 
-  it.runIf(!("Deno" in globalThis))("a V8 SyntaxError without a location (Node 20's import() of an ES module) is located by the runtime's own parser", async () => {
-    const dir = pluginDir({ "broken.mjs": 'const a = 1;\nexport default {\n  name: "x",\n  kind: "middleware",\n  setup() { return {; },\n};\n' });
-    const file = join(dir, "broken.mjs");
-    expect(await loadFailureReason(unparsable("Unexpected token ';'"), file)).toBe(`syntax error at ${file}:5:21: Unexpected token ';'`);
-  });
+  it.runIf(!("Deno" in globalThis))(
+    "a V8 SyntaxError without a location (Node 20's import() of an ES module) is located by the runtime's own parser",
+    async () => {
+      const dir = pluginDir({ "broken.mjs": 'const a = 1;\nexport default {\n  name: "x",\n  kind: "middleware",\n  setup() { return {; },\n};\n' });
+      const file = join(dir, "broken.mjs");
+      expect(await loadFailureReason(unparsable("Unexpected token ';'"), file)).toBe(`syntax error at ${file}:5:21: Unexpected token ';'`);
+    },
+  );
 
   it.runIf(!("Deno" in globalThis))("when the plugin's own file parses, the syntax error is in a module it imports", async () => {
     const dir = pluginDir({ "entry.mjs": 'import "./lib.mjs";\nexport default {};\n' });
-    expect(await loadFailureReason(unparsable("Unexpected token '='"), join(dir, "entry.mjs"))).toBe("syntax error in a module it imports: Unexpected token '='");
+    expect(await loadFailureReason(unparsable("Unexpected token '='"), join(dir, "entry.mjs"))).toBe(
+      "syntax error in a module it imports: Unexpected token '='",
+    );
   });
 
   it("a SyntaxError the module's code threw while it ran (JSON.parse at import) is not called a syntax error in the file", async () => {
     const thrown = Object.assign(new SyntaxError("Expected property name or '}' in JSON at position 1"), {
-      stack: "SyntaxError: Expected property name or '}' in JSON at position 1\n    at JSON.parse (<anonymous>)\n    at file:///p/plugins/x.mjs:1:18\n    at ModuleJob.run (node:internal/modules/esm/module_job:271:25)",
+      stack:
+        "SyntaxError: Expected property name or '}' in JSON at position 1\n    at JSON.parse (<anonymous>)\n    at file:///p/plugins/x.mjs:1:18\n    at ModuleJob.run (node:internal/modules/esm/module_job:271:25)",
     });
     expect(await loadFailureReason(thrown, "/p/plugins/x.mjs")).toBe("Expected property name or '}' in JSON at position 1");
   });
@@ -466,12 +484,18 @@ describe("instantiate", () => {
   });
 
   it.each([
-    ["throws", () => {
-      throw new Error("cannot reach license server");
-    }],
-    ["rejects", async () => {
-      throw new Error("cannot reach license server");
-    }],
+    [
+      "throws",
+      () => {
+        throw new Error("cannot reach license server");
+      },
+    ],
+    [
+      "rejects",
+      async () => {
+        throw new Error("cannot reach license server");
+      },
+    ],
   ])("a setup that %s is a PluginError naming the plugin, with the cause kept", async (_label, setup) => {
     const failing = definePlugin({ name: "fragile", kind: "middleware", setup }) as unknown as PluginDefinition;
     const err = await pluginError(instantiate(catalogOf(failing), "fragile", "middleware", "pipeline[0]", base()));

@@ -23,7 +23,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 let counter = 0;
 const LOG = Symbol.for("qingyu.test.reloadImports");
-const journal = (): string[] => (((globalThis as Record<symbol, unknown>)[LOG] ??= []) as string[]);
+const journal = (): string[] => ((globalThis as Record<symbol, unknown>)[LOG] ??= []) as string[];
 
 /** A plugin file that notes in the journal each time it is imported and each time its module is disposed. */
 function pluginFile(version: string): { dir: string; file: string; write: (v: string) => void } {
@@ -56,7 +56,13 @@ function shared(): SharedRuntime {
   const log = pino({ level: "silent" });
   const config = ConfigSchema.parse({});
   const events = new MemoryEventBus(log);
-  return { events, sessions: new SessionManager(new MemorySessionStore(60_000), events, config.sessions), clients: new SharedClients(config, log), env: {}, log };
+  return {
+    events,
+    sessions: new SessionManager(new MemorySessionStore(60_000), events, config.sessions),
+    clients: new SharedClients(config, log),
+    env: {},
+    log,
+  };
 }
 
 describe("reload imports", () => {

@@ -16,9 +16,7 @@ const settle = () => new Promise<void>((resolve) => setImmediate(() => setImmedi
 
 /** A runtime whose only part the service reads is its admission; `principal` undefined with `guarded` is an anonymous caller. */
 function runtime(guard?: { principal?: Principal }): LiveRuntime {
-  const hooks: Middleware[] = guard
-    ? [{ name: "auth", process: (_ctx, next) => next(), admit: async (rpc) => void (rpc.principal = guard.principal) }]
-    : [];
+  const hooks: Middleware[] = guard ? [{ name: "auth", process: (_ctx, next) => next(), admit: async (rpc) => void (rpc.principal = guard.principal) }] : [];
   const gen = { enter() {}, leave() {}, parts: { admission: new Admission(hooks) } };
   return { current: gen } as unknown as LiveRuntime;
 }
@@ -140,8 +138,18 @@ describe("EventService.subscribe: whose events", () => {
 
   it("a user sees their own; an admin sees everyone's", async () => {
     const b = bus();
-    const alice = await subscribe(b, { maxEvents: 100, maxBytes: 1_000_000 }, {}, runtime({ principal: { id: "alice", admin: false, roles: [], method: "api-key" } }));
-    const root = await subscribe(b, { maxEvents: 100, maxBytes: 1_000_000 }, {}, runtime({ principal: { id: "root", admin: true, roles: [], method: "api-key" } }));
+    const alice = await subscribe(
+      b,
+      { maxEvents: 100, maxBytes: 1_000_000 },
+      {},
+      runtime({ principal: { id: "alice", admin: false, roles: [], method: "api-key" } }),
+    );
+    const root = await subscribe(
+      b,
+      { maxEvents: 100, maxBytes: 1_000_000 },
+      {},
+      runtime({ principal: { id: "root", admin: true, roles: [], method: "api-key" } }),
+    );
     mixed(b);
     expect(await received(alice, 1)).toEqual([1]);
     expect(await received(root, 4)).toEqual([1, 2, 3, 4]);

@@ -81,7 +81,8 @@ describe("checkpoint data depth", () => {
   // Pins MAX_CHECKPOINT_DEPTH to the protobuf-es in use: an upgrade that moves its recursion limit fails here.
   it("allows at most the depth protobuf-es decodes in a listing and in a save request", () => {
     for (const shape of [objects, lists]) {
-      const listing = (depth: number) => toBinary(ListCheckpointsResponseSchema, create(ListCheckpointsResponseSchema, { checkpoints: [{ data: shape(depth) }] }));
+      const listing = (depth: number) =>
+        toBinary(ListCheckpointsResponseSchema, create(ListCheckpointsResponseSchema, { checkpoints: [{ data: shape(depth) }] }));
       expect(fromBinary(ListCheckpointsResponseSchema, listing(MAX_CHECKPOINT_DEPTH)).checkpoints[0]!.data).toEqual(shape(MAX_CHECKPOINT_DEPTH));
       expect(() => fromBinary(ListCheckpointsResponseSchema, listing(MAX_CHECKPOINT_DEPTH + 1))).toThrow(/recursion/);
       const request = toBinary(SaveCheckpointRequestSchema, create(SaveCheckpointRequestSchema, { data: shape(MAX_CHECKPOINT_DEPTH) }));

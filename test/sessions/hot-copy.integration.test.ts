@@ -55,7 +55,10 @@ describe("HotCopy: the tiered store's Redis copy", () => {
     const s = session(2, 2);
     await hot.warm(s);
     const h = head(s, 3, 4);
-    await hot.apply(s.id, h, [{ role: "user", content: "q" }, { role: "assistant", content: "a" }]);
+    await hot.apply(s.id, h, [
+      { role: "user", content: "q" },
+      { role: "assistant", content: "a" },
+    ]);
     const copy = await hot.read(s.id);
     expect(copy!.messages.map((m) => m.content)).toEqual(["m1", "q", "a"]);
     expect(copy).toMatchObject({ version: 3, messageCount: 4, updateTime: h.updateTime, expireTime: h.expireTime });
@@ -76,7 +79,10 @@ describe("HotCopy: the tiered store's Redis copy", () => {
   it("reads a copy under any spelling of its id: one session, one copy", async () => {
     const s = session(2, 2);
     await hot.warm(s);
-    await hot.apply(s.id.toUpperCase(), head(s, 3, 4), [{ role: "user", content: "q" }, { role: "assistant", content: "a" }]);
+    await hot.apply(s.id.toUpperCase(), head(s, 3, 4), [
+      { role: "user", content: "q" },
+      { role: "assistant", content: "a" },
+    ]);
     expect(await hot.read(s.id)).toMatchObject({ version: 3, messageCount: 4 });
     expect(await hot.read(s.id.toUpperCase())).toMatchObject({ version: 3, messageCount: 4 });
   });

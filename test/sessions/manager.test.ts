@@ -41,7 +41,6 @@ function nextEvent(bus: MemoryEventBus, type: EventType): Promise<RuntimeEvent> 
   });
 }
 
-
 describe("SessionManager: create", () => {
   it("creates a session owned by the user with the default TTL when none is given", async () => {
     const t = 1_700_000_000_000;
@@ -306,7 +305,13 @@ describe("SessionManager: history", () => {
     const { manager } = setup({ historyMessages: 10, historyTokens: 3 });
     // Each "mN" is 2 characters, 1 token: the last three fit, a fourth would not.
     expect(manager.recent(withMessages(6)).map((m) => m.content)).toEqual(["m3", "m4", "m5"]);
-    const long: SessionRecord = { ...withMessages(2), messages: [{ role: "user", content: "x".repeat(40) }, { role: "assistant", content: "ok" }] };
+    const long: SessionRecord = {
+      ...withMessages(2),
+      messages: [
+        { role: "user", content: "x".repeat(40) },
+        { role: "assistant", content: "ok" },
+      ],
+    };
     // The older message alone is over budget: it is dropped, not cut.
     expect(manager.recent(long).map((m) => m.content)).toEqual(["ok"]);
   });

@@ -37,7 +37,6 @@ const input = (overrides: Partial<CreateSessionInput> = {}): CreateSessionInput 
   ...overrides,
 });
 
-
 describe("MemorySessionStore: create and get", () => {
   it("creates a session with the input, version 0, no messages and an expiry ttl ahead", async () => {
     const c = clock();

@@ -43,7 +43,7 @@ describe("page tokens", () => {
       "three elements": JSON.stringify([0, id, "x"]),
       "one element": JSON.stringify([0]),
       "an object": JSON.stringify({ time: 0, id }),
-      "null": "null",
+      null: "null",
       "spaced JSON": `[0, "${id}"]`,
       "time as 1e3": `[1e3,"${id}"]`,
     };

@@ -28,7 +28,11 @@ afterAll(async () => {
 });
 
 /** Every method once, each settled, and whether it settled before a timer of `withinMs` (an order, which load cannot fail). */
-async function everyMethod(store: SessionStore, skip: string[] = [], withinMs = 2_500): Promise<{ name: string; code: Code | undefined; message: string; prompt: boolean }[]> {
+async function everyMethod(
+  store: SessionStore,
+  skip: string[] = [],
+  withinMs = 2_500,
+): Promise<{ name: string; code: Code | undefined; message: string; prompt: boolean }[]> {
   const calls: [string, () => Promise<unknown>][] = [
     ["create", () => store.create({ userId: "u", agentId: "a", metadata: {}, ttlSeconds: 60 })],
     ["get", () => store.get(ID, { messages: 10 })],

@@ -12,9 +12,13 @@ const schema = `sess_${Math.random().toString(36).slice(2, 10)}`;
 const extraSchemas: string[] = [];
 let pool: pg.Pool;
 
-const open = (p: pg.Pool, s = schema, sweepIntervalMs = 60_000, maxPageBytes?: number) => PostgresSessionStore.open(p, { schema: s, sweepIntervalMs, log, maxPageBytes });
+const open = (p: pg.Pool, s = schema, sweepIntervalMs = 60_000, maxPageBytes?: number) =>
+  PostgresSessionStore.open(p, { schema: s, sweepIntervalMs, log, maxPageBytes });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const turn = (i: number): ChatMessage[] => [{ role: "user", content: `q${i}` }, { role: "assistant", content: `a${i}` }];
+const turn = (i: number): ChatMessage[] => [
+  { role: "user", content: `q${i}` },
+  { role: "assistant", content: `a${i}` },
+];
 const input = { userId: "u-pg", agentId: "helper", metadata: {}, ttlSeconds: 600 };
 
 /** Every statement any connection of the pool sends, whether through pool.query or a checked-out client. */
@@ -188,7 +192,7 @@ describe("PostgreSQL session store", () => {
       const chain = (await a.listCheckpoints(s.id, 100, "")).items.reverse();
       expect(chain).toHaveLength(8);
       expect(chain.map((c) => c.parentId)).toEqual(["", ...chain.slice(0, -1).map((c) => c.id)]);
-      expect((await a.get(s.id, { messages: 0 }))).toMatchObject({ version: 12, messageCount: 8 });
+      expect(await a.get(s.id, { messages: 0 })).toMatchObject({ version: 12, messageCount: 8 });
     } finally {
       await Promise.all([a.close(), b.close()]);
       await other.end();

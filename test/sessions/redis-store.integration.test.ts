@@ -13,7 +13,10 @@ import { boundsContract } from "./store-bounds-contract.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ALL = { messages: 10_000 };
-const turn = (i: number): ChatMessage[] => [{ role: "user", content: `q${i}` }, { role: "assistant", content: `a${i}` }];
+const turn = (i: number): ChatMessage[] => [
+  { role: "user", content: `q${i}` },
+  { role: "assistant", content: `a${i}` },
+];
 const input = (userId = "u1", ttlSeconds = 600) => ({ userId, agentId: "helper", metadata: {}, ttlSeconds });
 
 // One prefix for the whole file: the contract and the tests below share it, and it is emptied at the end.
@@ -61,10 +64,7 @@ describe("RedisSessionStore", () => {
     expect(await redis.pttl(`${prefix}u:ttl-user`)).toBeGreaterThanOrEqual(full());
 
     // Shorten everything by hand: the next write of either kind puts the full TTL back.
-    for (const write of [
-      () => store.appendMessages(s.id, turn(2)),
-      () => store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: -1, keep: 5 }),
-    ]) {
+    for (const write of [() => store.appendMessages(s.id, turn(2)), () => store.saveCheckpoint(s.id, { data: { a: 2 }, expectedVersion: -1, keep: 5 })]) {
       for (const key of [...keysOf(s.id), `${prefix}u:ttl-user`]) await redis.pexpire(key, 5_000);
       await write();
       for (const key of [...keysOf(s.id), `${prefix}u:ttl-user`]) expect(await redis.pttl(key)).toBeGreaterThanOrEqual(full());
@@ -128,7 +128,10 @@ describe("RedisSessionStore", () => {
 
     for (const history of [2, 500]) {
       const s = await counted.create(input("rt-user"));
-      await counted.appendMessages(s.id, Array.from({ length: history }, (_, i) => ({ role: "user" as const, content: `m${i}` })));
+      await counted.appendMessages(
+        s.id,
+        Array.from({ length: history }, (_, i) => ({ role: "user" as const, content: `m${i}` })),
+      );
       await counted.saveCheckpoint(s.id, { data: { warm: true }, expectedVersion: -1, keep: 3 }); // scripts now cached
       const ops: [string, () => Promise<unknown>][] = [
         ["get", () => counted.get(s.id, { messages: 500 })],
@@ -180,9 +183,7 @@ describe("RedisSessionStore", () => {
     const s = await storeA.create(input());
     await storeB.appendMessages(s.id, turn(1));
     const racing = await Promise.allSettled(
-      Array.from({ length: 20 }, (_, i) =>
-        (i % 2 ? storeA : storeB).saveCheckpoint(s.id, { data: { racer: i }, expectedVersion: 1, keep: 100 }),
-      ),
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? storeA : storeB).saveCheckpoint(s.id, { data: { racer: i }, expectedVersion: 1, keep: 100 })),
     );
     expect(racing.filter((o) => o.status === "fulfilled")).toHaveLength(1);
     for (const lost of racing.filter((o) => o.status === "rejected")) {

@@ -33,7 +33,10 @@ boundsContract("redis+postgres", { make: (maxPageBytes) => tiered(redis, 50, und
 
 // What a Redis that takes no writes (OOM, paused, read-only) answers a write.
 const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
-const turn = (i: number) => [{ role: "user" as const, content: `q${i}` }, { role: "assistant" as const, content: `a${i}` }];
+const turn = (i: number) => [
+  { role: "user" as const, content: `q${i}` },
+  { role: "assistant" as const, content: `a${i}` },
+];
 const input = { userId: "u-tiered", agentId: "helper", metadata: {}, ttlSeconds: 600 };
 
 describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {

@@ -90,16 +90,13 @@ const MARK = "\u0001extreme\u0001";
  * request with one field replaced. `extraStrings` adds values for fields of one
  * name (forged page tokens for `page_token`).
  */
-export function extremeCases(
-  service: DescService,
-  bases: Record<string, Init>,
-  extraStrings: Record<string, StringExtreme[]> = {},
-): ExtremeCase[] {
+export function extremeCases(service: DescService, bases: Record<string, Init>, extraStrings: Record<string, StringExtreme[]> = {}): ExtremeCase[] {
   const cases: ExtremeCase[] = [];
   for (const method of service.methods) {
     const base = bases[method.localName];
     if (!base) throw new Error(`no base request for ${method.name}`);
-    const add = (name: string, grpc: Uint8Array | undefined, connect: string | undefined) => cases.push({ service, method, name: `${method.name} ${name}`, grpc, connect });
+    const add = (name: string, grpc: Uint8Array | undefined, connect: string | undefined) =>
+      cases.push({ service, method, name: `${method.name} ${name}`, grpc, connect });
     add("(base)", encode(method.input, base), json(method.input, base));
     walk(method.input, [], (path, leaf) => {
       const at = pathName(path);
@@ -249,7 +246,8 @@ function encodeVarint(schema: DescMessage, init: Init, path: Path, value: bigint
   const current = init[f.localName];
   // The element varied is moved last (a one-element list keeps its order).
   const inner = f.fieldKind === "list" ? ((current as Init[] | undefined)?.[0] ?? {}) : ((current as Init | undefined) ?? {});
-  const restInit = f.fieldKind === "list" ? { ...init, [f.localName]: ((current as Init[] | undefined) ?? []).slice(1) } : { ...init, [f.localName]: undefined };
+  const restInit =
+    f.fieldKind === "list" ? { ...init, [f.localName]: ((current as Init[] | undefined) ?? []).slice(1) } : { ...init, [f.localName]: undefined };
   const innerBytes = encodeVarint(f.message, inner, rest, value);
   return concat(encode(schema, restInit), new BinaryWriter().tag(f.number, WireType.LengthDelimited).bytes(innerBytes).finish());
 }

@@ -121,7 +121,7 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
       case "stream":
       case "stream-then-hang": {
         const chunks = behaviour.kind === "json" ? [behaviour.content] : behaviour.chunks;
-        const finishReason = behaviour.kind === "stream-then-hang" ? undefined : behaviour.finishReason ?? "stop";
+        const finishReason = behaviour.kind === "stream-then-hang" ? undefined : (behaviour.finishReason ?? "stop");
         const usage = (behaviour.kind !== "stream-then-hang" && behaviour.usage) || {
           prompt_tokens: countPromptWords(body),
           completion_tokens: chunks.length,
@@ -137,7 +137,10 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         const id = `chatcmpl-fake-${requests.length}`;
         const frame = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
         const chunk = (delta: object, finish: string | null) => ({
-          id, object: "chat.completion.chunk", created: now(), model,
+          id,
+          object: "chat.completion.chunk",
+          created: now(),
+          model,
           choices: [{ index: 0, delta, finish_reason: finish }],
         });
         frame(chunk({ role: "assistant", content: "" }, null));

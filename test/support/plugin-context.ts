@@ -1,4 +1,17 @@
-import { validateOptions, type AgentContext, type AgentDefinition, type AgentRunResult, type ChatMessage, type LlmProvider, type PluginDefinition, type PluginHost, type PluginKind, type PluginProducts, type Principal, type RunEvent } from "@qingyu/plugin-api";
+import {
+  validateOptions,
+  type AgentContext,
+  type AgentDefinition,
+  type AgentRunResult,
+  type ChatMessage,
+  type LlmProvider,
+  type PluginDefinition,
+  type PluginHost,
+  type PluginKind,
+  type PluginProducts,
+  type Principal,
+  type RunEvent,
+} from "@qingyu/plugin-api";
 import pino, { type Logger } from "pino";
 import { metrics, trace } from "@opentelemetry/api";
 import type { Redis } from "ioredis";
@@ -42,11 +55,11 @@ export async function setUpPlugin<K extends PluginKind>(
     events: new MemoryEventBus(logger),
     agents: new AgentRegistry(extra.agents ?? [testAgent]),
     env: extra.env ?? {},
-    redis: <C,>() => {
+    redis: <C>() => {
       if (!extra.redis) throw new Error("no Redis is configured");
       return extra.redis as C;
     },
-    postgres: <P,>() => {
+    postgres: <P>() => {
       if (!extra.postgres) throw new Error("no PostgreSQL is configured");
       return extra.postgres as P;
     },
@@ -124,7 +137,10 @@ export async function collect(stream: AsyncIterable<RunEvent>): Promise<RunEvent
 }
 
 /** A plugin's options as the runtime validates them: the value, or the error lines. */
-export async function parseOptions(plugin: PluginDefinition<PluginKind, any>, raw: unknown): Promise<{ success: true; data: any } | { success: false; error: string }> {
+export async function parseOptions(
+  plugin: PluginDefinition<PluginKind, any>,
+  raw: unknown,
+): Promise<{ success: true; data: any } | { success: false; error: string }> {
   try {
     return { success: true, data: await validateOptions(plugin as PluginDefinition, raw) };
   } catch (err) {

@@ -27,11 +27,13 @@ export interface ServerProcess {
 // Node: the way users start it (the package's bin, which registers tsx); Deno: `npm run start:deno`'s command.
 function command(args: string[]): [string, string[]] {
   if (runtime === "deno") {
-    return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args]];
+    return [
+      join(root, "node_modules/.bin/deno"),
+      ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args],
+    ];
   }
   return [process.execPath, [join(root, "bin/qingyu.mjs"), ...args]];
 }
-
 
 // Every process started here that has not been swept yet, across the test files this process runs.
 const LIVE = Symbol.for("qingyu.e2e.liveProcesses");
@@ -89,7 +91,11 @@ export function writeConfig(config: unknown): string {
 }
 
 /** Runs the CLI to completion (for start-up failures). */
-export function runCli(args: string[], env: Record<string, string> = {}, place: SpawnPlace = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  place: SpawnPlace = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const [cmd, argv] = command(args);
   return new Promise((resolvePromise) => {
     const child = spawnTracked(cmd, argv, { cwd: place.cwd ?? root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });

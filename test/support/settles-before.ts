@@ -9,7 +9,13 @@ export async function settlesBefore(work: PromiseLike<unknown> | void, ms: numbe
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
   try {
-    return await Promise.race([Promise.resolve(work).then(() => true, () => true), timeout]);
+    return await Promise.race([
+      Promise.resolve(work).then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }

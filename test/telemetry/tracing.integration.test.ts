@@ -115,7 +115,12 @@ describe("tracing the span tree of a call", () => {
     const server = named(spans, "qingyu.agent.v1.AgentService/Execute");
     expect(server.kind).toBe(SpanKind.SERVER);
     expect(parentOf(server)).toBe(spanId);
-    expect(server.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.service": "qingyu.agent.v1.AgentService", "rpc.method": "Execute", "rpc.grpc.status_code": 0 });
+    expect(server.attributes).toMatchObject({
+      "rpc.system": "grpc",
+      "rpc.service": "qingyu.agent.v1.AgentService",
+      "rpc.method": "Execute",
+      "rpc.grpc.status_code": 0,
+    });
     const logging = named(spans, "middleware logging");
     const stamp = named(spans, "middleware stamp");
     const validation = named(spans, "middleware validation");

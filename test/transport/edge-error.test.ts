@@ -29,7 +29,9 @@ describe("edgeError: every error leaves with a reason", () => {
   });
 
   it("keeps the error's own trailers and leaves the thrown error as it was (it may be thrown again)", () => {
-    const thrown = withReason(new ConnectError("slow down", Code.ResourceExhausted, { "retry-after-ms": "900" }), ErrorReason.RATE_LIMITED, { retry_after_ms: "900" });
+    const thrown = withReason(new ConnectError("slow down", Code.ResourceExhausted, { "retry-after-ms": "900" }), ErrorReason.RATE_LIMITED, {
+      retry_after_ms: "900",
+    });
     const sent = edgeError(thrown, method, silent);
     expect(sent).not.toBe(thrown);
     expect([sent.metadata.get("retry-after-ms"), sent.metadata.get(REASON_HEADER)]).toEqual(["900", "RATE_LIMITED"]);

@@ -27,7 +27,14 @@ function reader(): UniversalHandler {
     return { status: 200, header: new Headers({ "x-bytes": String(bytes), "x-preflight": req.contextValues?.get(preflightCall) ? "1" : "0" }) };
   };
   const method = AgentService.method.execute;
-  return Object.assign(handler, { requestPath: "/p", protocolNames: [], allowedMethods: ["POST"], supportedContentType: () => true, service: AgentService, method }) as never;
+  return Object.assign(handler, {
+    requestPath: "/p",
+    protocolNames: [],
+    allowedMethods: ["POST"],
+    supportedContentType: () => true,
+    service: AgentService,
+    method,
+  }) as never;
 }
 
 function request(body: Uint8Array, headers: Record<string, string>, pulled = { count: 0 }): UniversalServerRequest {

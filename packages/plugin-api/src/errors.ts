@@ -81,7 +81,11 @@ export class ProviderError extends ConnectError {
 
   /** A ProviderError from any copy of this package; not every ConnectError. */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return isConnectErrorShape(value) && (value as unknown as Record<symbol, unknown>)[PROVIDER_ERROR] === true && typeof (value as { retryable?: unknown }).retryable === "boolean";
+    return (
+      isConnectErrorShape(value) &&
+      (value as unknown as Record<symbol, unknown>)[PROVIDER_ERROR] === true &&
+      typeof (value as { retryable?: unknown }).retryable === "boolean"
+    );
   }
 }
 

@@ -1,12 +1,6 @@
 /** What happened; the proto's EventType without its prefix. */
 export type EventType =
-  | "AGENT_STARTED"
-  | "AGENT_COMPLETED"
-  | "ERROR_OCCURRED"
-  | "CHECKPOINT_SAVED"
-  | "MIDDLEWARE_EXECUTED"
-  | "SESSION_CREATED"
-  | "SESSION_DELETED";
+  "AGENT_STARTED" | "AGENT_COMPLETED" | "ERROR_OCCURRED" | "CHECKPOINT_SAVED" | "MIDDLEWARE_EXECUTED" | "SESSION_CREATED" | "SESSION_DELETED";
 
 /** Every event type, in the proto's order. */
 export const EVENT_TYPES: readonly EventType[] = [

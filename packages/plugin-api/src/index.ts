@@ -16,4 +16,14 @@ export { ErrorReason, codeReason, invalidArgument, limitExceeded, notFound, reas
 export { InvalidOptionsError, formatIssue, validateOptions } from "./options.ts";
 export { after, observe, type StreamEnd, type StreamObserver } from "./stream.ts";
 export { transformText, type TextTransformOptions } from "./text-stream.ts";
-export type { AttributeValue, Attributes, LogFn, PluginCounter, PluginHistogram, PluginLogger, PluginMeter, PluginSpan, PluginTracer } from "./observability.ts";
+export type {
+  AttributeValue,
+  Attributes,
+  LogFn,
+  PluginCounter,
+  PluginHistogram,
+  PluginLogger,
+  PluginMeter,
+  PluginSpan,
+  PluginTracer,
+} from "./observability.ts";

@@ -15,10 +15,7 @@ export interface AgentRunResult {
 }
 
 /** One event of a run, flowing out through the onion. */
-export type RunEvent =
-  | { type: "started"; model: string; agentId?: string }
-  | { type: "delta"; text: string }
-  | { type: "completed"; result: AgentRunResult };
+export type RunEvent = { type: "started"; model: string; agentId?: string } | { type: "delta"; text: string } | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */
 export interface GenerationOptions {

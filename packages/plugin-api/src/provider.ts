@@ -27,9 +27,7 @@ export interface TokenUsage {
 }
 
 /** One item of a provider's stream: text as it comes, then at most one `finish`. */
-export type ProviderChunk =
-  | { type: "delta"; text: string }
-  | { type: "finish"; finishReason: string; usage?: TokenUsage; model?: string };
+export type ProviderChunk = { type: "delta"; text: string } | { type: "finish"; finishReason: string; usage?: TokenUsage; model?: string };
 
 /** The whole answer of a non-streamed call. */
 export interface ProviderResult {

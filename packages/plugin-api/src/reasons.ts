@@ -106,13 +106,21 @@ export function reasonOf(err: unknown): ErrorReasonInfo {
 }
 
 function isReasonInfo(value: unknown): value is ErrorReasonInfo {
-  return typeof value === "object" && value !== null && typeof (value as ErrorReasonInfo).reason === "string" && typeof (value as ErrorReasonInfo).metadata === "object";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as ErrorReasonInfo).reason === "string" &&
+    typeof (value as ErrorReasonInfo).metadata === "object"
+  );
 }
 
 function providerReason(err: ProviderError): ErrorReasonInfo {
   switch (err.code) {
     case Code.ResourceExhausted:
-      return { reason: ErrorReason.PROVIDER_RATE_LIMITED, metadata: err.retryAfterMs === undefined ? {} : { retry_after_ms: String(Math.ceil(err.retryAfterMs)) } };
+      return {
+        reason: ErrorReason.PROVIDER_RATE_LIMITED,
+        metadata: err.retryAfterMs === undefined ? {} : { retry_after_ms: String(Math.ceil(err.retryAfterMs)) },
+      };
     case Code.Unavailable:
     case Code.DeadlineExceeded:
       return { reason: ErrorReason.PROVIDER_UNAVAILABLE, metadata: {} };
@@ -153,7 +161,10 @@ export function limitExceeded(field: string, message: string, limit: string, max
  * (SESSION_NOT_FOUND for "session") with metadata `<what>_id`.
  */
 export function notFound(what: string, id: string): ConnectError {
-  const word = what.trim().replace(/[^A-Za-z0-9]+/g, "_").replace(/^_|_$/g, "");
+  const word = what
+    .trim()
+    .replace(/[^A-Za-z0-9]+/g, "_")
+    .replace(/^_|_$/g, "");
   const reason = word ? `${word.toUpperCase()}_NOT_FOUND` : "NOT_FOUND";
   return withReason(new ConnectError(`${what} "${id}" not found`, Code.NotFound), reason, word ? { [`${word.toLowerCase()}_id`]: id } : {});
 }

@@ -81,7 +81,11 @@ export function after(before: Promise<unknown>, run: () => AsyncIterable<RunEven
         next: () => (inner ? inner.next() : start.then((it) => it.next())),
         return: (value?: unknown) => {
           // Abandoned before it started: the prelude's own failure no longer matters to anyone.
-          if (!inner) return start.then((it) => it.return?.(value) ?? { done: true as const, value: undefined }, () => ({ done: true as const, value: undefined }));
+          if (!inner)
+            return start.then(
+              (it) => it.return?.(value) ?? { done: true as const, value: undefined },
+              () => ({ done: true as const, value: undefined }),
+            );
           return inner.return ? inner.return(value) : Promise.resolve({ done: true as const, value: undefined });
         },
       };

@@ -41,7 +41,9 @@ export default definePlugin({
       suppressed = new Map();
       logger[options.level](
         { alert: "agent call failures suppressed", suppressed: total, codes: byCode, limitPerMinute: options.maxPerMinute },
-        `${total} more agent call failures in the last minute, not logged one by one (${Object.entries(byCode).map(([c, n]) => `${c}: ${n}`).join(", ")})`,
+        `${total} more agent call failures in the last minute, not logged one by one (${Object.entries(byCode)
+          .map(([c, n]) => `${c}: ${n}`)
+          .join(", ")})`,
       );
     };
 

@@ -1,7 +1,10 @@
 import { Code, ConnectError, definePlugin, ErrorReason, type Principal, type RunEvent, withReason } from "@qingyu/plugin-api";
 import { z } from "zod";
 
-const agentPattern = z.string().min(1).regex(/^[^*]*\*?$/, 'only a trailing "*" is supported (e.g. "gpt-*")');
+const agentPattern = z
+  .string()
+  .min(1)
+  .regex(/^[^*]*\*?$/, 'only a trailing "*" is supported (e.g. "gpt-*")');
 
 const Rule = z.strictObject({
   /** Who: principal ids, "role:<name>", or "*" for any authenticated principal. */
@@ -49,7 +52,11 @@ export default definePlugin({
           options.rules.some((rule) => principalMatches(rule.principals, principal) && agentMatches(rule.agents, ctx.agentId)) ||
           options.default === "allow";
         if (!allowed) {
-          throw withReason(new ConnectError(`principal "${principal.id}" may not call agent "${ctx.agentId}"`, Code.PermissionDenied), ErrorReason.PERMISSION_DENIED, { agent_id: ctx.agentId });
+          throw withReason(
+            new ConnectError(`principal "${principal.id}" may not call agent "${ctx.agentId}"`, Code.PermissionDenied),
+            ErrorReason.PERMISSION_DENIED,
+            { agent_id: ctx.agentId },
+          );
         }
         return next();
       },

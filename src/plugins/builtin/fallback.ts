@@ -6,9 +6,7 @@ const FALLBACK_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"
 
 const Options = z.strictObject({
   /** Providers (keys of `providers`) tried in order; `model` replaces the agent's model for that one. */
-  providers: z
-    .array(z.union([z.string().min(1), z.strictObject({ provider: z.string().min(1), model: z.string().min(1).optional() })]))
-    .min(1),
+  providers: z.array(z.union([z.string().min(1), z.strictObject({ provider: z.string().min(1), model: z.string().min(1).optional() })])).min(1),
   /** Failures that move on to the next provider; any other failure is the call's. */
   on: z.array(z.enum(FALLBACK_CODES)).min(1).default(["UNAVAILABLE", "RESOURCE_EXHAUSTED"]),
 });
@@ -45,7 +43,10 @@ export default definePlugin({
             if (yielded || signal.aborted || !moveOn.has(codeName(error.code))) throw err;
             last = error;
             if (i < chain.length - 1) {
-              logger.warn({ provider: link.name, next: chain[i + 1]!.name, status: codeName(error.code), error: error.rawMessage }, "provider failed; trying the next one");
+              logger.warn(
+                { provider: link.name, next: chain[i + 1]!.name, status: codeName(error.code), error: error.rawMessage },
+                "provider failed; trying the next one",
+              );
             }
           }
         }

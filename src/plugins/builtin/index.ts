@@ -14,4 +14,18 @@ import validation from "./validation.ts";
 import webhooks from "./webhooks/plugin.ts";
 
 /** The plugins that ship with the runtime, written against the public contract. */
-export const builtinPlugins: readonly PluginDefinition[] = [logging, validation, auth, authorization, rateLimit, cache, audit, redact, echo, openai, fallback, alerting, webhooks] as unknown as PluginDefinition[];
+export const builtinPlugins: readonly PluginDefinition[] = [
+  logging,
+  validation,
+  auth,
+  authorization,
+  rateLimit,
+  cache,
+  audit,
+  redact,
+  echo,
+  openai,
+  fallback,
+  alerting,
+  webhooks,
+] as unknown as PluginDefinition[];

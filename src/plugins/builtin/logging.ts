@@ -38,20 +38,26 @@ export default definePlugin({
           // Object literals, not a spread: this runs once per call and a spread is several times slower.
           if (failure) {
             const level = failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
-            logger[level]({ call: ctx.callId, agent: ctx.agentId, session, user, status: codeName(failure.code), error: failure.rawMessage, durationMs }, "call failed");
+            logger[level](
+              { call: ctx.callId, agent: ctx.agentId, session, user, status: codeName(failure.code), error: failure.rawMessage, durationMs },
+              "call failed",
+            );
           } else {
-            logger[options.level]({
-              call: ctx.callId,
-              agent: ctx.agentId,
-              session,
-              user,
-              status: "OK",
-              durationMs,
-              model: result?.model,
-              inputTokens: result?.usage.inputTokens,
-              outputTokens: result?.usage.outputTokens,
-              cache: result?.metadata.cache,
-            }, "call");
+            logger[options.level](
+              {
+                call: ctx.callId,
+                agent: ctx.agentId,
+                session,
+                user,
+                status: "OK",
+                durationMs,
+                model: result?.model,
+                inputTokens: result?.usage.inputTokens,
+                outputTokens: result?.usage.outputTokens,
+                cache: result?.metadata.cache,
+              },
+              "call",
+            );
           }
         }
       },

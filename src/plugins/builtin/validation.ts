@@ -4,7 +4,10 @@ import { z } from "zod";
 const Options = z
   .strictObject({
     /** Largest task accepted, in UTF-8 bytes (an agent's limits.maxTaskBytes replaces it for that agent). */
-    maxTaskBytes: z.int().positive().default(64 * 1024),
+    maxTaskBytes: z
+      .int()
+      .positive()
+      .default(64 * 1024),
     /** Largest max_tokens a caller may ask for (an agent's limits.maxOutputTokens replaces it for that agent). */
     maxOutputTokens: z.int().positive().default(32_768),
     /** Most metadata entries per request. */

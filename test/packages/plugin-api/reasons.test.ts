@@ -46,7 +46,10 @@ describe("error reasons", () => {
   });
 
   it("a ProviderError given none has the provider reason of its code, with the upstream's Retry-After", () => {
-    expect(reasonOf(new ProviderError("429", Code.ResourceExhausted, true, 1500.2))).toEqual({ reason: ErrorReason.PROVIDER_RATE_LIMITED, metadata: { retry_after_ms: "1501" } });
+    expect(reasonOf(new ProviderError("429", Code.ResourceExhausted, true, 1500.2))).toEqual({
+      reason: ErrorReason.PROVIDER_RATE_LIMITED,
+      metadata: { retry_after_ms: "1501" },
+    });
     expect(reasonOf(new ProviderError("429", Code.ResourceExhausted, true)).metadata).toEqual({});
     expect(reasonOf(new ProviderError("down", Code.Unavailable, true)).reason).toBe(ErrorReason.PROVIDER_UNAVAILABLE);
     expect(reasonOf(new ProviderError("401", Code.Unauthenticated, false)).reason).toBe(ErrorReason.PROVIDER_REJECTED);

@@ -94,12 +94,19 @@ describe("runMiddleware with the word-filter example", () => {
     const agent = { ...testAgent, id: "faq", model: "canned-1", systemPrompt: "Be nice." };
     const requests: ProviderRequest[] = [];
     const recorded: LlmProvider = { stream: (req, signal) => (requests.push(req), faq.stream(req, signal)) };
-    const history = [{ role: "user" as const, content: "hi" }, { role: "assistant" as const, content: "hello" }];
+    const history = [
+      { role: "user" as const, content: "hi" },
+      { role: "assistant" as const, content: "hello" },
+    ];
     const run = await runMiddleware(filter, { task: "What are your hours?", agent, history, options: { temperature: 0.2 } }, recorded);
     expect(run.text).toBe("Open 9 to 5, no *** needed.");
     expect(run.result).toMatchObject({ model: "canned-1", finishReason: "stop", usage: { outputTokens: 7 } });
     expect(requests).toEqual([
-      { model: "canned-1", temperature: 0.2, messages: [{ role: "system", content: "Be nice." }, ...history, { role: "user", content: "What are your hours?" }] },
+      {
+        model: "canned-1",
+        temperature: 0.2,
+        messages: [{ role: "system", content: "Be nice." }, ...history, { role: "user", content: "What are your hours?" }],
+      },
     ]);
   });
 });
@@ -119,7 +126,18 @@ describe("runMiddleware: the onion", () => {
       name: "cache",
       async *process(ctx) {
         yield { type: "started", model: "cached" };
-        yield { type: "completed", result: { success: true, output: `hit for ${ctx.header("x-user")}`, model: "cached", finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, durationMs: 0, metadata: { cache: "hit" } } };
+        yield {
+          type: "completed",
+          result: {
+            success: true,
+            output: `hit for ${ctx.header("x-user")}`,
+            model: "cached",
+            finishReason: "stop",
+            usage: { inputTokens: 0, outputTokens: 0 },
+            durationMs: 0,
+            metadata: { cache: "hit" },
+          },
+        };
       },
     };
     const run = await runMiddleware([tag("outer"), tag("inner"), cached], { headers: { "X-User": "bob" } });
@@ -143,9 +161,13 @@ describe("runMiddleware: the onion", () => {
   it("an unknown agent is NOT_FOUND at the terminal; a function terminal gets the context", async () => {
     const pass: Middleware = { name: "pass", process: (_ctx, next) => next() };
     await expect(runMiddleware(pass, { agentId: "nobody" })).rejects.toMatchObject({ code: Code.NotFound });
-    const run = await runMiddleware(pass, { task: "x", principal: { id: "p", admin: false, roles: [], method: "test" } }, async function* (ctx): AsyncIterable<RunEvent> {
-      yield { type: "delta", text: `${ctx.principal?.id}:${ctx.task}` };
-    });
+    const run = await runMiddleware(
+      pass,
+      { task: "x", principal: { id: "p", admin: false, roles: [], method: "test" } },
+      async function* (ctx): AsyncIterable<RunEvent> {
+        yield { type: "delta", text: `${ctx.principal?.id}:${ctx.task}` };
+      },
+    );
     expect(run.text).toBe("p:x");
     expect(run.result).toBeUndefined();
   });
@@ -248,7 +270,9 @@ describe("the test host", () => {
     const seen: string[] = [];
     const { logs, events, host } = await setUp(probe, undefined, { env: { REGION: "eu" }, postgres: "pool", providers: { backup } });
     expect(logs).toEqual([{ level: "debug", plugin: "probe", part: "setup", region: "eu", msg: "setting up probe" }]);
-    expect(events).toEqual([expect.objectContaining({ type: "AGENT_STARTED", agentId: "echo", data: { n: 1 }, id: expect.any(String), time: expect.any(Date) })]);
+    expect(events).toEqual([
+      expect.objectContaining({ type: "AGENT_STARTED", agentId: "echo", data: { n: 1 }, id: expect.any(String), time: expect.any(Date) }),
+    ]);
     host.events.subscribe(["AGENT_COMPLETED"], (e) => void seen.push(e.type));
     host.events.subscribe("any", () => {
       throw new Error("handler broke");
@@ -265,7 +289,10 @@ describe("the test host", () => {
     expect(product.types).toEqual(["AGENT_COMPLETED"]);
     await product.handle(runtimeEvent({ type: "AGENT_COMPLETED", agentId: "echo", data: { output: "hi" } }));
     await dispose();
-    const lines = readFileSync(join(dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const lines = readFileSync(join(dir, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines).toEqual([expect.objectContaining({ type: "AGENT_COMPLETED", agentId: "echo", data: { output: "hi" } })]);
   });
 });

@@ -16,7 +16,11 @@ async function* upstream(chunks: readonly string[], output = chunks.join("")): A
 /** `text` cut at the given offsets. */
 const cutAt = (text: string, offsets: readonly number[]) => [0, ...offsets].map((from, i) => text.slice(from, offsets[i] ?? text.length));
 /** `text` in `n` deltas of (nearly) equal size. */
-const inParts = (text: string, n: number) => cutAt(text, Array.from({ length: n - 1 }, (_, i) => Math.round(((i + 1) * text.length) / n)));
+const inParts = (text: string, n: number) =>
+  cutAt(
+    text,
+    Array.from({ length: n - 1 }, (_, i) => Math.round(((i + 1) * text.length) / n)),
+  );
 
 function deltasOf(events: RunEvent[]): string[] {
   return events.flatMap((e) => (e.type === "delta" ? [e.text] : []));

@@ -20,7 +20,10 @@ async function decide(options: unknown, principal: Principal | undefined, agentI
   const t = terminal();
   // process refuses synchronously, as validation does; the pipeline treats both alike.
   const outcome = Promise.resolve().then(() => collect(mw.process(agentContext({ principal, agentId }), t.next)));
-  const ran = await outcome.then(() => true, () => false);
+  const ran = await outcome.then(
+    () => true,
+    () => false,
+  );
   expect(t.calls).toBe(ran ? 1 : 0);
   if (ran) return true;
   const err = await rejection(outcome);

@@ -22,7 +22,11 @@ const SAMPLES: Record<string, { text: string; secret: string }> = {
 };
 
 /** Runs the middleware once over a run made of `chunks`, as the executor would. */
-async function run(mw: Middleware, chunks: readonly string[], task = "hello"): Promise<{ events: RunEvent[]; deltas: string[]; result: AgentRunResult; seenTask: string }> {
+async function run(
+  mw: Middleware,
+  chunks: readonly string[],
+  task = "hello",
+): Promise<{ events: RunEvent[]; deltas: string[]; result: AgentRunResult; seenTask: string }> {
   const ctx = agentContext({ task });
   let seenTask = "";
   async function* terminal(): AsyncIterable<RunEvent> {
@@ -39,7 +43,11 @@ async function run(mw: Middleware, chunks: readonly string[], task = "hello"): P
 
 /** `text` cut at the given offsets. */
 const cutAt = (text: string, offsets: readonly number[]) => [0, ...offsets].map((from, i) => text.slice(from, offsets[i] ?? text.length));
-const inParts = (text: string, n: number) => cutAt(text, Array.from({ length: n - 1 }, (_, i) => Math.round(((i + 1) * text.length) / n)));
+const inParts = (text: string, n: number) =>
+  cutAt(
+    text,
+    Array.from({ length: n - 1 }, (_, i) => Math.round(((i + 1) * text.length) / n)),
+  );
 
 describe("redact: the built-in detectors", () => {
   for (const [name, { text, secret }] of Object.entries(SAMPLES)) {
@@ -104,12 +112,17 @@ describe("redact: the built-in detectors", () => {
 
 describe("redact: secrets split across deltas", () => {
   const secrets = Object.values(SAMPLES).map((s) => s.secret);
-  const text = Object.values(SAMPLES).map((s) => s.text).join(" and ");
+  const text = Object.values(SAMPLES)
+    .map((s) => s.text)
+    .join(" and ");
 
   async function check(mw: Middleware, chunks: string[], whole: string, label: string) {
     const { deltas, result } = await run(mw, chunks);
     for (const secret of secrets) {
-      expect(deltas.some((d) => d.includes(secret)), `${label}: a delta holds ${secret}`).toBe(false);
+      expect(
+        deltas.some((d) => d.includes(secret)),
+        `${label}: a delta holds ${secret}`,
+      ).toBe(false);
     }
     expect(deltas.join(""), label).toBe(whole);
     expect(result.output, label).toBe(whole);
@@ -191,7 +204,12 @@ describe("redact: custom patterns", () => {
   });
 
   it("refuses a bad regular expression at options validation, naming the entry", async () => {
-    const parsed = await parseOptions(redactPlugin, { patterns: [{ name: "ok", pattern: "a+" }, { name: "broken", pattern: "(unclosed" }] });
+    const parsed = await parseOptions(redactPlugin, {
+      patterns: [
+        { name: "ok", pattern: "a+" },
+        { name: "broken", pattern: "(unclosed" },
+      ],
+    });
 
     expect(parsed.success).toBe(false);
     expect(!parsed.success && parsed.error).toMatch(/ options\.patterns\.1\.pattern: pattern "broken" is not a valid regular expression/);
@@ -200,7 +218,12 @@ describe("redact: custom patterns", () => {
   it("refuses patterns that match the empty string, bad flags, and names already taken", async () => {
     const empty = await parseOptions(redactPlugin, { patterns: [{ name: "nothing", pattern: "x*" }] });
     const flags = await parseOptions(redactPlugin, { patterns: [{ name: "global", pattern: "x", flags: "g" }] });
-    const taken = await parseOptions(redactPlugin, { patterns: [{ name: "email", pattern: "x" }, { name: "input", pattern: "y" }] });
+    const taken = await parseOptions(redactPlugin, {
+      patterns: [
+        { name: "email", pattern: "x" },
+        { name: "input", pattern: "y" },
+      ],
+    });
 
     expect(!empty.success && empty.error).toMatch(/patterns\.0\.pattern: pattern "nothing" matches the empty string/);
     expect(!flags.success && flags.error).toMatch(/patterns\.0\.flags: may hold only i, m, s and u/);

@@ -132,7 +132,9 @@ function agentOf(ctx: AgentContext): AgentDefinition {
   if (ctx.agent) return ctx.agent;
   throw ctx.agentId
     ? notFound("agent", ctx.agentId)
-    : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, { field: "agent_id" });
+    : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, {
+        field: "agent_id",
+      });
 }
 
 async function* textRun(ctx: AgentContext, chunks: () => readonly string[]): AsyncIterable<RunEvent> {
@@ -181,7 +183,10 @@ async function* providerRun(ctx: AgentContext, provider: LlmProvider): AsyncIter
     if (ctx.signal.aborted) throw abortReason(ctx.signal);
     throw err;
   }
-  yield { type: "completed", result: completed(ctx, output, finish?.model || req.model, finish?.finishReason ?? "stop", finish?.usage ?? { inputTokens: 0, outputTokens: 0 }) };
+  yield {
+    type: "completed",
+    result: completed(ctx, output, finish?.model || req.model, finish?.finishReason ?? "stop", finish?.usage ?? { inputTokens: 0, outputTokens: 0 }),
+  };
 }
 
 function completed(ctx: AgentContext, output: string, model: string, finishReason: string, usage: AgentRunResult["usage"]): AgentRunResult {
@@ -204,7 +209,11 @@ export interface ProviderRun {
  * (CANCELLED when it is not a ConnectError), as on the server. A second
  * finish, or a delta after the finish, breaks the contract and rejects.
  */
-export async function runProvider(provider: LlmProvider, request: ProviderRequest | string, signal: AbortSignal = new AbortController().signal): Promise<ProviderRun> {
+export async function runProvider(
+  provider: LlmProvider,
+  request: ProviderRequest | string,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<ProviderRun> {
   const req: ProviderRequest = typeof request === "string" ? { model: "test-model", messages: [{ role: "user", content: request }] } : request;
   const chunks: ProviderChunk[] = [];
   let text = "";

@@ -6,7 +6,10 @@ export const TABLE_PATTERN = /^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}
 /** The table name quoted part by part, so reserved words such as `user` work too. */
 export function quoteTable(table: string): string {
   if (!TABLE_PATTERN.test(table)) throw new Error(`not a safe table name: ${JSON.stringify(table)}`);
-  return table.split(".").map((part) => `"${part}"`).join(".");
+  return table
+    .split(".")
+    .map((part) => `"${part}"`)
+    .join(".");
 }
 
 /** The migration component of an audit table, as recorded in qingyu_schema_migrations. */

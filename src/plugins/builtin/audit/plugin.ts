@@ -10,10 +10,7 @@ import { AuditWriter, type AuditRow } from "./writer.ts";
 const Options = z
   .strictObject({
     /** Table the rows go to, created at start-up: `name` or `schema.name` (the schema must exist). */
-    table: z
-      .string()
-      .regex(TABLE_PATTERN, "must be a lower-case SQL identifier (letters, digits, _), optionally schema-qualified")
-      .default("qingyu_audit"),
+    table: z.string().regex(TABLE_PATTERN, "must be a lower-case SQL identifier (letters, digits, _), optionally schema-qualified").default("qingyu_audit"),
     /** Store the raw task text; off by default, when only its SHA-256 is kept. */
     recordInput: z.boolean().default(false),
     /** Rows per INSERT; a full batch is written at once. */
@@ -63,9 +60,7 @@ export default definePlugin({
           throw err;
         } finally {
           // Neither finished nor failed: the consumer stopped reading (client cancel, deadline).
-          outcome ??= ctx.signal.aborted
-            ? abortReason(ctx.signal)
-            : new ConnectError("the client stopped reading the stream", Code.Canceled);
+          outcome ??= ctx.signal.aborted ? abortReason(ctx.signal) : new ConnectError("the client stopped reading the stream", Code.Canceled);
           writer.enqueue(auditRow(ctx, task, outcome, result, options.recordInput));
         }
       },
@@ -75,13 +70,7 @@ export default definePlugin({
 });
 
 /** The row for one finished call; principal and user are read now, after auth inside has set them. */
-function auditRow(
-  ctx: AgentContext,
-  task: string,
-  outcome: ConnectError | "ok",
-  result: AgentRunResult | undefined,
-  recordInput: boolean,
-): AuditRow {
+function auditRow(ctx: AgentContext, task: string, outcome: ConnectError | "ok", result: AgentRunResult | undefined, recordInput: boolean): AuditRow {
   const failed = outcome === "ok" ? undefined : outcome;
   return {
     time: new Date(ctx.startTime),

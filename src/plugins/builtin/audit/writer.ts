@@ -21,8 +21,20 @@ export interface AuditRow {
 }
 
 const COLUMNS = [
-  "time", "call_id", "principal", "user_id", "agent_id", "session_id", "status", "code",
-  "input_tokens", "output_tokens", "duration_ms", "input_sha256", "input", "error",
+  "time",
+  "call_id",
+  "principal",
+  "user_id",
+  "agent_id",
+  "session_id",
+  "status",
+  "code",
+  "input_tokens",
+  "output_tokens",
+  "duration_ms",
+  "input_sha256",
+  "input",
+  "error",
 ] as const satisfies readonly (keyof AuditRow)[];
 
 /** How the writer batches. */
@@ -111,7 +123,10 @@ export class AuditWriter {
     const batch = this.queue.splice(0, this.settings.batchSize);
     this.inFlight = batch;
     try {
-      await this.pool.query(this.insertSql(batch.length), batch.flatMap((row) => COLUMNS.map((c) => row[c])));
+      await this.pool.query(
+        this.insertSql(batch.length),
+        batch.flatMap((row) => COLUMNS.map((c) => row[c])),
+      );
       if (this.failures > 0) this.logger.info({ table: this.table }, "audit rows are being written again");
       this.failures = 0;
       return true;
@@ -180,9 +195,7 @@ export class AuditWriter {
 
   private insertSql(rows: number): string {
     const width = COLUMNS.length;
-    const values = Array.from({ length: rows }, (_, r) =>
-      `(${COLUMNS.map((_, c) => `$${r * width + c + 1}`).join(", ")})`,
-    );
+    const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((_, c) => `$${r * width + c + 1}`).join(", ")})`);
     return `insert into ${this.quoted} (${COLUMNS.join(", ")}) values ${values.join(", ")}`;
   }
 }

@@ -120,7 +120,8 @@ function principalFromClaims(payload: JWTPayload, options: JwtOptions): Principa
   const id = claimAt(payload, options.subjectClaim);
   if (typeof id !== "string" || id === "") throw unauthenticated(`token has no "${options.subjectClaim}" claim`, ErrorReason.TOKEN_INVALID);
   // The subject becomes a user id, held to the same bound as a user_id a caller sends.
-  if (id.length + options.subjectPrefix.length > 128) throw unauthenticated(`token's "${options.subjectClaim}" claim is longer than a user id may be (128)`, ErrorReason.TOKEN_INVALID);
+  if (id.length + options.subjectPrefix.length > 128)
+    throw unauthenticated(`token's "${options.subjectClaim}" claim is longer than a user id may be (128)`, ErrorReason.TOKEN_INVALID);
   const raw = claimAt(payload, options.rolesClaim);
   const roles =
     typeof raw === "string"

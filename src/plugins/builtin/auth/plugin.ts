@@ -55,7 +55,11 @@ export default definePlugin({
         // Set by the host when the call was admitted (by admit() below) on its headers before decoding.
         const principal = ctx.principal ?? authenticate(ctx.header("authorization"));
         // No layer of our own around the stream: auth only needs to run before it.
-        if (principal instanceof Promise) return after(principal.then((p) => actAs(ctx, p)), next);
+        if (principal instanceof Promise)
+          return after(
+            principal.then((p) => actAs(ctx, p)),
+            next,
+          );
         actAs(ctx, principal);
         return next();
       },

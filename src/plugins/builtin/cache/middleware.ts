@@ -19,7 +19,10 @@ interface Directives {
 }
 
 function directives(header: string | undefined): Directives {
-  const tokens = (header ?? "").toLowerCase().split(",").map((t) => t.trim());
+  const tokens = (header ?? "")
+    .toLowerCase()
+    .split(",")
+    .map((t) => t.trim());
   return { noCache: tokens.includes("no-cache"), noStore: tokens.includes("no-store") };
 }
 

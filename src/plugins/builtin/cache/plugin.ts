@@ -16,9 +16,15 @@ const Options = z
     // 64 MiB: 64 answers at the 1 MiB entry limit, thousands of typical ones; a bound well inside a default
     // Node heap, which it costs up to twice over (V8 keeps a string in 1 or 2 bytes a character).
     /** Memory backend: most bytes held, each entry counted as its stored size (as `maxEntryBytes`); the least recently used go until a new entry fits, and one larger than this is not stored. */
-    maxBytes: z.int().positive().default(64 * 1024 * 1024),
+    maxBytes: z
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
     /** Answers whose stored entry (chunks and result) is larger than this, in bytes, are not cached. */
-    maxEntryBytes: z.int().positive().default(1024 * 1024),
+    maxEntryBytes: z
+      .int()
+      .positive()
+      .default(1024 * 1024),
     /** Redis backend: prefix of every key, to share one Redis between deployments. */
     keyPrefix: z.string().default("qingyu:cache:"),
     /** Include the acting user in the key, so users never see each other's answers; false shares answers, and so tells one user what another asked. */

@@ -142,8 +142,17 @@ function withoutCredentials(headers: Record<string, string>): Record<string, str
 
 /** The response body, decompressed as fetch would (the upstream may compress even unasked). */
 function decoded(res: http.IncomingMessage): Readable {
-  const encoding = String(res.headers["content-encoding"] ?? "").trim().toLowerCase();
-  const inflate = encoding === "gzip" || encoding === "x-gzip" ? createGunzip() : encoding === "deflate" ? createInflate() : encoding === "br" ? createBrotliDecompress() : undefined;
+  const encoding = String(res.headers["content-encoding"] ?? "")
+    .trim()
+    .toLowerCase();
+  const inflate =
+    encoding === "gzip" || encoding === "x-gzip"
+      ? createGunzip()
+      : encoding === "deflate"
+        ? createInflate()
+        : encoding === "br"
+          ? createBrotliDecompress()
+          : undefined;
   if (!inflate) return res;
   // An error on either side ends both: a reader of `inflate` must see the socket's failure too.
   res.on("error", (err) => inflate.destroy(err));

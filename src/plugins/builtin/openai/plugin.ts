@@ -161,7 +161,10 @@ export default definePlugin({
           signal.throwIfAborted();
           const pending = client.chat.completions.create({ ...params(req), stream: false }, { signal: upstream.signal, headers: req.traceHeaders });
           // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs to arrive.
-          pending.asResponse().then(() => idle.arm(), () => undefined);
+          pending.asResponse().then(
+            () => idle.arm(),
+            () => undefined,
+          );
           const res = await pending;
           const choice = res.choices[0];
           return {
@@ -182,4 +185,3 @@ export default definePlugin({
     };
   },
 });
-

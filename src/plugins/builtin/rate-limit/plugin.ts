@@ -75,11 +75,10 @@ function settingOf(limit: Limit): string {
 
 function refusal(charge: Charge, retryAfterMs: number): ConnectError {
   const ms = Math.max(1, Math.ceil(retryAfterMs));
-  const refused = new ConnectError(
-    `rate limit exceeded: ${charge.label} (limit ${charge.limit.capacity}); retry in ${ms} ms`,
-    Code.ResourceExhausted,
-    { "retry-after-ms": String(ms), "retry-after": String(Math.ceil(ms / 1000)) },
-  );
+  const refused = new ConnectError(`rate limit exceeded: ${charge.label} (limit ${charge.limit.capacity}); retry in ${ms} ms`, Code.ResourceExhausted, {
+    "retry-after-ms": String(ms),
+    "retry-after": String(Math.ceil(ms / 1000)),
+  });
   return withReason(refused, ErrorReason.RATE_LIMITED, { retry_after_ms: String(ms), limit: settingOf(charge.limit) });
 }
 

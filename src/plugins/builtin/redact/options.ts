@@ -38,7 +38,10 @@ const Pattern = z.strictObject({
   /** A JavaScript regular expression's source. */
   pattern: z.string().min(1),
   /** Its flags: any of i, m, s, u (g is added). */
-  flags: z.string().regex(/^[imsu]*$/, "may hold only i, m, s and u").default(""),
+  flags: z
+    .string()
+    .regex(/^[imsu]*$/, "may hold only i, m, s and u")
+    .default(""),
   /** Replaces this pattern's matches; `{name}` is its name. Default: the plugin's replacement. */
   replacement: z.string().optional(),
 });
@@ -55,20 +58,32 @@ export const RedactOptions = z
     /** Characters of the answer held back while streaming, so a match split across deltas is seen whole. */
     holdBack: z.int().min(MIN_HOLD_BACK).max(65_536).default(MIN_HOLD_BACK),
     /** Most characters held for one match (a PEM block); a match longer than this ends the call. */
-    maxHold: z.int().min(1024).max(16 * 1024 * 1024).default(65_536),
+    maxHold: z
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .default(65_536),
   })
   .superRefine((options, ctx) => {
     const seen = new Set<string>();
     options.patterns.forEach((p, i) => {
       if ((BUILTIN_NAMES as readonly string[]).includes(p.name) || p.name === INPUT_KEY || seen.has(p.name)) {
-        ctx.addIssue({ code: "custom", path: ["patterns", i, "name"], message: `"${p.name}" is taken (a built-in detector, "${INPUT_KEY}", or an earlier pattern)` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["patterns", i, "name"],
+          message: `"${p.name}" is taken (a built-in detector, "${INPUT_KEY}", or an earlier pattern)`,
+        });
       }
       seen.add(p.name);
       let re: RegExp;
       try {
         re = new RegExp(p.pattern, p.flags);
       } catch (err) {
-        ctx.addIssue({ code: "custom", path: ["patterns", i, "pattern"], message: `pattern "${p.name}" is not a valid regular expression: ${(err as Error).message}` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["patterns", i, "pattern"],
+          message: `pattern "${p.name}" is not a valid regular expression: ${(err as Error).message}`,
+        });
         return;
       }
       if (re.test("")) ctx.addIssue({ code: "custom", path: ["patterns", i, "pattern"], message: `pattern "${p.name}" matches the empty string` });

@@ -97,7 +97,10 @@ export class Redactor {
       if (this.start >= cut) return cut;
       if (this.end > cut) {
         if (text.length - this.start > this.maxHold) {
-          const cut = new ConnectError(`redact: a ${this.kinds[this.kind]!.name} match runs past maxHold (${this.maxHold} characters); the answer is cut here rather than released in parts`, Code.ResourceExhausted);
+          const cut = new ConnectError(
+            `redact: a ${this.kinds[this.kind]!.name} match runs past maxHold (${this.maxHold} characters); the answer is cut here rather than released in parts`,
+            Code.ResourceExhausted,
+          );
           throw withReason(cut, ErrorReason.LIMIT_EXCEEDED, { limit: "redact.maxHold", max: String(this.maxHold) });
         }
         return this.start;

@@ -14,10 +14,7 @@ const Endpoint = z
     /** Where events are POSTed (http or https). */
     url: z.url({ protocol: /^https?$/ }),
     /** HMAC-SHA256 signing secret, inline. */
-    secret: z
-      .string()
-      .min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`)
-      .optional(),
+    secret: z.string().min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`).optional(),
     /** Name of the environment variable holding the signing secret. */
     secretEnv: z.string().min(1).optional(),
     /** Only these event types go to this endpoint; all when absent. */

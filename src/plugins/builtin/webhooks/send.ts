@@ -33,9 +33,7 @@ export interface WebhookTarget {
 }
 
 /** How one POST ended. */
-export type AttemptOutcome =
-  | { ok: true; status: number }
-  | { ok: false; retry: boolean; status?: number; error: string; retryAfterMs?: number };
+export type AttemptOutcome = { ok: true; status: number } | { ok: false; retry: boolean; status?: number; error: string; retryAfterMs?: number };
 
 /** Builds the message for an event; traceparent travels as a header, `remote` not at all. */
 export function webhookMessage(event: RuntimeEvent): WebhookMessage {

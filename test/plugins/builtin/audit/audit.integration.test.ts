@@ -140,11 +140,13 @@ describe("audit middleware", () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     const ctx = agentContext();
-    const it = mw.process(ctx, async function* () {
-      yield { type: "started", model: "echo-1" } satisfies RunEvent;
-      await held;
-      yield* terminal().next();
-    })[Symbol.asyncIterator]();
+    const it = mw
+      .process(ctx, async function* () {
+        yield { type: "started", model: "echo-1" } satisfies RunEvent;
+        await held;
+        yield* terminal().next();
+      })
+      [Symbol.asyncIterator]();
     expect(await it.next()).toEqual({ done: false, value: { type: "started", model: "echo-1" } });
     release();
     while (!(await it.next()).done);

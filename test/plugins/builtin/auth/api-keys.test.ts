@@ -61,15 +61,12 @@ describe("auth: API keys", () => {
     });
   });
 
-  it.each([["Basic YWxpY2U6cHc="], ["Bearer"], [`Bearer ${ALICE_KEY} extra`], [ALICE_KEY]])(
-    "refuses a malformed header %j",
-    async (value) => {
-      expect(await refusal(mw, { headers: { authorization: value } })).toEqual({
-        code: Code.Unauthenticated,
-        message: "malformed authorization header: expected Bearer <token>",
-      });
-    },
-  );
+  it.each([["Basic YWxpY2U6cHc="], ["Bearer"], [`Bearer ${ALICE_KEY} extra`], [ALICE_KEY]])("refuses a malformed header %j", async (value) => {
+    expect(await refusal(mw, { headers: { authorization: value } })).toEqual({
+      code: Code.Unauthenticated,
+      message: "malformed authorization header: expected Bearer <token>",
+    });
+  });
 
   it("refuses a non-admin naming another user", async () => {
     const { code, message } = await refusal(mw, { headers: bearer(ALICE_KEY), userId: "bob" });

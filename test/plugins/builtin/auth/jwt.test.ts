@@ -57,7 +57,10 @@ describe("auth: HS256", () => {
 
   // API-key ids and JWT subjects are one user namespace unless subjectPrefix separates them.
   it("keeps a token whose subject equals an API key's id out of that key's user with subjectPrefix", async () => {
-    const both = { apiKeys: [{ id: "alice", sha256: hashApiKey("alice-key-0123456789") }], jwt: { algorithms: ["HS256"], secret: SECRET, subjectPrefix: "jwt:" } };
+    const both = {
+      apiKeys: [{ id: "alice", sha256: hashApiKey("alice-key-0123456789") }],
+      jwt: { algorithms: ["HS256"], secret: SECRET, subjectPrefix: "jwt:" },
+    };
     const mixed = await setUpPlugin(auth, both);
     const viaJwt = await run(mixed, { headers: bearer(await token(key, "HS256")) });
     const viaKey = await run(mixed, { headers: bearer("alice-key-0123456789") });
@@ -66,7 +69,13 @@ describe("auth: HS256", () => {
   });
 
   it("refuses a subject longer than a user id may be", async () => {
-    const long = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("x".repeat(129)).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("1h").sign(key);
+    const long = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("x".repeat(129))
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime("1h")
+      .sign(key);
     expect((await refusal(mw, { headers: bearer(long) })).code).toBe(Code.Unauthenticated);
   });
 
@@ -138,7 +147,15 @@ describe("auth: RS256", () => {
     privateKey = pair.privateKey;
     pem = await exportSPKI(pair.publicKey);
     mw = await setUpPlugin(auth, {
-      jwt: { algorithms: ["RS256"], publicKey: pem, issuer: ISSUER, audience: [AUDIENCE, "other"], subjectClaim: "email", rolesClaim: "realm_access.roles", adminRole: "superuser" },
+      jwt: {
+        algorithms: ["RS256"],
+        publicKey: pem,
+        issuer: ISSUER,
+        audience: [AUDIENCE, "other"],
+        subjectClaim: "email",
+        rolesClaim: "realm_access.roles",
+        adminRole: "superuser",
+      },
     });
   });
 

@@ -42,7 +42,14 @@ describe("auth: options", () => {
 
   it("refuses the same key hash listed twice", async () => {
     const sha256 = hashApiKey("k");
-    await expect(setUpPlugin(auth, { apiKeys: [{ id: "a", sha256 }, { id: "b", sha256 }] })).rejects.toThrow(/listed twice/);
+    await expect(
+      setUpPlugin(auth, {
+        apiKeys: [
+          { id: "a", sha256 },
+          { id: "b", sha256 },
+        ],
+      }),
+    ).rejects.toThrow(/listed twice/);
   });
 
   it("fails setup when secretEnv names an unset variable", async () => {
@@ -51,7 +58,9 @@ describe("auth: options", () => {
 
   it("fails setup when the public key does not fit the algorithm or is not PEM", async () => {
     const es = await generateKeyPair("ES256");
-    await expect(setUpPlugin(auth, { jwt: { algorithms: ["RS256"], publicKey: await exportSPKI(es.publicKey) } })).rejects.toThrow(/not a PEM SPKI public key usable for RS256/);
+    await expect(setUpPlugin(auth, { jwt: { algorithms: ["RS256"], publicKey: await exportSPKI(es.publicKey) } })).rejects.toThrow(
+      /not a PEM SPKI public key usable for RS256/,
+    );
     await expect(setUpPlugin(auth, { jwt: { algorithms: ["ES256"], publicKey: "not a pem" } })).rejects.toThrow(/usable for ES256/);
   });
 

@@ -122,7 +122,11 @@ describe("cache middleware (memory)", () => {
 
   it("expires entries after ttlSeconds", async () => {
     let now = 1_000_000;
-    const mw = cacheMiddleware(new MemoryCache({ maxEntries: 10, maxBytes: 1 << 20, now: () => now }), { ttlSeconds: 60, maxEntryBytes: 1 << 20, perUser: false }, silent);
+    const mw = cacheMiddleware(
+      new MemoryCache({ maxEntries: 10, maxBytes: 1 << 20, now: () => now }),
+      { ttlSeconds: 60, maxEntryBytes: 1 << 20, perUser: false },
+      silent,
+    );
     const t = terminal();
     await call(mw, t.next);
     now += 59_000;
@@ -266,8 +270,17 @@ describe("cache middleware (memory)", () => {
 
   it("rejects unknown options", async () => {
     expect(await parseOptions(cachePlugin, { ttl: 5 })).toMatchObject({ success: false });
-    expect(await parseOptions(cachePlugin, undefined)).toEqual({ success: true, data: {
-      backend: "memory", ttlSeconds: 300, maxEntries: 1000, maxBytes: 67108864, maxEntryBytes: 1048576, keyPrefix: "qingyu:cache:", perUser: true,
-    } });
+    expect(await parseOptions(cachePlugin, undefined)).toEqual({
+      success: true,
+      data: {
+        backend: "memory",
+        ttlSeconds: 300,
+        maxEntries: 1000,
+        maxBytes: 67108864,
+        maxEntryBytes: 1048576,
+        keyPrefix: "qingyu:cache:",
+        perUser: true,
+      },
+    });
   });
 });

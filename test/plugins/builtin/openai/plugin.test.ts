@@ -301,7 +301,9 @@ describe("openai provider: idle timeout", () => {
   });
 
   it("defaults to 30 s", async () => {
-    expect((await parseOptions(openaiPlugin, {})).success && ((await parseOptions(openaiPlugin, {})) as { data: { idleTimeoutMs: number } }).data.idleTimeoutMs).toBe(30_000);
+    expect(
+      (await parseOptions(openaiPlugin, {})).success && ((await parseOptions(openaiPlugin, {})) as { data: { idleTimeoutMs: number } }).data.idleTimeoutMs,
+    ).toBe(30_000);
   });
 });
 
@@ -387,7 +389,12 @@ describe("openai provider: setup", () => {
 
     const chunks = await collect(fromEnv.stream(request, new AbortController().signal));
 
-    expect(chunks.filter((c) => c.type === "delta").map((c) => (c as { text: string }).text).join("")).toBe("hello there");
+    expect(
+      chunks
+        .filter((c) => c.type === "delta")
+        .map((c) => (c as { text: string }).text)
+        .join(""),
+    ).toBe("hello there");
     expect(fake.requests[0]!.headers.authorization).toBe("Bearer sk-from-env");
   });
 
@@ -412,6 +419,9 @@ describe("openai provider: setup", () => {
   });
 
   it("rejects unknown options", async () => {
-    expect(await parseOptions(openaiPlugin, { apiKey: "k", retries: 3 })).toMatchObject({ success: false, error: expect.stringContaining('unknown key "retries"') });
+    expect(await parseOptions(openaiPlugin, { apiKey: "k", retries: 3 })).toMatchObject({
+      success: false,
+      error: expect.stringContaining('unknown key "retries"'),
+    });
   });
 });

@@ -167,7 +167,13 @@ describe("rate-limit (memory)", () => {
 describe("estimateInputTokens", () => {
   it("counts the system prompt, the history and the task, four characters a token", async () => {
     const ctx = {
-      ...agentContext({ task: "abcde", history: [{ role: "user", content: "x".repeat(7) }, { role: "assistant", content: "y".repeat(8) }] }),
+      ...agentContext({
+        task: "abcde",
+        history: [
+          { role: "user", content: "x".repeat(7) },
+          { role: "assistant", content: "y".repeat(8) },
+        ],
+      }),
       agent: { ...testAgent, systemPrompt: "s".repeat(12) },
     };
     expect(await estimateInputTokens(ctx)).toBe(Math.ceil((12 + 7 + 8 + 5) / 4));

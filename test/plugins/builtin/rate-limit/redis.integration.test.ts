@@ -21,7 +21,7 @@ function usingTokens(inputTokens: number, outputTokens: number, before?: () => P
 
 /** Resolves once `cond` holds; fails the test after a second. */
 async function waitFor(cond: () => Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + 1_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 1_000; Date.now() < deadline;) {
     if (await cond()) return;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -64,9 +64,7 @@ describe("rate-limit (redis)", () => {
     const [a, b] = [await instance(options), await instance(options)];
     const t = terminal();
     const started = Date.now();
-    const results = await Promise.allSettled(
-      Array.from({ length: 30 }, (_, i) => call(i % 2 === 0 ? a : b, { principal: alice }, t.next)),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => call(i % 2 === 0 ? a : b, { principal: alice }, t.next)));
     const elapsed = Date.now() - started;
     const ok = results.filter((r) => r.status === "fulfilled");
     const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason as ConnectError] : []));
@@ -129,7 +127,11 @@ describe("rate-limit (redis)", () => {
   it("never breaks the caller's stream when settling fails", async () => {
     const client = new Redis(REDIS_URL);
     const mw = await instance({ perPrincipal: { tokensPerMinute: 1000 } }, client);
-    const events = await call(mw, { principal: alice, task: taskOf(10) }, usingTokens(500, 0, async () => client.disconnect()));
+    const events = await call(
+      mw,
+      { principal: alice, task: taskOf(10) },
+      usingTokens(500, 0, async () => client.disconnect()),
+    );
     expect(events.map((e) => e.type)).toEqual(["started", "completed"]);
   });
 
@@ -148,7 +150,7 @@ describe("rate-limit (redis)", () => {
       return client;
     };
 
-    it("refuses with UNAVAILABLE quickly under onBackendError \"reject\"", async () => {
+    it('refuses with UNAVAILABLE quickly under onBackendError "reject"', async () => {
       const mw = await instance({ perPrincipal: { requestsPerMinute: 10 } }, unreachable());
       const t = terminal();
       const calling = call(mw, { principal: alice }, t.next);
@@ -159,7 +161,7 @@ describe("rate-limit (redis)", () => {
       expect(t.calls).toBe(0);
     });
 
-    it("lets the call through under onBackendError \"allow\"", async () => {
+    it('lets the call through under onBackendError "allow"', async () => {
       const mw = await instance({ perPrincipal: { requestsPerMinute: 1, tokensPerMinute: 10 }, onBackendError: "allow" }, unreachable());
       const t = terminal();
       for (let i = 0; i < 3; i++) await expect(call(mw, { principal: alice }, t.next)).resolves.toHaveLength(4);

@@ -122,6 +122,14 @@ describe("webhooks options", () => {
 
   it("defaults as documented", async () => {
     const parsed = await parse({ endpoints: [{ url: "https://example.com/h", secret: SECRET }] });
-    expect(parsed.success && parsed.data).toMatchObject({ timeoutMs: 5000, maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30000, maxQueue: 10000, concurrency: 4, drainTimeoutMs: 5000 });
+    expect(parsed.success && parsed.data).toMatchObject({
+      timeoutMs: 5000,
+      maxAttempts: 5,
+      baseDelayMs: 500,
+      maxDelayMs: 30000,
+      maxQueue: 10000,
+      concurrency: 4,
+      drainTimeoutMs: 5000,
+    });
   });
 });
