@@ -35,6 +35,7 @@ import { MetricsServer } from "./telemetry/metrics-server.ts";
 import { instrumentService } from "./telemetry/rpc.ts";
 import { Telemetry } from "./telemetry/setup.ts";
 import { TracedSessionStore } from "./telemetry/traced-store.ts";
+import { BatchGate } from "./executor/batch-gate.ts";
 
 // db.system.name of each session store, for its spans.
 const DB_SYSTEM = { memory: "memory", redis: "redis", postgres: "postgresql", "redis+postgres": "redis+postgresql" } as const;
@@ -137,7 +138,7 @@ export class App {
     const services = [
       // A server span and the RPC metrics per call; health probes are left out (they would drown the rest).
       ...[
-        hosted(AgentService, agentService(live)),
+        hosted(AgentService, agentService(live, new BatchGate(config.executor.batch))),
         hosted(SessionService, sessionService(sessions, live)),
         hosted(EventService, eventService(events, live, { maxEvents: config.events.subscriberMaxEvents, maxBytes: config.events.subscriberMaxBytes }), {
           longLived: true,

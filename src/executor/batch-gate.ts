@@ -168,13 +168,3 @@ export class Ticket implements BatchSlots {
     for (; this.running > 0; this.running--) this.gate.finish();
   }
 }
-
-const gates = new WeakMap<object, BatchGate>();
-
-/** The gate of one server (`owner`: its live runtime), shared by its ports and every generation. */
-export function batchGateOf(owner: object, limits: BatchGateLimits): BatchGate {
-  let gate = gates.get(owner);
-  if (!gate) gates.set(owner, (gate = new BatchGate(limits)));
-  else gate.configure(limits);
-  return gate;
-}

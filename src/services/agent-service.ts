@@ -12,7 +12,7 @@ import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
 import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
-import { batchGateOf } from "../executor/batch-gate.ts";
+import type { BatchGate } from "../executor/batch-gate.ts";
 import { sentReason } from "../transport/edge-error.ts";
 
 /** Batch limits from config. */
@@ -29,7 +29,8 @@ interface BatchPolicy {
  * call holds the generation it started on, so a reload never changes the
  * pipeline under it.
  */
-export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService.method> {
+/** `batchGate`: the server's one gate for batch items, shared by its ports and every generation (each reload re-reads its limits). */
+export function agentService(live: LiveRuntime, batchGate: BatchGate): ServiceImpl<typeof AgentService.method> {
   return {
     async execute(req, call) {
       const input = toExecuteInput(req);
@@ -70,7 +71,8 @@ export function agentService(live: LiveRuntime): ServiceImpl<typeof AgentService
         const inputs = req.requests.map((r, i) => toExecuteInput(r, `requests[${i}].`));
         const concurrency = Math.min(req.maxConcurrency || batch.defaultConcurrency, batch.maxConcurrency);
         // One gate per server across ports and reloads: the bound is on the process's work.
-        const ticket = batchGateOf(live, batch).admit(inputs.length);
+        batchGate.configure(batch);
+        const ticket = batchGate.admit(inputs.length);
         const close = () => ticket.close();
         call.signal.addEventListener("abort", close, { once: true });
         let outcomes;

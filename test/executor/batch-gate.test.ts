@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import { describe, expect, it } from "vitest";
-import { BatchGate, batchGateOf } from "../../src/executor/batch-gate.ts";
+import { BatchGate } from "../../src/executor/batch-gate.ts";
 import { rejection } from "../support/rejection.ts";
 
 const signal = () => new AbortController().signal;
@@ -59,11 +59,10 @@ describe("BatchGate", () => {
     gate.admit(11); // the whole room is free again
   });
 
-  it("is one gate per owner, taking the latest limits", () => {
-    const owner = {};
-    const gate = batchGateOf(owner, { maxItemsInFlight: 1, maxQueuedItems: 0 });
-    expect(batchGateOf(owner, { maxItemsInFlight: 1, maxQueuedItems: 9 })).toBe(gate);
+  it("takes the latest limits when configured again (a reload)", () => {
+    const gate = new BatchGate({ maxItemsInFlight: 1, maxQueuedItems: 0 });
+    expect(() => gate.admit(10)).toThrow();
+    gate.configure({ maxItemsInFlight: 1, maxQueuedItems: 9 });
     gate.admit(10);
-    expect(batchGateOf({}, { maxItemsInFlight: 1, maxQueuedItems: 0 })).not.toBe(gate);
   });
 });
