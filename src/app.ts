@@ -36,6 +36,8 @@ import { instrumentService } from "./telemetry/rpc.ts";
 import { Telemetry } from "./telemetry/setup.ts";
 import { TracedSessionStore } from "./telemetry/traced-store.ts";
 import { BatchGate } from "./executor/batch-gate.ts";
+import { ErrorEdge } from "./transport/edge-error.ts";
+import { OutageLog } from "./transport/outage-log.ts";
 
 // db.system.name of each session store, for its spans.
 const DB_SYSTEM = { memory: "memory", redis: "redis", postgres: "postgresql", "redis+postgres": "redis+postgresql" } as const;
@@ -135,10 +137,12 @@ export class App {
     };
     const live = new LiveRuntime(first, load, events, log);
     const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName]);
+    // One per server: both ports map failures the same way and share one throttled outage log.
+    const edge = new ErrorEdge(log, new OutageLog(log, 30_000));
     const services = [
       // A server span and the RPC metrics per call; health probes are left out (they would drown the rest).
       ...[
-        hosted(AgentService, agentService(live, new BatchGate(config.executor.batch))),
+        hosted(AgentService, agentService(live, new BatchGate(config.executor.batch), edge)),
         hosted(SessionService, sessionService(sessions, live)),
         hosted(EventService, eventService(events, live, { maxEvents: config.events.subscriberMaxEvents, maxBytes: config.events.subscriberMaxBytes }), {
           longLived: true,
@@ -153,7 +157,7 @@ export class App {
       const { admission } = live.current.parts;
       return admission.guarded && service !== Health.typeName ? admission.admit(call, service, method) : undefined;
     };
-    const served = { ...transport, admit, reflection: config.server.reflection };
+    const served = { ...transport, admit, reflection: config.server.reflection, edge };
     const grpc = new GrpcTransport(services, tracker, log, served);
     const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log, served);
     // The memory store is always there; the others are watched so readiness tells the truth.

@@ -17,14 +17,10 @@ export interface SharedClientSettings {
 export class SharedClients {
   private redisClient: Redis | undefined;
   private pool: pg.Pool | undefined;
-  private readonly detachOutages: () => void;
-
   constructor(
     private readonly settings: SharedClientSettings,
     private readonly log: Logger,
-  ) {
-    this.detachOutages = outages.attach(log);
-  }
+  ) {}
 
   redis(): Redis {
     if (this.redisClient) return this.redisClient;
@@ -81,22 +77,28 @@ export class SharedClients {
     const pool = this.pool;
     this.redisClient = undefined;
     this.pool = undefined;
-    this.detachOutages();
     await Promise.allSettled([redis?.quit().catch(() => redis.disconnect()), pool?.end()]);
   }
 }
+
+const BACKEND = Symbol("qingyu.store-backend");
 
 /**
  * A shared-store failure as a status: the store being down is UNAVAILABLE, not
  * INTERNAL. The client hears only `${what} unavailable`: the driver's message
  * names hosts and ports ("connect ECONNREFUSED 10.0.0.7:6379"), which are the
- * operator's to know. The detail goes to the log instead, throttled (OutageLog),
- * and stays on the error as its cause.
+ * operator's to know. It stays on the error as its cause, and the edge logs it,
+ * throttled (OutageLog).
  */
 export function storeUnavailable(what: string, err: unknown, backend?: string): ConnectError {
   if (err instanceof ConnectError) return err;
-  outages.note(what, err, backend);
-  return withReason(new ConnectError(`${what} unavailable`, Code.Unavailable, undefined, undefined, err), ErrorReason.STORE_UNAVAILABLE);
+  const error = withReason(new ConnectError(`${what} unavailable`, Code.Unavailable, undefined, undefined, err), ErrorReason.STORE_UNAVAILABLE);
+  return Object.defineProperty(error, BACKEND, { value: backend, enumerable: false });
+}
+
+/** Which backend a storeUnavailable error names, when several serve the store (for the log, never the client). */
+export function storeBackend(err: ConnectError): string | undefined {
+  return (err as unknown as Record<symbol, string | undefined>)[BACKEND];
 }
 
 /** What went wrong, for a log line or a start-up message: a store error's hidden cause included. */
@@ -110,43 +112,3 @@ export function failureDetail(err: unknown): string {
   }
   return String(err);
 }
-
-/**
- * The log of store outages: per store, the first failure is logged at once
- * with its detail, then at most one line per interval counting the failures
- * since, so an outage under load costs a few lines, not one per call.
- */
-export class OutageLog {
-  private log: Logger | undefined;
-  private readonly seen = new Map<string, { loggedAt: number; since: number }>();
-
-  constructor(
-    private readonly intervalMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** Where lines go; returns the detach for whoever attached (a later attach wins). */
-  attach(log: Logger): () => void {
-    this.log = log;
-    return () => {
-      if (this.log === log) this.log = undefined;
-    };
-  }
-
-  /** One failure of `what` (as clients hear of it), on `backend` when several serve it. */
-  note(what: string, err: unknown, backend?: string): void {
-    const now = this.now();
-    const key = backend ? `${what} (${backend})` : what;
-    const state = this.seen.get(key);
-    if (state && now - state.loggedAt < this.intervalMs) {
-      state.since++;
-      return;
-    }
-    const failures = state ? state.since + 1 : 1;
-    this.seen.set(key, { loggedAt: now, since: 0 });
-    this.log?.warn({ store: key, err: failureDetail(err), failures, intervalMs: this.intervalMs }, `${key} unavailable`);
-  }
-}
-
-// One per process: storeUnavailable has callers (stores, plugins) that hold no logger. SharedClients attaches its own.
-const outages = new OutageLog(30_000);

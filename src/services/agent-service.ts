@@ -1,4 +1,4 @@
-import { invalidArgument, limitExceeded } from "@qingyu/plugin-api";
+import { type ConnectError, invalidArgument, limitExceeded } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   AgentService,
@@ -13,7 +13,7 @@ import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
 import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
 import type { BatchGate } from "../executor/batch-gate.ts";
-import { sentReason } from "../transport/edge-error.ts";
+import { type ErrorEdge, sentReason } from "../transport/edge-error.ts";
 
 /** Batch limits from config. */
 interface BatchPolicy {
@@ -29,8 +29,11 @@ interface BatchPolicy {
  * call holds the generation it started on, so a reload never changes the
  * pipeline under it.
  */
-/** `batchGate`: the server's one gate for batch items, shared by its ports and every generation (each reload re-reads its limits). */
-export function agentService(live: LiveRuntime, batchGate: BatchGate): ServiceImpl<typeof AgentService.method> {
+/**
+ * `batchGate`: the server's one gate for batch items, shared by its ports and every generation (each reload re-reads its limits).
+ * `edge`: logs what a failed batch item's error tells only the operator, as it does for a failed call.
+ */
+export function agentService(live: LiveRuntime, batchGate: BatchGate, edge: ErrorEdge): ServiceImpl<typeof AgentService.method> {
   return {
     async execute(req, call) {
       const input = toExecuteInput(req);
@@ -88,7 +91,7 @@ export function agentService(live: LiveRuntime, batchGate: BatchGate): ServiceIm
               ? { sessionId: o.sessionId, outcome: { case: "result" as const, value: toAgentResult(o.result) } }
               : {
                   sessionId: o.sessionId,
-                  outcome: { case: "error" as const, value: { code: o.error.code, message: o.error.rawMessage, ...sentReason(o.error) } },
+                  outcome: { case: "error" as const, value: itemError(o.error, edge) },
                 },
           ),
         });
@@ -103,4 +106,10 @@ export function agentService(live: LiveRuntime, batchGate: BatchGate): ServiceIm
       );
     },
   };
+}
+
+/** A failed batch item as its BatchError: what a failed call would send, and logged as a failed call's error is. */
+function itemError(error: ConnectError, edge: ErrorEdge) {
+  edge.record(error);
+  return { code: error.code, message: error.rawMessage, ...sentReason(error) };
 }

@@ -1,9 +1,8 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import type { Logger } from "pino";
 import type { CallTracker, TrackOptions } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
-import { edgeError } from "./edge-error.ts";
+import type { ErrorEdge } from "./edge-error.ts";
 import { untilAborted } from "../abort.ts";
 import { callDeadline, metadataTooLarge, type CallLimits } from "./limits.ts";
 import { preflightCall } from "./preflight.ts";
@@ -18,7 +17,7 @@ export function registerConnectServices(
   router: ConnectRouter,
   services: readonly HostedService[],
   tracker: CallTracker,
-  log: Logger,
+  edge: ErrorEdge,
   limits: CallLimits,
 ): void {
   for (const { service, impl, track } of services) {
@@ -26,7 +25,7 @@ export function registerConnectServices(
     for (const method of service.methods) {
       const fn = impl[method.localName]!;
       const fail = (err: unknown): never => {
-        throw edgeError(err, method, log);
+        throw edge.toClient(err, method);
       };
       adapted[method.localName] =
         method.methodKind === "server_streaming"

@@ -1,11 +1,13 @@
-import { Code, codeReason, ConnectError, type ErrorReasonInfo, reasonOf, withReason } from "@qingyu/plugin-api";
+import { Code, codeReason, ConnectError, ErrorReason, type ErrorReasonInfo, reasonOf, withReason } from "@qingyu/plugin-api";
 import { create, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { anyPack, AnySchema, type Any } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { storeBackend } from "../clients/shared.ts";
 import { toConnectError } from "../errors.ts";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.ts";
 import { StatusSchema } from "../gen/google/rpc/status_pb.ts";
 import { clip } from "../quote.ts";
+import type { OutageLog } from "./outage-log.ts";
 
 /** Longest status message sent, in characters (percent-encoded, grpc-message may take three bytes each). */
 const MAX_STATUS_MESSAGE = 1024;
@@ -29,16 +31,34 @@ const REASON_SHAPE = /^[A-Z][A-Z0-9_]{0,62}$/;
 type Detail = { desc: DescMessage; value: unknown } | { type: string; value: Uint8Array };
 
 /**
- * The one mapping of a service method's failure to what the client sees, for
- * both transports. Anything that was not already a ConnectError is a bug of
- * ours: it becomes INTERNAL and is logged with its stack.
+ * The one mapping of a failure to what the client sees, for both transports
+ * and both ports, and the log lines failures cost: anything that was not
+ * already a ConnectError is a bug of ours (INTERNAL, logged with its stack);
+ * a store outage is logged with the driver's detail the client never sees,
+ * throttled per store. One per server.
  */
-export function edgeError(err: unknown, method: DescMethod, log: Logger): ConnectError {
-  const error = toConnectError(err);
-  if (error.code === Code.Internal && !(err instanceof ConnectError)) {
-    log.error({ err, method: `${method.parent.typeName}/${method.name}` }, "unhandled error in service method");
+export class ErrorEdge {
+  constructor(
+    private readonly log: Logger,
+    private readonly outages: OutageLog,
+  ) {}
+
+  /** `err`, thrown by a service method (or the admission before it), as the client receives it. */
+  toClient(err: unknown, method: DescMethod): ConnectError {
+    const error = toConnectError(err);
+    if (error.code === Code.Internal && !(err instanceof ConnectError)) {
+      this.log.error({ err, method: `${method.parent.typeName}/${method.name}` }, "unhandled error in service method");
+    }
+    this.record(error);
+    return explained(error);
   }
-  return explained(error);
+
+  /** Logs what an error the client will see says only to the operator (a store outage's detail); for errors sent other ways (a batch item's). */
+  record(error: ConnectError): void {
+    if (error.code === Code.Unavailable && error.cause !== undefined && reasonOf(error).reason === ErrorReason.STORE_UNAVAILABLE) {
+      this.outages.note(error.rawMessage.replace(/ unavailable$/, ""), error.cause, storeBackend(error));
+    }
+  }
 }
 
 /**

@@ -1,10 +1,9 @@
 import { invalidArgument } from "@qingyu/plugin-api";
 import { fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { Logger } from "pino";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
-import { edgeError, STATUS_DETAILS_HEADER, statusDetails } from "./edge-error.ts";
+import { type ErrorEdge, STATUS_DETAILS_HEADER, statusDetails } from "./edge-error.ts";
 import { untilAborted } from "../abort.ts";
 import { callDeadline, headerBlockBytes, metadataTooLarge, type CallLimits } from "./limits.ts";
 import type { Admit } from "./preflight.ts";
@@ -23,7 +22,7 @@ type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream
 export function toGrpcService(
   hostedService: HostedService,
   tracker: CallTracker,
-  log: Logger,
+  edge: ErrorEdge,
   limits: CallLimits,
   admit?: Admit,
 ): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
@@ -55,7 +54,7 @@ export function toGrpcService(
       const finish = (err?: unknown) => {
         ctx.dispose();
         end?.();
-        if (err !== undefined) fail(toStatus(err, ctx.trailers(), log, method));
+        if (err !== undefined) fail(toStatus(err, ctx.trailers(), edge, method));
       };
       try {
         end = tracker.begin(ctx.controller, tracking);
@@ -204,8 +203,8 @@ function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: Abort
   });
 }
 
-function toStatus(err: unknown, trailers: grpc.Metadata, log: Logger, method: DescMethod): Partial<grpc.StatusObject> {
-  const error = edgeError(err, method, log);
+function toStatus(err: unknown, trailers: grpc.Metadata, edge: ErrorEdge, method: DescMethod): Partial<grpc.StatusObject> {
+  const error = edge.toClient(err, method);
   error.metadata.forEach((value, key) => trailers.set(key, value));
   // grpc-js sends a Buffer under a -bin key as binary metadata; the reason's ErrorInfo travels in it.
   const details = statusDetails(error);

@@ -3,6 +3,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import type { Logger } from "pino";
 import type { ServerLimits } from "../config/schema.ts";
 import type { CallTracker } from "./call-tracker.ts";
+import type { ErrorEdge } from "./edge-error.ts";
 import { toGrpcService } from "./grpc-adapter.ts";
 import type { Admit } from "./preflight.ts";
 import { injectedConnectionsDrain } from "../runtime/process.ts";
@@ -18,6 +19,8 @@ export interface TransportOptions {
   admit?: Admit;
   /** gRPC port: serve server reflection (default true). */
   reflection?: boolean;
+  /** The server's one mapping of failures to statuses (shared by both ports: one outage log). */
+  edge: ErrorEdge;
 }
 
 /**
@@ -68,7 +71,7 @@ export class GrpcTransport {
   ) {
     this.server = new grpc.Server(grpcServerOptions(options.limits));
     for (const hostedService of services) {
-      const { definition, handlers } = toGrpcService(hostedService, tracker, log, options.limits, options.admit);
+      const { definition, handlers } = toGrpcService(hostedService, tracker, options.edge, options.limits, options.admit);
       this.server.addService(definition, handlers);
     }
     if (options.reflection !== false) addReflection(this.server, services);

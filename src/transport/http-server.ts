@@ -25,13 +25,13 @@ export class HttpTransport {
 
   private readonly log: Logger;
 
-  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls, admit }: TransportOptions) {
+  constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls, admit, edge }: TransportOptions) {
     this.log = log;
     const handler = connectNodeAdapter({
       routes: (router) => {
-        registerConnectServices(router, services, tracker, log, limits);
+        registerConnectServices(router, services, tracker, edge, limits);
         // Admission and map bounds before connect-node decodes a body; then parse errors worded as on the gRPC port.
-        guardRequests(router.handlers, { admit, limits, log });
+        guardRequests(router.handlers, { admit, limits, edge });
         reportBinaryParseErrorsAsInvalid(router.handlers);
       },
       // connect-node checks these on each message after decompression too.

@@ -2,9 +2,8 @@ import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
 import { createContextKey, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
-import type { Logger } from "pino";
 import type { CallInfo } from "../executor/context.ts";
-import { edgeError } from "./edge-error.ts";
+import type { ErrorEdge } from "./edge-error.ts";
 import { checkJsonMaps } from "./json-map-scan.ts";
 import { COMPRESSED, END_STREAM, envelopeLength, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 import { checkBinaryMaps, mapPlan, type MapLimits } from "./wire-limits.ts";
@@ -21,8 +20,8 @@ export type Admit = (call: CallInfo, service: string, method: string) => Promise
 export interface Preflight {
   admit?: Admit;
   limits: MapLimits & { maxMessageBytes: number };
-  /** For the edge, which logs a refusal that was a bug (not a ConnectError). */
-  log: Logger;
+  /** A refusal leaves through the edge, as the service's own errors do. */
+  edge: ErrorEdge;
 }
 
 /**
@@ -64,7 +63,7 @@ async function* checkedBody(
   try {
     await preflight.admit?.(call, method.parent.typeName, method.name);
   } catch (err) {
-    throw edgeError(err, method, preflight.log);
+    throw preflight.edge.toClient(err, method);
   }
   if (!mapPlan(method.input)) return yield* body;
   const iterator = body[Symbol.asyncIterator]();
@@ -90,7 +89,7 @@ async function* checkedBody(
   try {
     checkMaps(req.header, whole, method.input, preflight.limits);
   } catch (err) {
-    throw edgeError(err, method, preflight.log);
+    throw preflight.edge.toClient(err, method);
   }
   yield whole;
 }

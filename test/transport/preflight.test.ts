@@ -3,6 +3,10 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { gzipSync } from "node:zlib";
 import pino from "pino";
+import { ErrorEdge } from "../../src/transport/edge-error.ts";
+import { OutageLog } from "../../src/transport/outage-log.ts";
+
+const silent = pino({ level: "silent" });
 import { describe, expect, it } from "vitest";
 import { AgentService, ExecuteRequestSchema } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { guardRequests, preflightCall, type Admit } from "../../src/transport/preflight.ts";
@@ -54,7 +58,7 @@ function request(body: Uint8Array, headers: Record<string, string>, pulled = { c
 
 async function run(body: Uint8Array, headers: Record<string, string>, admit?: Admit, pulled?: { count: number }) {
   const handlers = [reader()];
-  guardRequests(handlers, { admit, limits, log: pino({ level: "silent" }) });
+  guardRequests(handlers, { admit, limits, edge: new ErrorEdge(silent, new OutageLog(silent, 30_000)) });
   try {
     const res = await handlers[0]!(request(body, headers, pulled));
     return { bytes: Number(res.header!.get("x-bytes")), preflight: res.header!.get("x-preflight") };

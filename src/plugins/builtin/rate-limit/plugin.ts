@@ -1,6 +1,5 @@
 import { after, type AgentContext, Code, ConnectError, definePlugin, ErrorReason, limitExceeded, observe, withReason } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { storeUnavailable } from "../../../clients/shared.ts";
 import type { BucketDraw, Buckets } from "./buckets.ts";
 import { estimateInputTokens } from "./estimate.ts";
 import { MemoryBuckets } from "./memory-buckets.ts";
@@ -144,7 +143,8 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
             try {
               outcome = await buckets.take(all.map((c) => c.draw));
             } catch (err) {
-              if (options.onBackendError === "reject") throw storeUnavailable(`rate-limit ${options.backend} backend`, err);
+              // The driver's detail (hosts, ports) stays on the cause: the server logs it, the client never sees it.
+              if (options.onBackendError === "reject") throw backendUnavailable(options.backend, err);
               logger.warn({ call: ctx.callId, err: (err as Error)?.message ?? String(err) }, "rate-limit backend failed; call allowed unlimited");
               limited = false;
               return;
@@ -186,3 +186,12 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
 
 /** Token buckets per principal and per agent, for requests and LLM tokens per minute. */
 export default createRateLimitPlugin();
+
+/** UNAVAILABLE for a backend that failed, in the public contract's terms (STORE_UNAVAILABLE; the server logs the cause). */
+function backendUnavailable(backend: string, cause: unknown): ConnectError {
+  if (cause instanceof ConnectError) return cause;
+  return withReason(
+    new ConnectError(`rate-limit ${backend} backend unavailable`, Code.Unavailable, undefined, undefined, cause),
+    ErrorReason.STORE_UNAVAILABLE,
+  );
+}
