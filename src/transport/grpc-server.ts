@@ -112,17 +112,27 @@ export class GrpcTransport {
   /** Stops accepting connections and lets calls finish; forces after `timeoutMs`. */
   close(timeoutMs: number): Promise<void> {
     this.listener?.close();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+    let timer: NodeJS.Timeout | undefined;
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
         this.server.forceShutdown();
         resolve();
       }, timeoutMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    }).finally(() => {
+    });
+    // Under Node 24+ grpc-js's tryShutdown reports injected connections closed at once, before a
+    // finished call's last frames have left (test/e2e/lifecycle "drains on SIGTERM" then sees the
+    // connection dropped): wait for the sockets too, within the same bound.
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())).then(() => this.socketsClosed());
+    return Promise.race([drained, forced]).finally(() => {
+      clearTimeout(timer);
       for (const socket of this.sockets) socket.destroy();
     });
+  }
+
+  /** Resolves once every injected connection has closed (the client's, after its calls end and it reads the GOAWAY). */
+  private async socketsClosed(): Promise<void> {
+    for (const socket of this.sockets) {
+      if (!socket.destroyed) await new Promise((resolve) => socket.once("close", resolve));
+    }
   }
 }
