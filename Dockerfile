@@ -4,7 +4,7 @@
 
 # 1. Dependencies from the lockfile, the SDK built (needs the dev dependencies), then
 #    the dev dependencies dropped.
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY scripts ./scripts
@@ -13,7 +13,7 @@ COPY packages/plugin-api/src ./packages/plugin-api/src
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # 2. The runtime image: no npm cache, no dev tools, not root.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
@@ -28,8 +28,11 @@ COPY config ./config
 USER node
 # gRPC (grpc-js), HTTP (Connect / gRPC-Web), and the metrics admin port when server.metricsPort is set.
 EXPOSE 50051 8080 9464
-# The gRPC health service, asked by the server's own CLI (no grpc_health_probe to install).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["node", "bin/qingyu.mjs", "health", "--address", "127.0.0.1:50051"]
+# config/example.yaml binds HOST (127.0.0.1 outside a container): here every interface, for -p to reach it.
+ENV HOST=0.0.0.0
+# The gRPC health service, asked by the server's own CLI (no grpc_health_probe to install). The probe
+# loads neither TypeScript nor the server (≈0.1 s CPU, ≈47 MB); it asks 127.0.0.1 on PORT, else 50051.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["node", "bin/qingyu.mjs", "health"]
 STOPSIGNAL SIGTERM
 # `docker kill -s HUP <container>` reloads config and plugins (mount them over /app/config and
 # /app/plugins; plugins there import @qingyu/plugin-api and zod from the image's node_modules).

@@ -12,11 +12,19 @@
 // ES Module ... in a cycle" (a syntax error in it is reported as that too).
 import { existsSync } from "node:fs";
 
-// The plugin SDK is the one part built (by `npm install`); an install with
-// --ignore-scripts skips that, and the server would fail on a bare import error.
-if (!existsSync(new URL("../packages/plugin-api/dist/index.js", import.meta.url))) {
-  process.stderr.write("qingyu: the plugin SDK (packages/plugin-api) is not built: run `npm run build:plugin-api` (npm install does it)\n");
-  process.exit(1);
+// `qingyu health` is a container's probe, run every few seconds: it loads neither tsx nor the server.
+const [command, ...args] = process.argv.slice(2);
+if (command === "health" && !args.some((a) => a === "-h" || a === "--help")) {
+  const { runHealth } = await import("../src/cli/health-probe.mjs");
+  // Not process.exit(): stdout may be a pipe still being written (asynchronous off Linux).
+  process.exitCode = await runHealth(args, process.env);
+} else {
+  // The plugin SDK is the one part built (by `npm install`); an install with
+  // --ignore-scripts skips that, and the server would fail on a bare import error.
+  if (!existsSync(new URL("../packages/plugin-api/dist/index.js", import.meta.url))) {
+    process.stderr.write("qingyu: the plugin SDK (packages/plugin-api) is not built: run `npm run build:plugin-api` (npm install does it)\n");
+    process.exit(1);
+  }
+  if (!("Deno" in globalThis)) await import("tsx");
+  await import("../src/main.ts");
 }
-if (!("Deno" in globalThis)) await import("tsx");
-await import("../src/main.ts");

@@ -19,6 +19,15 @@ export function toConnectError(err: unknown): ConnectError {
   return new ConnectError(`internal error: ${message}`, Code.Internal, undefined, undefined, err);
 }
 
+/**
+ * An error's message as a person should read it: a ConnectError's own words
+ * (`rawMessage`), without the `[code] ` its `message` begins with.
+ */
+export function shownMessage(err: unknown): string {
+  if (err instanceof ConnectError) return err.rawMessage;
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** The reason an AbortSignal was aborted, as a ConnectError (CANCELLED when unnamed). */
 export function abortReason(signal: AbortSignal): ConnectError {
   const reason: unknown = signal.reason;

@@ -9,7 +9,7 @@ import { formatProblems, type CommandOutcome } from "./check-command.ts";
 
 /**
  * `qingyu plugins`: what was discovered, its kind and source, whether it is
- * enabled and used, and the pipeline order — read from the config and plugin
+ * enabled and used, the pipeline order and the agents (an unavailable one says what it misses) — read from the config and plugin
  * files without setting any plugin up (so it opens no connection). Problems
  * `serve` would stop at go to stderr, with exit status 2.
  */
@@ -41,6 +41,10 @@ export async function describePlugins(config: Config, baseDir: string, env: Read
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   const pipeline = config.pipeline.map((ref, i) => `  ${i + 1}. ${refName(ref)}${refEnabled(ref) ? "" : " (off)"}`);
   const handlers = config.eventHandlers.map((ref) => `  - ${refName(ref)}${refEnabled(ref) ? "" : " (off)"}`);
+  const agents = config.agents.map((a) => {
+    const missing = a.requireEnv.filter((name) => !env[name]);
+    return `  - ${a.id} (provider ${a.provider}, model ${a.model})${missing.length ? `: unavailable, ${missing.join(", ")} not set` : ""}`;
+  });
   const stdout = [
     line(header),
     ...rows.map(line),
@@ -49,6 +53,8 @@ export async function describePlugins(config: Config, baseDir: string, env: Read
     ...(pipeline.length ? pipeline : ["  (empty)"]),
     "event handlers:",
     ...(handlers.length ? handlers : ["  (none)"]),
+    "agents:",
+    ...(agents.length ? agents : ["  (none)"]),
     "",
   ].join("\n");
   return { stdout, stderr: formatProblems(report), status: report.errors.length ? 2 : 0 };

@@ -104,6 +104,8 @@ export function storeBackend(err: ConnectError): string | undefined {
 /** What went wrong, for a log line or a start-up message: a store error's hidden cause included. */
 export function failureDetail(err: unknown): string {
   if (err instanceof ConnectError && err.cause !== undefined && err.cause !== err) return `${err.rawMessage}: ${failureDetail(err.cause)}`;
+  // Its own words, not the "[code] " its message begins with.
+  if (err instanceof ConnectError) return err.rawMessage;
   // Connecting to a name with several addresses fails with one error per address.
   if (err instanceof AggregateError && err.errors.length > 0) return err.errors.map(failureDetail).join("; ");
   if (err instanceof Error) {

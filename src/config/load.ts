@@ -1,8 +1,8 @@
 import { formatIssue } from "@qingyu/plugin-api";
 import { readFileSync } from "node:fs";
 import { dirname, extname, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
+import { InterpolationError, parseConfigText } from "./interpolate.mjs";
 import { ConfigSchema, type Config } from "./schema.ts";
 
 /** A configuration that cannot be used; the CLI prints it and exits with status 2. */
@@ -25,9 +25,13 @@ export interface LoadedConfig {
   baseDir: string;
 }
 
-/** Reads, overrides and validates the config; throws ConfigError naming the bad key. */
+/**
+ * Reads the file (its `${VAR}` / `${VAR:-default}` references filled from `env`),
+ * applies the environment variables and overrides, and validates; throws
+ * ConfigError naming the bad key.
+ */
 export function loadConfig(file: string | undefined, env: Readonly<Record<string, string | undefined>>, overrides: ConfigOverrides = {}): LoadedConfig {
-  const raw = file ? readConfigFile(file) : {};
+  const raw = file ? readConfigFile(file, env) : {};
   applyEnv(raw, env);
   if (overrides.port !== undefined) section(raw, "server").port = overrides.port;
   if (overrides.httpPort !== undefined) section(raw, "server").httpPort = overrides.httpPort;
@@ -36,7 +40,7 @@ export function loadConfig(file: string | undefined, env: Readonly<Record<string
   return { config: parsed.data, baseDir: file ? dirname(resolve(file)) : process.cwd() };
 }
 
-function readConfigFile(file: string): Record<string, unknown> {
+function readConfigFile(file: string, env: Readonly<Record<string, string | undefined>>): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -44,10 +48,12 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new ConfigError(`cannot read config file ${file}: ${(cause as Error).message}`, { cause });
   }
   let value: unknown;
+  const json = extname(file) === ".json";
   try {
-    value = extname(file) === ".json" ? JSON.parse(text) : parseYaml(text);
+    value = parseConfigText(text, json ? "json" : "yaml", env);
   } catch (cause) {
-    throw new ConfigError(`config file ${file} is not valid ${extname(file) === ".json" ? "JSON" : "YAML"}: ${(cause as Error).message}`, { cause });
+    if (cause instanceof InterpolationError) throw new ConfigError(`invalid config (${file}):\n  ${cause.message}`, { cause });
+    throw new ConfigError(`config file ${file} is not valid ${json ? "JSON" : "YAML"}: ${(cause as Error).message}`, { cause });
   }
   if (value === null || value === undefined) return {};
   if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError(`config file ${file} must hold a mapping at the top level`);
@@ -63,6 +69,7 @@ function applyEnv(raw: Record<string, unknown>, env: Readonly<Record<string, str
   if (env.PORT) section(raw, "server").port = int("PORT", env.PORT);
   if (env.HTTP_PORT) section(raw, "server").httpPort = int("HTTP_PORT", env.HTTP_PORT);
   if (env.LOG_LEVEL) section(raw, "log").level = env.LOG_LEVEL;
+  if (env.LOG_FORMAT) section(raw, "log").format = env.LOG_FORMAT;
   if (env.REDIS_URL) section(raw, "redis").url = env.REDIS_URL;
   if (env.DATABASE_URL) section(raw, "postgres").url = env.DATABASE_URL;
 }

@@ -137,6 +137,8 @@ export const ConfigSchema = z
     log: z
       .strictObject({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        /** json: one JSON object a line; pretty: coloured lines for a person; auto: pretty when stdout is a terminal. */
+        format: z.enum(["auto", "json", "pretty"]).default("auto"),
       })
       .prefault({}),
     /** Middleware, outermost first. */

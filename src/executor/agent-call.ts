@@ -4,7 +4,6 @@ import {
   ConnectError,
   ErrorReason,
   type LlmProvider,
-  notFound,
   type ProviderChunk,
   type ProviderRequest,
   type RunEvent,
@@ -12,7 +11,7 @@ import {
 } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
-import { offersModel } from "../agents/registry.ts";
+import { agentRefusal, offersModel } from "../agents/registry.ts";
 import { quote } from "../quote.ts";
 import { SpanKind, context, propagation } from "@opentelemetry/api";
 import type { Telemetry } from "../telemetry/setup.ts";
@@ -38,7 +37,7 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       // Named only a session that could not be read: that is the error to report.
       if (!ctx.agentId && ctx.sessionId) await ctx.session();
       throw ctx.agentId
-        ? notFound("agent", ctx.agentId)
+        ? agentRefusal(ctx.agents, ctx.agentId)
         : withReason(new ConnectError("agent_id is required (or a session_id bound to an agent)", Code.InvalidArgument), ErrorReason.INVALID_FIELD, {
             field: "agent_id",
           });

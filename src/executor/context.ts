@@ -28,6 +28,8 @@ export interface CallInfo {
 /** An AgentContext with the deadline the executor's retries respect. */
 export interface ExecutionContext extends AgentContext {
   readonly deadline: number | undefined;
+  /** This generation's agents (their refusal names an unavailable agent's missing variable). */
+  readonly agents: AgentRegistry;
 }
 
 /**
@@ -71,7 +73,7 @@ class CallAgentContext implements ExecutionContext {
   constructor(
     input: ExecuteInput,
     private readonly call: CallInfo,
-    private readonly agents: AgentRegistry,
+    readonly agents: AgentRegistry,
     private readonly sessions: SessionManager,
     /** Auth is configured: a call no principal vouched for owns no session. */
     readonly guarded: boolean,

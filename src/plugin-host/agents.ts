@@ -1,25 +1,28 @@
 import type { AgentDefinition } from "@qingyu/plugin-api";
+import type { UnavailableAgent } from "../agents/registry.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 
 /**
- * The configured agents that are on: those whose `requireEnv` variables are
- * all set. `leftOut` hears about the others. A duplicate id is a ConfigError.
+ * The configured agents: `available`, those whose `requireEnv` variables are
+ * all set, and `unavailable`, the others with what they miss (their callers
+ * get FAILED_PRECONDITION naming it, not NOT_FOUND). A duplicate id among the
+ * available ones is a ConfigError.
  */
-export function enabledAgents(
+export function configuredAgents(
   config: Config,
   env: Readonly<Record<string, string | undefined>>,
-  leftOut: (agent: string, missing: string[]) => void = () => undefined,
-): AgentDefinition[] {
-  const agents: AgentDefinition[] = [];
+): { available: AgentDefinition[]; unavailable: UnavailableAgent[] } {
+  const available: AgentDefinition[] = [];
+  const unavailable: UnavailableAgent[] = [];
   for (const a of config.agents) {
     const missing = a.requireEnv.filter((name) => !env[name]);
     if (missing.length) {
-      leftOut(a.id, missing);
+      unavailable.push({ id: a.id, provider: a.provider, missing });
       continue;
     }
-    if (agents.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
-    agents.push({
+    if (available.some((b) => b.id === a.id)) throw new ConfigError(`invalid config:\n  agents: agent id "${a.id}" appears twice`);
+    available.push({
       id: a.id,
       description: a.description,
       provider: a.provider,
@@ -30,7 +33,8 @@ export function enabledAgents(
       limits: a.limits,
     });
   }
-  return agents;
+  // An id another entry serves is not unavailable (an agent on openai when its key is set, else on echo).
+  return { available, unavailable: unavailable.filter((u) => !available.some((a) => a.id === u.id)) };
 }
 
 /** The ConfigError for an agent whose provider is not configured, or undefined. */

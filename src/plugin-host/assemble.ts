@@ -1,9 +1,9 @@
 import type { EventBus, EventHandler, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
-import { AgentRegistry } from "../agents/registry.ts";
+import { AgentRegistry, unavailableMessage } from "../agents/registry.ts";
 import type { SharedClients } from "../clients/shared.ts";
-import { enabledAgents, missingProvider } from "./agents.ts";
+import { configuredAgents, missingProvider } from "./agents.ts";
 import type { Config } from "../config/schema.ts";
 import { Executor } from "../executor/executor.ts";
 import { Admission } from "../pipeline/admission.ts";
@@ -37,9 +37,10 @@ export async function assemble(
 ): Promise<Generation> {
   const { events, sessions, clients, env, log } = shared;
   const telemetry = shared.telemetry ?? Telemetry.disabled();
-  const agents = new AgentRegistry(
-    enabledAgents(config, env, (agent, missing) => log.info({ agent, missing }, "agent left out: required environment variables are not set")),
-  );
+  const { available, unavailable } = configuredAgents(config, env);
+  // Warn, at start and at each reload: the agent's callers get FAILED_PRECONDITION until the variable is set.
+  for (const agent of unavailable) log.warn({ agent: agent.id, provider: agent.provider, missing: agent.missing }, unavailableMessage(agent));
+  const agents = new AgentRegistry(available, unavailable);
   const disposables: Disposable[] = [];
   const definitions = new Set<PluginDefinition>();
   const providers = new Map<string, LlmProvider>();
@@ -131,6 +132,7 @@ export async function assemble(
       executor,
       admission,
       pipeline: middleware.map((m) => m.name),
+      providers: Object.fromEntries([...providers.keys()].map((name) => [name, config.providers[name]!.plugin])),
       handlers,
       telemetry,
       disposables,

@@ -1,6 +1,8 @@
-import type { PluginKind } from "@qingyu/plugin-api";
+import type { AgentDefinition, PluginKind } from "@qingyu/plugin-api";
+import { unavailableMessage } from "../agents/registry.ts";
+import { shownMessage } from "../errors.ts";
 import type { Config } from "../config/schema.ts";
-import { enabledAgents, missingProvider } from "./agents.ts";
+import { configuredAgents, missingProvider } from "./agents.ts";
 import { prepareEntry, refEnabled, type PluginRef } from "./instantiate.ts";
 import type { CatalogEntry } from "./loader.ts";
 
@@ -33,18 +35,20 @@ export async function checkConfig(
       report.checked++;
       return options;
     } catch (err) {
-      const message = (err as Error).message;
+      const message = shownMessage(err);
       if (asWarning) report.warnings.push(`${message}\n  (not used by an enabled agent: serve does not set it up)`);
       else report.errors.push(message);
       return undefined;
     }
   };
 
-  let agents: ReturnType<typeof enabledAgents> = [];
+  let agents: AgentDefinition[] = [];
   try {
-    agents = enabledAgents(config, env, (agent, missing) => report.warnings.push(`agent "${agent}" is left out: ${missing.join(", ")} not set`));
+    const configured = configuredAgents(config, env);
+    agents = configured.available;
+    for (const agent of configured.unavailable) report.warnings.push(`${unavailableMessage(agent)}; its callers get FAILED_PRECONDITION`);
   } catch (err) {
-    report.errors.push((err as Error).message);
+    report.errors.push(shownMessage(err));
   }
   // Providers used: those agents name, then (transitively) those a used provider's options name, as fallback does.
   const used = new Set<string>();

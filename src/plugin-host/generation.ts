@@ -26,6 +26,8 @@ export interface GenerationParts {
   admission: Admission;
   /** Middleware names, outermost first. */
   pipeline: readonly string[];
+  /** The providers set up, by config name: the plugin each runs. */
+  providers: Readonly<Record<string, string>>;
   /** Event handlers with the plugin names they came from. */
   handlers: readonly { name: string; handler: EventHandler }[];
   /** Spans and failure counts of handler runs. */
@@ -49,6 +51,20 @@ export class Generation {
 
   get id(): number {
     return this.parts.id;
+  }
+
+  /** What it serves, as the fields of the start-up ("serving") and reload ("reloaded") log lines. */
+  summary(): Record<string, unknown> {
+    const { agents, providers, pipeline, handlers } = this.parts;
+    return {
+      generation: this.id,
+      agents: agents.list().map((a) => a.id),
+      // With what each misses: its callers get FAILED_PRECONDITION.
+      unavailableAgents: Object.fromEntries(agents.unavailable().map((a) => [a.id, a.missing])),
+      providers,
+      pipeline,
+      eventHandlers: handlers.map((h) => h.name),
+    };
   }
 
   /** Subscribes its event handlers; each handler's failure is the bus's to log. */

@@ -1,5 +1,6 @@
 import { InvalidOptionsError, validateOptions, type PluginHost, type PluginKind, type PluginProducts } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
+import { shownMessage } from "../errors.ts";
 import { PluginError, type CatalogEntry } from "./loader.ts";
 
 /** Shared pieces every plugin instance gets. */
@@ -46,7 +47,7 @@ export async function prepareEntry(catalog: ReadonlyMap<string, CatalogEntry>, r
     if (err instanceof InvalidOptionsError) {
       throw new PluginError(`${where}: invalid options for plugin "${name}" (${source}):\n${err.lines.map((line) => `  ${line}`).join("\n")}`);
     }
-    throw new PluginError(`${where}: the options schema of plugin "${name}" (${source}) failed: ${(err as Error).message}`, { cause: err });
+    throw new PluginError(`${where}: the options schema of plugin "${name}" (${source}) failed: ${shownMessage(err)}`, { cause: err });
   }
 }
 
@@ -67,6 +68,6 @@ export async function instantiate<K extends PluginKind>(
     const product = await entry.definition.setup({ ...base, options: options as Record<string, unknown>, logger: base.logger.child({ plugin: name }) });
     return { product: product as PluginProducts[K], entry };
   } catch (cause) {
-    throw new PluginError(`${where}: plugin "${name}" (${entry.source}) failed to set up: ${(cause as Error).message}`, { cause });
+    throw new PluginError(`${where}: plugin "${name}" (${entry.source}) failed to set up: ${shownMessage(cause)}`, { cause });
   }
 }

@@ -1,6 +1,7 @@
 import type { EventBus } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.ts";
+import { shownMessage } from "../errors.ts";
 import type { Generation } from "./generation.ts";
 
 /** What a reload did. */
@@ -37,6 +38,7 @@ export class LiveRuntime {
   ) {
     generation.activate(events);
     this.held.add(generation);
+    log.info(generation.summary(), "serving");
   }
 
   /** The generation a call starting now runs on. */
@@ -58,7 +60,7 @@ export class LiveRuntime {
     try {
       next = await this.load(old.id + 1);
     } catch (err) {
-      this.log.error({ err: (err as Error).message, generation: old.id }, "reload failed; the running config and plugins stay");
+      this.log.error({ err: shownMessage(err), generation: old.id }, "reload failed; the running config and plugins stay");
       throw err;
     }
     const warnings = RESTART_ONLY.filter((key) => JSON.stringify(old.parts.config[key]) !== JSON.stringify(next.parts.config[key])).map(
@@ -76,7 +78,7 @@ export class LiveRuntime {
     });
     this.retiring.add(retire);
     void retire.finally(() => this.retiring.delete(retire));
-    this.log.info({ generation: next.id, pipeline: next.parts.pipeline, agents: next.parts.agents.list().map((a) => a.id) }, "reloaded");
+    this.log.info(next.summary(), "reloaded");
     return { generation: next.id, pipeline: next.parts.pipeline, warnings };
   }
 

@@ -12,6 +12,7 @@
 // - Deno throws a TypeError whose message is "SyntaxError: text", the source
 //   line, then "    at file:///FILE:LINE:COLUMN" (sometimes with more after it).
 import { fileURLToPath } from "node:url";
+import { shownMessage } from "../errors.ts";
 import { locateSyntaxError } from "../runtime/syntax-check.ts";
 
 /** A syntax error as far as the error says where it is. */
@@ -88,7 +89,7 @@ export async function loadFailureReason(err: unknown, file: string): Promise<str
 }
 
 function otherFailure(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = shownMessage(err);
   if ((err as { code?: unknown } | null)?.code === "ERR_REQUIRE_CYCLE_MODULE") {
     // What an ES-module-only tsx registration (tsx/esm/api alone) does to a file Node sees as CommonJS.
     return `${message} (Node handed this file to its CommonJS loader without tsx's CommonJS hooks: start the server with \`qingyu\` (bin/qingyu.mjs) or \`node --import tsx\`)`;

@@ -1,4 +1,4 @@
-import { invalidArgument, notFound } from "@qingyu/plugin-api";
+import { invalidArgument } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import {
   CreateSessionResponseSchema,
@@ -37,7 +37,7 @@ export function sessionService(sessions: SessionManager, live: LiveRuntime): Ser
       return admitted(live, call, { service: SERVICE, method: "CreateSession", userId }, async (a) => {
         const user = owner(a) || a.user;
         if (!agentId) throw invalidArgument("agent_id", "is required");
-        if (!a.gen.parts.agents.get(agentId)) throw notFound("agent", agentId);
+        if (!a.gen.parts.agents.get(agentId)) throw a.gen.parts.agents.refusal(agentId);
         const session = await sessions.create(user, agentId, req.metadata, req.ttlSeconds);
         return create(CreateSessionResponseSchema, { session: toSession(session) });
       });

@@ -3,7 +3,8 @@ import { COMPRESSED, END_STREAM, GRPC_WEB_TRAILER, wrapHandlers } from "./univer
 
 // connect-es reports a request body it cannot decode as protobuf with this message prefix and
 // the code INTERNAL (the same decoder serves its clients, where such a body is the server's
-// fault). Here the body is the caller's: INVALID_ARGUMENT, as the gRPC port and DESIGN.md say.
+// fault). Here the body is the caller's: INVALID_ARGUMENT, as on the gRPC port (docs/architecture.md,
+// "Execute over Connect"; the README's status codes).
 const PREFIX = "parse binary:";
 const GRPC_INTERNAL = "13";
 const GRPC_INVALID_ARGUMENT = "3";

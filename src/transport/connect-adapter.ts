@@ -30,11 +30,11 @@ export function registerConnectServices(
       adapted[method.localName] =
         method.methodKind === "server_streaming"
           ? async function* (req: never, hctx: HandlerContext) {
-              // A refusal by begin() (draining, metadata too large) leaves through the edge too.
-              let call: ReturnType<typeof begin> | undefined;
+              // A refusal by beginCall() (draining, metadata too large) leaves through the edge too.
+              let call: ReturnType<typeof beginCall> | undefined;
               let disarm: (() => void) | undefined;
               try {
-                call = begin(hctx, tracker, track, limits);
+                call = beginCall(hctx, tracker, track, limits);
                 // Ended while connect-node waits to write to a client that does not read, this generator is never resumed.
                 disarm = resetConnectWhenStalled(hctx, call.ctx.signal, call.end);
                 yield* fn(req, call.ctx) as AsyncIterable<unknown>;
@@ -46,9 +46,9 @@ export function registerConnectServices(
               }
             }
           : async (req: never, hctx: HandlerContext) => {
-              let call: ReturnType<typeof begin> | undefined;
+              let call: ReturnType<typeof beginCall> | undefined;
               try {
-                call = begin(hctx, tracker, { ...track, longLived: false }, limits);
+                call = beginCall(hctx, tracker, { ...track, longLived: false }, limits);
                 return await untilAborted(fn(req, call.ctx) as Promise<unknown>, call.ctx.signal);
               } catch (err) {
                 return fail(err);
@@ -61,7 +61,12 @@ export function registerConnectServices(
   }
 }
 
-function begin(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions, limits: CallLimits) {
+/**
+ * Starts a call on the HTTP port from its connect HandlerContext: the exact
+ * metadata limit, call tracking (refused while draining), the server's deadline,
+ * and the CallContext the service runs with. Shared with the SSE form (sse.ts).
+ */
+export function beginCall(hctx: HandlerContext, tracker: CallTracker, track: TrackOptions, limits: CallLimits) {
   // Node's HTTP/1.1 parser and HTTP/2 settings bound the headers roughly; this is the exact, same-as-gRPC limit.
   let metadataBytes = 0;
   hctx.requestHeader.forEach((value, name) => void (metadataBytes += name.length + value.length + 32));

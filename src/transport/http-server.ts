@@ -8,14 +8,15 @@ import { reportBinaryParseErrorsAsInvalid } from "./binary-parse-status.ts";
 import { registerConnectServices } from "./connect-adapter.ts";
 import { nodeRequestValues } from "./stalled-stream.ts";
 import { guardRequests } from "./preflight.ts";
+import { SseStreams } from "./sse.ts";
 import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
 
 /**
  * The HTTP port: connect-node, for the Connect protocol (curl, JSON) and
- * gRPC-Web (browsers). Plain HTTP/1.1 without TLS (what curl and browsers
- * speak unencrypted); with TLS, HTTP/2 negotiated by ALPN and HTTP/1.1 for
- * clients that do not offer it.
+ * gRPC-Web (browsers); and ExecuteStream as Server-Sent Events (sse.ts).
+ * Plain HTTP/1.1 without TLS (what curl and browsers speak unencrypted);
+ * with TLS, HTTP/2 negotiated by ALPN and HTTP/1.1 for clients that do not offer it.
  */
 export class HttpTransport {
   private readonly server: Server | Http2SecureServer;
@@ -27,7 +28,7 @@ export class HttpTransport {
 
   constructor(services: readonly HostedService[], tracker: CallTracker, log: Logger, { limits, tls, admit, edge }: TransportOptions) {
     this.log = log;
-    const handler = connectNodeAdapter({
+    const connect = connectNodeAdapter({
       routes: (router) => {
         registerConnectServices(router, services, tracker, edge, limits);
         // Admission and map bounds before connect-node decodes a body; then parse errors worded as on the gRPC port.
@@ -40,6 +41,9 @@ export class HttpTransport {
       // Each call's Node request, so a stream stuck on a client that does not read can be reset.
       contextValues: nodeRequestValues,
     });
+    // The Server-Sent Events form of ExecuteStream: same path, for clients that accept text/event-stream.
+    const sse = new SseStreams(services, tracker, { limits, admit, edge });
+    const handler: typeof connect = (req, res) => (sse.handles(req) ? void sse.serve(req, res as never) : connect(req, res));
     if (!tls) {
       // Node answers 431 to a request head larger than maxHeaderSize, before any handler runs.
       this.server = createServer({ maxHeaderSize: limits.maxMetadataBytes }, handler);

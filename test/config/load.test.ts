@@ -255,9 +255,89 @@ describe("loadConfig: servers a store or bus needs", () => {
   });
 });
 
+describe("loadConfig: ${VAR} in values", () => {
+  it("reads values from the environment, with defaults, typed as YAML types them", () => {
+    const path = file(`
+server:
+  host: \${HOST:-127.0.0.1}
+  port: \${GRPC_PORT:-5000}
+agents:
+  - id: a
+    provider: echo
+    model: \${MODEL:-echo-1}
+`);
+    expect(loadConfig(path, {}).config).toMatchObject({ server: { host: "127.0.0.1", port: 5000 }, agents: [{ model: "echo-1" }] });
+    expect(loadConfig(path, { HOST: "0.0.0.0", GRPC_PORT: "6000", MODEL: "echo-2" }).config).toMatchObject({
+      server: { host: "0.0.0.0", port: 6000 },
+      agents: [{ model: "echo-2" }],
+    });
+  });
+
+  it("a variable that is not set and has no default is a ConfigError naming the file, the key path and the variable", () => {
+    const path = file("providers:\n  openai:\n    plugin: openai\n    options: { baseUrl: '${OPENAI_BASE_URL}' }\n");
+    expect(configError(() => loadConfig(path, {})).message).toBe(
+      `invalid config (${path}):\n  providers.openai.options.baseUrl: environment variable OPENAI_BASE_URL is not set (the value says \${OPENAI_BASE_URL}): set it, or give a default with \${OPENAI_BASE_URL:-default}`,
+    );
+  });
+
+  it("a substituted value is validated like a written one: the ConfigError names the key", () => {
+    expect(configError(() => loadConfig(file("server:\n  port: ${GRPC_PORT}\n"), { GRPC_PORT: "http" })).message).toContain("server.port");
+  });
+
+  it("LOG_FORMAT sets log.format (auto by default); another value is a ConfigError naming log.format", () => {
+    expect(loadConfig(undefined, {}).config.log.format).toBe("auto");
+    expect(loadConfig(undefined, { LOG_FORMAT: "pretty" }).config.log.format).toBe("pretty");
+    expect(configError(() => loadConfig(undefined, { LOG_FORMAT: "xml" })).message).toContain("log.format");
+  });
+});
+
 describe("the configurations the repository ships", () => {
+  const root = join(import.meta.dirname, "../..");
+
+  it("config/example.yaml binds 127.0.0.1 unless HOST says otherwise, and reads the openai endpoint and model from the environment", () => {
+    const plain = loadConfig(join(root, "config/example.yaml"), {}).config;
+    expect(plain.server.host).toBe("127.0.0.1");
+    expect(plain.providers.openai!.options).toMatchObject({ baseUrl: "https://api.openai.com/v1" });
+    expect(plain.agents.find((a) => a.id === "assistant")!.model).toBe("gpt-4o-mini");
+    // Ollama, with no edit to the file.
+    const ollama = loadConfig(join(root, "config/example.yaml"), {
+      HOST: "0.0.0.0",
+      OPENAI_BASE_URL: "http://127.0.0.1:11434/v1",
+      OPENAI_MODEL: "llama3.2",
+    }).config;
+    expect(ollama.server.host).toBe("0.0.0.0");
+    expect(ollama.providers.openai!.options).toMatchObject({ baseUrl: "http://127.0.0.1:11434/v1" });
+    expect(ollama.agents.find((a) => a.id === "assistant")!.model).toBe("llama3.2");
+  });
+
+  it("config/example.yaml alerts on the server's own trouble, not on what callers cause (a cancel)", () => {
+    const alerting = loadConfig(join(root, "config/example.yaml"), {}).config.eventHandlers.find((h) => typeof h === "object" && h.plugin === "alerting");
+    const codes = (alerting as { options: { codes: string[] } }).options.codes;
+    expect(codes).toContain("INTERNAL");
+    expect(codes).toContain("UNAVAILABLE");
+    for (const callers of ["CANCELLED", "INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED"]) {
+      expect(codes).not.toContain(callers);
+    }
+  });
+
+  it("config/durable.yaml: redis+postgres sessions and the Redis bus, the URLs from REDIS_URL and DATABASE_URL, and says which is missing", () => {
+    const { config } = loadConfig(join(root, "config/durable.yaml"), { REDIS_URL: "redis://r:6379/0", DATABASE_URL: "postgres://p/qingyu" });
+    expect([config.sessions.store, config.events.bus, config.redis.url, config.postgres.url, config.sessions.postgresSchema]).toEqual([
+      "redis+postgres",
+      "redis",
+      "redis://r:6379/0",
+      "postgres://p/qingyu",
+      "qingyu",
+    ]);
+    expect(configError(() => loadConfig(join(root, "config/durable.yaml"), { DATABASE_URL: "postgres://p/qingyu" })).message).toContain(
+      "redis.url: environment variable REDIS_URL is not set",
+    );
+    expect(configError(() => loadConfig(join(root, "config/durable.yaml"), { REDIS_URL: "redis://r" })).message).toContain(
+      "postgres.url: environment variable DATABASE_URL is not set",
+    );
+  });
+
   it("config/example.yaml (npm start) and config/compose.yaml (compose.yaml) are valid", () => {
-    const root = join(import.meta.dirname, "../..");
     expect(loadConfig(join(root, "config/example.yaml"), {}).config.sessions.store).toBe("memory");
     const { config } = loadConfig(join(root, "config/compose.yaml"), { REDIS_URL: "redis://redis:6379", DATABASE_URL: "postgres://q@postgres/q" });
     expect([config.sessions.store, config.events.bus, config.server.metricsPort]).toEqual(["redis+postgres", "redis", 9464]);

@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { MigrationError, runMigrations, type Migration } from "../../src/db/migrate.ts";
+import { databaseUrl } from "../support/services.ts";
 
-const URL = "postgres://postgres@127.0.0.1:5432/test";
+const URL = databaseUrl();
 const prefix = `mig_${Math.random().toString(36).slice(2, 10)}`;
 let pool: pg.Pool;
 let tables: string[] = [];

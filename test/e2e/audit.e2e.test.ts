@@ -6,9 +6,10 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
 import type { AuditRow } from "../../src/plugins/builtin/audit/writer.ts";
+import { databaseUrl } from "../support/services.ts";
 
 const A = AgentService.method;
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const DATABASE_URL = databaseUrl();
 
 /** A row as the table holds it: the writer's own row type. */
 type Row = AuditRow;

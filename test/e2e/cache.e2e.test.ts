@@ -5,9 +5,10 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.ts";
 import { TestClient } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
+import { redisUrl } from "../support/services.ts";
 
 const A = AgentService.method;
-const REDIS_URL = "redis://127.0.0.1:6379";
+const REDIS_URL = redisUrl();
 
 describe(`cache on a shared Redis across two server processes (${runtime})`, () => {
   // Every run has its own keys, so runs (and the Node and Deno suites) never hit each other's entries.

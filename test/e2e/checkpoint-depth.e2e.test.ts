@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -7,13 +7,11 @@ import type { JsonObject, JsonValue } from "@qingyu/plugin-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { statusOf, TestClient } from "../support/grpc-client.ts";
+import { runPython } from "../support/python.ts";
 import { startServer, type ServerProcess } from "../support/server-process.ts";
 import { tempDir } from "../support/temp-dirs.ts";
 
 const root = resolve(import.meta.dirname, "../..");
-// Debian's interpreter carries python3-grpcio; the python3 first on PATH may not.
-const python = "/usr/bin/python3";
-const hasGrpc = spawnSync(python, ["-c", "import grpc, google.protobuf"]).status === 0 && spawnSync("protoc", ["--version"]).status === 0;
 const LIMIT = 33; // sessions.maxCheckpointDepth's default
 const USER = "depth-user";
 
@@ -62,11 +60,10 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
     // connect-node's transport sends binary unless told otherwise.
     connectJson = createClient(SessionService, createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }));
     connectBinary = createClient(SessionService, createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true }));
-    if (hasGrpc) {
-      pythonPath = tempDir("qingyu-py-depth-");
-      execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${pythonPath}`, "qingyu/agent/v1/session.proto"]);
-      writeFileSync(join(pythonPath, "read_checkpoints.py"), READER);
-    }
+    // Python grpcio too: the run's globalSetup has checked for it and protoc.
+    pythonPath = tempDir("qingyu-py-depth-");
+    execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${pythonPath}`, "qingyu/agent/v1/session.proto"]);
+    writeFileSync(join(pythonPath, "read_checkpoints.py"), READER);
   });
   afterAll(async () => {
     grpcClient?.close();
@@ -102,11 +99,8 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
         list: (await client.listCheckpoints(list)).checkpoints.map((c) => c.data!),
       };
     }
-    if (hasGrpc && checkpointId) {
-      const out = execFileSync(python, [join(pythonPath, "read_checkpoints.py"), `127.0.0.1:${server.grpcPort}`, USER, sessionId, checkpointId], {
-        env: { ...process.env, PYTHONPATH: pythonPath },
-        encoding: "utf8",
-      });
+    if (checkpointId) {
+      const out = await runPython([join(pythonPath, "read_checkpoints.py"), `127.0.0.1:${server.grpcPort}`, USER, sessionId, checkpointId], pythonPath);
       reads.python = JSON.parse(out);
     }
     return reads;
@@ -119,7 +113,7 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
         const saved = await save(port, sessionId, shape(LIMIT));
         expect(saved.data).toEqual(shape(LIMIT));
         const reads = await readEverywhere(sessionId, saved.checkpointId);
-        expect(Object.keys(reads)).toEqual(hasGrpc ? ["grpc", "connect-json", "connect-binary", "python"] : ["grpc", "connect-json", "connect-binary"]);
+        expect(Object.keys(reads)).toEqual(["grpc", "connect-json", "connect-binary", "python"]);
         for (const read of Object.values(reads)) expect(read).toEqual({ get: shape(LIMIT), list: [shape(LIMIT)] });
       });
 

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
+import { TEST_TIMEOUT_MS } from "../support/limits.ts";
 import { runCli, serveFile } from "../support/server-process.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -58,12 +59,12 @@ function project(files: Record<string, string>): string {
 }
 
 // Each case starts the CLI two or three times; on a busy 2-core machine one start can take seconds.
-describe("qingyu check", { timeout: 90_000 }, () => {
+describe("qingyu check", { timeout: 2 * TEST_TIMEOUT_MS }, () => {
   it("passes the README's shout plugin named bare and a bare openai entry, and serve runs that config", async () => {
     const dir = project({
       "plugins/shout.ts": SHOUT,
       "qingyu.yaml":
-        "pipeline: [logging, shout, validation]\nproviders: { echo: { plugin: echo }, openai: { plugin: openai } }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n",
+        "server: { host: 127.0.0.1 }\npipeline: [logging, shout, validation]\nproviders: { echo: { plugin: echo }, openai: { plugin: openai } }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n",
     });
     const config = join(dir, "qingyu.yaml");
     const check = await runCli(["check", "--config", config]);
@@ -139,10 +140,12 @@ describe("qingyu check", { timeout: 90_000 }, () => {
     expect(check.stderr).toContain("2 problems; serve would not start");
   });
 
-  it("passes the configurations the repository ships: npm start's, and compose's with the environment compose.yaml gives it", async () => {
-    // Its openai agent needs OPENAI_API_KEY: without one it is left out, a warning, not an error.
+  it("passes the configurations the repository ships: npm start's, compose's with the environment compose.yaml gives it, and durable's", async () => {
+    // Its openai agent needs OPENAI_API_KEY: without one it is unavailable, a warning, not an error.
     const example = await runCli(["check", "--config", join(repo, "config/example.yaml")], { OPENAI_API_KEY: "" });
-    expect(example.stderr).toBe('warning: agent "assistant" is left out: OPENAI_API_KEY not set\n');
+    expect(example.stderr).toBe(
+      'warning: agent "assistant" is unavailable: OPENAI_API_KEY is not set (the agent requires it for provider "openai"); its callers get FAILED_PRECONDITION\n',
+    );
     expect(example.code).toBe(0);
     // Host names that resolve only inside compose: check connects to nothing, so it does not care.
     const env = { REDIS_URL: "redis://redis:6379", DATABASE_URL: "postgres://qingyu:qingyu@postgres:5432/qingyu", OPENAI_API_KEY: "sk-test" };
@@ -150,6 +153,11 @@ describe("qingyu check", { timeout: 90_000 }, () => {
     expect(compose.stderr).toBe("");
     expect(compose.stdout).toContain("ok (");
     expect(compose.code).toBe(0);
+    // The durable one, with the two URLs its README lines give it.
+    const durable = await runCli(["check", "--config", join(repo, "config/durable.yaml")], env);
+    expect(durable.stderr).toBe("");
+    expect(durable.stdout).toContain("ok (");
+    expect(durable.code).toBe(0);
   });
 
   it("sets nothing up and connects to nothing: a setup with side effects does not run, unreachable stores do not matter", async () => {

@@ -9,10 +9,11 @@ import { TestClient } from "../support/grpc-client.ts";
 import { health, healthBecomes, timed } from "../support/health.ts";
 import { OwnRedis } from "../support/own-services.ts";
 import { runCli, runtime, startServer, writeConfig, type ServerProcess } from "../support/server-process.ts";
+import { databaseUrl } from "../support/services.ts";
 
 const A = AgentService.method;
 const S = SessionService.method;
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const DATABASE_URL = databaseUrl();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const runId = randomUUID().replaceAll("-", "").slice(0, 12);
 

@@ -7,11 +7,12 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService, type Checkpoint } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
+import { databaseUrl, redisUrl } from "../support/services.ts";
 
 const A = AgentService.method;
 const S = SessionService.method;
-const REDIS_URL = "redis://127.0.0.1:6379";
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = redisUrl();
+const DATABASE_URL = databaseUrl();
 // Each racing writer saves this many checkpoints.
 const K = 6;
 

@@ -3,7 +3,7 @@ import { anyUnpack, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import { StatusSchema } from "../../src/gen/google/rpc/status_pb.ts";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
+import { runPython } from "../support/python.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
 import { tempDir } from "../support/temp-dirs.ts";
 
@@ -21,8 +22,6 @@ import { tempDir } from "../support/temp-dirs.ts";
 const A = AgentService.method;
 const S = SessionService.method;
 const root = resolve(import.meta.dirname, "../..");
-const python = "/usr/bin/python3";
-const hasPythonGrpc = spawnSync(python, ["-c", "import grpc, google.protobuf"]).status === 0 && spawnSync("protoc", ["--version"]).status === 0;
 
 const key = (name: string) => `${name}-${randomBytes(12).toString("hex")}`;
 const sha256 = (k: string) => createHash("sha256").update(k).digest("hex");
@@ -229,8 +228,8 @@ describe(`error reasons reach every client (${runtime})`, () => {
     ]);
   });
 
-  // CI installs python3-grpcio, python3-protobuf and protobuf-compiler (.ci/run), so there it must run.
-  it.skipIf(!hasPythonGrpc && !process.env.CI)("Python grpcio reads qingyu-reason from the trailing metadata", () => {
+  // The run's globalSetup has checked for python3-grpcio, python3-protobuf and protoc: this always runs.
+  it("Python grpcio reads qingyu-reason from the trailing metadata", async () => {
     const gen = tempDir("qingyu-py-reasons-");
     execFileSync("protoc", [
       "-I",
@@ -240,10 +239,7 @@ describe(`error reasons reach every client (${runtime})`, () => {
       "qingyu/agent/v1/session.proto",
       "qingyu/agent/v1/event.proto",
     ]);
-    const out = execFileSync(python, [join(root, "test/support/error_reasons.py"), `127.0.0.1:${server.grpcPort}`, KEYS.alice, KEYS.python], {
-      env: { ...process.env, PYTHONPATH: gen },
-      encoding: "utf8",
-    });
+    const out = await runPython([join(root, "test/support/error_reasons.py"), `127.0.0.1:${server.grpcPort}`, KEYS.alice, KEYS.python], gen);
     const cases = JSON.parse(out) as Record<string, { code: string; reason?: string; details_bin?: boolean }>;
     expect(cases).toEqual({
       session_not_found: { code: "NOT_FOUND", reason: "SESSION_NOT_FOUND", details_bin: true },

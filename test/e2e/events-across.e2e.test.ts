@@ -5,12 +5,13 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { EventService, EventType } from "../../src/gen/qingyu/agent/v1/event_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
 import { startServer, type ServerProcess } from "../support/server-process.ts";
+import { redisUrl } from "../support/services.ts";
 
 const prefix = `qingyu:test:events:${randomUUID()}:`;
 const config = {
   log: { level: "warn" },
   plugins: { dirs: [] },
-  redis: { url: "redis://127.0.0.1:6379" },
+  redis: { url: redisUrl() },
   events: { bus: "redis", keyPrefix: prefix },
 };
 
@@ -22,7 +23,7 @@ describe("events across server processes sharing Redis", () => {
   });
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
-    const redis = new Redis("redis://127.0.0.1:6379");
+    const redis = new Redis(redisUrl());
     const keys = await redis.keys(`${prefix}*`);
     if (keys.length) await redis.del(...keys);
     redis.disconnect();

@@ -11,6 +11,7 @@ import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
 import { logged, pluginRows, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
 import { killAll, runCli, runtime, serveFile, spawnTracked, type ServerProcess } from "../support/server-process.ts";
+import { HOOK_TIMEOUT_MS } from "../support/limits.ts";
 
 const A = AgentService.method;
 const repo = resolve(import.meta.dirname, "../..");
@@ -153,7 +154,7 @@ beforeAll(async () => {
     tally: join(project, "plugins/tally/index.js"),
     greeter: join(project, "node_modules/qingyu-plugin-greeter/index.js"),
   };
-}, 240_000);
+}, 2 * HOOK_TIMEOUT_MS);
 
 afterAll(() => {
   // A test that timed out may have left its server running: end every process group this file started.
@@ -162,6 +163,7 @@ afterAll(() => {
 });
 
 const serveConfig = () => ({
+  server: { host: "127.0.0.1" },
   // info: the "reloaded" line tells the test that the new generation is in.
   log: { level: "info" },
   pipeline: ["shout"],
@@ -196,7 +198,7 @@ describe(`plugins as an operator ships them (${runtime})`, () => {
     const sighup = async (msg: "reloaded" | "reload failed; the running config and plugins stay") => {
       const before = logged(server, msg).length;
       server.child.kill("SIGHUP");
-      return waitFor(`"${msg}" log line`, () => logged(server, msg)[before], 15_000);
+      return waitFor(`"${msg}" log line`, () => logged(server, msg)[before]);
     };
     try {
       // Generation 1: each plugin as installed. shout's options are {} (bare name) and its zod 3 default applied.
@@ -234,7 +236,7 @@ describe(`plugins as an operator ships them (${runtime})`, () => {
       writeFileSync(files.greeter, greeterSource("greeter-1"));
     }
     expect(await server.exited).toBe(0);
-  }, 60_000);
+  });
 
   describe.concurrent("the CLI in the operator's folder", () => {
     /** A plugin folder of its own beside the project's, and a config using it. */

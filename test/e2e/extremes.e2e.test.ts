@@ -14,11 +14,13 @@ import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { extremeCases, type ExtremeCase } from "../support/extreme-requests.ts";
 import { TestClient } from "../support/grpc-client.ts";
 import { health } from "../support/health.ts";
+import { TEST_TIMEOUT_MS } from "../support/limits.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
+import { databaseUrl, redisUrl } from "../support/services.ts";
 
 const S = SessionService.method;
-const REDIS_URL = "redis://127.0.0.1:6379";
-const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = redisUrl();
+const DATABASE_URL = databaseUrl();
 const USER = "extremes-user";
 // Calls in flight at once per port: enough to keep the server busy, few enough for two shared cores.
 const PARALLEL = 8;
@@ -217,7 +219,7 @@ describe.runIf(runtime === "node").each(stores)(`extreme field values, store %s 
 
   afterAll(() => client?.close());
 
-  it("no request gets INTERNAL or UNKNOWN on either port, and the server still serves", async () => {
+  it("no request gets INTERNAL or UNKNOWN on either port, and the server still serves", { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
     const create = async () => (await client.unary(SessionService, S.createSession, { userId: USER, agentId: "echo" })).session!.sessionId;
     const [session, executed, other, victim] = [await create(), await create(), await create(), await create()];
     const saved = async () => (await client.unary(SessionService, S.saveCheckpoint, { sessionId: session, userId: USER, data: { n: 1 } })).checkpoint!;
@@ -294,5 +296,5 @@ describe.runIf(runtime === "node").each(stores)(`extreme field values, store %s 
     expect(await res.json()).toEqual({ status: "SERVING" });
     const read = await client.unary(SessionService, S.getSession, { sessionId: session, userId: USER });
     expect(read.session?.sessionId).toBe(session);
-  }, 120_000);
+  });
 });

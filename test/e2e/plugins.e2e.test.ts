@@ -90,6 +90,7 @@ export default definePlugin({
     "node_modules/qingyu-plugin-pkgtag/index.mjs": tagMiddleware("pkg-tag"),
   });
   const base = {
+    server: { host: "127.0.0.1" },
     log: { level: "warn" },
     // Config order differs from discovery order (files, then packages) and from alphabetical order.
     pipeline: ["pkg-tag", { plugin: "fragile", enabled: false }, "ts-tag", "validation", "folder-tag"],
@@ -185,7 +186,10 @@ describe("plugins from a user's folders and packages", () => {
     };
     const project = (files: Record<string, string>, config: Record<string, unknown>) => {
       const dir = projectDir();
-      writeFiles(dir, { ...files, "config.json": JSON.stringify({ log: { level: "warn" }, plugins: { dirs: ["plugins"] }, ...config }) });
+      writeFiles(dir, {
+        ...files,
+        "config.json": JSON.stringify({ server: { host: "127.0.0.1" }, log: { level: "warn" }, plugins: { dirs: ["plugins"] }, ...config }),
+      });
       return { dir, config: join(dir, "config.json") };
     };
 

@@ -5,9 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
+import { redisUrl } from "../support/services.ts";
 
 const A = AgentService.method;
-const REDIS_URL = "redis://127.0.0.1:6379";
+const REDIS_URL = redisUrl();
 /** Calls per minute per principal. */
 const N = 5;
 /** LLM tokens per minute per principal, for the token-bucket case. */

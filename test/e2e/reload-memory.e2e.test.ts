@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { AdminService } from "../../src/gen/qingyu/agent/v1/admin_pb.ts";
 import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { TestClient } from "../support/grpc-client.ts";
+import { TEST_TIMEOUT_MS } from "../support/limits.ts";
 import { projectDir, publicApi, removeProjectDirs, writeFiles } from "../support/plugin-fixtures.ts";
 import { runtime, serveFile } from "../support/server-process.ts";
 
@@ -66,13 +67,14 @@ const RELOADS = 200;
 const BOUND = 2 * 1024 * 1024;
 
 describe.runIf(runtime === "node")("memory across reloads", () => {
-  it(`${RELOADS} reloads of unchanged plugin files leave the heap (after a forced GC) grown by under 2 MiB`, { timeout: 60_000 }, async () => {
+  it(`${RELOADS} reloads of unchanged plugin files leave the heap (after a forced GC) grown by under 2 MiB`, { timeout: 2 * TEST_TIMEOUT_MS }, async () => {
     const dir = projectDir();
     const config = join(dir, "config.json");
     writeFiles(dir, {
       "plugins/heap-probe.ts": probeSource,
       "plugins/stamp.ts": stampSource,
       "config.json": JSON.stringify({
+        server: { host: "127.0.0.1" },
         log: { level: "warn" },
         pipeline: ["heap-probe", { plugin: "stamp", options: { version: "v1" } }],
         providers: { echo: { plugin: "echo" } },

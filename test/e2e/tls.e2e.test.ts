@@ -54,7 +54,7 @@ const base = { log: { level: "warn" }, agents: [{ id: "echo", provider: "echo", 
 /** Serves a config written next to the certificates, so its relative paths resolve there. */
 function serveWithTls(name: string, tls: Record<string, string>): Promise<ServerProcess> {
   const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify({ ...base, server: { tls } }));
+  writeFileSync(file, JSON.stringify({ ...base, server: { host: "127.0.0.1", tls } }));
   return serveFile(file, ["--port", "0", "--http-port", "0"]);
 }
 
@@ -184,7 +184,7 @@ describe(`mutual TLS (server on ${runtime})`, () => {
 describe(`bad TLS files stop start-up (server on ${runtime})`, () => {
   const startWith = (name: string, tls: Record<string, string>) => {
     const file = join(dir, `${name}.json`);
-    writeFileSync(file, JSON.stringify({ ...base, server: { tls } }));
+    writeFileSync(file, JSON.stringify({ ...base, server: { host: "127.0.0.1", tls } }));
     return runCli(["serve", "--config", file, "--port", "0", "--http-port", "0"]);
   };
 

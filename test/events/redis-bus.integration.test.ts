@@ -9,13 +9,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SharedClients } from "../../src/clients/shared.ts";
 import { RedisEventBus, type RedisEventBusInput } from "../../src/events/redis-bus.ts";
 import { REDIS_URL } from "../sessions/redis-support.ts";
+import { addressOf, throughPort } from "../support/services.ts";
 import { settlesBefore } from "../support/settles-before.ts";
 
 type Line = Record<string, unknown> & { level: number; msg: string };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `check` holds; fails with `what` after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -26,10 +27,11 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 /** A TCP proxy to Redis that the test can cut (Redis unreachable) and restore. */
 async function redisProxy(): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
   const open = new Set<Socket>();
+  const upstreamAt = addressOf(REDIS_URL);
   let down = false;
   const server: Server = createServer((client) => {
     if (down) return void client.destroy();
-    const upstream = connect(6379, "127.0.0.1");
+    const upstream = connect(upstreamAt.port, upstreamAt.host);
     const end = () => {
       for (const s of [client, upstream]) {
         s.destroy();
@@ -43,7 +45,7 @@ async function redisProxy(): Promise<{ url: string; cut(): void; restore(): void
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: throughPort(REDIS_URL, port),
     cut() {
       down = true;
       for (const s of open) s.destroy();
@@ -270,7 +272,7 @@ describe("RedisEventBus across processes", () => {
     await sleep(1500);
     proxy.restore();
 
-    await until("the events of the outage", () => received.length >= 21, 15_000);
+    await until("the events of the outage", () => received.length >= 21);
     expect(ns(received)).toEqual(range(21));
     await until("the reconnect line", () => b.lines.some((l) => l.msg === "event stream reader reconnected"));
     expect(b.lines.filter((l) => l.msg.startsWith("event stream reader failed"))).toHaveLength(1);
@@ -306,7 +308,7 @@ describe("RedisEventBus across processes", () => {
     });
     expect(received).toHaveLength(1);
     proxy.restore();
-    await until("the trim warning", () => b.lines.some((l) => l.msg.includes("trimmed")), 15_000);
+    await until("the trim warning", () => b.lines.some((l) => l.msg.includes("trimmed")));
     await until("the newest event", () => received.at(-1)?.data.n === 500);
     const got = ns(received) as number[];
     expect(got.length).toBeLessThan(501);

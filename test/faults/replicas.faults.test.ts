@@ -12,10 +12,11 @@ import { TestClient } from "../support/grpc-client.ts";
 import { OwnRedis } from "../support/own-services.ts";
 import { runtime, startServer, type ServerProcess } from "../support/server-process.ts";
 import { crashLines } from "./support.ts";
+import { databaseUrl } from "../support/services.ts";
 
 const A = AgentService.method;
 const S = SessionService.method;
-const DATABASE = "postgres://postgres@127.0.0.1:5432/test";
+const DATABASE = databaseUrl();
 const schema = `faults_replicas_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
 const PREFIX = "q:";
 const userId = "replicas";

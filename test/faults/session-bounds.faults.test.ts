@@ -22,10 +22,11 @@ import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { statusOf, TestClient } from "../support/grpc-client.ts";
 import { killAll, startServer, type ServerProcess } from "../support/server-process.ts";
 import { connectCall, crashLines, expectServing } from "./support.ts";
+import { addressOf, databaseUrl, redisUrl, throughPort } from "../support/services.ts";
 
 const S = SessionService.method;
-const SHARED_REDIS = "redis://127.0.0.1:6379";
-const SHARED_DATABASE = "postgres://postgres@127.0.0.1:5432/test";
+const SHARED_REDIS = redisUrl();
+const SHARED_DATABASE = databaseUrl();
 const runId = randomUUID().replaceAll("-", "").slice(0, 12);
 // Users who each make the most sessions allowed (1,000) before the victim lists theirs.
 const FLOOD_USERS = 30;
@@ -64,11 +65,11 @@ async function inParallel<T>(n: number, width: number, make: (i: number) => Prom
   return out;
 }
 
-/** A TCP proxy to `port` on loopback that the test can cut: then nothing listens on its port. */
-async function cuttableProxy(port: number): Promise<{ port: number; cut: () => Promise<void> }> {
+/** A TCP proxy on loopback to `host:port` that the test can cut: then nothing listens on its port. */
+async function cuttableProxy({ host, port }: { host: string; port: number }): Promise<{ port: number; cut: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((inbound) => {
-    const outbound = connect(port, "127.0.0.1");
+    const outbound = connect(port, host);
     for (const s of [inbound, outbound]) {
       sockets.add(s);
       s.on("error", () => s.destroy());
@@ -332,8 +333,8 @@ describe("session bounds: PostgreSQL gone from under the server", () => {
   beforeAll(async () => {
     pool = new pg.Pool({ connectionString: SHARED_DATABASE });
     await pool.query(`create schema ${schema}`);
-    proxy = await cuttableProxy(5432);
-    const url = `postgres://postgres@127.0.0.1:${proxy.port}/test`;
+    proxy = await cuttableProxy(addressOf(SHARED_DATABASE));
+    const url = throughPort(SHARED_DATABASE, proxy.port);
     server = await startServer({
       ...BASE,
       postgres: { url, connectTimeoutMs: 500, statementTimeoutMs: 2000 },

@@ -28,11 +28,12 @@ import { runtime, startServer, type ServerProcess } from "../support/server-proc
 import { healthBecomes, timed } from "../support/health.ts";
 import { OwnPostgres, OwnRedis } from "../support/own-services.ts";
 import { crashLines, expectServing } from "./support.ts";
+import { databaseUrl, redisUrl } from "../support/services.ts";
 
 const A = AgentService.method;
 const S = SessionService.method;
-const SHARED_REDIS = "redis://127.0.0.1:6379";
-const SHARED_DATABASE = "postgres://postgres@127.0.0.1:5432/test";
+const SHARED_REDIS = redisUrl();
+const SHARED_DATABASE = databaseUrl();
 const runId = randomUUID().replaceAll("-", "").slice(0, 12);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How fast a call must fail while its store is down: well under any client deadline, generous for a loaded 2-core VM. */
@@ -432,7 +433,7 @@ describe(`stores under the server fail and come back (${runtime})`, () => {
       const pool = new pg.Pool({ connectionString: ownPg.url, max: 1 });
       await pool.query(`create schema ${schema}`);
       await pool.end();
-    }, 60_000);
+    });
 
     it("UNAVAILABLE fast and NOT_SERVING while it is down; served again without a restart, acknowledged turns there exactly once", async () => {
       const dbUrl = ownPg!.url;

@@ -178,7 +178,7 @@ describe("a subscriber that stops reading is ended (events.subscriberMaxEvents 1
     ],
   ];
   for (const [name, open, maxCalls, check] of cases) {
-    it(`${name}: ended without the client reading, within a bounded time and memory; a reading subscriber unaffected`, { timeout: 120_000 }, async () => {
+    it(`${name}: ended without the client reading, within a bounded time and memory; a reading subscriber unaffected`, async () => {
       const good = reader(client);
       const stuck = open();
       await sleep(300);
@@ -272,7 +272,7 @@ export default definePlugin({
     await admin.quit();
   });
 
-  it("40 calls with a 3.9 MB task (20 refused, 20 accepted) grow the stream by less than (maxLen + 100) × maxEventBytes", { timeout: 120_000 }, async () => {
+  it("40 calls with a 3.9 MB task (20 refused, 20 accepted) grow the stream by less than (maxLen + 100) × maxEventBytes", async () => {
     const watcher = reader(client, bearer(KEYS.root), [EventType.AGENT_STARTED]);
     await sleep(300);
     const big = "t".repeat(3_900_000);

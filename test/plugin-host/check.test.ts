@@ -83,7 +83,7 @@ describe("checkConfig", () => {
     ]);
   });
 
-  it("skips entries turned off, and agents whose requireEnv is not set (a warning), as serve does", async () => {
+  it("skips entries turned off, and agents whose requireEnv is not set (a warning naming what is missing), as serve does", async () => {
     const report = await checkConfig(
       config({
         pipeline: [{ plugin: "nothere", enabled: false }],
@@ -97,6 +97,8 @@ describe("checkConfig", () => {
       {},
     );
     expect(report.errors).toEqual([]);
-    expect(report.warnings).toEqual(['agent "b" is left out: B_KEY not set']);
+    expect(report.warnings).toEqual([
+      'agent "b" is unavailable: B_KEY is not set (the agent requires it for provider "missing"); its callers get FAILED_PRECONDITION',
+    ]);
   });
 });

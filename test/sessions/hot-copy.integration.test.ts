@@ -3,8 +3,9 @@ import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
 import type { SessionRecord } from "../../src/sessions/types.ts";
+import { redisUrl } from "../support/services.ts";
 
-const redis = new Redis("redis://127.0.0.1:6379");
+const redis = new Redis(redisUrl());
 const prefix = `qingyu:test:hot:${randomUUID()}:`;
 const hot = new HotCopy(redis, prefix, 3);
 

@@ -7,8 +7,9 @@ import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
 import { settlesBefore } from "../support/settles-before.ts";
+import { databaseUrl } from "../support/services.ts";
 
-const URL = "postgres://postgres@127.0.0.1:5432/test";
+const URL = databaseUrl();
 const DEAD = "postgres://postgres@127.0.0.1:1/test";
 const schema = `sessf_${Math.random().toString(36).slice(2, 10)}`;
 const bare = `${schema}_bare`; // exists, never migrated: every statement is a bug

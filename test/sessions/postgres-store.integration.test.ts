@@ -5,8 +5,9 @@ import pino from "pino";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { storeContract } from "./store-contract.ts";
 import { boundsContract } from "./store-bounds-contract.ts";
+import { databaseUrl } from "../support/services.ts";
 
-const URL = "postgres://postgres@127.0.0.1:5432/test";
+const URL = databaseUrl();
 const log = pino({ level: "silent" });
 const schema = `sess_${Math.random().toString(36).slice(2, 10)}`;
 const extraSchemas: string[] = [];

@@ -2,8 +2,10 @@
 // see how many commands a call cost, on the client and on the server.
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
+import { redisUrl } from "../support/services.ts";
 
-export const REDIS_URL = "redis://127.0.0.1:6379";
+/** The run's Redis (test/support/services.ts). */
+export const REDIS_URL = redisUrl();
 
 /** A prefix no other run uses, so a run's keys can be found and deleted. */
 export const freshPrefix = () => `qingyu:test:sessions:${randomUUID()}:`;

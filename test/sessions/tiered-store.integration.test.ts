@@ -3,6 +3,7 @@ import pino from "pino";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { TieredSessionStore } from "../../src/sessions/tiered-store.ts";
+import { EVENTUALLY } from "../support/limits.ts";
 import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
 import { storeContract } from "./store-contract.ts";
 import { boundsContract } from "./store-bounds-contract.ts";
@@ -60,7 +61,7 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     await redis.del(`${iso.prefix}hot:{${s.id}}`); // evicted, flushed, restarted
     const miss = await roundTrips(() => store.get(s.id, { messages: 20 }));
     expect(miss.pg).toBe(2); // the version, then the session
-    await vi.waitFor(async () => expect(await redis.exists(`${iso.prefix}hot:{${s.id}}`)).toBe(1)); // the warm-up is not awaited by the read
+    await vi.waitFor(async () => expect(await redis.exists(`${iso.prefix}hot:{${s.id}}`)).toBe(1), EVENTUALLY); // the warm-up is not awaited by the read
     const hit = await roundTrips(() => store.get(s.id, { messages: 20 }));
     expect(hit).toEqual({ redis: ["get"], pg: 1 });
     expect((await store.get(s.id, { messages: 20 }))!.messages.map((m) => m.content)).toEqual(["q0", "a0"]);
@@ -128,7 +129,10 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     // The process dies after committing, before the update (HotCopy.apply never runs).
     const dying = await tiered(redis, 50, Object.assign(new HotCopy(redis, iso.prefix, 50), { apply: () => new Promise<void>(() => {}) }));
     void dying.appendMessages(s.id, turn(1));
-    await vi.waitFor(async () => expect((await pool.query(`select version from ${iso.schema}.sessions where id = $1`, [s.id])).rows[0].version).toBe("2"));
+    await vi.waitFor(
+      async () => expect((await pool.query(`select version from ${iso.schema}.sessions where id = $1`, [s.id])).rows[0].version).toBe("2"),
+      EVENTUALLY,
+    );
     expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1'); // the stale copy is still there
     for (const store of [a, await tiered()]) {
       const got = await store.get(s.id, { messages: 20 });
@@ -152,7 +156,7 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
       expect(got!.version).toBe(2);
     }
     // B's read warmed the copy to the truth's version: served from Redis again.
-    await vi.waitFor(async () => expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":2'));
+    await vi.waitFor(async () => expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":2'), EVENTUALLY);
     expect(await roundTrips(() => b.get(s.id, { messages: 20 }))).toEqual({ redis: ["get"], pg: 1 });
   });
 

@@ -1,12 +1,16 @@
-// Throwaway Redis and PostgreSQL servers a test owns: it may SIGKILL, freeze or
-// crash-restart them without touching the machine's shared instances (other suites use those).
-import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+// Throwaway Redis and PostgreSQL servers: the run's own (global-setup.ts), and those a test
+// owns, which it may SIGKILL, freeze or crash-restart without touching the run's shared ones.
+// Each runs in a process group of its own, recorded for the run's teardown (run-registry.ts).
+import { execFile, execFileSync, type ChildProcess } from "node:child_process";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { INSTALL_LINE, READY_WITHIN_MS } from "./limits.ts";
+import { signalGroup, spawnTracked } from "./process-groups.ts";
+import { registerCluster, registerGroup } from "./run-registry.ts";
 
 const run = promisify(execFile);
 
@@ -51,10 +55,13 @@ export class OwnRedis {
   async start(): Promise<void> {
     const persistence = this.durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", ...persistence];
-    const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnTracked("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server on ${this.port} did not start within 10 s`)), 10_000);
+      const timer = setTimeout(() => {
+        signalGroup(child.pid, "SIGKILL");
+        reject(new Error(`redis-server on ${this.port} did not say it was ready within ${READY_WITHIN_MS / 1000} s`));
+      }, READY_WITHIN_MS);
       createInterface({ input: child.stdout! }).on("line", (line) => {
         if (line.includes("Ready to accept connections")) {
           clearTimeout(timer);
@@ -66,8 +73,11 @@ export class OwnRedis {
         clearTimeout(timer);
         reject(new Error(`redis-server on ${this.port} exited (${code})`));
       });
-      // No redis-server installed: fail loudly rather than skip (CI has it).
-      child.once("error", reject);
+      // No redis-server installed: fail loudly rather than skip, naming the package.
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot run redis-server (${err.message}): ${INSTALL_LINE}`));
+      });
     });
   }
 
@@ -77,8 +87,8 @@ export class OwnRedis {
     this.child = undefined;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGCONT");
-    child.kill("SIGKILL");
+    signalGroup(child.pid, "SIGCONT");
+    signalGroup(child.pid, "SIGKILL");
     await exited;
   }
 
@@ -98,18 +108,31 @@ export class OwnRedis {
   }
 }
 
-/** The newest PostgreSQL server binaries installed (Debian layout), found rather than assumed. */
-function postgresBin(): string {
+/** The newest PostgreSQL server binaries installed (Debian layout), found rather than assumed; undefined if none. */
+export function findPostgresBin(): string | undefined {
   const root = "/usr/lib/postgresql";
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "pg_ctl"))) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "pg_ctl")) && existsSync(join(root, v, "bin", "initdb")))
+    : [];
   versions.sort((a, b) => Number(b) - Number(a));
-  if (versions.length === 0) throw new Error(`no PostgreSQL server binaries under ${root}/*/bin`);
-  return join(root, versions[0]!, "bin");
+  return versions.length === 0 ? undefined : join(root, versions[0]!, "bin");
 }
+
+function postgresBin(): string {
+  const bin = findPostgresBin();
+  if (!bin) throw new Error(`no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin: ${INSTALL_LINE}`);
+  return bin;
+}
+
+// initdb refuses to run as root: as root, the PostgreSQL tools run as the `postgres` user (Debian's package makes it).
+const asRoot = process.getuid?.() === 0;
 
 /**
  * A private PostgreSQL cluster in a temp folder, on its own port, run as the `postgres`
- * user (initdb refuses root). Database `test`, user `postgres`, trust auth on loopback.
+ * user when we are root (initdb refuses root). Database `test`, user `postgres`, trust
+ * auth on loopback. Durable (the default), it fsyncs as a deployment does, so a crash
+ * test tests the server; not durable, it never waits for the disk (the run's shared
+ * cluster: nothing there has to survive a machine crash).
  */
 export class OwnPostgres {
   private up = false;
@@ -117,17 +140,19 @@ export class OwnPostgres {
     readonly port: number,
     readonly dir: string,
     private readonly bin: string,
+    private readonly durable: boolean,
   ) {}
 
-  static async create(): Promise<OwnPostgres> {
+  static async create(options: { durable?: boolean } = {}): Promise<OwnPostgres> {
     const bin = postgresBin();
-    const dir = mkdtempSync(join(tmpdir(), "qingyu-faults-pg-"));
-    const pg = new OwnPostgres(await freePort(), dir, bin);
+    const dir = mkdtempSync(join(tmpdir(), "qingyu-own-pg-"));
+    const pg = new OwnPostgres(await freePort(), dir, bin, options.durable ?? true);
     try {
-      chownSync(dir, idOf("postgres", "-u"), idOf("postgres", "-g"));
+      if (asRoot) chownSync(dir, idOf("postgres", "-u"), idOf("postgres", "-g"));
       chmodSync(dir, 0o700);
-      // -N: no fsync during initdb (seconds saved; the cluster is thrown away after the run).
-      await pg.as("initdb", ["-D", pg.data, "-A", "trust", "-U", "postgres", "-N", "--no-instructions"]);
+      // -N: no fsync during initdb (seconds saved; the cluster is thrown away after the run). Locale C: the same on every machine.
+      await pg.as("initdb", ["-D", pg.data, "-A", "trust", "-U", "postgres", "-N", "--no-instructions", "-E", "UTF8", "--locale=C"]);
+      registerCluster(pg.data, pg.command("pg_ctl", ["-D", pg.data, "-m", "immediate", "-w", "stop"]));
       await pg.start();
       await pg.as("psql", ["-h", dir, "-p", String(pg.port), "-U", "postgres", "-d", "postgres", "-qAt", "-c", "create database test"]);
     } catch (err) {
@@ -150,15 +175,27 @@ export class OwnPostgres {
     return `postgres://postgres@127.0.0.1:${this.port}/test`;
   }
 
+  /** The command line that runs a PostgreSQL tool (as `postgres` when we are root). */
+  private command(tool: string, args: string[]): string[] {
+    const path = join(this.bin, tool);
+    return asRoot ? ["runuser", "-u", "postgres", "--", path, ...args] : [path, ...args];
+  }
+
   private async as(tool: string, args: string[]): Promise<string> {
-    const { stdout } = await run("runuser", ["-u", "postgres", "--", join(this.bin, tool), ...args], { timeout: 30_000 });
+    const [cmd, ...argv] = this.command(tool, args);
+    // The tools wait for the server themselves (pg_ctl -w): this only bounds a hang.
+    const { stdout } = await run(cmd!, argv, { timeout: READY_WITHIN_MS + 10_000, cwd: this.dir });
     return stdout;
   }
 
   async start(): Promise<void> {
-    const options = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1`;
-    await this.as("pg_ctl", ["-D", this.data, "-l", join(this.dir, "log"), "-o", options, "-w", "-t", "30", "start"]);
+    const speed = this.durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+    const options = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1${speed}`;
+    await this.as("pg_ctl", ["-D", this.data, "-l", join(this.dir, "log"), "-o", options, "-w", "-t", String(READY_WITHIN_MS / 1000), "start"]);
     this.up = true;
+    // pg_ctl starts the postmaster in a session (so a process group) of its own; its backends are in it.
+    const postmaster = Number(readFileSync(join(this.data, "postmaster.pid"), "utf8").split("\n")[0]);
+    if (postmaster > 1) registerGroup(postmaster);
   }
 
   /** `pg_ctl -m immediate stop`: every backend killed without a checkpoint; the next start runs crash recovery. */

@@ -64,8 +64,8 @@ export function logged(server: ServerProcess, msg: string): Record<string, unkno
   });
 }
 
-/** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+/** Polls until `check` returns a value (not undefined), or fails after `timeoutMs` (a bound on a hang: a loaded machine is slow). */
+export async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 60_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const value = check();

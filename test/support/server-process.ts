@@ -1,9 +1,12 @@
-import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { onTestProcessExit } from "./on-exit.ts";
+import { READY_WITHIN_MS } from "./limits.ts";
+import { signalGroup, spawnTracked } from "./process-groups.ts";
 import { tempDir } from "./temp-dirs.ts";
+
+export { killAll, spawnTracked } from "./process-groups.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
@@ -35,76 +38,55 @@ function command(args: string[]): [string, string[]] {
   return [process.execPath, [join(root, "bin/qingyu.mjs"), ...args]];
 }
 
-// Every process started here that has not been swept yet, across the test files this process runs.
-const LIVE = Symbol.for("qingyu.e2e.liveProcesses");
-const live: Set<ChildProcess> = ((globalThis as Record<symbol, unknown>)[LIVE] as Set<ChildProcess> | undefined) ?? installSweep();
-
-function installSweep(): Set<ChildProcess> {
-  const set = new Set<ChildProcess>();
-  (globalThis as Record<symbol, unknown>)[LIVE] = set;
-  // A test process that ends, however it ends, takes its servers (and what they started) with it.
-  onTestProcessExit(killAll);
-  return set;
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // The group is gone already.
-  }
-}
-
-/**
- * Starts a process in a process group of its own and tracks it until it has
- * exited; then whatever it started and left behind is killed with it.
- * killAll() (afterAll) ends every group still there.
- */
-export function spawnTracked(cmd: string, args: string[], options: SpawnOptions): ChildProcess {
-  const child = spawn(cmd, args, { ...options, detached: true });
-  live.add(child);
-  child.once("exit", () => {
-    signalGroup(child, "SIGKILL");
-    live.delete(child);
-  });
-  return child;
-}
-
-/** SIGKILLs every process group started by this test process that is still there (afterAll: a test that timed out left its server running). */
-export function killAll(): void {
-  for (const child of live) signalGroup(child, "SIGKILL");
-}
-
 /** Where the process runs (default: the repository). */
 export interface SpawnPlace {
   cwd?: string;
 }
 
-/** Writes `config` to a temp file and runs `qingyu serve` on free ports. */
+/**
+ * Writes `config` to a temp file for `qingyu serve`. A config that names no
+ * server.host gets 127.0.0.1: a test's server is never reachable from other machines.
+ */
 export function writeConfig(config: unknown): string {
   // Removed when the test process exits: a server reads its config again on reload.
   const dir = tempDir("qingyu-e2e-");
   const file = join(dir, "config.json");
-  writeFileSync(file, JSON.stringify(config, null, 2));
+  writeFileSync(file, JSON.stringify(onLoopback(config), null, 2));
   return file;
 }
 
-/** Runs the CLI to completion (for start-up failures). */
-export function runCli(
-  args: string[],
-  env: Record<string, string> = {},
-  place: SpawnPlace = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const [cmd, argv] = command(args);
-  return new Promise((resolvePromise) => {
-    const child = spawnTracked(cmd, argv, { cwd: place.cwd ?? root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** `config` with server.host 127.0.0.1 unless it names a host (or is no mapping: a test of bad configs). */
+function onLoopback(config: unknown): unknown {
+  if (config === null || typeof config !== "object" || Array.isArray(config)) return config;
+  const server = (config as { server?: unknown }).server;
+  if (server !== undefined && (server === null || typeof server !== "object" || Array.isArray(server))) return config;
+  return { ...config, server: { host: "127.0.0.1", ...(server as object | undefined) } };
+}
+
+/** What a process printed and how it ended. */
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `cmd` to completion in a process group of its own (killed with the test if the test fails or times out). */
+export function runProcess(cmd: string, args: string[], env: Record<string, string | undefined> = {}, place: SpawnPlace = {}): Promise<Finished> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawnTracked(cmd, args, { cwd: place.cwd ?? root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
+    child.once("error", reject);
     child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
   });
+}
+
+/** Runs the CLI to completion (for start-up failures). */
+export function runCli(args: string[], env: Record<string, string> = {}, place: SpawnPlace = {}): Promise<Finished> {
+  const [cmd, argv] = command(args);
+  return runProcess(cmd, argv, env, place);
 }
 
 /** Starts the real server with `config` on free ports and waits for its "listening" line. */
@@ -136,11 +118,12 @@ export async function serveFile(file: string, args: string[] = [], env: Record<s
       }
     });
     void exited.then((code) => rej(new Error(`server exited (${code}) before listening:\n${stderr}`)));
-    setTimeout(() => rej(new Error(`server did not start within 30 s:\n${stderr}`)), 30_000).unref();
+    // Only a bound on a hang: start-up ends with the "listening" line, however long a loaded machine takes to get there.
+    setTimeout(() => rej(new Error(`server did not say "listening" within ${READY_WITHIN_MS / 1000} s:\n${stderr}`)), READY_WITHIN_MS).unref();
   });
-  // A server that never announced itself must not outlive the test run.
-  const ports = await listening.catch((err: unknown) => {
-    child.kill("SIGKILL");
+  // A server that never announced itself (or listens beyond loopback) must not outlive the test.
+  const ports = await listening.then(assertLoopback).catch((err: unknown) => {
+    signalGroup(child.pid, "SIGKILL");
     throw err;
   });
   return {
@@ -154,4 +137,33 @@ export async function serveFile(file: string, args: string[] = [], env: Record<s
       return exited;
     },
   };
+}
+
+/**
+ * Throws if a port the server announced listens on another address than loopback
+ * (0.0.0.0 or ::): a config a test wrote without `server.host: 127.0.0.1`.
+ * From /proc/net/tcp{,6}, the listening sockets of this network namespace.
+ */
+function assertLoopback<T extends { grpcPort: number; httpPort: number }>(ports: T): T {
+  for (const port of [ports.grpcPort, ports.httpPort]) {
+    if (!port) continue;
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      let text = "";
+      try {
+        text = readFileSync(table, "utf8");
+      } catch {
+        continue; // no /proc: nothing to check with
+      }
+      for (const line of text.split("\n").slice(1)) {
+        const [, local, , state] = line.trim().split(/\s+/);
+        if (state !== "0A" || !local) continue; // 0A: LISTEN
+        const [address, hexPort] = local.split(":");
+        if (parseInt(hexPort!, 16) !== port) continue;
+        if (!/^(0100007F|0000000000000000FFFF00000100007F|00000000000000000000000001000000)$/.test(address!)) {
+          throw new Error(`the server listens on port ${port} beyond loopback (${table}: ${address}): give its config server.host 127.0.0.1`);
+        }
+      }
+    }
+  }
+  return ports;
 }

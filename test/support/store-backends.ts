@@ -4,9 +4,10 @@
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import pg from "pg";
+import { databaseUrl, redisUrl } from "./services.ts";
 
-const REDIS_URL = "redis://127.0.0.1:6379";
-const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS_URL = redisUrl();
+const PG_URL = databaseUrl();
 
 /** Round trips sent so far, by backend. */
 const sent = { redis: [] as string[], pg: 0 };

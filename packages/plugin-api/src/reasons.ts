@@ -22,6 +22,8 @@ export const ErrorReason = {
   CHECKPOINT_NOT_FOUND: "CHECKPOINT_NOT_FOUND",
   /** NOT_FOUND: no agent of that id; metadata `agent_id`. */
   AGENT_NOT_FOUND: "AGENT_NOT_FOUND",
+  /** FAILED_PRECONDITION: the agent is configured but not served (an environment variable it requires is not set); metadata `agent_id`, `missing`. */
+  AGENT_UNAVAILABLE: "AGENT_UNAVAILABLE",
   /** PERMISSION_DENIED: the agent does not offer the model asked for; metadata `agent_id`, `model`. */
   MODEL_NOT_ALLOWED: "MODEL_NOT_ALLOWED",
   /** PERMISSION_DENIED: the session belongs to another user; metadata `session_id`. */

@@ -1,5 +1,6 @@
-import { definePlugin, invalidArgument, limitExceeded, notFound, type RunEvent } from "@qingyu/plugin-api";
+import { definePlugin, invalidArgument, limitExceeded, type RunEvent } from "@qingyu/plugin-api";
 import { z } from "zod";
+import { agentRefusal } from "../../agents/registry.ts";
 
 const Options = z
   .strictObject({
@@ -20,7 +21,7 @@ export default definePlugin({
   name: "validation",
   kind: "middleware",
   configSchema: Options,
-  setup({ options }) {
+  setup({ options, agents }) {
     return {
       name: "validation",
       process(ctx, next): AsyncIterable<RunEvent> {
@@ -32,7 +33,7 @@ export default definePlugin({
             throw invalidArgument("agent_id", `is required: session "${ctx.sessionId}" is bound to no agent`);
           })();
         }
-        if (!ctx.agent) throw notFound("agent", ctx.agentId);
+        if (!ctx.agent) throw agentRefusal(agents, ctx.agentId);
         if (ctx.task.trim() === "") throw invalidArgument("task", "must not be empty");
         // An agent's own limits replace the global ones; the message says whose limit it was.
         const limits = ctx.agent.limits;

@@ -5,6 +5,9 @@ import { retryAfterMs } from "../../../http/retry-after.ts";
 /** How the provider's messages begin. */
 export const PREFIX = "openai provider";
 
+/** The path, under the base URL, of every request the provider sends. */
+const CHAT_PATH = "/chat/completions";
+
 const STATUS_TEXT: Record<number, string> = {
   301: "Moved Permanently",
   302: "Found",
@@ -70,7 +73,10 @@ export function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSi
       new ProviderError(`${answered}${extra}: ${upstream}`, code, retryable, retryAfterMs, err);
     if (status === 401) return fail(Code.Unauthenticated, false);
     if (status === 403) return fail(Code.PermissionDenied, false);
-    if (status === 404) return fail(Code.NotFound, false, undefined, ` for model "${model}"`);
+    if (status === 404) {
+      const url = `${baseURL.replace(/\/+$/, "")}${CHAT_PATH}`;
+      return new ProviderError(`${answered} for model "${model}" at POST ${url}: ${upstream}${missingV1(baseURL)}`, Code.NotFound, false, undefined, err);
+    }
     if (status === 400 || status === 422) return fail(Code.InvalidArgument, false);
     if (status === 429) return fail(Code.ResourceExhausted, true, retryAfterMs(err.headers));
     if (status === 408 || status === 409 || status >= 500) return fail(Code.Unavailable, true, retryAfterMs(err.headers));
@@ -83,6 +89,22 @@ export function toProviderError(err: unknown, signal: AbortSignal, idle: AbortSi
   }
   const message = err instanceof Error ? err.message : String(err);
   return new ProviderError(`${PREFIX}: ${message}`, Code.Internal, false, undefined, err);
+}
+
+/**
+ * A hint for a 404 when the base URL has no /v1: a server that speaks OpenAI's
+ * API (Ollama, vLLM, llama.cpp) serves it under /v1, and without it every call
+ * is a 404 that must not read like an unknown model or agent.
+ */
+function missingV1(baseURL: string): string {
+  let path: string;
+  try {
+    path = new URL(baseURL).pathname;
+  } catch {
+    return "";
+  }
+  if (/\/v1(\/|$)/.test(path)) return "";
+  return ` (the base URL ${baseURL} has no /v1, where OpenAI-compatible servers serve the API: set the provider's baseUrl or OPENAI_BASE_URL to ${baseURL.replace(/\/+$/, "")}/v1)`;
 }
 
 /** The upstream's own words, without the status the client library prefixes. */

@@ -5,8 +5,9 @@ import pg from "pg";
 import audit from "../../../../src/plugins/builtin/audit/plugin.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
 import type { AuditRow } from "../../../../src/plugins/builtin/audit/writer.ts";
+import { databaseUrl } from "../../../support/services.ts";
 
-const URL = "postgres://postgres@127.0.0.1:5432/test";
+const URL = databaseUrl();
 const table = `audit_${Math.random().toString(36).slice(2, 10)}`;
 const qualified = `public.${table}_q`;
 let pool: pg.Pool;
@@ -158,7 +159,7 @@ describe("audit middleware", () => {
     const mw = await setUpPlugin(audit, { table, flushIntervalMs: 50 }, { postgres: pool });
     const ctx = agentContext();
     await collect(mw.process(ctx, terminal().next));
-    await vi.waitFor(async () => expect(await rows([ctx.callId])).toHaveLength(1), { timeout: 2000, interval: 20 });
+    await vi.waitFor(async () => expect(await rows([ctx.callId])).toHaveLength(1), { timeout: 30_000, interval: 20 });
     await mw.dispose!();
   });
 
@@ -170,7 +171,7 @@ describe("audit middleware", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(0);
     await collect(mw.process(ctxs[2]!, terminal().next));
-    await vi.waitFor(async () => expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(3), { timeout: 2000, interval: 20 });
+    await vi.waitFor(async () => expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(3), { timeout: 30_000, interval: 20 });
     await mw.dispose!();
   });
 

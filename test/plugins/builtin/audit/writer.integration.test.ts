@@ -5,8 +5,9 @@ import { runMigrations } from "../../../../src/db/migrate.ts";
 import { auditComponent, auditMigrations } from "../../../../src/plugins/builtin/audit/migrations.ts";
 import { AuditWriter, type AuditRow, type WriterSettings } from "../../../../src/plugins/builtin/audit/writer.ts";
 import { settlesBefore } from "../../../support/settles-before.ts";
+import { databaseUrl } from "../../../support/services.ts";
 
-const URL = "postgres://postgres@127.0.0.1:5432/test";
+const URL = databaseUrl();
 const table = `auditw_${Math.random().toString(36).slice(2, 10)}`;
 const away = `${table}_away`;
 let pool: pg.Pool;
@@ -77,7 +78,7 @@ describe("AuditWriter", () => {
     const w = writer({ batchSize: 2, flushIntervalMs: 60_000 });
     const rows = [auditRow(), auditRow(), auditRow()];
     for (const r of rows) w.enqueue(r);
-    await vi.waitFor(async () => expect(await written(rows)).toEqual(rows.slice(0, 2).map((r) => r.call_id)), { timeout: 2000, interval: 20 });
+    await vi.waitFor(async () => expect(await written(rows)).toEqual(rows.slice(0, 2).map((r) => r.call_id)), { timeout: 30_000, interval: 20 });
     await w.dispose();
     expect(await written(rows)).toEqual(rows.map((r) => r.call_id));
     const stored = await pool.query(`select * from ${table} where call_id = $1`, [rows[0]!.call_id]);
@@ -91,11 +92,11 @@ describe("AuditWriter", () => {
     const rows = [auditRow(), auditRow()];
     try {
       for (const r of rows) w.enqueue(r);
-      await vi.waitFor(() => expect(logs.some((l) => l.level === WARN && /insert failed/.test(l.msg))).toBe(true), { timeout: 2000, interval: 10 });
+      await vi.waitFor(() => expect(logs.some((l) => l.level === WARN && /insert failed/.test(l.msg))).toBe(true), { timeout: 30_000, interval: 10 });
     } finally {
       await restoreTable();
     }
-    await vi.waitFor(async () => expect(await written(rows)).toEqual(rows.map((r) => r.call_id)), { timeout: 5000, interval: 20 });
+    await vi.waitFor(async () => expect(await written(rows)).toEqual(rows.map((r) => r.call_id)), { timeout: 30_000, interval: 20 });
     await w.dispose();
     expect(errorsAbout(/./)).toEqual([]);
   });
@@ -108,7 +109,7 @@ describe("AuditWriter", () => {
     try {
       w.enqueue(rows[0]!);
       w.enqueue(rows[1]!);
-      await vi.waitFor(() => expect(logs.some((l) => l.level === WARN && /insert failed/.test(l.msg))).toBe(true), { timeout: 2000, interval: 10 });
+      await vi.waitFor(() => expect(logs.some((l) => l.level === WARN && /insert failed/.test(l.msg))).toBe(true), { timeout: 30_000, interval: 10 });
       w.enqueue(rows[2]!);
       w.enqueue(rows[3]!);
     } finally {
@@ -140,7 +141,7 @@ describe("AuditWriter", () => {
     await w.dispose();
     const late = auditRow();
     w.enqueue(late);
-    await vi.waitFor(async () => expect(await written([late])).toEqual([late.call_id]), { timeout: 2000, interval: 20 });
+    await vi.waitFor(async () => expect(await written([late])).toEqual([late.call_id]), { timeout: 30_000, interval: 20 });
     expect(errorsAbout(/./)).toEqual([]);
   });
 });

@@ -4,8 +4,9 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import cachePlugin from "../../../../src/plugins/builtin/cache/plugin.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
+import { redisUrl } from "../../../support/services.ts";
 
-const REDIS_URL = "redis://127.0.0.1:6379";
+const REDIS_URL = redisUrl();
 
 function result(events: RunEvent[]) {
   const last = events.at(-1);

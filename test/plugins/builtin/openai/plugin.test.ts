@@ -162,8 +162,36 @@ describe("openai provider: upstream errors", () => {
 
     expect(err.code).toBe(Code.NotFound);
     expect(err.retryable).toBe(false);
-    expect(err.rawMessage).toContain('404 Not Found for model "gpt-test"');
+    expect(err.rawMessage).toBe(
+      `openai provider: upstream answered 404 Not Found for model "gpt-test" at POST ${fake.url}/chat/completions: The model \`gpt-test\` does not exist`,
+    );
     expect(reasonOf(err).reason).toBe("PROVIDER_REJECTED");
+  });
+
+  it("a 404 from a base URL without /v1 names the URL not found and hints at /v1 (Ollama answers its root's unknown paths so)", async () => {
+    const ollama = createServer((req, res) => {
+      req.resume();
+      res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found");
+    });
+    await new Promise<void>((resolve) => ollama.listen(0, "127.0.0.1", resolve));
+    try {
+      const root = `http://127.0.0.1:${(ollama.address() as AddressInfo).port}`;
+      const misconfigured = await setup({ baseUrl: root, apiKey: "sk-test" });
+      for (const run of [
+        collect(misconfigured.stream(request, new AbortController().signal)),
+        misconfigured.generate!(request, new AbortController().signal),
+      ]) {
+        const err = await failure(run);
+        expect(err.code).toBe(Code.NotFound);
+        expect(err.rawMessage).toBe(
+          `openai provider: upstream answered 404 Not Found for model "gpt-test" at POST ${root}/chat/completions: 404 page not found` +
+            ` (the base URL ${root} has no /v1, where OpenAI-compatible servers serve the API: set the provider's baseUrl or OPENAI_BASE_URL to ${root}/v1)`,
+        );
+      }
+    } finally {
+      ollama.closeAllConnections();
+      await new Promise((resolve) => ollama.close(resolve));
+    }
   });
 
   it("generate maps errors the same way", async () => {

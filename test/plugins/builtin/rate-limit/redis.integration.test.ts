@@ -6,8 +6,9 @@ import rateLimit from "../../../../src/plugins/builtin/rate-limit/plugin.ts";
 import { agentContext, collect, runResult, setUpPlugin, terminal, type ContextInit } from "../../../support/plugin-context.ts";
 import { rejection } from "../../../support/rejection.ts";
 import { settlesBefore } from "../../../support/settles-before.ts";
+import { redisUrl } from "../../../support/services.ts";
 
-const REDIS_URL = "redis://127.0.0.1:6379";
+const REDIS_URL = redisUrl();
 const alice: Principal = { id: "alice", admin: false, roles: [], method: "api-key" };
 
 /** A `next` whose run reports the given usage. */

@@ -1,0 +1,125 @@
+import type { ConnectError } from "@qingyu/plugin-api";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
+import type { ServerResponse } from "node:http";
+import type { Http2ServerResponse } from "node:http2";
+import { once } from "node:events";
+import { codeName } from "../errors.ts";
+import { sentReason } from "./edge-error.ts";
+
+/** How often an open stream with nothing to say sends a comment, so proxies (60 s idle limits are common) keep it open. */
+const HEARTBEAT_MS = 15_000;
+
+/** One Server-Sent Event; `data` must be a single line (canonical proto JSON is: JSON escapes line breaks). */
+export function sseEvent(event: string, id: number, data: string): string {
+  return `event: ${event}\nid: ${id}\ndata: ${data}\n\n`;
+}
+
+/** What the `error` event's data says: the status code's gRPC name, the message, and the reason every error carries. */
+export interface SseErrorData {
+  code: string;
+  message: string;
+  reason: string;
+  metadata: Record<string, string>;
+}
+
+/** The data of the `error` event that ends a failed stream. */
+export function errorData(error: ConnectError): SseErrorData {
+  const { reason, metadata } = sentReason(error);
+  return { code: codeName(error.code), message: error.rawMessage, reason, metadata };
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Writes one call's event stream. The status and headers wait for the first
+ * event, so a call that fails before it has any answers with the status its
+ * code maps to in Connect (401 for UNAUTHENTICATED...) as well as the event.
+ */
+export class SseWriter {
+  private nextId = 1;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private needsDrain = false;
+  private ended = false;
+  /** The error the stream ended with, if it did. */
+  failure: ConnectError | undefined;
+
+  constructor(
+    private readonly res: ServerResponse | Http2ServerResponse,
+    private readonly heartbeatMs = HEARTBEAT_MS,
+  ) {
+    // A write to a client that has gone is dropped; its 'error' must not end the process.
+    res.on("error", () => undefined);
+  }
+
+  /** Writes a message's event; false when the client has not taken the previous ones yet (wait for `drained`). */
+  event(name: string, json: Uint8Array): boolean {
+    return this.write(200, sseEvent(name, this.nextId++, decoder.decode(json)));
+  }
+
+  /** Resolves once the client has read what was written; rejects with the signal's reason when it aborts first. */
+  async drained(signal: AbortSignal): Promise<void> {
+    if (!this.needsDrain || this.gone) return;
+    try {
+      await once(this.res, "drain", { signal });
+    } catch (err) {
+      throw signal.aborted ? signal.reason : err;
+    }
+  }
+
+  /** Ends the stream with an `error` event (and, before anything was sent, the code's HTTP status and the error's headers). */
+  error(error: ConnectError): void {
+    this.failure = error;
+    if (!this.res.headersSent && !this.gone) error.metadata.forEach((value, name) => this.res.setHeader(name, value));
+    this.write(codeToHttpStatus(error.code), sseEvent("error", this.nextId++, JSON.stringify(errorData(error))));
+  }
+
+  /** A reconnection to a stream that ended: 204, which tells EventSource to stop. */
+  noContent(): void {
+    this.ended = true;
+    this.res.writeHead(204);
+    this.res.end();
+  }
+
+  /** Ends the response (once). */
+  end(): void {
+    clearInterval(this.heartbeat);
+    if (this.ended) return;
+    this.ended = true;
+    if (this.gone) return;
+    // Nothing was sent: the stream ended without an event (a service that yields nothing).
+    if (!this.res.headersSent) this.head(200);
+    this.res.end();
+  }
+
+  private get gone(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
+  }
+
+  private write(status: number, text: string): boolean {
+    if (this.ended || this.gone) return true;
+    if (!this.res.headersSent) {
+      this.head(status);
+      this.heartbeat = setInterval(() => {
+        // A comment line; skipped while the client is behind, so it cannot grow what is buffered.
+        if (!this.needsDrain && !this.gone) this.write(200, ": keep-alive\n\n");
+      }, this.heartbeatMs);
+      this.heartbeat.unref();
+    }
+    // Either response type takes a string; TypeScript cannot call a union of their overloads.
+    const flushed = (this.res as ServerResponse).write(text);
+    if (!flushed && !this.needsDrain) {
+      this.needsDrain = true;
+      this.res.once("drain", () => (this.needsDrain = false));
+    }
+    return flushed;
+  }
+
+  private head(status: number): void {
+    this.res.writeHead(status, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-store",
+      // nginx buffers responses unless told not to; an event stream must not be.
+      "x-accel-buffering": "no",
+    });
+  }
+}
