@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 major="${1:?usage: npm run test:e2e:node -- <node major, e.g. 22> [vitest args]}"
 shift
+# Tests that run once per CI run, on the machine's Node (the README's quick start), skip on the other lines.
+export QINGYU_E2E_NODE="$major"
 dir="node_modules/.cache/qingyu-node-$major"
 if [ ! -x "$dir/node_modules/.bin/node" ]; then
   mkdir -p "$dir"

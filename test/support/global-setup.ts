@@ -13,7 +13,7 @@ import { findPostgresBin, OwnPostgres, OwnRedis } from "./own-services.ts";
 import { killRegisteredGroups, registeredClusters, RUN_DIR_VAR } from "./run-registry.ts";
 import { DATABASE_URL_VAR, REDIS_URL_VAR } from "./services.ts";
 
-/** What is missing of what the tests run: redis-server, PostgreSQL's server tools (unless DATABASE_URL), Debian's python3 with grpc, protoc. */
+/** What is missing of what the tests run: redis-server, PostgreSQL's server tools (unless DATABASE_URL), Debian's python3 with grpc, protoc, and the README's curl and jq (quickstart.e2e). */
 function missingTools(): string[] {
   const runs = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
   const missing: string[] = [];
@@ -21,6 +21,7 @@ function missingTools(): string[] {
   if (!process.env.DATABASE_URL && !findPostgresBin()) missing.push("PostgreSQL (initdb, pg_ctl under /usr/lib/postgresql/*/bin)");
   if (!runs("/usr/bin/python3", ["-c", "import grpc, google.protobuf"])) missing.push("/usr/bin/python3 with grpc and protobuf");
   if (!runs("protoc", ["--version"])) missing.push("protoc");
+  for (const tool of ["curl", "jq"]) if (!runs(tool, ["--version"])) missing.push(tool);
   return missing;
 }
 

@@ -13,7 +13,7 @@ export const TEST_TIMEOUT_MS = 180_000;
 export const HOOK_TIMEOUT_MS = 300_000;
 
 /** The one line that says what to install when a tool the tests need is missing. */
-export const INSTALL_LINE = "apt-get install redis-server postgresql python3-grpcio python3-protobuf protobuf-compiler";
+export const INSTALL_LINE = "apt-get install redis-server postgresql python3-grpcio python3-protobuf protobuf-compiler curl jq";
 
 /** vi.waitFor options for something that happens in the background (a warm-up, a write-behind): its default 1 s is a guess. */
 export const EVENTUALLY = { timeout: 30_000, interval: 20 };
