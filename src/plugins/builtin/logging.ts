@@ -37,10 +37,12 @@ export default definePlugin({
           const user = ctx.userId || undefined;
           // Object literals, not a spread: this runs once per call and a spread is several times slower.
           if (failure) {
-            const level = failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
+            // A client that hangs up is no failure of the server's: logged at the level of a call that succeeded.
+            const cancelled = failure.code === Code.Canceled;
+            const level = cancelled ? options.level : failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";
             logger[level](
               { call: ctx.callId, agent: ctx.agentId, session, user, status: codeName(failure.code), error: failure.rawMessage, durationMs },
-              "call failed",
+              cancelled ? "call cancelled" : "call failed",
             );
           } else {
             logger[options.level](
