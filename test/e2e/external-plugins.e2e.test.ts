@@ -122,7 +122,7 @@ const config = (name: string, body: Record<string, unknown>): string => {
 
 beforeAll(async () => {
   project = mkdtempSync(join(tmpdir(), "qingyu-external-"));
-  if (!existsSync(join(sdkFolder, "dist/index.js"))) throw new Error("packages/plugin-api/dist is missing: run `npm run build:plugin-api`");
+  if (!existsSync(join(sdkFolder, "dist/index.js"))) throw new Error("packages/plugin-api/dist is missing: run `npm run build:packages`");
   // The SDK tarball users install. --ignore-scripts: its prepack rebuilds dist/ in place (deleting it
   // first), which would pull the SDK from under the servers of the suites running beside this one;
   // dist/ is already built (`prepare` on install, `pretest`).

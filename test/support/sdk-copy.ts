@@ -29,7 +29,7 @@ export function useSdkCopy(): () => SdkCopy {
   let root: string | undefined;
   let copy: SdkCopy | undefined;
   beforeAll(async () => {
-    if (!existsSync(join(pkg, "dist", "index.js"))) throw new Error("packages/plugin-api is not built: run `node scripts/build-plugin-api.mjs`");
+    if (!existsSync(join(pkg, "dist", "index.js"))) throw new Error("packages/plugin-api is not built: run `node scripts/build-package.mjs plugin-api`");
     root = mkdtempSync(join(tmpdir(), "qingyu-sdk-copy-"));
     const dir = join(root, "node_modules", "@qingyu", "plugin-api");
     cpSync(join(pkg, "dist"), join(dir, "dist"), { recursive: true });
