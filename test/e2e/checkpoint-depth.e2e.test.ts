@@ -3,8 +3,9 @@ import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { JsonObject, JsonValue } from "@qingyu/plugin-api";
+import type { JsonObject } from "@qingyu/plugin-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lists, objects } from "../support/nested-data.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { statusOf, TestClient } from "../support/grpc-client.ts";
 import { runPython } from "../support/python.ts";
@@ -14,20 +15,6 @@ import { tempDir } from "../support/temp-dirs.ts";
 const root = resolve(import.meta.dirname, "../..");
 const LIMIT = 33; // sessions.maxCheckpointDepth's default
 const USER = "depth-user";
-
-/** `depth` objects, one inside the other, with a number in the last: the most protobuf messages a depth can cost. */
-function objects(depth: number): JsonObject {
-  let value: JsonObject = { leaf: 1 };
-  for (let i = 1; i < depth; i++) value = { a: value };
-  return value;
-}
-
-/** `data` holding `depth - 1` lists, one inside the other. */
-function lists(depth: number): JsonObject {
-  let value: JsonValue = [1];
-  for (let i = 2; i < depth; i++) value = [value];
-  return { a: value };
-}
 
 // Reads one session's checkpoints as a Python backend would and prints them as JSON.
 const READER = `

@@ -1,7 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, type JsonObject, type JsonValue } from "@qingyu/plugin-api";
+import { Code } from "@qingyu/plugin-api";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { lists, objects } from "../support/nested-data.ts";
 import { ConfigSchema } from "../../src/config/schema.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import { ListCheckpointsResponseSchema, SaveCheckpointRequestSchema } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
@@ -21,20 +22,6 @@ const policy: SessionPolicy = {
   defaultPageSize: 10,
   maxPageSize: 10,
 };
-
-/** `depth` objects, one inside the other, with a number in the last: the most protobuf messages a depth can cost. */
-function objects(depth: number): JsonObject {
-  let value: JsonObject = { leaf: 1 };
-  for (let i = 1; i < depth; i++) value = { a: value };
-  return value;
-}
-
-/** `data` holding `depth - 1` lists, one inside the other. */
-function lists(depth: number): JsonObject {
-  let value: JsonValue = [1];
-  for (let i = 2; i < depth; i++) value = [value];
-  return { a: value };
-}
 
 const stores: MemorySessionStore[] = [];
 afterEach(async () => {
