@@ -1,6 +1,14 @@
 /** What happened; the proto's EventType without its prefix. */
 export type EventType =
-  "AGENT_STARTED" | "AGENT_COMPLETED" | "ERROR_OCCURRED" | "CHECKPOINT_SAVED" | "MIDDLEWARE_EXECUTED" | "SESSION_CREATED" | "SESSION_DELETED";
+  | "AGENT_STARTED"
+  | "AGENT_COMPLETED"
+  | "ERROR_OCCURRED"
+  | "CHECKPOINT_SAVED"
+  | "MIDDLEWARE_EXECUTED"
+  | "SESSION_CREATED"
+  | "SESSION_DELETED"
+  | "TOOL_CALLED"
+  | "TOOL_COMPLETED";
 
 /** Every event type, in the proto's order. */
 export const EVENT_TYPES: readonly EventType[] = [
@@ -11,6 +19,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "MIDDLEWARE_EXECUTED",
   "SESSION_CREATED",
   "SESSION_DELETED",
+  "TOOL_CALLED",
+  "TOOL_COMPLETED",
 ];
 
 /** One event as published on the bus. */

@@ -4,8 +4,33 @@
 export { PLUGIN_API_VERSION, PLUGIN_KINDS, definePlugin } from "./plugin.ts";
 export { pluginShapeProblem } from "./definition.ts";
 export type { OptionsSchema, PluginDefinition, PluginHost, PluginKind, PluginProducts, PluginSpec } from "./plugin.ts";
-export type { AgentContext, AgentRunResult, GenerationOptions, Middleware, Next, RpcCall, RunEvent } from "./middleware.ts";
-export type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest, ProviderResult, TokenUsage } from "./provider.ts";
+export type {
+  AgentContext,
+  AgentRunResult,
+  GenerationOptions,
+  Middleware,
+  Next,
+  RpcCall,
+  RunEvent,
+  ToolCallDecision,
+  ToolCallInfo,
+  ToolCallRecord,
+  ToolOutcome,
+} from "./middleware.ts";
+export type {
+  ChatMessage,
+  LlmProvider,
+  ProviderCapabilities,
+  ProviderChunk,
+  ProviderRequest,
+  ProviderResult,
+  ResponseFormat,
+  TokenUsage,
+  ToolCall,
+  ToolChoice,
+  ToolDefinition,
+} from "./provider.ts";
+export { ToolError, defineTool, type JsonSchemaSource, type Tool, type ToolContext, type ToolInit, type ToolSource, type ToolSpec } from "./tools.ts";
 export { EVENT_TYPES } from "./events.ts";
 export type { EventBus, EventHandler, EventInit, EventListener, EventType, RuntimeEvent, SubscribeOptions } from "./events.ts";
 export type { AgentCatalog, AgentDefinition, AgentLimits } from "./agents.ts";

@@ -1,7 +1,7 @@
 import type { AgentDefinition } from "./agents.ts";
 import type { Principal } from "./principal.ts";
-import type { ChatMessage, TokenUsage } from "./provider.ts";
-import type { SessionRecord } from "./sessions.ts";
+import type { ChatMessage, TokenUsage, ToolCall, ToolChoice } from "./provider.ts";
+import type { JsonObject, JsonValue, SessionRecord } from "./sessions.ts";
 
 /** The outcome of one run, as the client receives it. */
 export interface AgentRunResult {
@@ -12,16 +12,91 @@ export interface AgentRunResult {
   usage: TokenUsage;
   durationMs: number;
   metadata: Record<string, string>;
+  /** Every tool call the run made, in the order they were asked for. */
+  toolCalls?: ToolCallRecord[];
+  /** Model steps taken (1 for a run without tools). */
+  steps?: number;
+  /** The answer parsed and validated against the output schema, when one was asked for and it matched. */
+  structuredOutput?: JsonValue;
+  /** Why the answer did not match the output schema (success is then false). */
+  validationErrors?: string[];
+}
+
+/** How a tool call ended. */
+export type ToolOutcome =
+  /** It returned. */
+  | "ok"
+  /** It threw: the model saw the error. */
+  | "error"
+  /** Its arguments did not match its schema: it did not run; the model saw why. */
+  | "invalid_arguments"
+  /** A middleware refused it, or the agent may not use it: it did not run. */
+  | "denied"
+  /** Its timeout passed: its signal fired. */
+  | "timeout"
+  /** The run was cancelled or hit its deadline while it ran: its signal fired. */
+  | "cancelled"
+  /** It did not stop within the grace period after its signal fired; its result, if any comes, is dropped. */
+  | "abandoned"
+  /** A limit ended the run before it could run. */
+  | "skipped";
+
+/** One tool call of a run and what came of it. */
+export interface ToolCallRecord {
+  /** The model's id for the call. */
+  id: string;
+  name: string;
+  /** The arguments as the tool received them (JSON text). */
+  arguments: string;
+  step: number;
+  outcome: ToolOutcome;
+  /** What the model was given back: the tool's output (JSON text unless it returned a string) or the error. */
+  output: string;
+  durationMs: number;
 }
 
 /** One event of a run, flowing out through the onion. */
-export type RunEvent = { type: "started"; model: string; agentId?: string } | { type: "delta"; text: string } | { type: "completed"; result: AgentRunResult };
+export type RunEvent =
+  | { type: "started"; model: string; agentId?: string }
+  | { type: "delta"; text: string }
+  /** A model step begins (1-based). */
+  | { type: "step_started"; step: number }
+  /** The model began writing a tool call. */
+  | { type: "tool_call_started"; step: number; toolCallId: string; name: string; index: number }
+  /** A piece of a tool call's arguments as the model writes them. */
+  | { type: "tool_call_delta"; step: number; toolCallId: string; argumentsDelta: string }
+  /** A tool call the runtime is about to run, with its checked arguments. */
+  | { type: "tool_call"; step: number; call: ToolCall }
+  /** A tool call's outcome. */
+  | { type: "tool_result"; step: number; record: ToolCallRecord }
+  /** A model step ended. */
+  | { type: "step_finished"; step: number; finishReason: string; usage: TokenUsage; toolCalls: number }
+  | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */
 export interface GenerationOptions {
   model?: string;
   temperature?: number;
   maxTokens?: number;
+  toolChoice?: ToolChoice;
+  parallelToolCalls?: boolean;
+  /** At most this many model steps (capped by the agent's limit). */
+  maxSteps?: number;
+  /** JSON Schema the final answer must match. */
+  outputSchema?: JsonObject;
+  /** Narrows the agent's tools to those matching these names or globs; never widens them. */
+  tools?: string[];
+}
+
+/** What a middleware's toolCall hook decides. */
+export type ToolCallDecision = void | undefined | { deny: string } | { arguments: string };
+
+/** A tool call as a middleware's hook sees it. */
+export interface ToolCallInfo {
+  readonly step: number;
+  readonly call: ToolCall;
+  /** The arguments parsed. */
+  readonly args: unknown;
 }
 
 /** Everything a middleware knows about one call. */
@@ -90,6 +165,16 @@ export interface Middleware {
    * ConnectError to refuse the call; set `call.principal` to authenticate it.
    */
   admit?(call: RpcCall): void | Promise<void>;
+  /**
+   * Runs, in pipeline order, before each tool call with checked arguments:
+   * return `{ deny: reason }` to refuse it (the model sees the reason), or
+   * `{ arguments }` (JSON text) to run it with other arguments (checked again).
+   */
+  toolCall?(ctx: AgentContext, call: ToolCallInfo): ToolCallDecision | Promise<ToolCallDecision>;
+  /** Runs after each tool call (observation only; a throw is logged). */
+  toolResult?(ctx: AgentContext, record: ToolCallRecord): void | Promise<void>;
+  /** Runs after each model step (observation only; a throw is logged). */
+  stepFinished?(ctx: AgentContext, step: { step: number; finishReason: string; usage: TokenUsage; toolCalls: number }): void | Promise<void>;
   /** Releases what setup acquired (timers, queues); called at shutdown and once a reload has replaced it. */
   dispose?(): void | Promise<void>;
 }

@@ -4,6 +4,7 @@ import type { EventBus, EventHandler } from "./events.ts";
 import type { Middleware } from "./middleware.ts";
 import type { PluginLogger, PluginMeter, PluginTracer } from "./observability.ts";
 import type { LlmProvider } from "./provider.ts";
+import type { Tool, ToolSource } from "./tools.ts";
 
 /**
  * The plugin contract's major version. definePlugin stamps it on every plugin;
@@ -11,17 +12,20 @@ import type { LlmProvider } from "./provider.ts";
  */
 export const PLUGIN_API_VERSION = 1;
 
-/** The three things a plugin can provide. */
-export type PluginKind = "middleware" | "event-handler" | "llm-provider";
+/** The things a plugin can provide. */
+export type PluginKind = "middleware" | "event-handler" | "llm-provider" | "tool" | "tool-source";
 
 /** Every plugin kind, for hosts that check a definition. */
-export const PLUGIN_KINDS: readonly PluginKind[] = ["middleware", "event-handler", "llm-provider"];
+export const PLUGIN_KINDS: readonly PluginKind[] = ["middleware", "event-handler", "llm-provider", "tool", "tool-source"];
 
 /** What `setup` returns for each kind. */
 export interface PluginProducts {
   middleware: Middleware;
   "event-handler": EventHandler;
   "llm-provider": LlmProvider;
+  /** One tool (or several: a plugin may return a list). */
+  tool: Tool | readonly Tool[];
+  "tool-source": ToolSource;
 }
 
 /** A validator for a plugin's options: any Standard Schema (zod 3.24+/4, valibot, arktype...). */

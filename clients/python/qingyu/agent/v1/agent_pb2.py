@@ -11,9 +11,11 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from qingyu.agent.v1 import tool_pb2 as qingyu_dot_agent_dot_v1_dot_tool__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bqingyu/agent/v1/agent.proto\x12\x0fqingyu.agent.v1\"\x7f\n\x11GenerationOptions\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12%\n\x0btemperature\x18\x02 \x01(\x01H\x00R\x0btemperature\x88\x01\x01\x12\x1d\n\nmax_tokens\x18\x03 \x01(\rR\tmaxTokensB\x0e\n\x0c_temperature\"\xbd\x02\n\x0e\x45xecuteRequest\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x12\n\x04task\x18\x02 \x01(\tR\x04task\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12I\n\x08metadata\x18\x05 \x03(\x0b\x32-.qingyu.agent.v1.ExecuteRequest.MetadataEntryR\x08metadata\x12<\n\x07options\x18\x06 \x01(\x0b\x32\".qingyu.agent.v1.GenerationOptionsR\x07options\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"f\n\x0f\x45xecuteResponse\x12\x34\n\x06result\x18\x01 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultR\x06result\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\"\xc9\x02\n\x14\x45xecuteStreamRequest\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x12\n\x04task\x18\x02 \x01(\tR\x04task\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12O\n\x08metadata\x18\x05 \x03(\x0b\x32\x33.qingyu.agent.v1.ExecuteStreamRequest.MetadataEntryR\x08metadata\x12<\n\x07options\x18\x06 \x01(\x0b\x32\".qingyu.agent.v1.GenerationOptionsR\x07options\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xc8\x01\n\x15\x45xecuteStreamResponse\x12\x34\n\x07started\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.StartedH\x00R\x07started\x12\x32\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.qingyu.agent.v1.TextDeltaH\x00R\x05\x64\x65lta\x12<\n\tcompleted\x18\x03 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\tcompletedB\x07\n\x05\x65vent\"Y\n\x07Started\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\"\x1f\n\tTextDelta\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\"O\n\x05Usage\x12!\n\x0cinput_tokens\x18\x01 \x01(\rR\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\rR\x0coutputTokens\"\xce\x02\n\x0b\x41gentResult\x12\x18\n\x07success\x18\x01 \x01(\x08R\x07success\x12\x16\n\x06output\x18\x02 \x01(\tR\x06output\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12#\n\rfinish_reason\x18\x04 \x01(\tR\x0c\x66inishReason\x12,\n\x05usage\x18\x05 \x01(\x0b\x32\x16.qingyu.agent.v1.UsageR\x05usage\x12\x1f\n\x0b\x64uration_ms\x18\x06 \x01(\x03R\ndurationMs\x12\x46\n\x08metadata\x18\x07 \x03(\x0b\x32*.qingyu.agent.v1.AgentResult.MetadataEntryR\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"{\n\x13\x45xecuteBatchRequest\x12;\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.qingyu.agent.v1.ExecuteRequestR\x08requests\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\rR\x0emaxConcurrency\"H\n\x14\x45xecuteBatchResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32\x1a.qingyu.agent.v1.BatchItemR\x05items\"\xa2\x01\n\tBatchItem\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\x06result\x12\x33\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.qingyu.agent.v1.BatchErrorH\x00R\x05\x65rror\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionIdB\t\n\x07outcome\"\xd6\x01\n\nBatchError\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x45\n\x08metadata\x18\x04 \x03(\x0b\x32).qingyu.agent.v1.BatchError.MetadataEntryR\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x13\n\x11ListAgentsRequest\"H\n\x12ListAgentsResponse\x12\x32\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.qingyu.agent.v1.AgentInfoR\x06\x61gents\"z\n\tAgentInfo\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x04 \x01(\tR\x05model2\xf2\x02\n\x0c\x41gentService\x12L\n\x07\x45xecute\x12\x1f.qingyu.agent.v1.ExecuteRequest\x1a .qingyu.agent.v1.ExecuteResponse\x12`\n\rExecuteStream\x12%.qingyu.agent.v1.ExecuteStreamRequest\x1a&.qingyu.agent.v1.ExecuteStreamResponse0\x01\x12[\n\x0c\x45xecuteBatch\x12$.qingyu.agent.v1.ExecuteBatchRequest\x1a%.qingyu.agent.v1.ExecuteBatchResponse\x12U\n\nListAgents\x12\".qingyu.agent.v1.ListAgentsRequest\x1a#.qingyu.agent.v1.ListAgentsResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bqingyu/agent/v1/agent.proto\x12\x0fqingyu.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1aqingyu/agent/v1/tool.proto\"\xde\x02\n\x11GenerationOptions\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12%\n\x0btemperature\x18\x02 \x01(\x01H\x00R\x0btemperature\x88\x01\x01\x12\x1d\n\nmax_tokens\x18\x03 \x01(\rR\tmaxTokens\x12\x1f\n\x0btool_choice\x18\x04 \x01(\tR\ntoolChoice\x12\x33\n\x13parallel_tool_calls\x18\x05 \x01(\x08H\x01R\x11parallelToolCalls\x88\x01\x01\x12\x1b\n\tmax_steps\x18\x06 \x01(\rR\x08maxSteps\x12<\n\routput_schema\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x0coutputSchema\x12\x14\n\x05tools\x18\x08 \x03(\tR\x05toolsB\x0e\n\x0c_temperatureB\x16\n\x14_parallel_tool_calls\"\xbd\x02\n\x0e\x45xecuteRequest\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x12\n\x04task\x18\x02 \x01(\tR\x04task\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12I\n\x08metadata\x18\x05 \x03(\x0b\x32-.qingyu.agent.v1.ExecuteRequest.MetadataEntryR\x08metadata\x12<\n\x07options\x18\x06 \x01(\x0b\x32\".qingyu.agent.v1.GenerationOptionsR\x07options\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"f\n\x0f\x45xecuteResponse\x12\x34\n\x06result\x18\x01 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultR\x06result\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\"\xc9\x02\n\x14\x45xecuteStreamRequest\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x12\n\x04task\x18\x02 \x01(\tR\x04task\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12O\n\x08metadata\x18\x05 \x03(\x0b\x32\x33.qingyu.agent.v1.ExecuteStreamRequest.MetadataEntryR\x08metadata\x12<\n\x07options\x18\x06 \x01(\x0b\x32\".qingyu.agent.v1.GenerationOptionsR\x07options\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xea\x04\n\x15\x45xecuteStreamResponse\x12\x34\n\x07started\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.StartedH\x00R\x07started\x12\x32\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x1a.qingyu.agent.v1.TextDeltaH\x00R\x05\x64\x65lta\x12<\n\tcompleted\x18\x03 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\tcompleted\x12\x41\n\x0cstep_started\x18\x04 \x01(\x0b\x32\x1c.qingyu.agent.v1.StepStartedH\x00R\x0bstepStarted\x12N\n\x11tool_call_started\x18\x05 \x01(\x0b\x32 .qingyu.agent.v1.ToolCallStartedH\x00R\x0ftoolCallStarted\x12H\n\x0ftool_call_delta\x18\x06 \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallDeltaH\x00R\rtoolCallDelta\x12=\n\ttool_call\x18\x07 \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallEventH\x00R\x08toolCall\x12>\n\x0btool_result\x18\x08 \x01(\x0b\x32\x1b.qingyu.agent.v1.ToolResultH\x00R\ntoolResult\x12\x44\n\rstep_finished\x18\t \x01(\x0b\x32\x1d.qingyu.agent.v1.StepFinishedH\x00R\x0cstepFinishedB\x07\n\x05\x65vent\"!\n\x0bStepStarted\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\"q\n\x0fToolCallStarted\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12 \n\x0ctool_call_id\x18\x02 \x01(\tR\ntoolCallId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05index\x18\x04 \x01(\rR\x05index\"n\n\rToolCallDelta\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12 \n\x0ctool_call_id\x18\x02 \x01(\tR\ntoolCallId\x12\'\n\x0f\x61rguments_delta\x18\x03 \x01(\tR\x0e\x61rgumentsDelta\"R\n\rToolCallEvent\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12-\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x19.qingyu.agent.v1.ToolCallR\x04\x63\x61ll\"\xe5\x01\n\nToolResult\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12 \n\x0ctool_call_id\x18\x02 \x01(\tR\ntoolCallId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n\targuments\x18\x04 \x01(\tR\targuments\x12\x36\n\x07outcome\x18\x05 \x01(\x0e\x32\x1c.qingyu.agent.v1.ToolOutcomeR\x07outcome\x12\x16\n\x06output\x18\x06 \x01(\tR\x06output\x12\x1f\n\x0b\x64uration_ms\x18\x07 \x01(\x03R\ndurationMs\"\x94\x01\n\x0cStepFinished\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12#\n\rfinish_reason\x18\x02 \x01(\tR\x0c\x66inishReason\x12,\n\x05usage\x18\x03 \x01(\x0b\x32\x16.qingyu.agent.v1.UsageR\x05usage\x12\x1d\n\ntool_calls\x18\x04 \x01(\rR\ttoolCalls\"Y\n\x07Started\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\"\x1f\n\tTextDelta\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\"O\n\x05Usage\x12!\n\x0cinput_tokens\x18\x01 \x01(\rR\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\rR\x0coutputTokens\"\x92\x04\n\x0b\x41gentResult\x12\x18\n\x07success\x18\x01 \x01(\x08R\x07success\x12\x16\n\x06output\x18\x02 \x01(\tR\x06output\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12#\n\rfinish_reason\x18\x04 \x01(\tR\x0c\x66inishReason\x12,\n\x05usage\x18\x05 \x01(\x0b\x32\x16.qingyu.agent.v1.UsageR\x05usage\x12\x1f\n\x0b\x64uration_ms\x18\x06 \x01(\x03R\ndurationMs\x12\x46\n\x08metadata\x18\x07 \x03(\x0b\x32*.qingyu.agent.v1.AgentResult.MetadataEntryR\x08metadata\x12:\n\ntool_calls\x18\x08 \x03(\x0b\x32\x1b.qingyu.agent.v1.ToolResultR\ttoolCalls\x12\x14\n\x05steps\x18\t \x01(\rR\x05steps\x12\x43\n\x11structured_output\x18\n \x01(\x0b\x32\x16.google.protobuf.ValueR\x10structuredOutput\x12+\n\x11validation_errors\x18\x0b \x03(\tR\x10validationErrors\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"{\n\x13\x45xecuteBatchRequest\x12;\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.qingyu.agent.v1.ExecuteRequestR\x08requests\x12\'\n\x0fmax_concurrency\x18\x02 \x01(\rR\x0emaxConcurrency\"H\n\x14\x45xecuteBatchResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32\x1a.qingyu.agent.v1.BatchItemR\x05items\"\xa2\x01\n\tBatchItem\x12\x36\n\x06result\x18\x01 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\x06result\x12\x33\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.qingyu.agent.v1.BatchErrorH\x00R\x05\x65rror\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionIdB\t\n\x07outcome\"\xd6\x01\n\nBatchError\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x45\n\x08metadata\x18\x04 \x03(\x0b\x32).qingyu.agent.v1.BatchError.MetadataEntryR\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x13\n\x11ListAgentsRequest\"H\n\x12ListAgentsResponse\x12\x32\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.qingyu.agent.v1.AgentInfoR\x06\x61gents\"z\n\tAgentInfo\x12\x19\n\x08\x61gent_id\x18\x01 \x01(\tR\x07\x61gentId\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x04 \x01(\tR\x05model2\xf2\x02\n\x0c\x41gentService\x12L\n\x07\x45xecute\x12\x1f.qingyu.agent.v1.ExecuteRequest\x1a .qingyu.agent.v1.ExecuteResponse\x12`\n\rExecuteStream\x12%.qingyu.agent.v1.ExecuteStreamRequest\x1a&.qingyu.agent.v1.ExecuteStreamResponse0\x01\x12[\n\x0c\x45xecuteBatch\x12$.qingyu.agent.v1.ExecuteBatchRequest\x1a%.qingyu.agent.v1.ExecuteBatchResponse\x12U\n\nListAgents\x12\".qingyu.agent.v1.ListAgentsRequest\x1a#.qingyu.agent.v1.ListAgentsResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qingyu.agent.v1.agent_pb2', globals())
@@ -29,46 +31,58 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _AGENTRESULT_METADATAENTRY._serialized_options = b'8\001'
   _BATCHERROR_METADATAENTRY._options = None
   _BATCHERROR_METADATAENTRY._serialized_options = b'8\001'
-  _GENERATIONOPTIONS._serialized_start=48
-  _GENERATIONOPTIONS._serialized_end=175
-  _EXECUTEREQUEST._serialized_start=178
-  _EXECUTEREQUEST._serialized_end=495
-  _EXECUTEREQUEST_METADATAENTRY._serialized_start=436
-  _EXECUTEREQUEST_METADATAENTRY._serialized_end=495
-  _EXECUTERESPONSE._serialized_start=497
-  _EXECUTERESPONSE._serialized_end=599
-  _EXECUTESTREAMREQUEST._serialized_start=602
-  _EXECUTESTREAMREQUEST._serialized_end=931
-  _EXECUTESTREAMREQUEST_METADATAENTRY._serialized_start=436
-  _EXECUTESTREAMREQUEST_METADATAENTRY._serialized_end=495
-  _EXECUTESTREAMRESPONSE._serialized_start=934
-  _EXECUTESTREAMRESPONSE._serialized_end=1134
-  _STARTED._serialized_start=1136
-  _STARTED._serialized_end=1225
-  _TEXTDELTA._serialized_start=1227
-  _TEXTDELTA._serialized_end=1258
-  _USAGE._serialized_start=1260
-  _USAGE._serialized_end=1339
-  _AGENTRESULT._serialized_start=1342
-  _AGENTRESULT._serialized_end=1676
-  _AGENTRESULT_METADATAENTRY._serialized_start=436
-  _AGENTRESULT_METADATAENTRY._serialized_end=495
-  _EXECUTEBATCHREQUEST._serialized_start=1678
-  _EXECUTEBATCHREQUEST._serialized_end=1801
-  _EXECUTEBATCHRESPONSE._serialized_start=1803
-  _EXECUTEBATCHRESPONSE._serialized_end=1875
-  _BATCHITEM._serialized_start=1878
-  _BATCHITEM._serialized_end=2040
-  _BATCHERROR._serialized_start=2043
-  _BATCHERROR._serialized_end=2257
-  _BATCHERROR_METADATAENTRY._serialized_start=436
-  _BATCHERROR_METADATAENTRY._serialized_end=495
-  _LISTAGENTSREQUEST._serialized_start=2259
-  _LISTAGENTSREQUEST._serialized_end=2278
-  _LISTAGENTSRESPONSE._serialized_start=2280
-  _LISTAGENTSRESPONSE._serialized_end=2352
-  _AGENTINFO._serialized_start=2354
-  _AGENTINFO._serialized_end=2476
-  _AGENTSERVICE._serialized_start=2479
-  _AGENTSERVICE._serialized_end=2849
+  _GENERATIONOPTIONS._serialized_start=107
+  _GENERATIONOPTIONS._serialized_end=457
+  _EXECUTEREQUEST._serialized_start=460
+  _EXECUTEREQUEST._serialized_end=777
+  _EXECUTEREQUEST_METADATAENTRY._serialized_start=718
+  _EXECUTEREQUEST_METADATAENTRY._serialized_end=777
+  _EXECUTERESPONSE._serialized_start=779
+  _EXECUTERESPONSE._serialized_end=881
+  _EXECUTESTREAMREQUEST._serialized_start=884
+  _EXECUTESTREAMREQUEST._serialized_end=1213
+  _EXECUTESTREAMREQUEST_METADATAENTRY._serialized_start=718
+  _EXECUTESTREAMREQUEST_METADATAENTRY._serialized_end=777
+  _EXECUTESTREAMRESPONSE._serialized_start=1216
+  _EXECUTESTREAMRESPONSE._serialized_end=1834
+  _STEPSTARTED._serialized_start=1836
+  _STEPSTARTED._serialized_end=1869
+  _TOOLCALLSTARTED._serialized_start=1871
+  _TOOLCALLSTARTED._serialized_end=1984
+  _TOOLCALLDELTA._serialized_start=1986
+  _TOOLCALLDELTA._serialized_end=2096
+  _TOOLCALLEVENT._serialized_start=2098
+  _TOOLCALLEVENT._serialized_end=2180
+  _TOOLRESULT._serialized_start=2183
+  _TOOLRESULT._serialized_end=2412
+  _STEPFINISHED._serialized_start=2415
+  _STEPFINISHED._serialized_end=2563
+  _STARTED._serialized_start=2565
+  _STARTED._serialized_end=2654
+  _TEXTDELTA._serialized_start=2656
+  _TEXTDELTA._serialized_end=2687
+  _USAGE._serialized_start=2689
+  _USAGE._serialized_end=2768
+  _AGENTRESULT._serialized_start=2771
+  _AGENTRESULT._serialized_end=3301
+  _AGENTRESULT_METADATAENTRY._serialized_start=718
+  _AGENTRESULT_METADATAENTRY._serialized_end=777
+  _EXECUTEBATCHREQUEST._serialized_start=3303
+  _EXECUTEBATCHREQUEST._serialized_end=3426
+  _EXECUTEBATCHRESPONSE._serialized_start=3428
+  _EXECUTEBATCHRESPONSE._serialized_end=3500
+  _BATCHITEM._serialized_start=3503
+  _BATCHITEM._serialized_end=3665
+  _BATCHERROR._serialized_start=3668
+  _BATCHERROR._serialized_end=3882
+  _BATCHERROR_METADATAENTRY._serialized_start=718
+  _BATCHERROR_METADATAENTRY._serialized_end=777
+  _LISTAGENTSREQUEST._serialized_start=3884
+  _LISTAGENTSREQUEST._serialized_end=3903
+  _LISTAGENTSRESPONSE._serialized_start=3905
+  _LISTAGENTSRESPONSE._serialized_end=3977
+  _AGENTINFO._serialized_start=3979
+  _AGENTINFO._serialized_end=4101
+  _AGENTSERVICE._serialized_start=4104
+  _AGENTSERVICE._serialized_end=4474
 # @@protoc_insertion_point(module_scope)

@@ -13,9 +13,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from qingyu.agent.v1 import tool_pb2 as qingyu_dot_agent_dot_v1_dot_tool__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dqingyu/agent/v1/session.proto\x12\x0fqingyu.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x07Message\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\"\x89\x04\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x19\n\x08\x61gent_id\x18\x03 \x01(\tR\x07\x61gentId\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12;\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x42\n\x08metadata\x18\x07 \x03(\x0b\x32&.qingyu.agent.v1.Session.MetadataEntryR\x08metadata\x12\x18\n\x07version\x18\x08 \x01(\x03R\x07version\x12\x34\n\x08messages\x18\t \x03(\x0b\x32\x18.qingyu.agent.v1.MessageR\x08messages\x12#\n\rmessage_count\x18\n \x01(\x03R\x0cmessageCount\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x86\x02\n\nCheckpoint\x12#\n\rcheckpoint_id\x18\x01 \x01(\tR\x0c\x63heckpointId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12+\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x30\n\x14parent_checkpoint_id\x18\x05 \x01(\tR\x12parentCheckpointId\x12\x18\n\x07version\x18\x06 \x01(\x03R\x07version\"\xf9\x01\n\x14\x43reateSessionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12O\n\x08metadata\x18\x03 \x03(\x0b\x32\x33.qingyu.agent.v1.CreateSessionRequest.MetadataEntryR\x08metadata\x12\x1f\n\x0bttl_seconds\x18\x04 \x01(\rR\nttlSeconds\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"K\n\x15\x43reateSessionResponse\x12\x32\n\x07session\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.SessionR\x07session\"K\n\x11GetSessionRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"H\n\x12GetSessionResponse\x12\x32\n\x07session\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.SessionR\x07session\"j\n\x13ListSessionsRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x14ListSessionsResponse\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\x18.qingyu.agent.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"N\n\x14\x44\x65leteSessionRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"\x17\n\x15\x44\x65leteSessionResponse\"\xc1\x01\n\x15SaveCheckpointRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12+\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12.\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userIdB\x13\n\x11_expected_version\"U\n\x16SaveCheckpointResponse\x12;\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\ncheckpoint\"s\n\x14GetCheckpointRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12#\n\rcheckpoint_id\x18\x02 \x01(\tR\x0c\x63heckpointId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"T\n\x15GetCheckpointResponse\x12;\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\ncheckpoint\"\x8c\x01\n\x16ListCheckpointsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\"\x80\x01\n\x17ListCheckpointsResponse\x12=\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\x0b\x63heckpoints\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xad\x05\n\x0eSessionService\x12^\n\rCreateSession\x12%.qingyu.agent.v1.CreateSessionRequest\x1a&.qingyu.agent.v1.CreateSessionResponse\x12U\n\nGetSession\x12\".qingyu.agent.v1.GetSessionRequest\x1a#.qingyu.agent.v1.GetSessionResponse\x12[\n\x0cListSessions\x12$.qingyu.agent.v1.ListSessionsRequest\x1a%.qingyu.agent.v1.ListSessionsResponse\x12^\n\rDeleteSession\x12%.qingyu.agent.v1.DeleteSessionRequest\x1a&.qingyu.agent.v1.DeleteSessionResponse\x12\x61\n\x0eSaveCheckpoint\x12&.qingyu.agent.v1.SaveCheckpointRequest\x1a\'.qingyu.agent.v1.SaveCheckpointResponse\x12^\n\rGetCheckpoint\x12%.qingyu.agent.v1.GetCheckpointRequest\x1a&.qingyu.agent.v1.GetCheckpointResponse\x12\x64\n\x0fListCheckpoints\x12\'.qingyu.agent.v1.ListCheckpointsRequest\x1a(.qingyu.agent.v1.ListCheckpointsResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dqingyu/agent/v1/session.proto\x12\x0fqingyu.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aqingyu/agent/v1/tool.proto\"\x93\x01\n\x07Message\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n\x07\x63ontent\x18\x02 \x01(\tR\x07\x63ontent\x12\x38\n\ntool_calls\x18\x03 \x03(\x0b\x32\x19.qingyu.agent.v1.ToolCallR\ttoolCalls\x12 \n\x0ctool_call_id\x18\x04 \x01(\tR\ntoolCallId\"\x89\x04\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x19\n\x08\x61gent_id\x18\x03 \x01(\tR\x07\x61gentId\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12;\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x42\n\x08metadata\x18\x07 \x03(\x0b\x32&.qingyu.agent.v1.Session.MetadataEntryR\x08metadata\x12\x18\n\x07version\x18\x08 \x01(\x03R\x07version\x12\x34\n\x08messages\x18\t \x03(\x0b\x32\x18.qingyu.agent.v1.MessageR\x08messages\x12#\n\rmessage_count\x18\n \x01(\x03R\x0cmessageCount\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x86\x02\n\nCheckpoint\x12#\n\rcheckpoint_id\x18\x01 \x01(\tR\x0c\x63heckpointId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12+\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12;\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x30\n\x14parent_checkpoint_id\x18\x05 \x01(\tR\x12parentCheckpointId\x12\x18\n\x07version\x18\x06 \x01(\x03R\x07version\"\xf9\x01\n\x14\x43reateSessionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12O\n\x08metadata\x18\x03 \x03(\x0b\x32\x33.qingyu.agent.v1.CreateSessionRequest.MetadataEntryR\x08metadata\x12\x1f\n\x0bttl_seconds\x18\x04 \x01(\rR\nttlSeconds\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"K\n\x15\x43reateSessionResponse\x12\x32\n\x07session\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.SessionR\x07session\"K\n\x11GetSessionRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"H\n\x12GetSessionResponse\x12\x32\n\x07session\x18\x01 \x01(\x0b\x32\x18.qingyu.agent.v1.SessionR\x07session\"j\n\x13ListSessionsRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x14ListSessionsResponse\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\x18.qingyu.agent.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"N\n\x14\x44\x65leteSessionRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"\x17\n\x15\x44\x65leteSessionResponse\"\xc1\x01\n\x15SaveCheckpointRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12+\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\x12.\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userIdB\x13\n\x11_expected_version\"U\n\x16SaveCheckpointResponse\x12;\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\ncheckpoint\"s\n\x14GetCheckpointRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12#\n\rcheckpoint_id\x18\x02 \x01(\tR\x0c\x63heckpointId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"T\n\x15GetCheckpointResponse\x12;\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\ncheckpoint\"\x8c\x01\n\x16ListCheckpointsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\"\x80\x01\n\x17ListCheckpointsResponse\x12=\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1b.qingyu.agent.v1.CheckpointR\x0b\x63heckpoints\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xad\x05\n\x0eSessionService\x12^\n\rCreateSession\x12%.qingyu.agent.v1.CreateSessionRequest\x1a&.qingyu.agent.v1.CreateSessionResponse\x12U\n\nGetSession\x12\".qingyu.agent.v1.GetSessionRequest\x1a#.qingyu.agent.v1.GetSessionResponse\x12[\n\x0cListSessions\x12$.qingyu.agent.v1.ListSessionsRequest\x1a%.qingyu.agent.v1.ListSessionsResponse\x12^\n\rDeleteSession\x12%.qingyu.agent.v1.DeleteSessionRequest\x1a&.qingyu.agent.v1.DeleteSessionResponse\x12\x61\n\x0eSaveCheckpoint\x12&.qingyu.agent.v1.SaveCheckpointRequest\x1a\'.qingyu.agent.v1.SaveCheckpointResponse\x12^\n\rGetCheckpoint\x12%.qingyu.agent.v1.GetCheckpointRequest\x1a&.qingyu.agent.v1.GetCheckpointResponse\x12\x64\n\x0fListCheckpoints\x12\'.qingyu.agent.v1.ListCheckpointsRequest\x1a(.qingyu.agent.v1.ListCheckpointsResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qingyu.agent.v1.session_pb2', globals())
@@ -27,44 +28,44 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SESSION_METADATAENTRY._serialized_options = b'8\001'
   _CREATESESSIONREQUEST_METADATAENTRY._options = None
   _CREATESESSIONREQUEST_METADATAENTRY._serialized_options = b'8\001'
-  _MESSAGE._serialized_start=113
-  _MESSAGE._serialized_end=168
-  _SESSION._serialized_start=171
-  _SESSION._serialized_end=692
-  _SESSION_METADATAENTRY._serialized_start=633
-  _SESSION_METADATAENTRY._serialized_end=692
-  _CHECKPOINT._serialized_start=695
-  _CHECKPOINT._serialized_end=957
-  _CREATESESSIONREQUEST._serialized_start=960
-  _CREATESESSIONREQUEST._serialized_end=1209
-  _CREATESESSIONREQUEST_METADATAENTRY._serialized_start=633
-  _CREATESESSIONREQUEST_METADATAENTRY._serialized_end=692
-  _CREATESESSIONRESPONSE._serialized_start=1211
-  _CREATESESSIONRESPONSE._serialized_end=1286
-  _GETSESSIONREQUEST._serialized_start=1288
-  _GETSESSIONREQUEST._serialized_end=1363
-  _GETSESSIONRESPONSE._serialized_start=1365
-  _GETSESSIONRESPONSE._serialized_end=1437
-  _LISTSESSIONSREQUEST._serialized_start=1439
-  _LISTSESSIONSREQUEST._serialized_end=1545
-  _LISTSESSIONSRESPONSE._serialized_start=1547
-  _LISTSESSIONSRESPONSE._serialized_end=1663
-  _DELETESESSIONREQUEST._serialized_start=1665
-  _DELETESESSIONREQUEST._serialized_end=1743
-  _DELETESESSIONRESPONSE._serialized_start=1745
-  _DELETESESSIONRESPONSE._serialized_end=1768
-  _SAVECHECKPOINTREQUEST._serialized_start=1771
-  _SAVECHECKPOINTREQUEST._serialized_end=1964
-  _SAVECHECKPOINTRESPONSE._serialized_start=1966
-  _SAVECHECKPOINTRESPONSE._serialized_end=2051
-  _GETCHECKPOINTREQUEST._serialized_start=2053
-  _GETCHECKPOINTREQUEST._serialized_end=2168
-  _GETCHECKPOINTRESPONSE._serialized_start=2170
-  _GETCHECKPOINTRESPONSE._serialized_end=2254
-  _LISTCHECKPOINTSREQUEST._serialized_start=2257
-  _LISTCHECKPOINTSREQUEST._serialized_end=2397
-  _LISTCHECKPOINTSRESPONSE._serialized_start=2400
-  _LISTCHECKPOINTSRESPONSE._serialized_end=2528
-  _SESSIONSERVICE._serialized_start=2531
-  _SESSIONSERVICE._serialized_end=3216
+  _MESSAGE._serialized_start=142
+  _MESSAGE._serialized_end=289
+  _SESSION._serialized_start=292
+  _SESSION._serialized_end=813
+  _SESSION_METADATAENTRY._serialized_start=754
+  _SESSION_METADATAENTRY._serialized_end=813
+  _CHECKPOINT._serialized_start=816
+  _CHECKPOINT._serialized_end=1078
+  _CREATESESSIONREQUEST._serialized_start=1081
+  _CREATESESSIONREQUEST._serialized_end=1330
+  _CREATESESSIONREQUEST_METADATAENTRY._serialized_start=754
+  _CREATESESSIONREQUEST_METADATAENTRY._serialized_end=813
+  _CREATESESSIONRESPONSE._serialized_start=1332
+  _CREATESESSIONRESPONSE._serialized_end=1407
+  _GETSESSIONREQUEST._serialized_start=1409
+  _GETSESSIONREQUEST._serialized_end=1484
+  _GETSESSIONRESPONSE._serialized_start=1486
+  _GETSESSIONRESPONSE._serialized_end=1558
+  _LISTSESSIONSREQUEST._serialized_start=1560
+  _LISTSESSIONSREQUEST._serialized_end=1666
+  _LISTSESSIONSRESPONSE._serialized_start=1668
+  _LISTSESSIONSRESPONSE._serialized_end=1784
+  _DELETESESSIONREQUEST._serialized_start=1786
+  _DELETESESSIONREQUEST._serialized_end=1864
+  _DELETESESSIONRESPONSE._serialized_start=1866
+  _DELETESESSIONRESPONSE._serialized_end=1889
+  _SAVECHECKPOINTREQUEST._serialized_start=1892
+  _SAVECHECKPOINTREQUEST._serialized_end=2085
+  _SAVECHECKPOINTRESPONSE._serialized_start=2087
+  _SAVECHECKPOINTRESPONSE._serialized_end=2172
+  _GETCHECKPOINTREQUEST._serialized_start=2174
+  _GETCHECKPOINTREQUEST._serialized_end=2289
+  _GETCHECKPOINTRESPONSE._serialized_start=2291
+  _GETCHECKPOINTRESPONSE._serialized_end=2375
+  _LISTCHECKPOINTSREQUEST._serialized_start=2378
+  _LISTCHECKPOINTSREQUEST._serialized_end=2518
+  _LISTCHECKPOINTSRESPONSE._serialized_start=2521
+  _LISTCHECKPOINTSRESPONSE._serialized_end=2649
+  _SESSIONSERVICE._serialized_start=2652
+  _SESSIONSERVICE._serialized_end=3337
 # @@protoc_insertion_point(module_scope)

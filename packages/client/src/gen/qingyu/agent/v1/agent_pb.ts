@@ -4,13 +4,17 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Message } from "@bufbuild/protobuf";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { ToolCall, ToolOutcome } from "./tool_pb.ts";
+import { file_qingyu_agent_v1_tool } from "./tool_pb.ts";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file qingyu/agent/v1/agent.proto.
  */
 export const file_qingyu_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtxaW5neXUvYWdlbnQvdjEvYWdlbnQucHJvdG8SD3Fpbmd5dS5hZ2VudC52MSJgChFHZW5lcmF0aW9uT3B0aW9ucxINCgVtb2RlbBgBIAEoCRIYCgt0ZW1wZXJhdHVyZRgCIAEoAUgAiAEBEhIKCm1heF90b2tlbnMYAyABKA1CDgoMX3RlbXBlcmF0dXJlIvwBCg5FeGVjdXRlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIMCgR0YXNrGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRI/CghtZXRhZGF0YRgFIAMoCzItLnFpbmd5dS5hZ2VudC52MS5FeGVjdXRlUmVxdWVzdC5NZXRhZGF0YUVudHJ5EjMKB29wdGlvbnMYBiABKAsyIi5xaW5neXUuYWdlbnQudjEuR2VuZXJhdGlvbk9wdGlvbnMaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKD0V4ZWN1dGVSZXNwb25zZRIsCgZyZXN1bHQYASABKAsyHC5xaW5neXUuYWdlbnQudjEuQWdlbnRSZXN1bHQSEgoKc2Vzc2lvbl9pZBgCIAEoCSKIAgoURXhlY3V0ZVN0cmVhbVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDAoEdGFzaxgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEg8KB3VzZXJfaWQYBCABKAkSRQoIbWV0YWRhdGEYBSADKAsyMy5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIzCgdvcHRpb25zGAYgASgLMiIucWluZ3l1LmFnZW50LnYxLkdlbmVyYXRpb25PcHRpb25zGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKtAQoVRXhlY3V0ZVN0cmVhbVJlc3BvbnNlEisKB3N0YXJ0ZWQYASABKAsyGC5xaW5neXUuYWdlbnQudjEuU3RhcnRlZEgAEisKBWRlbHRhGAIgASgLMhoucWluZ3l1LmFnZW50LnYxLlRleHREZWx0YUgAEjEKCWNvbXBsZXRlZBgDIAEoCzIcLnFpbmd5dS5hZ2VudC52MS5BZ2VudFJlc3VsdEgAQgcKBWV2ZW50Ij4KB1N0YXJ0ZWQSEAoIYWdlbnRfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRINCgVtb2RlbBgDIAEoCSIZCglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCSI0CgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKA0SFQoNb3V0cHV0X3Rva2VucxgCIAEoDSL/AQoLQWdlbnRSZXN1bHQSDwoHc3VjY2VzcxgBIAEoCBIOCgZvdXRwdXQYAiABKAkSDQoFbW9kZWwYAyABKAkSFQoNZmluaXNoX3JlYXNvbhgEIAEoCRIlCgV1c2FnZRgFIAEoCzIWLnFpbmd5dS5hZ2VudC52MS5Vc2FnZRITCgtkdXJhdGlvbl9tcxgGIAEoAxI8CghtZXRhZGF0YRgHIAMoCzIqLnFpbmd5dS5hZ2VudC52MS5BZ2VudFJlc3VsdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJhChNFeGVjdXRlQmF0Y2hSZXF1ZXN0EjEKCHJlcXVlc3RzGAEgAygLMh8ucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVSZXF1ZXN0EhcKD21heF9jb25jdXJyZW5jeRgCIAEoDSJBChRFeGVjdXRlQmF0Y2hSZXNwb25zZRIpCgVpdGVtcxgBIAMoCzIaLnFpbmd5dS5hZ2VudC52MS5CYXRjaEl0ZW0iiAEKCUJhdGNoSXRlbRIuCgZyZXN1bHQYASABKAsyHC5xaW5neXUuYWdlbnQudjEuQWdlbnRSZXN1bHRIABIsCgVlcnJvchgCIAEoCzIbLnFpbmd5dS5hZ2VudC52MS5CYXRjaEVycm9ySAASEgoKc2Vzc2lvbl9pZBgDIAEoCUIJCgdvdXRjb21lIqkBCgpCYXRjaEVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSOwoIbWV0YWRhdGEYBCADKAsyKS5xaW5neXUuYWdlbnQudjEuQmF0Y2hFcnJvci5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASITChFMaXN0QWdlbnRzUmVxdWVzdCJAChJMaXN0QWdlbnRzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoucWluZ3l1LmFnZW50LnYxLkFnZW50SW5mbyJTCglBZ2VudEluZm8SEAoIYWdlbnRfaWQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEAoIcHJvdmlkZXIYAyABKAkSDQoFbW9kZWwYBCABKAky8gIKDEFnZW50U2VydmljZRJMCgdFeGVjdXRlEh8ucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVSZXF1ZXN0GiAucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVSZXNwb25zZRJgCg1FeGVjdXRlU3RyZWFtEiUucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVTdHJlYW1SZXF1ZXN0GiYucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVTdHJlYW1SZXNwb25zZTABElsKDEV4ZWN1dGVCYXRjaBIkLnFpbmd5dS5hZ2VudC52MS5FeGVjdXRlQmF0Y2hSZXF1ZXN0GiUucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVCYXRjaFJlc3BvbnNlElUKCkxpc3RBZ2VudHMSIi5xaW5neXUuYWdlbnQudjEuTGlzdEFnZW50c1JlcXVlc3QaIy5xaW5neXUuYWdlbnQudjEuTGlzdEFnZW50c1Jlc3BvbnNlQkRaQmdpdGh1Yi5jb20vcWluZ3l1L2FnZW50LXJ1bnRpbWUvY2xpZW50cy9nby9xaW5neXUvYWdlbnQvdjE7YWdlbnR2MWIGcHJvdG8z");
+  fileDesc("ChtxaW5neXUvYWdlbnQvdjEvYWdlbnQucHJvdG8SD3Fpbmd5dS5hZ2VudC52MSKBAgoRR2VuZXJhdGlvbk9wdGlvbnMSDQoFbW9kZWwYASABKAkSGAoLdGVtcGVyYXR1cmUYAiABKAFIAIgBARISCgptYXhfdG9rZW5zGAMgASgNEhMKC3Rvb2xfY2hvaWNlGAQgASgJEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYBSABKAhIAYgBARIRCgltYXhfc3RlcHMYBiABKA0SLgoNb3V0cHV0X3NjaGVtYRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFdG9vbHMYCCADKAlCDgoMX3RlbXBlcmF0dXJlQhYKFF9wYXJhbGxlbF90b29sX2NhbGxzIvwBCg5FeGVjdXRlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIMCgR0YXNrGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRI/CghtZXRhZGF0YRgFIAMoCzItLnFpbmd5dS5hZ2VudC52MS5FeGVjdXRlUmVxdWVzdC5NZXRhZGF0YUVudHJ5EjMKB29wdGlvbnMYBiABKAsyIi5xaW5neXUuYWdlbnQudjEuR2VuZXJhdGlvbk9wdGlvbnMaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKD0V4ZWN1dGVSZXNwb25zZRIsCgZyZXN1bHQYASABKAsyHC5xaW5neXUuYWdlbnQudjEuQWdlbnRSZXN1bHQSEgoKc2Vzc2lvbl9pZBgCIAEoCSKIAgoURXhlY3V0ZVN0cmVhbVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDAoEdGFzaxgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEg8KB3VzZXJfaWQYBCABKAkSRQoIbWV0YWRhdGEYBSADKAsyMy5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIzCgdvcHRpb25zGAYgASgLMiIucWluZ3l1LmFnZW50LnYxLkdlbmVyYXRpb25PcHRpb25zGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL+AwoVRXhlY3V0ZVN0cmVhbVJlc3BvbnNlEisKB3N0YXJ0ZWQYASABKAsyGC5xaW5neXUuYWdlbnQudjEuU3RhcnRlZEgAEisKBWRlbHRhGAIgASgLMhoucWluZ3l1LmFnZW50LnYxLlRleHREZWx0YUgAEjEKCWNvbXBsZXRlZBgDIAEoCzIcLnFpbmd5dS5hZ2VudC52MS5BZ2VudFJlc3VsdEgAEjQKDHN0ZXBfc3RhcnRlZBgEIAEoCzIcLnFpbmd5dS5hZ2VudC52MS5TdGVwU3RhcnRlZEgAEj0KEXRvb2xfY2FsbF9zdGFydGVkGAUgASgLMiAucWluZ3l1LmFnZW50LnYxLlRvb2xDYWxsU3RhcnRlZEgAEjkKD3Rvb2xfY2FsbF9kZWx0YRgGIAEoCzIeLnFpbmd5dS5hZ2VudC52MS5Ub29sQ2FsbERlbHRhSAASMwoJdG9vbF9jYWxsGAcgASgLMh4ucWluZ3l1LmFnZW50LnYxLlRvb2xDYWxsRXZlbnRIABIyCgt0b29sX3Jlc3VsdBgIIAEoCzIbLnFpbmd5dS5hZ2VudC52MS5Ub29sUmVzdWx0SAASNgoNc3RlcF9maW5pc2hlZBgJIAEoCzIdLnFpbmd5dS5hZ2VudC52MS5TdGVwRmluaXNoZWRIAEIHCgVldmVudCIbCgtTdGVwU3RhcnRlZBIMCgRzdGVwGAEgASgNIlIKD1Rvb2xDYWxsU3RhcnRlZBIMCgRzdGVwGAEgASgNEhQKDHRvb2xfY2FsbF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEg0KBWluZGV4GAQgASgNIkwKDVRvb2xDYWxsRGVsdGESDAoEc3RlcBgBIAEoDRIUCgx0b29sX2NhbGxfaWQYAiABKAkSFwoPYXJndW1lbnRzX2RlbHRhGAMgASgJIkYKDVRvb2xDYWxsRXZlbnQSDAoEc3RlcBgBIAEoDRInCgRjYWxsGAIgASgLMhkucWluZ3l1LmFnZW50LnYxLlRvb2xDYWxsIqUBCgpUb29sUmVzdWx0EgwKBHN0ZXAYASABKA0SFAoMdG9vbF9jYWxsX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJYXJndW1lbnRzGAQgASgJEi0KB291dGNvbWUYBSABKA4yHC5xaW5neXUuYWdlbnQudjEuVG9vbE91dGNvbWUSDgoGb3V0cHV0GAYgASgJEhMKC2R1cmF0aW9uX21zGAcgASgDIm4KDFN0ZXBGaW5pc2hlZBIMCgRzdGVwGAEgASgNEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSJQoFdXNhZ2UYAyABKAsyFi5xaW5neXUuYWdlbnQudjEuVXNhZ2USEgoKdG9vbF9jYWxscxgEIAEoDSI+CgdTdGFydGVkEhAKCGFnZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDQoFbW9kZWwYAyABKAkiGQoJVGV4dERlbHRhEgwKBHRleHQYASABKAkiNAoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgNEhUKDW91dHB1dF90b2tlbnMYAiABKA0ijQMKC0FnZW50UmVzdWx0Eg8KB3N1Y2Nlc3MYASABKAgSDgoGb3V0cHV0GAIgASgJEg0KBW1vZGVsGAMgASgJEhUKDWZpbmlzaF9yZWFzb24YBCABKAkSJQoFdXNhZ2UYBSABKAsyFi5xaW5neXUuYWdlbnQudjEuVXNhZ2USEwoLZHVyYXRpb25fbXMYBiABKAMSPAoIbWV0YWRhdGEYByADKAsyKi5xaW5neXUuYWdlbnQudjEuQWdlbnRSZXN1bHQuTWV0YWRhdGFFbnRyeRIvCgp0b29sX2NhbGxzGAggAygLMhsucWluZ3l1LmFnZW50LnYxLlRvb2xSZXN1bHQSDQoFc3RlcHMYCSABKA0SMQoRc3RydWN0dXJlZF9vdXRwdXQYCiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGQoRdmFsaWRhdGlvbl9lcnJvcnMYCyADKAkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImEKE0V4ZWN1dGVCYXRjaFJlcXVlc3QSMQoIcmVxdWVzdHMYASADKAsyHy5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVJlcXVlc3QSFwoPbWF4X2NvbmN1cnJlbmN5GAIgASgNIkEKFEV4ZWN1dGVCYXRjaFJlc3BvbnNlEikKBWl0ZW1zGAEgAygLMhoucWluZ3l1LmFnZW50LnYxLkJhdGNoSXRlbSKIAQoJQmF0Y2hJdGVtEi4KBnJlc3VsdBgBIAEoCzIcLnFpbmd5dS5hZ2VudC52MS5BZ2VudFJlc3VsdEgAEiwKBWVycm9yGAIgASgLMhsucWluZ3l1LmFnZW50LnYxLkJhdGNoRXJyb3JIABISCgpzZXNzaW9uX2lkGAMgASgJQgkKB291dGNvbWUiqQEKCkJhdGNoRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCRI7CghtZXRhZGF0YRgEIAMoCzIpLnFpbmd5dS5hZ2VudC52MS5CYXRjaEVycm9yLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IkAKEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5xaW5neXUuYWdlbnQudjEuQWdlbnRJbmZvIlMKCUFnZW50SW5mbxIQCghhZ2VudF9pZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIQCghwcm92aWRlchgDIAEoCRINCgVtb2RlbBgEIAEoCTLyAgoMQWdlbnRTZXJ2aWNlEkwKB0V4ZWN1dGUSHy5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVJlcXVlc3QaIC5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVJlc3BvbnNlEmAKDUV4ZWN1dGVTdHJlYW0SJS5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVN0cmVhbVJlcXVlc3QaJi5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZVN0cmVhbVJlc3BvbnNlMAESWwoMRXhlY3V0ZUJhdGNoEiQucWluZ3l1LmFnZW50LnYxLkV4ZWN1dGVCYXRjaFJlcXVlc3QaJS5xaW5neXUuYWdlbnQudjEuRXhlY3V0ZUJhdGNoUmVzcG9uc2USVQoKTGlzdEFnZW50cxIiLnFpbmd5dS5hZ2VudC52MS5MaXN0QWdlbnRzUmVxdWVzdBojLnFpbmd5dS5hZ2VudC52MS5MaXN0QWdlbnRzUmVzcG9uc2VCRFpCZ2l0aHViLmNvbS9xaW5neXUvYWdlbnQtcnVudGltZS9jbGllbnRzL2dvL3Fpbmd5dS9hZ2VudC92MTthZ2VudHYxYgZwcm90bzM", [file_google_protobuf_struct, file_qingyu_agent_v1_tool]);
 
 /**
  * GenerationOptions override an agent's defaults for one call.
@@ -38,6 +42,41 @@ export type GenerationOptions = Message<"qingyu.agent.v1.GenerationOptions"> & {
    * @generated from field: uint32 max_tokens = 3;
    */
   maxTokens: number;
+
+  /**
+   * How the model may use tools: "auto" (empty: the agent's default), "none", "required", or one tool's name.
+   *
+   * @generated from field: string tool_choice = 4;
+   */
+  toolChoice: string;
+
+  /**
+   * Whether the model may call several tools in one step; unset means the agent's default.
+   *
+   * @generated from field: optional bool parallel_tool_calls = 5;
+   */
+  parallelToolCalls?: boolean | undefined;
+
+  /**
+   * At most this many model steps; 0 means the agent's limit (a larger value is capped by it).
+   *
+   * @generated from field: uint32 max_steps = 6;
+   */
+  maxSteps: number;
+
+  /**
+   * JSON Schema the final answer must match (structured output); AgentResult.structured_output holds it parsed.
+   *
+   * @generated from field: google.protobuf.Struct output_schema = 7;
+   */
+  outputSchema?: JsonObject | undefined;
+
+  /**
+   * Narrows the agent's tools to those matching these names or globs ("github__*"); never widens them.
+   *
+   * @generated from field: repeated string tools = 8;
+   */
+  tools: string[];
 };
 
 /**
@@ -172,7 +211,11 @@ export const ExecuteStreamRequestSchema: GenMessage<ExecuteStreamRequest> = /*@_
   messageDesc(file_qingyu_agent_v1_agent, 3);
 
 /**
- * ExecuteStreamResponse is one event of a streamed run.
+ * ExecuteStreamResponse is one event of a streamed run. A run with tools is
+ * Started, then per model step: StepStarted, TextDelta / ToolCallStarted /
+ * ToolCallDelta, StepFinished, then a ToolCallEvent and a ToolResult per tool
+ * call; then Completed. Clients that know only started/delta/completed may
+ * ignore the rest.
  *
  * @generated from message qingyu.agent.v1.ExecuteStreamResponse
  */
@@ -198,6 +241,42 @@ export type ExecuteStreamResponse = Message<"qingyu.agent.v1.ExecuteStreamRespon
      */
     value: AgentResult;
     case: "completed";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.StepStarted step_started = 4;
+     */
+    value: StepStarted;
+    case: "stepStarted";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.ToolCallStarted tool_call_started = 5;
+     */
+    value: ToolCallStarted;
+    case: "toolCallStarted";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.ToolCallDelta tool_call_delta = 6;
+     */
+    value: ToolCallDelta;
+    case: "toolCallDelta";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.ToolCallEvent tool_call = 7;
+     */
+    value: ToolCallEvent;
+    case: "toolCall";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.ToolResult tool_result = 8;
+     */
+    value: ToolResult;
+    case: "toolResult";
+  } | {
+    /**
+     * @generated from field: qingyu.agent.v1.StepFinished step_finished = 9;
+     */
+    value: StepFinished;
+    case: "stepFinished";
   } | { case: undefined; value?: undefined };
 };
 
@@ -207,6 +286,203 @@ export type ExecuteStreamResponse = Message<"qingyu.agent.v1.ExecuteStreamRespon
  */
 export const ExecuteStreamResponseSchema: GenMessage<ExecuteStreamResponse> = /*@__PURE__*/
   messageDesc(file_qingyu_agent_v1_agent, 4);
+
+/**
+ * StepStarted opens a model step (1-based).
+ *
+ * @generated from message qingyu.agent.v1.StepStarted
+ */
+export type StepStarted = Message<"qingyu.agent.v1.StepStarted"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.StepStarted.
+ * Use `create(StepStartedSchema)` to create a new message.
+ */
+export const StepStartedSchema: GenMessage<StepStarted> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 5);
+
+/**
+ * ToolCallStarted: the model began writing a tool call.
+ *
+ * @generated from message qingyu.agent.v1.ToolCallStarted
+ */
+export type ToolCallStarted = Message<"qingyu.agent.v1.ToolCallStarted"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * @generated from field: string tool_call_id = 2;
+   */
+  toolCallId: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * The call's position in the step's answer.
+   *
+   * @generated from field: uint32 index = 4;
+   */
+  index: number;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.ToolCallStarted.
+ * Use `create(ToolCallStartedSchema)` to create a new message.
+ */
+export const ToolCallStartedSchema: GenMessage<ToolCallStarted> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 6);
+
+/**
+ * ToolCallDelta is a piece of a tool call's arguments as the model writes them.
+ *
+ * @generated from message qingyu.agent.v1.ToolCallDelta
+ */
+export type ToolCallDelta = Message<"qingyu.agent.v1.ToolCallDelta"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * @generated from field: string tool_call_id = 2;
+   */
+  toolCallId: string;
+
+  /**
+   * @generated from field: string arguments_delta = 3;
+   */
+  argumentsDelta: string;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.ToolCallDelta.
+ * Use `create(ToolCallDeltaSchema)` to create a new message.
+ */
+export const ToolCallDeltaSchema: GenMessage<ToolCallDelta> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 7);
+
+/**
+ * ToolCallEvent: a tool call is about to run, with its checked arguments.
+ *
+ * @generated from message qingyu.agent.v1.ToolCallEvent
+ */
+export type ToolCallEvent = Message<"qingyu.agent.v1.ToolCallEvent"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * @generated from field: qingyu.agent.v1.ToolCall call = 2;
+   */
+  call?: ToolCall | undefined;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.ToolCallEvent.
+ * Use `create(ToolCallEventSchema)` to create a new message.
+ */
+export const ToolCallEventSchema: GenMessage<ToolCallEvent> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 8);
+
+/**
+ * ToolResult is how one tool call ended and what the model was given back.
+ *
+ * @generated from message qingyu.agent.v1.ToolResult
+ */
+export type ToolResult = Message<"qingyu.agent.v1.ToolResult"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * @generated from field: string tool_call_id = 2;
+   */
+  toolCallId: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * The arguments the tool ran with (JSON text).
+   *
+   * @generated from field: string arguments = 4;
+   */
+  arguments: string;
+
+  /**
+   * @generated from field: qingyu.agent.v1.ToolOutcome outcome = 5;
+   */
+  outcome: ToolOutcome;
+
+  /**
+   * The output (JSON text unless the tool returned text), or the error.
+   *
+   * @generated from field: string output = 6;
+   */
+  output: string;
+
+  /**
+   * @generated from field: int64 duration_ms = 7;
+   */
+  durationMs: bigint;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.ToolResult.
+ * Use `create(ToolResultSchema)` to create a new message.
+ */
+export const ToolResultSchema: GenMessage<ToolResult> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 9);
+
+/**
+ * StepFinished closes a model step.
+ *
+ * @generated from message qingyu.agent.v1.StepFinished
+ */
+export type StepFinished = Message<"qingyu.agent.v1.StepFinished"> & {
+  /**
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * @generated from field: string finish_reason = 2;
+   */
+  finishReason: string;
+
+  /**
+   * @generated from field: qingyu.agent.v1.Usage usage = 3;
+   */
+  usage?: Usage | undefined;
+
+  /**
+   * Tool calls the model asked for in this step.
+   *
+   * @generated from field: uint32 tool_calls = 4;
+   */
+  toolCalls: number;
+};
+
+/**
+ * Describes the message qingyu.agent.v1.StepFinished.
+ * Use `create(StepFinishedSchema)` to create a new message.
+ */
+export const StepFinishedSchema: GenMessage<StepFinished> = /*@__PURE__*/
+  messageDesc(file_qingyu_agent_v1_agent, 10);
 
 /**
  * Started is the first event of a stream.
@@ -235,7 +511,7 @@ export type Started = Message<"qingyu.agent.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 5);
+  messageDesc(file_qingyu_agent_v1_agent, 11);
 
 /**
  * TextDelta is one chunk of output text.
@@ -254,7 +530,7 @@ export type TextDelta = Message<"qingyu.agent.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 6);
+  messageDesc(file_qingyu_agent_v1_agent, 12);
 
 /**
  * Usage counts tokens as the provider reports them.
@@ -278,7 +554,7 @@ export type Usage = Message<"qingyu.agent.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 7);
+  messageDesc(file_qingyu_agent_v1_agent, 13);
 
 /**
  * AgentResult is the outcome of one run.
@@ -320,6 +596,34 @@ export type AgentResult = Message<"qingyu.agent.v1.AgentResult"> & {
    * @generated from field: map<string, string> metadata = 7;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * Every tool call the run made, in order.
+   *
+   * @generated from field: repeated qingyu.agent.v1.ToolResult tool_calls = 8;
+   */
+  toolCalls: ToolResult[];
+
+  /**
+   * Model steps taken (1 for a run without tools).
+   *
+   * @generated from field: uint32 steps = 9;
+   */
+  steps: number;
+
+  /**
+   * The answer parsed, when an output schema was asked for and the answer matched it.
+   *
+   * @generated from field: google.protobuf.Value structured_output = 10;
+   */
+  structuredOutput?: Value | undefined;
+
+  /**
+   * Why the answer did not match the output schema (success is then false and output holds the raw text).
+   *
+   * @generated from field: repeated string validation_errors = 11;
+   */
+  validationErrors: string[];
 };
 
 /**
@@ -327,7 +631,7 @@ export type AgentResult = Message<"qingyu.agent.v1.AgentResult"> & {
  * Use `create(AgentResultSchema)` to create a new message.
  */
 export const AgentResultSchema: GenMessage<AgentResult> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 8);
+  messageDesc(file_qingyu_agent_v1_agent, 14);
 
 /**
  * ExecuteBatchRequest runs several tasks.
@@ -353,7 +657,7 @@ export type ExecuteBatchRequest = Message<"qingyu.agent.v1.ExecuteBatchRequest">
  * Use `create(ExecuteBatchRequestSchema)` to create a new message.
  */
 export const ExecuteBatchRequestSchema: GenMessage<ExecuteBatchRequest> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 9);
+  messageDesc(file_qingyu_agent_v1_agent, 15);
 
 /**
  * ExecuteBatchResponse has one item per request, in request order.
@@ -372,7 +676,7 @@ export type ExecuteBatchResponse = Message<"qingyu.agent.v1.ExecuteBatchResponse
  * Use `create(ExecuteBatchResponseSchema)` to create a new message.
  */
 export const ExecuteBatchResponseSchema: GenMessage<ExecuteBatchResponse> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 10);
+  messageDesc(file_qingyu_agent_v1_agent, 16);
 
 /**
  * BatchItem is either a result or the error of one request.
@@ -408,7 +712,7 @@ export type BatchItem = Message<"qingyu.agent.v1.BatchItem"> & {
  * Use `create(BatchItemSchema)` to create a new message.
  */
 export const BatchItemSchema: GenMessage<BatchItem> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 11);
+  messageDesc(file_qingyu_agent_v1_agent, 17);
 
 /**
  * BatchError is the status of a failed batch item.
@@ -448,7 +752,7 @@ export type BatchError = Message<"qingyu.agent.v1.BatchError"> & {
  * Use `create(BatchErrorSchema)` to create a new message.
  */
 export const BatchErrorSchema: GenMessage<BatchError> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 12);
+  messageDesc(file_qingyu_agent_v1_agent, 18);
 
 /**
  * ListAgentsRequest has no fields yet.
@@ -463,7 +767,7 @@ export type ListAgentsRequest = Message<"qingyu.agent.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 13);
+  messageDesc(file_qingyu_agent_v1_agent, 19);
 
 /**
  * ListAgentsResponse lists the configured agents.
@@ -482,7 +786,7 @@ export type ListAgentsResponse = Message<"qingyu.agent.v1.ListAgentsResponse"> &
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 14);
+  messageDesc(file_qingyu_agent_v1_agent, 20);
 
 /**
  * AgentInfo describes one configured agent.
@@ -516,7 +820,7 @@ export type AgentInfo = Message<"qingyu.agent.v1.AgentInfo"> & {
  * Use `create(AgentInfoSchema)` to create a new message.
  */
 export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
-  messageDesc(file_qingyu_agent_v1_agent, 15);
+  messageDesc(file_qingyu_agent_v1_agent, 21);
 
 /**
  * AgentService runs the configured agents: one answer, a token stream, or a batch.
