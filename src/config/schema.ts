@@ -3,6 +3,7 @@ import { z } from "zod";
 import { DEFAULT_SESSION_BOUNDS } from "../sessions/bounds.ts";
 import { DEFAULT_MAX_CHECKPOINT_DEPTH, MAX_CHECKPOINT_DEPTH } from "../sessions/checkpoint-depth.ts";
 import { DEFAULT_PAGE_BYTES } from "../sessions/types.ts";
+import { RESERVED_EXTRA_KEYS, ToolChoiceSchema, ToolsSchema } from "./tools-schema.ts";
 
 const port = z.int().min(0).max(65535);
 const positiveMs = z.int().positive();
@@ -21,8 +22,20 @@ const PluginRefSchema = z.union([
 const GenerationDefaultsSchema = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
   maxTokens: z.int().positive().optional(),
-  /** Provider-specific options passed through untouched. */
-  extra: z.record(z.string(), z.unknown()).optional(),
+  /** Provider-specific options passed through untouched (not tools or response_format: those have their own keys). */
+  extra: z
+    .record(z.string(), z.unknown())
+    .superRefine((extra, ctx) => {
+      for (const key of Object.keys(extra)) {
+        const instead = RESERVED_EXTRA_KEYS[key];
+        if (instead) ctx.addIssue({ code: "custom", path: [key], message: `is not passed through: use ${instead}` });
+      }
+    })
+    .optional(),
+  /** How the model may use tools: auto (default), none, required, or {name} for one tool. */
+  toolChoice: ToolChoiceSchema.optional(),
+  /** Whether the model may call several tools in one step (unset: the provider's default). */
+  parallelToolCalls: z.boolean().optional(),
 });
 
 export const AgentSchema = z
@@ -51,8 +64,24 @@ export const AgentSchema = z
         maxHistoryTokens: z.int().positive().optional(),
         /** Largest max_tokens sent upstream (and sent when the caller asks none); replaces the validation plugin's maxOutputTokens for this agent. */
         maxOutputTokens: z.int().positive().optional(),
+        /** Most model steps in one run; reaching it ends the run with finish_reason "max_steps" and what it has. */
+        maxSteps: z.int().positive().max(1000).default(10),
+        /** Most tool calls in one run; calls beyond it are skipped and the run ends with finish_reason "max_tool_calls". */
+        maxToolCalls: z.int().positive().default(64),
+        /** A tool call's timeout when its tool sets none, in ms; progress reports restart it. */
+        toolTimeoutMs: z
+          .int()
+          .positive()
+          .max(2 ** 31 - 1)
+          .default(60_000),
+        /** Most tool calls running at once in one run. */
+        maxParallelTools: z.int().positive().default(8),
       })
-      .optional(),
+      .prefault({}),
+    /** Tools it may use: names and globs ("github__*", "*") over every configured tool source. */
+    tools: z.array(z.string().min(1)).default([]),
+    /** JSON Schema (an object) its final answer must match; a call's options.output_schema replaces it. */
+    outputSchema: z.record(z.string(), z.unknown()).optional(),
   })
   .superRefine((agent, ctx) => {
     // A default above the cap would be refused on every call that relies on it.
@@ -146,6 +175,8 @@ export const ConfigSchema = z
     /** Named provider instances; agents refer to these names. */
     providers: z.record(z.string(), z.strictObject({ plugin: z.string().min(1), options: z.unknown().optional() })).default({ echo: { plugin: "echo" } }),
     eventHandlers: z.array(PluginRefSchema).default([]),
+    /** Tool sources (plugins, MCP servers, backends' ToolService) and the bounds on tool calls. */
+    tools: ToolsSchema,
     plugins: z
       .strictObject({
         /** Directories scanned for plugin files, relative to the config file. */
@@ -157,11 +188,7 @@ export const ConfigSchema = z
       })
       .prefault({}),
     /** Without an `agents` key, one echo agent, so an unconfigured server answers. */
-    agents: z
-      .array(AgentSchema)
-      .default([
-        { id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] },
-      ]),
+    agents: z.array(AgentSchema).prefault([{ id: "echo", description: "Echoes the task back", provider: "echo", model: "echo-1" }]),
     sessions: z
       .strictObject({
         /** memory: this process only. redis / postgres: shared by every process. redis+postgres: PostgreSQL is the truth, Redis the hot copy. */

@@ -4,30 +4,51 @@ import {
   ConnectError,
   ErrorReason,
   type LlmProvider,
-  type ProviderChunk,
+  type Middleware,
   type ProviderRequest,
   type RunEvent,
+  type TokenUsage,
+  type ToolCallRecord,
   withReason,
 } from "@qingyu/plugin-api";
 import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
 import { agentRefusal, offersModel } from "../agents/registry.ts";
 import { quote } from "../quote.ts";
-import { SpanKind, context, propagation } from "@opentelemetry/api";
 import type { Telemetry } from "../telemetry/setup.ts";
-import { spanIterable } from "../telemetry/span-iterable.ts";
 import type { Terminal } from "../pipeline/types.ts";
 import { withinTokenBudget } from "../sessions/manager.ts";
+import { NO_TOOLS, type ToolCatalog } from "../tools/catalog.ts";
 import type { ExecutionContext } from "./context.ts";
-import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
+import { modelStep } from "./model-step.ts";
+import type { RetryPolicy } from "./retry.ts";
+import { resolveRunOptions } from "./run-options.ts";
+import { checkAnswer, type OutputSchemas, repairPrompt, schemaInstruction } from "./structured-output.ts";
+import { runStepTools, ToolRunState } from "./tool-step.ts";
+
+/** What the agent call is built from; wired by the executor. */
+export interface AgentCallDeps {
+  providers: ReadonlyMap<string, LlmProvider>;
+  policy: RetryPolicy;
+  log: Logger;
+  telemetry?: Telemetry;
+  /** The generation's tools; absent: no agent has any. */
+  tools?: ToolCatalog;
+  outputSchemas: OutputSchemas;
+  /** The middleware whose tool hooks run around each call, in pipeline order. */
+  middleware: readonly Middleware[];
+  /** tools.maxOutputBytes and tools.abandonAfterMs. */
+  toolLimits: { maxOutputBytes: number; abandonAfterMs: number };
+}
 
 /**
- * The innermost layer of the onion: builds the prompt, calls the agent's
- * provider and streams its text out. A failure before the first token is
- * retried when the provider says it may be; after it, never, because the
- * client has already seen part of an answer.
+ * The innermost layer of the onion: the step loop. Builds the prompt, calls
+ * the agent's provider, and while the model answers with tool calls, runs
+ * them and calls it again with their results. A limit (steps, tool calls,
+ * the call's deadline) ends the run with a result holding what it has.
  */
-export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: RetryPolicy, log: Logger, telemetry?: Telemetry): Terminal {
+export function agentCall(deps: AgentCallDeps): Terminal {
+  const { providers, log, telemetry } = deps;
   // Metrics only when something records them: the label objects are per call.
   const metrics = telemetry?.recording ? telemetry.instruments : undefined;
   return async function* (context): AsyncIterable<RunEvent> {
@@ -56,11 +77,15 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       const missing = new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
       throw withReason(missing, ErrorReason.PROVIDER_NOT_CONFIGURED, { agent_id: agent.id });
     }
+    const toolset = agent.tools?.length && deps.tools ? deps.tools.forAgent(agent, ctx.options.tools) : NO_TOOLS;
+    const run = resolveRunOptions(agent, ctx.options, toolset, provider, deps.outputSchemas);
 
     const { maxHistoryTokens, maxOutputTokens } = agent.limits ?? {};
     const history = await ctx.history();
     const messages: ChatMessage[] = [];
-    if (agent.systemPrompt) messages.push({ role: "system", content: agent.systemPrompt });
+    const system =
+      run.output && !run.nativeOutput ? [agent.systemPrompt, schemaInstruction(run.output.schema)].filter(Boolean).join("\n\n") : agent.systemPrompt;
+    if (system) messages.push({ role: "system", content: system });
     messages.push(...(maxHistoryTokens === undefined ? history : withinTokenBudget(history, maxHistoryTokens)), { role: "user", content: ctx.task });
     // Validation refuses a larger ask; without it in the pipeline the cap still holds, by clamping.
     const asked = ctx.options.maxTokens || agent.defaults.maxTokens;
@@ -71,106 +96,202 @@ export function agentCall(providers: ReadonlyMap<string, LlmProvider>, policy: R
       maxTokens: maxOutputTokens === undefined ? asked : Math.min(asked ?? maxOutputTokens, maxOutputTokens),
       extra: agent.defaults.extra,
     };
-    yield { type: "started", model: req.model };
-    const agentLabel = agent.id;
-
-    let output = "";
-    let finish: Extract<ProviderChunk, { type: "finish" }> | undefined;
-    for (let attempt = 1; ; attempt++) {
-      let streamed = false;
-      try {
-        const chunks = telemetry?.tracing
-          ? tracedProviderCall(telemetry, agent.provider, req, attempt, ctx.signal, provider)
-          : provider.stream(req, ctx.signal);
-        for await (const chunk of chunks) {
-          if (ctx.signal.aborted) throw abortReason(ctx.signal);
-          if (chunk.type === "finish") {
-            finish = chunk;
-          } else if (chunk.text) {
-            if (!output && metrics)
-              metrics.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model });
-            streamed = true;
-            output += chunk.text;
-            yield { type: "delta", text: chunk.text };
-          }
-        }
-        break;
-      } catch (err) {
-        if (ctx.signal.aborted) throw abortReason(ctx.signal);
-        const delay = streamed ? undefined : retryDelay(err, attempt, policy, ctx.deadline, Date.now());
-        if (delay === undefined) throw err;
-        log.debug({ call: ctx.callId, agent: agent.id, attempt, delayMs: Math.round(delay), err }, "retrying provider");
-        await sleep(delay, ctx.signal);
-      }
+    if (toolset.definitions.length) {
+      req.tools = [...toolset.definitions];
+      if (run.toolChoice) req.toolChoice = run.toolChoice;
+      if (run.parallelToolCalls !== undefined) req.parallelToolCalls = run.parallelToolCalls;
     }
+    if (run.output && run.nativeOutput) req.responseFormat = { name: "answer", schema: run.output.schema };
+    yield { type: "started", model: req.model };
 
-    const usage = finish?.usage ?? { inputTokens: 0, outputTokens: 0 };
+    const agentLabel = agent.id;
+    const stepping = toolset.tools.length > 0 || run.output !== undefined;
+    // A tool run stops a little before the call's deadline, so the client gets what it has instead of DEADLINE_EXCEEDED.
+    const limit = stepping ? runLimit(ctx.deadline, ctx.signal) : undefined;
+    const signal = limit?.signal ?? ctx.signal;
+    const stepDeps = {
+      provider,
+      providerName: agent.provider,
+      policy: deps.policy,
+      log,
+      telemetry,
+      callId: ctx.callId,
+      agentId: agent.id,
+      deadline: ctx.deadline,
+      firstText: metrics
+        ? () => {
+            if (!output)
+              metrics.timeToFirstToken.record((Date.now() - ctx.startTime) / 1000, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model });
+          }
+        : undefined,
+    };
+    const usage: TokenUsage = { inputTokens: 0, outputTokens: 0 };
+    const records: ToolCallRecord[] = [];
+    const tools = new ToolRunState(run.maxToolCalls, run.maxParallelTools);
+    const scope = {
+      runId: ctx.callId,
+      agentId: agent.id,
+      userId: ctx.userId,
+      principal: ctx.principal,
+      sessionId: ctx.sessionId,
+      signal,
+      log,
+      defaultTimeoutMs: run.toolTimeoutMs,
+      abandonAfterMs: deps.toolLimits.abandonAfterMs,
+      maxOutputBytes: deps.toolLimits.maxOutputBytes,
+    };
+    let output = "";
+    let finishReason = "stop";
+    let model = req.model;
+    let steps = 0;
+    let finalText = "";
+    let structured: { value?: unknown; errors?: string[] } | undefined;
+    let repaired = false;
+    try {
+      for (;;) {
+        if (steps >= run.maxSteps) {
+          finishReason = "max_steps";
+          break;
+        }
+        steps++;
+        if (stepping) yield { type: "step_started", step: steps };
+        let answer;
+        try {
+          answer = yield* modelStep(req, steps, signal, stepDeps);
+        } catch (err) {
+          if (limit?.reached() && !ctx.signal.aborted) {
+            finishReason = "deadline";
+            break;
+          }
+          throw err;
+        }
+        output += answer.text;
+        model = answer.finish?.model || model;
+        finishReason = answer.finish?.finishReason ?? "stop";
+        if (answer.finish?.usage) {
+          usage.inputTokens += answer.finish.usage.inputTokens;
+          usage.outputTokens += answer.finish.usage.outputTokens;
+        }
+        if (stepping) {
+          const stepUsage = answer.finish?.usage ?? { inputTokens: 0, outputTokens: 0 };
+          yield { type: "step_finished", step: steps, finishReason, usage: stepUsage, toolCalls: answer.toolCalls.length };
+          metrics?.steps.add(1, { "qingyu.agent": agentLabel, "gen_ai.response.finish_reason": finishReason });
+          await stepHooks(deps.middleware, ctx, { step: steps, finishReason, usage: stepUsage, toolCalls: answer.toolCalls.length }, log);
+        }
+        if (!answer.toolCalls.length) {
+          finalText = answer.text;
+          if (!run.output) break;
+          const checked = checkAnswer(answer.text, run.output);
+          if ("value" in checked || repaired || steps >= run.maxSteps) {
+            structured = checked;
+            break;
+          }
+          // One repair step: the model sees its answer and why it does not match.
+          repaired = true;
+          messages.push({ role: "assistant", content: answer.text }, { role: "user", content: repairPrompt(checked.errors) });
+          continue;
+        }
+        messages.push({ role: "assistant", content: answer.text, toolCalls: answer.toolCalls });
+        if (steps >= run.maxSteps) {
+          // Calls the model will never see the results of are not run.
+          for (const call of answer.toolCalls) {
+            const record = skipped(call, steps, `not run: the run reached its limit of ${run.maxSteps} steps (limits.maxSteps)`);
+            records.push(record);
+            yield { type: "tool_result", step: steps, record };
+          }
+          finishReason = "max_steps";
+          break;
+        }
+        const stepRecords = yield* runStepTools(answer.toolCalls, steps, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+        records.push(...stepRecords);
+        for (const r of stepRecords) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
+        if (ctx.signal.aborted) throw abortReason(ctx.signal);
+        if (limit?.reached()) {
+          finishReason = "deadline";
+          break;
+        }
+        if (tools.budgetSpent) {
+          finishReason = "max_tool_calls";
+          break;
+        }
+      }
+    } finally {
+      limit?.dispose();
+    }
+    if (ctx.signal.aborted) throw abortReason(ctx.signal);
+
     if (metrics) {
       metrics.tokens.add(usage.inputTokens, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model, "gen_ai.token.type": "input" });
       metrics.tokens.add(usage.outputTokens, { "qingyu.agent": agentLabel, "gen_ai.request.model": req.model, "gen_ai.token.type": "output" });
     }
-    yield {
+    const result: RunEvent & { type: "completed" } = {
       type: "completed",
       result: {
         success: true,
-        output,
-        model: finish?.model || req.model,
-        finishReason: finish?.finishReason ?? "stop",
+        // With an output schema the answer is the JSON alone; otherwise everything the client saw streamed.
+        output: run.output ? finalText : output,
+        model,
+        finishReason,
         usage,
         durationMs: Date.now() - ctx.startTime,
         metadata: {},
       },
     };
+    if (stepping) {
+      result.result.toolCalls = records;
+      result.result.steps = steps;
+    }
+    if (run.output) {
+      if (structured && "value" in structured) result.result.structuredOutput = structured.value as never;
+      else {
+        result.result.success = false;
+        result.result.validationErrors = structured?.errors ?? [`the run ended (${finishReason}) before a final answer`];
+      }
+    }
+    yield result;
   };
 }
 
-/**
- * One attempt of the provider call inside a CLIENT span with the GenAI
- * semantic conventions, an event at the first token, and the span's trace
- * context handed to the provider to send upstream.
- */
-function tracedProviderCall(
-  telemetry: Telemetry,
-  providerName: string,
-  req: ProviderRequest,
-  attempt: number,
-  signal: AbortSignal,
-  provider: LlmProvider,
-): AsyncIterable<ProviderChunk> {
-  let first = true;
-  return spanIterable<ProviderChunk>(
-    telemetry.tracer,
-    `chat ${req.model}`,
-    {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": providerName,
-        "gen_ai.request.model": req.model,
-        ...(req.temperature !== undefined ? { "gen_ai.request.temperature": req.temperature } : {}),
-        ...(req.maxTokens !== undefined ? { "gen_ai.request.max_tokens": req.maxTokens } : {}),
-        "qingyu.attempt": attempt,
+function skipped(call: { id: string; name: string; arguments: string }, step: number, why: string): ToolCallRecord {
+  return { id: call.id, name: call.name, arguments: call.arguments, step, outcome: "skipped", output: why, durationMs: 0 };
+}
+
+async function stepHooks(middleware: readonly Middleware[], ctx: ExecutionContext, step: Parameters<NonNullable<Middleware["stepFinished"]>>[1], log: Logger) {
+  for (const mw of middleware) {
+    if (!mw.stepFinished) continue;
+    try {
+      await mw.stepFinished(ctx, step);
+    } catch (err) {
+      log.error({ err, middleware: mw.name }, "stepFinished hook failed");
+    }
+  }
+}
+
+/** The run's own stop: the call's signal, and a timer a little before the call's deadline. */
+function runLimit(deadline: number | undefined, callSignal: AbortSignal) {
+  const controller = new AbortController();
+  const onCall = () => controller.abort(callSignal.reason);
+  callSignal.addEventListener("abort", onCall, { once: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let reached = false;
+  if (deadline !== undefined) {
+    const left = deadline - Date.now();
+    // Enough to stream the result back: a tenth of the budget, between 50 ms and 1 s.
+    const reserve = Math.min(1000, Math.max(50, left / 10));
+    timer = setTimeout(
+      () => {
+        reached = true;
+        controller.abort(new ConnectError("the run reached its deadline", Code.DeadlineExceeded));
       },
+      Math.max(0, left - reserve),
+    );
+  }
+  return {
+    signal: controller.signal,
+    reached: () => reached,
+    dispose() {
+      clearTimeout(timer);
+      callSignal.removeEventListener("abort", onCall);
     },
-    () => {
-      const traceHeaders: Record<string, string> = {};
-      propagation.inject(context.active(), traceHeaders);
-      return provider.stream({ ...req, traceHeaders }, signal);
-    },
-    {
-      item(span, chunk) {
-        if (chunk.type === "delta" && chunk.text && first) {
-          first = false;
-          span.addEvent("gen_ai.first_token");
-        } else if (chunk.type === "finish") {
-          span.setAttribute("gen_ai.response.finish_reasons", [chunk.finishReason]);
-          if (chunk.model) span.setAttribute("gen_ai.response.model", chunk.model);
-          if (chunk.usage) {
-            span.setAttribute("gen_ai.usage.input_tokens", chunk.usage.inputTokens);
-            span.setAttribute("gen_ai.usage.output_tokens", chunk.usage.outputTokens);
-          }
-        }
-      },
-    },
-  );
+  };
 }

@@ -19,10 +19,13 @@ import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.
 import type { SessionManager } from "../sessions/manager.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
+import type { ToolCatalog } from "../tools/catalog.ts";
 import { agentCall } from "./agent-call.ts";
 import { type BatchSlots, unlimitedSlots } from "./batch-gate.ts";
 import { createContext, type CallInfo, type ExecuteInput, type ExecutionContext } from "./context.ts";
 import type { RetryPolicy } from "./retry.ts";
+import { OutputSchemas } from "./structured-output.ts";
+import { TurnRecorder } from "./turn-recorder.ts";
 
 /** What the executor is built from; wired in app.ts. */
 export interface ExecutorDeps {
@@ -39,6 +42,12 @@ export interface ExecutorDeps {
   admission?: Admission;
   /** Spans and metrics; absent or disabled records nothing. */
   telemetry?: Telemetry;
+  /** The generation's tools; absent when no agent has any. */
+  tools?: ToolCatalog;
+  /** tools.maxOutputBytes and tools.abandonAfterMs (defaults: 64 KiB, 1 s). */
+  toolLimits?: { maxOutputBytes: number; abandonAfterMs: number };
+  /** Compiles output schemas; one per generation (the agents' were checked at assembly). */
+  outputSchemas?: OutputSchemas;
 }
 
 /** One batch item's outcome. */
@@ -53,7 +62,17 @@ export class Executor {
   private readonly pipeline: Pipeline;
 
   constructor(private readonly deps: ExecutorDeps) {
-    this.pipeline = compose(deps.middleware, agentCall(deps.providers, deps.retry, deps.log, deps.telemetry), this.observeStage);
+    const terminal = agentCall({
+      providers: deps.providers,
+      policy: deps.retry,
+      log: deps.log,
+      telemetry: deps.telemetry,
+      tools: deps.tools,
+      outputSchemas: deps.outputSchemas ?? new OutputSchemas(),
+      middleware: deps.middleware.filter((m) => m.toolCall || m.toolResult || m.stepFinished),
+      toolLimits: deps.toolLimits ?? { maxOutputBytes: 64 * 1024, abandonAfterMs: 1000 },
+    });
+    this.pipeline = compose(deps.middleware, terminal, this.observeStage);
   }
 
   /**
@@ -71,12 +90,18 @@ export class Executor {
       if (admitted) ctx.principal = await admitted;
       let started = false;
       let result: AgentRunResult | undefined;
+      // Only runs that take steps need their events kept: a plain turn is the task and the output.
+      let recorder: TurnRecorder | undefined;
       for await (const event of this.pipeline(ctx)) {
         if (result) continue; // nothing belongs after the result
         if (event.type === "completed") {
           result = event.result;
           continue;
         }
+        if (event.type !== "delta" && event.type !== "started") {
+          (recorder ??= new TurnRecorder()).see(event);
+          if (event.type === "tool_call" || event.type === "tool_result") this.publishTool(ctx, event);
+        } else if (recorder && event.type === "delta") recorder.see(event);
         // Exactly one started, first, even when a middleware answers without one.
         if (!started) {
           started = true;
@@ -93,10 +118,15 @@ export class Executor {
       if (ctx.sessionId) {
         // Checks ownership even when a middleware answered without reading the session (a cache hit).
         await ctx.session();
-        await this.deps.sessions.appendTurn(ctx.sessionId, [
-          { role: "user", content: ctx.task },
-          { role: "assistant", content: result.output },
-        ]);
+        await this.deps.sessions.appendTurn(
+          ctx.sessionId,
+          recorder
+            ? recorder.messages(ctx.task, result)
+            : [
+                { role: "user", content: ctx.task },
+                { role: "assistant", content: result.output },
+              ],
+        );
       }
       if (events.hasSubscribers("AGENT_COMPLETED"))
         events.publish({
@@ -195,6 +225,27 @@ export class Executor {
     }
     return observe(run(), { end: ({ error }) => finish(error) });
   };
+
+  /** TOOL_CALLED as a call is dispatched, TOOL_COMPLETED as it ends (or is refused without running). */
+  private publishTool(ctx: ExecutionContext, event: RunEvent & { type: "tool_call" | "tool_result" }): void {
+    const { events } = this.deps;
+    if (event.type === "tool_call") {
+      if (events.hasSubscribers("TOOL_CALLED"))
+        events.publish({
+          type: "TOOL_CALLED",
+          ...this.ids(ctx),
+          data: { callId: ctx.callId, toolCallId: event.call.id, tool: event.call.name, step: event.step },
+        });
+      return;
+    }
+    if (!events.hasSubscribers("TOOL_COMPLETED")) return;
+    const { record } = event;
+    events.publish({
+      type: "TOOL_COMPLETED",
+      ...this.ids(ctx),
+      data: { callId: ctx.callId, toolCallId: record.id, tool: record.name, step: event.step, outcome: record.outcome, durationMs: record.durationMs },
+    });
+  }
 
   // Announced once the onion lets the run through, so auth has set who the user is.
   private publishStarted(ctx: ExecutionContext): void {

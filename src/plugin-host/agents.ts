@@ -1,4 +1,4 @@
-import type { AgentDefinition } from "@qingyu/plugin-api";
+import type { AgentDefinition, JsonObject } from "@qingyu/plugin-api";
 import type { UnavailableAgent } from "../agents/registry.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
@@ -31,6 +31,8 @@ export function configuredAgents(
       systemPrompt: a.systemPrompt,
       defaults: a.defaults,
       limits: a.limits,
+      tools: a.tools,
+      ...(a.outputSchema ? { outputSchema: a.outputSchema as JsonObject } : {}),
     });
   }
   // An id another entry serves is not unavailable (an agent on openai when its key is set, else on echo).

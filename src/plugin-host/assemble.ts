@@ -1,4 +1,4 @@
-import type { EventBus, EventHandler, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
+import type { EventBus, EventHandler, JsonObject, LlmProvider, Middleware, PluginDefinition, PluginHost } from "@qingyu/plugin-api";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { AgentRegistry, unavailableMessage } from "../agents/registry.ts";
@@ -6,12 +6,16 @@ import type { SharedClients } from "../clients/shared.ts";
 import { configuredAgents, missingProvider } from "./agents.ts";
 import type { Config } from "../config/schema.ts";
 import { Executor } from "../executor/executor.ts";
+import { OutputSchemas } from "../executor/structured-output.ts";
+import { ConfigError } from "../config/load.ts";
+import { shownMessage } from "../errors.ts";
 import { Admission } from "../pipeline/admission.ts";
 import { Telemetry } from "../telemetry/setup.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import { Generation, disposeAll, type Disposable } from "./generation.ts";
 import { instantiate, refEnabled, type HostBase } from "./instantiate.ts";
 import { PluginError, type CatalogEntry } from "./loader.ts";
+import { assembleTools } from "./tools.ts";
 
 /** What outlives a reload: shared by every generation. */
 export interface SharedRuntime {
@@ -111,6 +115,17 @@ export async function assemble(
       definitions.add(entry.definition);
       if (product.dispose) disposables.push({ where: `eventHandlers.${i}`, dispose: () => product.dispose!() });
     }
+    const tools = await assembleTools({ config, baseDir, catalog, host: host([]), log, disposables, definitions }, agents.list(), providers);
+    const outputSchemas = new OutputSchemas();
+    // An agent's output schema that does not compile stops start-up, not its first call.
+    for (const [i, agent] of config.agents.entries()) {
+      if (!agent.outputSchema) continue;
+      try {
+        outputSchemas.compile(agent.outputSchema as JsonObject, "outputSchema");
+      } catch (err) {
+        throw new ConfigError(`invalid config:\n  agents.${i}.outputSchema: ${shownMessage(err).replace(/^outputSchema: /, "")}`);
+      }
+    }
     const admission = new Admission(middleware);
     const executor = new Executor({
       agents,
@@ -123,6 +138,9 @@ export async function assemble(
       authenticated: admission.guarded,
       admission,
       telemetry,
+      tools,
+      toolLimits: { maxOutputBytes: config.tools.maxOutputBytes, abandonAfterMs: config.tools.abandonAfterMs },
+      outputSchemas,
     });
     return new Generation({
       id,

@@ -1,16 +1,10 @@
 import { type ConnectError, invalidArgument, limitExceeded } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
-import {
-  AgentService,
-  ExecuteBatchResponseSchema,
-  ExecuteResponseSchema,
-  ExecuteStreamResponseSchema,
-  ListAgentsResponseSchema,
-  type ExecuteStreamResponse,
-} from "../gen/qingyu/agent/v1/agent_pb.ts";
+import { AgentService, ExecuteBatchResponseSchema, ExecuteResponseSchema, ListAgentsResponseSchema } from "../gen/qingyu/agent/v1/agent_pb.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import type { ServiceImpl } from "../transport/types.ts";
 import { toAgentResult, toExecuteInput } from "./convert.ts";
+import { toStreamResponse } from "./run-events.ts";
 import { admitted, onGeneration, onGenerationCall } from "./scope.ts";
 import type { BatchGate } from "../executor/batch-gate.ts";
 import { type ErrorEdge, sentReason } from "../transport/edge-error.ts";
@@ -43,23 +37,7 @@ export function agentService(live: LiveRuntime, batchGate: BatchGate, edge: Erro
 
     async *executeStream(req, call) {
       const input = toExecuteInput(req);
-      for await (const event of onGeneration(live, call.signal, (gen) => gen.parts.executor.stream(input, call))) {
-        let message: ExecuteStreamResponse;
-        switch (event.type) {
-          case "started":
-            message = create(ExecuteStreamResponseSchema, {
-              event: { case: "started", value: { agentId: event.agentId ?? input.agentId, sessionId: input.sessionId, model: event.model } },
-            });
-            break;
-          case "delta":
-            message = create(ExecuteStreamResponseSchema, { event: { case: "delta", value: { text: event.text } } });
-            break;
-          case "completed":
-            message = create(ExecuteStreamResponseSchema, { event: { case: "completed", value: toAgentResult(event.result) } });
-            break;
-        }
-        yield message;
-      }
+      for await (const event of onGeneration(live, call.signal, (gen) => gen.parts.executor.stream(input, call))) yield toStreamResponse(event, input);
     },
 
     executeBatch(req, call) {

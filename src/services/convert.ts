@@ -1,11 +1,12 @@
-import type { AgentRunResult, GenerationOptions } from "@qingyu/plugin-api";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type AgentRunResult, type GenerationOptions, type JsonObject, invalidArgument, limitExceeded } from "@qingyu/plugin-api";
+import { create, fromJson } from "@bufbuild/protobuf";
+import { ValueSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AgentResultSchema, type AgentResult, type GenerationOptions as ProtoOptions } from "../gen/qingyu/agent/v1/agent_pb.ts";
 import { CheckpointSchema, SessionSchema, type Checkpoint, type Session } from "../gen/qingyu/agent/v1/session_pb.ts";
 import type { ExecuteInput } from "../executor/context.ts";
 import type { CheckpointRecord, SessionRecord } from "../sessions/types.ts";
 import { ids } from "./ids.ts";
+import { toToolResult } from "./run-events.ts";
 
 /** The fields ExecuteRequest and ExecuteStreamRequest share. */
 export interface ExecuteFields {
@@ -27,6 +28,7 @@ export function toExecuteInput(req: ExecuteFields, field = ""): ExecuteInput {
   if (req.options?.model) options.model = ids.model(req.options.model, `${field}options.model`);
   if (req.options?.temperature !== undefined) options.temperature = req.options.temperature;
   if (req.options?.maxTokens) options.maxTokens = req.options.maxTokens;
+  if (req.options) toolOptions(req.options, options, field);
   return {
     agentId: ids.agent(req.agentId, `${field}agent_id`),
     task: req.task,
@@ -35,6 +37,36 @@ export function toExecuteInput(req: ExecuteFields, field = ""): ExecuteInput {
     metadata: req.metadata,
     options,
   };
+}
+
+// A caller's glob list and schema reach ajv and every tool name: bounded like any other input.
+const MAX_TOOL_PATTERNS = 64;
+const MAX_SCHEMA_BYTES = 64 * 1024;
+
+/** The tool options of a request, checked. */
+function toolOptions(o: ProtoOptions, options: GenerationOptions, field: string): void {
+  const choice = o.toolChoice.trim();
+  if (choice) {
+    if (choice === "auto" || choice === "none" || choice === "required") options.toolChoice = choice;
+    else if (/^[A-Za-z0-9_-]{1,64}$/.test(choice)) options.toolChoice = { name: choice };
+    else throw invalidArgument(`${field}options.tool_choice`, `must be "auto", "none", "required" or a tool name`);
+  }
+  if (o.parallelToolCalls !== undefined) options.parallelToolCalls = o.parallelToolCalls;
+  if (o.maxSteps) options.maxSteps = o.maxSteps;
+  if (o.tools.length) {
+    if (o.tools.length > MAX_TOOL_PATTERNS) {
+      throw limitExceeded(`${field}options.tools`, `has ${o.tools.length} patterns; the limit is ${MAX_TOOL_PATTERNS}`, "options.tools", MAX_TOOL_PATTERNS);
+    }
+    for (const [i, p] of o.tools.entries()) {
+      if (!/^[A-Za-z0-9_*?-]{1,64}$/.test(p)) throw invalidArgument(`${field}options.tools[${i}]`, "must be a tool name or glob ([A-Za-z0-9_-], * and ?)");
+    }
+    options.tools = o.tools;
+  }
+  if (o.outputSchema) {
+    const schema = o.outputSchema as JsonObject;
+    if (JSON.stringify(schema).length > MAX_SCHEMA_BYTES) throw invalidArgument(`${field}options.output_schema`, `is larger than ${MAX_SCHEMA_BYTES} bytes`);
+    options.outputSchema = schema;
+  }
 }
 
 export function toAgentResult(r: AgentRunResult): AgentResult {
@@ -46,6 +78,10 @@ export function toAgentResult(r: AgentRunResult): AgentResult {
     usage: { inputTokens: r.usage.inputTokens, outputTokens: r.usage.outputTokens },
     durationMs: BigInt(r.durationMs),
     metadata: r.metadata,
+    toolCalls: r.toolCalls?.map(toToolResult) ?? [],
+    steps: r.steps ?? 0,
+    structuredOutput: r.structuredOutput === undefined ? undefined : fromJson(ValueSchema, r.structuredOutput),
+    validationErrors: r.validationErrors ?? [],
   });
 }
 
@@ -59,7 +95,12 @@ export function toSession(s: SessionRecord): Session {
     expireTime: timestampFromDate(s.expireTime),
     metadata: s.metadata,
     version: BigInt(s.version),
-    messages: s.messages,
+    messages: s.messages.map((m) => ({
+      role: m.role,
+      content: m.content,
+      toolCalls: m.toolCalls?.map((c) => ({ toolCallId: c.id, name: c.name, arguments: c.arguments })) ?? [],
+      toolCallId: m.toolCallId ?? "",
+    })),
     messageCount: BigInt(s.messageCount),
   });
 }

@@ -1,6 +1,7 @@
 import type { ChatMessage } from "@qingyu/plugin-api";
 import type { Redis } from "ioredis";
 import { RedisScript } from "../clients/redis-script.ts";
+import { storedMessage } from "./messages.ts";
 import type { SessionRecord } from "./types.ts";
 
 /** What a write changed in a session, as the truth store reports it. */
@@ -53,7 +54,14 @@ redis.call('SET', KEYS[1], cjson.encode(v), 'PXAT', ARGV[4])
 return 1
 `);
 
-/** The cached form: dates as epoch ms. */
+// APPLY re-encodes the copy with cjson, which writes an empty list as {}: an
+// assistant message's empty toolCalls comes back as one.
+function emptyListsBack(m: ChatMessage): ChatMessage {
+  if (m.toolCalls !== undefined && !Array.isArray(m.toolCalls)) m.toolCalls = [];
+  return m;
+}
+
+/** The cached form: dates as epoch ms; messages as the stores keep them (messages.ts). */
 interface Cached {
   stub?: boolean;
   id: string;
@@ -104,7 +112,7 @@ export class HotCopy {
       version: v.version,
       messageCount: v.messageCount,
       // cjson writes an empty list as {}.
-      messages: Array.isArray(v.messages) ? v.messages : [],
+      messages: Array.isArray(v.messages) ? v.messages.map(emptyListsBack) : [],
     };
   }
 
@@ -130,7 +138,7 @@ export class HotCopy {
     await APPLY.run(
       this.redis,
       [this.key(sessionId)],
-      [JSON.stringify(appended), head.version, head.updateTime.getTime(), head.expireTime.getTime(), head.messageCount, this.window],
+      [JSON.stringify(appended.map(storedMessage)), head.version, head.updateTime.getTime(), head.expireTime.getTime(), head.messageCount, this.window],
     );
   }
 

@@ -1,8 +1,13 @@
 import { type ChatMessage, Code, ConnectError, ErrorReason, type EventBus, invalidArgument, limitExceeded, notFound, withReason } from "@qingyu/plugin-api";
 import { checkMetadata, DEFAULT_SESSION_BOUNDS, type SessionBounds } from "./bounds.ts";
 import { checkCheckpointDepth, DEFAULT_MAX_CHECKPOINT_DEPTH } from "./checkpoint-depth.ts";
+import { startAtUserMessage, withinTokenBudget } from "./history.ts";
+import { withoutNul } from "./messages.ts";
 import { notSessionOwner } from "./refusals.ts";
 import type { CheckpointRecord, JsonObject, Page, SessionRecord, SessionStore } from "./types.ts";
+
+// Agent limits (maxHistoryTokens) trim with it too.
+export { withinTokenBudget } from "./history.ts";
 
 // NUL as JSON.stringify writes it: \u0000 after an even number of backslashes (an odd one is a literal "\\u0000").
 const ESCAPED_NUL = /(?<!\\)(?:\\\\)*\\u0000/;
@@ -20,23 +25,6 @@ export interface SessionPolicy extends Partial<SessionBounds> {
   checkpointsKept: number;
   defaultPageSize: number;
   maxPageSize: number;
-}
-
-/**
- * The newest messages whose estimated tokens (4 characters a token) fit
- * `budget`, in their original order. Stops at the first that does not fit, so
- * the history stays a contiguous tail of the conversation.
- */
-export function withinTokenBudget(messages: ChatMessage[], budget: number): ChatMessage[] {
-  let spent = 0;
-  let from = messages.length;
-  while (from > 0) {
-    const cost = Math.ceil(messages[from - 1]!.content.length / 4);
-    if (spent + cost > budget) break;
-    spent += cost;
-    from--;
-  }
-  return from === 0 ? messages : messages.slice(from);
 }
 
 /**
@@ -112,19 +100,19 @@ export class SessionManager {
   /**
    * The history as the prompt takes it: the latest historyMessages, then as
    * many of those, newest first, as fit historyTokens (when set), so a long
-   * session never sends an unbounded prompt.
+   * session never sends an unbounded prompt; either cut starts the window at
+   * a user message, so no tool result is separated from its call (history.ts).
    */
   recent(session: SessionRecord): ChatMessage[] {
     const n = this.policy.historyMessages;
     const latest = n === 0 ? [] : session.messages.slice(-n);
     const budget = this.policy.historyTokens;
-    return budget === 0 ? latest : withinTokenBudget(latest, budget);
+    return budget === 0 ? startAtUserMessage(latest) : withinTokenBudget(latest, budget);
   }
 
+  /** Stores a turn: the user's message, the assistant's tool calls and the tool results, the answer. */
   appendTurn(sessionId: string, messages: ChatMessage[]): Promise<number> {
-    // PostgreSQL text cannot hold NUL; it carries no meaning in a conversation, so every store gets U+FFFD instead.
-    const clean = messages.map((m) => (m.content.includes("\u0000") ? { ...m, content: m.content.replaceAll("\u0000", "\uFFFD") } : m));
-    return this.store.appendMessages(sessionId, clean);
+    return this.store.appendMessages(sessionId, messages.map(withoutNul));
   }
 
   /** `expectedVersion` undefined: no version check. */

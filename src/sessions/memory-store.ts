@@ -1,6 +1,7 @@
 import { type ChatMessage, notFound } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import { pageCut, sessionListedBytes, tooManySessions } from "./bounds.ts";
+import { storedMessage } from "./messages.ts";
 import { staleVersion } from "./refusals.ts";
 import { type Cursor, decodePageToken, encodePageToken, newestFirst } from "./page-token.ts";
 import {
@@ -107,7 +108,7 @@ export class MemorySessionStore implements SessionStore {
 
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
     const entry = this.mustGet(sessionId);
-    entry.session.messages.push(...messages.map((m) => ({ ...m })));
+    entry.session.messages.push(...messages.map(storedMessage));
     entry.session.messageCount = entry.session.messages.length;
     return this.touch(entry);
   }
@@ -242,6 +243,6 @@ function copySession(s: SessionRecord, messages: number): SessionRecord {
     updateTime: new Date(s.updateTime),
     expireTime: new Date(s.expireTime),
     metadata: { ...s.metadata },
-    messages: messages > 0 ? s.messages.slice(-messages).map((m) => ({ ...m })) : [],
+    messages: messages > 0 ? s.messages.slice(-messages).map(storedMessage) : [],
   };
 }

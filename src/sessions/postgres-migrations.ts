@@ -82,5 +82,17 @@ export function sessionMigrations(schema: string): Migration[] {
         -- The per-user cap counts a user's unexpired sessions at every create.
         create index sessions_user_expires on ${s}.sessions (user_id, expires_at);`,
     },
+    {
+      version: 4,
+      name: "tool calls and tool results in messages",
+      sql: `
+        -- Null for every message before tool use, and for a message without these fields:
+        -- reads then leave the keys out, so those read back as {role, content}.
+        -- json, not jsonb: it keeps the text as sent (jsonb refuses a \\u0000 or lone
+        -- surrogate escape), and is only ever read back whole.
+        alter table ${s}.messages
+          add column tool_calls json,
+          add column tool_call_id text;`,
+    },
   ];
 }

@@ -1,6 +1,7 @@
-import { Code, ConnectError } from "@qingyu/plugin-api";
+import { type ChatMessage, Code, ConnectError } from "@qingyu/plugin-api";
 import pg from "pg";
 import { storeUnavailable } from "../clients/shared.ts";
+import { storedMessage } from "./messages.ts";
 import { LISTED_OVERHEAD_BYTES } from "./types.ts";
 
 // Times are the database's (so every process agrees), truncated to milliseconds
@@ -8,6 +9,14 @@ import { LISTED_OVERHEAD_BYTES } from "./types.ts";
 const NOW_MS = "date_trunc('milliseconds', now())";
 const SESSION_COLUMNS = "s.id, s.user_id, s.agent_id, s.metadata, s.version, s.message_count, s.created_at, s.updated_at, s.expires_at";
 const CHECKPOINT_COLUMNS = "c.id, c.version, c.parent_id, c.data, c.created_at";
+// A message row r as the ChatMessage it stores: a key only for a field the message has
+// (not null), so a message without tool use, or one from before them, is {role, content}.
+const MESSAGE_JSON = `case
+  when r.tool_calls is null and r.tool_call_id is null then json_build_object('role', r.role, 'content', r.content)
+  when r.tool_call_id is null then json_build_object('role', r.role, 'content', r.content, 'toolCalls', r.tool_calls)
+  when r.tool_calls is null then json_build_object('role', r.role, 'content', r.content, 'toolCallId', r.tool_call_id)
+  else json_build_object('role', r.role, 'content', r.content, 'toolCalls', r.tool_calls, 'toolCallId', r.tool_call_id)
+end`;
 // A listed item's weight against the page byte budget, as bounds.ts sessionListedBytes counts it.
 const SESSION_BYTES = `${LISTED_OVERHEAD_BYTES} + 36 + octet_length(s.user_id) + octet_length(s.agent_id) + octet_length(s.metadata::text)`;
 
@@ -33,6 +42,16 @@ function createSql(q: string, user: string, agent: string, metadata: string, ttl
       from (select ${NOW_MS} as at) t
       ${cap}
       returning ${SESSION_COLUMNS}`;
+}
+
+/** The append statement's message parameters ($2..$5): one array per column, null where a message lacks the field. */
+export function messageColumns(messages: readonly ChatMessage[]): [string[], string[], (string | null)[], (string | null)[]] {
+  return [
+    messages.map((m) => m.role),
+    messages.map((m) => m.content),
+    messages.map((m) => (m.toolCalls === undefined ? null : JSON.stringify(storedMessage(m).toolCalls))),
+    messages.map((m) => m.toolCallId ?? null),
+  ];
 }
 
 /** The store's statements for one schema; each is one round trip. */
@@ -63,8 +82,8 @@ export function sessionSql(schema: string) {
       select ${SESSION_COLUMNS}, coalesce(m.messages, '[]'::json) as messages
       from ${q}.sessions s
       left join lateral (
-        select json_agg(json_build_object('role', r.role, 'content', r.content) order by r.id) as messages
-        from (select id, role, content from ${q}.messages where session_id = s.id order by id desc limit $2::int) r
+        select json_agg(${MESSAGE_JSON} order by r.id) as messages
+        from (select id, role, content, tool_calls, tool_call_id from ${q}.messages where session_id = s.id order by id desc limit $2::int) r
       ) m on true
       where s.id = $1::uuid and s.expires_at > now()`,
 
@@ -108,9 +127,9 @@ export function sessionSql(schema: string) {
         where id = $1::uuid and expires_at > now()
         returning id, version, message_count, updated_at, expires_at
       ), ins as (
-        insert into ${q}.messages (session_id, role, content)
-        select s.id, m.role, m.content
-        from s, unnest($2::text[], $3::text[]) with ordinality as m(role, content, ord)
+        insert into ${q}.messages (session_id, role, content, tool_calls, tool_call_id)
+        select s.id, m.role, m.content, m.tool_calls, m.tool_call_id
+        from s, unnest($2::text[], $3::text[], $4::json[], $5::text[]) with ordinality as m(role, content, tool_calls, tool_call_id, ord)
         order by m.ord
       )
       select version, message_count, updated_at, expires_at from s`,

@@ -7,7 +7,7 @@ import { runMigrations } from "../db/migrate.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import { migrationComponent, sessionMigrations } from "./postgres-migrations.ts";
 import { tooManySessions } from "./bounds.ts";
-import { sessionSql, toStoreError, type SessionSql } from "./postgres-sql.ts";
+import { messageColumns, sessionSql, toStoreError, type SessionSql } from "./postgres-sql.ts";
 import { staleVersion } from "./refusals.ts";
 import {
   type CheckpointRecord,
@@ -164,7 +164,7 @@ export class PostgresSessionStore implements SessionStore {
   /** appendMessages, reporting the whole head the write produced. */
   async append(sessionId: string, messages: ChatMessage[]): Promise<WriteHead> {
     if (!UUID.test(sessionId)) throw notFound("session", sessionId);
-    const rows = await this.query(this.sql.append, [sessionId, messages.map((m) => m.role), messages.map((m) => m.content)]);
+    const rows = await this.query(this.sql.append, [sessionId, ...messageColumns(messages)]);
     if (!rows[0]) throw notFound("session", sessionId);
     return toHead(rows[0]);
   }

@@ -7,7 +7,8 @@ import { LISTED_OVERHEAD_BYTES } from "./types.ts";
 // keys in one slot):
 //   p s:{S}      hash   u user, a agent, md metadata JSON, ct/ut/et create, update
 //                       and expire ms, ttl ms, v version
-//   p s:{S}:m    list   messages as JSON, oldest first
+//   p s:{S}:m    list   messages as JSON, oldest first: {role, content} and, when the
+//                       message has them, toolCalls [{id, name, arguments}] and toolCallId
 //   p s:{S}:c    hash   checkpoint id -> {"id","v","t","p","d"} JSON
 //   p s:{S}:cv   zset   checkpoint id scored by the version that saved it
 //   p u:USER     zset   session id scored by create ms: the user's listing

@@ -4,6 +4,7 @@ import type { Redis } from "ioredis";
 import { RedisScript, type ScriptArg } from "../clients/redis-script.ts";
 import { storeUnavailable } from "../clients/shared.ts";
 import { tooManySessions } from "./bounds.ts";
+import { storedMessage } from "./messages.ts";
 import { staleVersion } from "./refusals.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 import * as lua from "./redis-scripts.ts";
@@ -132,7 +133,11 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async appendMessages(sessionId: string, messages: ChatMessage[]): Promise<number> {
-    const version = await this.run(this.scripts.append, this.keys(sessionId), [this.prefix, sessionId, ...messages.map((m) => JSON.stringify(m))]);
+    const version = await this.run(this.scripts.append, this.keys(sessionId), [
+      this.prefix,
+      sessionId,
+      ...messages.map((m) => JSON.stringify(storedMessage(m))),
+    ]);
     if (version === null) throw notFound("session", sessionId);
     return Number(version);
   }

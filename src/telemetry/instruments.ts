@@ -20,6 +20,10 @@ export class Instruments {
   readonly tokens: Counter;
   /** Event-handler runs that threw or rejected, by handler. */
   readonly handlerFailures: Counter;
+  /** Model steps of tool runs, by agent and how each ended (finish reason). */
+  readonly steps: Counter;
+  /** Tool calls' durations, by tool and outcome (ok, error, timeout, ...); its count is the number of calls. */
+  readonly toolDuration: Histogram;
 
   constructor(meter: Meter) {
     this.rpcDuration = meter.createHistogram("rpc.server.duration", {
@@ -35,5 +39,11 @@ export class Instruments {
     });
     this.tokens = meter.createCounter("qingyu.agent.tokens", { description: "LLM tokens used, by agent, model and direction" });
     this.handlerFailures = meter.createCounter("qingyu.event_handler.failures", { description: "Event-handler runs that failed" });
+    this.steps = meter.createCounter("qingyu.agent.steps", { description: "Model steps of tool-using runs, by agent and finish reason" });
+    this.toolDuration = meter.createHistogram("gen_ai.tool.duration", {
+      unit: "ms",
+      description: "Duration of tool calls, by tool and outcome",
+      advice: { explicitBucketBoundaries: DURATION_MS },
+    });
   }
 }

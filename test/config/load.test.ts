@@ -82,7 +82,18 @@ agents:
     expect(config.server.port).toBe(6000);
     expect(config.server.httpPort).toBe(8080);
     expect(config.agents).toEqual([
-      { id: "helper", description: "", provider: "echo", model: "echo-1", models: [], systemPrompt: "", defaults: {}, requireEnv: [] },
+      {
+        id: "helper",
+        description: "",
+        provider: "echo",
+        model: "echo-1",
+        models: [],
+        systemPrompt: "",
+        defaults: {},
+        requireEnv: [],
+        limits: { maxSteps: 10, maxToolCalls: 64, toolTimeoutMs: 60_000, maxParallelTools: 8 },
+        tools: [],
+      },
     ]);
   });
 

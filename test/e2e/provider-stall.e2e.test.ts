@@ -110,9 +110,9 @@ describe("a stalled upstream stream and per-agent limits, through the server", (
 
     await client.unary(AgentService, A.execute, { sessionId, task: "third" });
 
-    // Newest first: "fine" (1) + "bbbbbbbb" (2) + "ok" (1) = 4 fit in 5; the 5-token first task does not.
+    // Newest first: "fine" (1) + "bbbbbbbb" (2) + "ok" (1) = 4 fit in 5; the 5-token first task does not,
+    // and the answer "ok" goes with it: a window starts at a user message, so no answer (or tool result) is cut from its ask.
     expect(fake.requests[index]!.body.messages).toEqual([
-      { role: "assistant", content: "ok" },
       { role: "user", content: "b".repeat(8) },
       { role: "assistant", content: "fine" },
       { role: "user", content: "third" },

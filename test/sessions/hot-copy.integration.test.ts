@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { HotCopy } from "../../src/sessions/hot-copy.ts";
 import type { SessionRecord } from "../../src/sessions/types.ts";
+import { toolTurn } from "./store-tool-messages-contract.ts";
 import { redisUrl } from "../support/services.ts";
 
 const redis = new Redis(redisUrl());
@@ -102,6 +103,40 @@ describe("HotCopy: the tiered store's Redis copy", () => {
     await hot.warm({ ...s, version: 9 });
     await hot.apply(s.id, head(s, 10, 1), []);
     expect(await hot.read(s.id)).toBeUndefined();
+  });
+
+  it("keeps tool calls and tool results through a warm-up and through applies (cjson re-encodes the copy)", async () => {
+    const wide = new HotCopy(redis, prefix, 50);
+    const s = { ...session(1, 0), messages: toolTurn(0), messageCount: 5 };
+    await wide.warm(s);
+    expect((await wide.read(s.id))!.messages).toStrictEqual(toolTurn(0));
+    const empty = { role: "assistant" as const, content: "", toolCalls: [] };
+    await wide.apply(s.id, head(s, 2, 11), [...toolTurn(1), empty]);
+    expect((await wide.read(s.id))!.messages).toStrictEqual([...toolTurn(0), ...toolTurn(1), empty]);
+  });
+
+  it("reads a copy written before tool use unchanged, and appends a tool turn to it", async () => {
+    const s = session(1, 2);
+    const old = {
+      id: s.id,
+      userId: s.userId,
+      agentId: s.agentId,
+      metadata: s.metadata,
+      createTime: s.createTime.getTime(),
+      updateTime: s.updateTime.getTime(),
+      expireTime: s.expireTime.getTime(),
+      version: 1,
+      messageCount: 2,
+      messages: [
+        { role: "user", content: "q/0" },
+        { role: "assistant", content: "a0" },
+      ],
+    };
+    await redis.set(`${prefix}hot:{${s.id}}`, JSON.stringify(old), "PX", 60_000);
+    const wide = new HotCopy(redis, prefix, 50);
+    expect((await wide.read(s.id))!.messages).toStrictEqual(old.messages);
+    await wide.apply(s.id, head(s, 2, 7), toolTurn(1));
+    expect((await wide.read(s.id))!.messages).toStrictEqual([...old.messages, ...toolTurn(1)]);
   });
 
   it("expires a copy with its session", async () => {

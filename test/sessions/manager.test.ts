@@ -6,6 +6,8 @@ import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
 import type { SessionRecord } from "../../src/sessions/types.ts";
 import { rejection } from "../support/rejection.ts";
+import { messageChars } from "../../src/sessions/messages.ts";
+import { toolTurn } from "./store-tool-messages-contract.ts";
 
 const basePolicy: SessionPolicy = {
   historyTokens: 0,
@@ -301,19 +303,22 @@ describe("SessionManager: history", () => {
     expect(manager.recent(withMessages(0))).toEqual([]);
   });
 
-  it("recent() keeps, newest first, only the messages that fit historyTokens", () => {
-    const { manager } = setup({ historyMessages: 10, historyTokens: 3 });
-    // Each "mN" is 2 characters, 1 token: the last three fit, a fourth would not.
-    expect(manager.recent(withMessages(6)).map((m) => m.content)).toEqual(["m3", "m4", "m5"]);
+  it("recent() keeps, newest first, only the messages that fit historyTokens, from a user message on", () => {
+    const { manager } = setup({ historyMessages: 10, historyTokens: 4 });
+    // Each "mN" is 2 characters, 1 token: the last four fit, a fifth would not.
+    expect(manager.recent(withMessages(6)).map((m) => m.content)).toEqual(["m2", "m3", "m4", "m5"]);
+    // m3..m6 fit, but m3 is an answer whose question (m2) did not: the window starts at m4.
+    expect(manager.recent(withMessages(7)).map((m) => m.content)).toEqual(["m4", "m5", "m6"]);
     const long: SessionRecord = {
-      ...withMessages(2),
+      ...withMessages(3),
       messages: [
         { role: "user", content: "x".repeat(40) },
         { role: "assistant", content: "ok" },
+        { role: "user", content: "go" },
       ],
     };
-    // The older message alone is over budget: it is dropped, not cut.
-    expect(manager.recent(long).map((m) => m.content)).toEqual(["ok"]);
+    // The older message alone is over budget: it is dropped, not cut, and so is the answer that lost its question.
+    expect(manager.recent(long).map((m) => m.content)).toEqual(["go"]);
   });
 
   it("refuses a checkpoint larger than maxCheckpointBytes with INVALID_ARGUMENT naming data", async () => {
@@ -341,6 +346,42 @@ describe("SessionManager: history", () => {
     for (let i = 0; i < 5; i++) await manager.saveCheckpoint(s.id, "alice", { i }, undefined);
     const kept = (await manager.listCheckpoints(s.id, "alice", 10, "")).items.map((c) => c.data.i);
     expect(kept).toEqual([4, 3, 2]);
+  });
+
+  it("recent() never starts with a tool result cut off from its call: a count that cuts a turn starts at the next user message", () => {
+    const session = { ...withMessages(0), messages: [...toolTurn(0), ...toolTurn(1)], messageCount: 10 };
+    // The latest 7 begin with turn 0's second tool result and answer.
+    expect(setup({ historyMessages: 7 }).manager.recent(session)).toStrictEqual(toolTurn(1));
+    expect(setup({ historyMessages: 5 }).manager.recent(session)).toStrictEqual(toolTurn(1));
+    // Turn 1 without its question: nothing whole is left, so nothing is sent.
+    expect(setup({ historyMessages: 3 }).manager.recent(session)).toStrictEqual([]);
+    expect(setup({ historyMessages: 10 }).manager.recent(session)).toStrictEqual([...toolTurn(0), ...toolTurn(1)]);
+  });
+
+  it("recent() never starts with a tool result cut off from its call under historyTokens either, and counts tool calls' arguments", () => {
+    const session = { ...withMessages(0), messages: [...toolTurn(0), ...toolTurn(1)], messageCount: 10 };
+    const turnTokens = toolTurn(1).reduce((n, m) => n + Math.ceil(messageChars(m) / 4), 0);
+    expect(setup({ historyMessages: 10, historyTokens: turnTokens }).manager.recent(session)).toStrictEqual(toolTurn(1));
+    // A budget that reaches into turn 0's tool results but not its call.
+    const toolsTokens = toolTurn(0)
+      .slice(2)
+      .reduce((n, m) => n + Math.ceil(messageChars(m) / 4), 0);
+    expect(setup({ historyMessages: 10, historyTokens: turnTokens + toolsTokens }).manager.recent(session)).toStrictEqual(toolTurn(1));
+    // One token short of turn 1: its question does not fit, and the rest is no whole turn.
+    expect(setup({ historyMessages: 10, historyTokens: turnTokens - 1 }).manager.recent(session)).toStrictEqual([]);
+  });
+
+  it("stores NUL in tool call ids, names and arguments and in the answered id as U+FFFD, like content", async () => {
+    const { manager } = setup();
+    const s = await manager.create("alice", "helper", {}, 0);
+    await manager.appendTurn(s.id, [
+      { role: "assistant", content: "", toolCalls: [{ id: "c\u00001", name: "w\u0000x", arguments: '{"a":"\u0000"}' }] },
+      { role: "tool", content: "r\u0000", toolCallId: "c\u00001" },
+    ]);
+    expect((await manager.read(s.id, "alice")).messages).toStrictEqual([
+      { role: "assistant", content: "", toolCalls: [{ id: "c\uFFFD1", name: "w\uFFFDx", arguments: '{"a":"\uFFFD"}' }] },
+      { role: "tool", content: "r\uFFFD", toolCallId: "c\uFFFD1" },
+    ]);
   });
 
   it("recent() is empty when historyMessages is 0", () => {

@@ -90,6 +90,20 @@ describe("MemorySessionStore: create and get", () => {
     expect((await store.get(s.id, ALL))!.messages).toEqual([{ role: "user", content: "original" }]);
   });
 
+  it("copies tool calls in and out: the caller's or a reader's changes to them do not reach the store", async () => {
+    const store = makeStore();
+    const s = await store.create(input());
+    const call = { id: "c1", name: "weather", arguments: '{"city":"Köln"}' };
+    await store.appendMessages(s.id, [{ role: "assistant", content: "", toolCalls: [call] }]);
+    call.arguments = "{}";
+    const read = (await store.get(s.id, ALL))!.messages[0]!;
+    read.toolCalls![0]!.name = "other";
+    read.toolCalls!.push({ id: "c2", name: "x", arguments: "{}" });
+    expect((await store.get(s.id, ALL))!.messages).toStrictEqual([
+      { role: "assistant", content: "", toolCalls: [{ id: "c1", name: "weather", arguments: '{"city":"Köln"}' }] },
+    ]);
+  });
+
   it("returned Date fields are copies too", async () => {
     const store = makeStore();
     const s = await store.create(input());

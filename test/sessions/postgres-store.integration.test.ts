@@ -5,6 +5,7 @@ import pino from "pino";
 import { PostgresSessionStore } from "../../src/sessions/postgres-store.ts";
 import { storeContract } from "./store-contract.ts";
 import { boundsContract } from "./store-bounds-contract.ts";
+import { toolMessagesContract } from "./store-tool-messages-contract.ts";
 import { databaseUrl } from "../support/services.ts";
 
 const URL = databaseUrl();
@@ -53,6 +54,7 @@ afterAll(async () => {
 
 storeContract("postgres", { make: () => open(pool) });
 boundsContract("postgres", { make: (maxPageBytes) => open(pool, schema, 60_000, maxPageBytes) });
+toolMessagesContract("postgres", { make: () => open(pool) });
 
 describe("PostgreSQL session store", () => {
   it("migrates once when two processes open a fresh schema together, and again changes nothing", async () => {
@@ -63,7 +65,7 @@ describe("PostgreSQL session store", () => {
       const applied = async () =>
         (await pool.query("select version, applied_at from qingyu_schema_migrations where component = $1", [`sessions:${fresh}`])).rows;
       const first = await applied();
-      expect(first.map((r) => r.version)).toEqual([1, 2, 3]);
+      expect(first.map((r) => r.version)).toEqual([1, 2, 3, 4]);
       const s = await a.create(input);
       expect((await b.get(s.id, { messages: 0 }))?.id).toBe(s.id);
       const again = await open(pool, fresh);

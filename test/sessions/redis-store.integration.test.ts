@@ -10,6 +10,7 @@ import { deleteKeys, freshPrefix, REDIS_URL, serverScriptCalls } from "./redis-s
 import { recordCommands } from "../support/store-backends.ts";
 import { storeContract } from "./store-contract.ts";
 import { boundsContract } from "./store-bounds-contract.ts";
+import { toolMessagesContract, toolTurn } from "./store-tool-messages-contract.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ALL = { messages: 10_000 };
@@ -34,6 +35,7 @@ afterAll(async () => {
 
 storeContract("redis", { make: async () => new RedisSessionStore(redis, { keyPrefix: prefix }) });
 boundsContract("redis", { make: async (maxPageBytes) => new RedisSessionStore(redis, { keyPrefix: prefix, maxPageBytes }) });
+toolMessagesContract("redis", { make: async () => new RedisSessionStore(redis, { keyPrefix: prefix }) });
 
 describe("RedisSessionStore", () => {
   let store: SessionStore;
@@ -105,6 +107,14 @@ describe("RedisSessionStore", () => {
       token = page.nextPageToken;
     } while (token);
     expect(seen).toEqual([...ids].sort().reverse());
+  });
+
+  it("reads messages stored before tool use (JSON of role and content) unchanged, next to a tool turn", async () => {
+    const s = await store.create(input());
+    // As the release before wrote them, straight into the session's message list.
+    await redis.rpush(`${prefix}s:{${s.id}}:m`, '{"role":"user","content":"q0"}', '{"role":"assistant","content":"a0"}');
+    await store.appendMessages(s.id, toolTurn(1));
+    expect((await store.get(s.id, ALL))!.messages).toStrictEqual([{ role: "user", content: "q0" }, { role: "assistant", content: "a0" }, ...toolTurn(1)]);
   });
 
   it("appends more messages in one call than Lua can unpack at once", async () => {

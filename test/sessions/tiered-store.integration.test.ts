@@ -7,6 +7,7 @@ import { EVENTUALLY } from "../support/limits.ts";
 import { countingPool, countingRedis, isolation, roundTrips } from "../support/store-backends.ts";
 import { storeContract } from "./store-contract.ts";
 import { boundsContract } from "./store-bounds-contract.ts";
+import { toolMessagesContract, toolTurn } from "./store-tool-messages-contract.ts";
 
 const log = pino({ level: "silent" });
 const iso = isolation();
@@ -31,6 +32,7 @@ afterAll(async () => {
 
 storeContract("redis+postgres", { make: () => tiered() });
 boundsContract("redis+postgres", { make: (maxPageBytes) => tiered(redis, 50, undefined, maxPageBytes) });
+toolMessagesContract("redis+postgres", { make: () => tiered() });
 
 // What a Redis that takes no writes (OOM, paused, read-only) answers a write.
 const refuse = () => Promise.reject(new Error("OOM command not allowed when used memory > 'maxmemory'"));
@@ -194,5 +196,43 @@ describe("redis+postgres: PostgreSQL is the truth, Redis the hot copy", () => {
     await pool.query(`update ${iso.schema}.sessions set expires_at = now() - interval '1 second' where id = $1`, [s.id]);
     expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":1');
     expect(await store.get(s.id, { messages: 20 })).toBeUndefined();
+  });
+});
+
+describe("redis+postgres: tool turns in the copy and in PostgreSQL", () => {
+  it("serves a tool turn exactly from the Redis copy, from PostgreSQL after the copy is lost, and from the copy that read warms", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    await store.appendMessages(s.id, toolTurn(0));
+    await store.appendMessages(s.id, toolTurn(1));
+    const both = [...toolTurn(0), ...toolTurn(1)];
+    let got: Awaited<ReturnType<typeof store.get>>;
+    expect(await roundTrips(async () => (got = await store.get(s.id, { messages: 20 })))).toEqual({ redis: ["get"], pg: 1 });
+    expect(got!.messages).toStrictEqual(both);
+    await redis.del(`${iso.prefix}hot:{${s.id}}`);
+    expect((await roundTrips(async () => (got = await store.get(s.id, { messages: 20 })))).pg).toBe(2);
+    expect(got!.messages).toStrictEqual(both);
+    await vi.waitFor(async () => expect(await redis.exists(`${iso.prefix}hot:{${s.id}}`)).toBe(1), EVENTUALLY);
+    expect(await roundTrips(async () => (got = await store.get(s.id, { messages: 20 })))).toEqual({ redis: ["get"], pg: 1 });
+    expect(got!.messages).toStrictEqual(both);
+  });
+
+  it("reads rows written before tool use unchanged, from PostgreSQL and then from the copy", async () => {
+    const store = await tiered();
+    const s = await store.create(input);
+    // As the release before wrote a turn: role and content only.
+    await pool.query(
+      `with m as (insert into ${iso.schema}.messages (session_id, role, content) values ($1, 'user', 'q0'), ($1, 'assistant', 'a0'))
+       update ${iso.schema}.sessions set version = 1, message_count = 2 where id = $1`,
+      [s.id],
+    );
+    await store.appendMessages(s.id, toolTurn(1));
+    const expected = [{ role: "user", content: "q0" }, { role: "assistant", content: "a0" }, ...toolTurn(1)];
+    await redis.del(`${iso.prefix}hot:{${s.id}}`);
+    expect((await store.get(s.id, { messages: 20 }))!.messages).toStrictEqual(expected);
+    await vi.waitFor(async () => expect(await redis.get(`${iso.prefix}hot:{${s.id}}`)).toContain('"version":2'), EVENTUALLY);
+    let got: Awaited<ReturnType<typeof store.get>>;
+    expect(await roundTrips(async () => (got = await store.get(s.id, { messages: 20 })))).toEqual({ redis: ["get"], pg: 1 });
+    expect(got!.messages).toStrictEqual(expected);
   });
 });

@@ -1,4 +1,4 @@
-import type { AgentDefinition, LlmProvider, Middleware } from "@qingyu/plugin-api";
+import type { AgentDefinition, LlmProvider, Middleware, Tool } from "@qingyu/plugin-api";
 import pino, { type Logger } from "pino";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
@@ -8,6 +8,7 @@ import type { RetryPolicy } from "../../src/executor/retry.ts";
 import { SessionManager } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
+import { ToolCatalog } from "../../src/tools/catalog.ts";
 
 /** What an executor under test is built from; everything else has the defaults below. */
 export interface TestExecutorParts {
@@ -21,6 +22,10 @@ export interface TestExecutorParts {
   log?: Logger;
   /** The generation's admit hooks, as assemble.ts passes them (auth configured). */
   admission?: Admission;
+  /** In-process tools, as tool plugins give them; agents name them in `tools`. */
+  tools?: Tool[];
+  /** tools.maxOutputBytes and tools.abandonAfterMs. */
+  toolLimits?: { maxOutputBytes: number; abandonAfterMs: number };
 }
 
 /** An Executor wired as the server wires one, over an in-process event bus and session manager. */
@@ -48,6 +53,8 @@ export function testExecutor(parts: TestExecutorParts) {
     retry: parts.retry ?? { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1000 },
     log,
     ...(parts.admission ? { admission: parts.admission, authenticated: parts.admission.guarded } : {}),
+    ...(parts.tools ? { tools: new ToolCatalog(parts.tools.map((tool) => ({ tool, source: "test" }))) } : {}),
+    ...(parts.toolLimits ? { toolLimits: parts.toolLimits } : {}),
   });
   return { executor, sessions, events, store };
 }

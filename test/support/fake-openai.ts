@@ -14,10 +14,24 @@ interface FakeUsage {
  */
 type FakeBehaviour =
   | { kind: "stream"; chunks: string[]; delayMs?: number; usage?: FakeUsage; finishReason?: string }
-  | { kind: "json"; content: string; usage?: FakeUsage; finishReason?: string; delayMs?: number }
+  | { kind: "json"; content: string; usage?: FakeUsage; finishReason?: string; delayMs?: number; toolCalls?: FakeToolCall[] }
+  /**
+   * Streams each of `deltas` as one chunk's `choices[0].delta`, exactly as given (tool-call fragments
+   * included), then the finish and usage frames. Streamed requests only: a non-streamed one gets a 400.
+   * `splitCharacters` writes each frame that holds a multi-byte character in two writes, the first
+   * ending inside that character, with a pause between them so the client reads them apart.
+   */
+  | { kind: "deltas"; deltas: object[]; finishReason?: string; usage?: FakeUsage; splitCharacters?: boolean }
   | { kind: "error"; status: number; headers?: Record<string, string>; body?: unknown }
   | { kind: "hang" }
   | { kind: "stream-then-hang"; chunks: string[]; delayMs?: number };
+
+/** A complete tool call of a `json` behaviour's answer. */
+interface FakeToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
 
 /** One request as the server saw it, with what became of its connection. */
 interface RecordedRequest {
@@ -117,6 +131,39 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         res.end(typeof payload === "string" ? payload : JSON.stringify(payload));
         return;
       }
+      case "deltas": {
+        if (!streamed) return sendJson(res, 400, errorBody("fake-openai: a deltas behaviour answers streamed requests only", "invalid_request_error", null));
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+        const id = `chatcmpl-fake-${requests.length}`;
+        const chunk = (delta: object, finish: string | null) => ({
+          id,
+          object: "chat.completion.chunk",
+          created: now(),
+          model,
+          choices: [{ index: 0, delta, finish_reason: finish }],
+        });
+        for (const delta of behaviour.deltas) {
+          if (gone()) return;
+          const bytes = Buffer.from(`data: ${JSON.stringify(chunk(delta, null))}\n\n`);
+          const cut = behaviour.splitCharacters ? bytes.findIndex((b) => b >= 0x80) + 1 : 0;
+          if (cut > 0) {
+            res.write(bytes.subarray(0, cut));
+            await sleep(10);
+            if (gone()) return;
+            res.write(bytes.subarray(cut));
+          } else {
+            res.write(bytes);
+          }
+          entry.chunksWritten++;
+        }
+        res.write(`data: ${JSON.stringify(chunk({}, behaviour.finishReason ?? "stop"))}\n\n`);
+        if (includeUsage) {
+          const usage = behaviour.usage ?? { prompt_tokens: countPromptWords(body), completion_tokens: behaviour.deltas.length };
+          res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created: now(), model, choices: [], usage: withTotal(usage) })}\n\n`);
+        }
+        res.end("data: [DONE]\n\n");
+        return;
+      }
       case "json":
       case "stream":
       case "stream-then-hang": {
@@ -131,7 +178,8 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
           if (delayMs) await sleep(delayMs);
           if (behaviour.kind === "stream-then-hang" || gone()) return;
           entry.chunksWritten = chunks.length;
-          return sendJson(res, 200, completion(model, chunks.join(""), finishReason!, usage));
+          const toolCalls = behaviour.kind === "json" ? behaviour.toolCalls : undefined;
+          return sendJson(res, 200, completion(model, chunks.join(""), finishReason!, usage, toolCalls));
         }
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
         const id = `chatcmpl-fake-${requests.length}`;
@@ -152,6 +200,10 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
           entry.chunksWritten++;
         }
         if (behaviour.kind === "stream-then-hang" || gone()) return;
+        const toolCalls = behaviour.kind === "json" ? (behaviour.toolCalls ?? []) : [];
+        toolCalls.forEach((call, index) =>
+          frame(chunk({ tool_calls: [{ index, id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } }] }, null)),
+        );
         frame(chunk({}, finishReason!));
         if (includeUsage) {
           frame({ id, object: "chat.completion.chunk", created: now(), model, choices: [], usage: withTotal(usage) });
@@ -211,13 +263,21 @@ function countPromptWords(body: any): number {
   return messages.reduce((n, m) => n + (typeof m.content === "string" ? words(m.content).length : 0), 0);
 }
 
-function completion(model: string, content: string, finishReason: string, usage: FakeUsage) {
+function completion(model: string, content: string, finishReason: string, usage: FakeUsage, toolCalls?: FakeToolCall[]) {
+  const message = toolCalls?.length
+    ? {
+        role: "assistant",
+        content: content || null,
+        refusal: null,
+        tool_calls: toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
+      }
+    : { role: "assistant", content, refusal: null };
   return {
     id: "chatcmpl-fake",
     object: "chat.completion",
     created: now(),
     model,
-    choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, finish_reason: finishReason, logprobs: null }],
+    choices: [{ index: 0, message, finish_reason: finishReason, logprobs: null }],
     usage: withTotal(usage),
   };
 }

@@ -1,3 +1,6 @@
+import type { ToolChoice } from "./provider.ts";
+import type { JsonObject } from "./sessions.ts";
+
 /** A configured agent. */
 export interface AgentDefinition {
   id: string;
@@ -16,7 +19,13 @@ export interface AgentDefinition {
     maxTokens?: number;
     /** Provider-specific options passed through untouched. */
     extra?: Record<string, unknown>;
+    toolChoice?: ToolChoice;
+    parallelToolCalls?: boolean;
   };
+  /** The tools it may use: names and globs ("github__*") over every tool source. */
+  tools?: readonly string[];
+  /** JSON Schema its final answer must match (a call's options.outputSchema replaces it). */
+  outputSchema?: JsonObject;
   /** Per-agent caps (config `agents[].limits`); unset ones leave the global limits in force. */
   limits?: AgentLimits;
 }
@@ -29,6 +38,14 @@ export interface AgentLimits {
   maxHistoryTokens?: number;
   /** Largest max_tokens sent upstream; also what is sent when the caller asks none. */
   maxOutputTokens?: number;
+  /** Most model steps in one run (a call may ask fewer). */
+  maxSteps?: number;
+  /** Most tool calls in one run; calls beyond it are skipped and the run ends. */
+  maxToolCalls?: number;
+  /** A tool call's timeout when its tool sets none, in ms. */
+  toolTimeoutMs?: number;
+  /** Most tool calls running at once in one run. */
+  maxParallelTools?: number;
 }
 
 /** The configured agents, by id. */

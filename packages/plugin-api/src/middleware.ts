@@ -53,6 +53,8 @@ export interface ToolCallRecord {
   /** What the model was given back: the tool's output (JSON text unless it returned a string) or the error. */
   output: string;
   durationMs: number;
+  /** The tool is marked idempotent (a cache may keep runs whose every call is). */
+  idempotent?: boolean;
 }
 
 /** One event of a run, flowing out through the onion. */

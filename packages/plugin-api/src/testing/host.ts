@@ -72,7 +72,8 @@ export async function setUp<K extends PluginKind, Options>(
     events: host.events.published,
     async dispose() {
       try {
-        await product.dispose?.();
+        // A tool plugin may return a list of tools, which has nothing to release.
+        if (!Array.isArray(product)) await (product as { dispose?: () => unknown }).dispose?.();
       } finally {
         await plugin.dispose?.();
       }

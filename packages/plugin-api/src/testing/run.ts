@@ -2,7 +2,7 @@ import type { AgentDefinition } from "../agents.ts";
 import { Code, ConnectError } from "../errors.ts";
 import type { AgentContext, AgentRunResult, GenerationOptions, Middleware, RunEvent } from "../middleware.ts";
 import type { Principal } from "../principal.ts";
-import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest } from "../provider.ts";
+import type { ChatMessage, LlmProvider, ProviderChunk, ProviderRequest, ToolCall } from "../provider.ts";
 import { ErrorReason, notFound, withReason } from "../reasons.ts";
 import type { SessionRecord } from "../sessions.ts";
 import { testAgent } from "./host.ts";
@@ -174,7 +174,7 @@ async function* providerRun(ctx: AgentContext, provider: LlmProvider): AsyncIter
     for await (const chunk of provider.stream(req, ctx.signal)) {
       if (ctx.signal.aborted) throw abortReason(ctx.signal);
       if (chunk.type === "finish") finish = chunk;
-      else if (chunk.text) {
+      else if (chunk.type === "delta" && chunk.text) {
         output += chunk.text;
         yield { type: "delta", text: chunk.text };
       }
@@ -198,6 +198,8 @@ export interface ProviderRun {
   chunks: ProviderChunk[];
   /** The deltas' text, concatenated. */
   text: string;
+  /** The complete tool calls it yielded, in order. */
+  toolCalls: ToolCall[];
   /** The finish chunk, when the provider sent one. */
   finish: Extract<ProviderChunk, { type: "finish" }> | undefined;
 }
@@ -217,6 +219,7 @@ export async function runProvider(
   const req: ProviderRequest = typeof request === "string" ? { model: "test-model", messages: [{ role: "user", content: request }] } : request;
   const chunks: ProviderChunk[] = [];
   let text = "";
+  const toolCalls: ToolCall[] = [];
   let finish: ProviderRun["finish"];
   try {
     signal.throwIfAborted();
@@ -225,13 +228,14 @@ export async function runProvider(
       if (finish) throw new Error(`the provider yielded a ${chunk.type} chunk after its finish chunk (at most one finish, and it comes last)`);
       chunks.push(chunk);
       if (chunk.type === "finish") finish = chunk;
-      else text += chunk.text;
+      else if (chunk.type === "delta") text += chunk.text;
+      else if (chunk.type === "tool_call") toolCalls.push(chunk.call);
     }
   } catch (err) {
     if (signal.aborted) throw abortReason(signal);
     throw err;
   }
-  return { chunks, text, finish };
+  return { chunks, text, toolCalls, finish };
 }
 
 /** The reason a signal aborted, as a ConnectError (CANCELLED when it is not one). */

@@ -6,7 +6,9 @@ import { runtimeName } from "../../../runtime/process.ts";
 import { PREFIX, toProviderError } from "./errors.ts";
 import { IdleWatchdog } from "./idle-watchdog.ts";
 import { NodeFetch } from "./node-fetch.ts";
+import { requestParams } from "./request.ts";
 import { SseParser, type SseEvent } from "./sse.ts";
+import { messageToolCalls, ToolCallAssembler, type ToolCallFragment } from "./tool-calls.ts";
 
 const configSchema = z.strictObject({
   /** API root, e.g. a local OpenAI-compatible server; defaults to OPENAI_BASE_URL, then api.openai.com. */
@@ -33,7 +35,7 @@ const configSchema = z.strictObject({
 interface StreamChunk {
   model?: string;
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
-  choices?: Array<{ delta?: { content?: string | null }; finish_reason?: string | null }>;
+  choices?: Array<{ delta?: { content?: string | null; tool_calls?: ToolCallFragment[] | null }; finish_reason?: string | null }>;
   error?: { message?: string };
 }
 
@@ -42,10 +44,12 @@ class AnswerState {
   finishReason: string | undefined;
   usage: TokenUsage | undefined;
   model: string | undefined;
+  /** The answer's tool calls, made at the first fragment: a text-only answer never has one. */
+  tools: ToolCallAssembler | undefined;
   /** Set by [DONE]: the body is still read to its end, so the connection can serve the next request. */
   private done = false;
 
-  /** Reads one event; returns the text it adds to the answer, if any. */
+  /** Reads one event; returns the text it adds to the answer, if any (its tool-call fragments go to `tools`). */
   take(message: SseEvent): string | undefined {
     if (this.done || message.data.startsWith("[DONE]")) {
       this.done = true;
@@ -60,7 +64,12 @@ class AnswerState {
     if (chunk.usage) this.usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
     const choice = chunk.choices?.[0];
     if (choice?.finish_reason) this.finishReason = choice.finish_reason;
-    return choice?.delta?.content || undefined;
+    const delta = choice?.delta;
+    if (delta?.tool_calls) {
+      const tools = (this.tools ??= new ToolCallAssembler());
+      for (const fragment of delta.tool_calls) tools.add(fragment);
+    }
+    return delta?.content || undefined;
   }
 }
 
@@ -91,16 +100,9 @@ export default definePlugin({
       timeout: options.timeoutMs,
     });
 
-    // Extra goes first so that agent defaults can never turn streaming off or swap the model or prompt.
-    const params = (req: ProviderRequest) => ({
-      ...req.extra,
-      model: req.model,
-      messages: req.messages,
-      ...(req.temperature !== undefined ? { temperature: req.temperature } : {}),
-      ...(req.maxTokens !== undefined ? { max_tokens: req.maxTokens } : {}),
-    });
-
     return {
+      capabilities: { tools: true, structuredOutput: true },
+
       async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
         const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
         // Aborting `upstream` (the caller went, or the body stalled) closes the connection.
@@ -110,7 +112,7 @@ export default definePlugin({
           // The client builds and sends the request and turns an error answer into its APIError;
           // the event stream itself is read here, from the socket (see NodeFetch).
           const response = await client.chat.completions
-            .create({ ...params(req), stream: true, stream_options: { include_usage: true } }, { signal: upstream.signal, headers: req.traceHeaders })
+            .create({ ...requestParams(req), stream: true, stream_options: { include_usage: true } }, { signal: upstream.signal, headers: req.traceHeaders })
             .asResponse();
           const body = upstreamFetch?.bodyOf(response) ?? response.body ?? noBody;
           const answer = new AnswerState();
@@ -125,6 +127,10 @@ export default definePlugin({
                 idle.yielded = true;
                 yield { type: "delta", text };
               }
+              if (answer.tools?.hasDeltas) {
+                idle.yielded = true;
+                yield* answer.tools.takeDeltas();
+              }
             }
             idle.arm();
           }
@@ -133,6 +139,10 @@ export default definePlugin({
             if (text) {
               idle.yielded = true;
               yield { type: "delta", text };
+            }
+            if (answer.tools?.hasDeltas) {
+              idle.yielded = true;
+              yield* answer.tools.takeDeltas();
             }
           }
           idle.disarm();
@@ -145,6 +155,8 @@ export default definePlugin({
           if (finishReason === undefined) {
             throw new ProviderError(`${baseURL} ended its answer without a finish reason: truncated, or not an OpenAI stream`, Code.Unavailable, !idle.yielded);
           }
+          // The calls, not the finish reason, say the model wants tools run: some servers finish them with "stop".
+          if (answer.tools) yield* answer.tools.complete(!idle.yielded);
           yield { type: "finish", finishReason, usage, model };
         } catch (err) {
           throw toProviderError(err, signal, idle.signal, req.model, baseURL);
@@ -159,7 +171,7 @@ export default definePlugin({
         const upstream = linkSignals(signal, idle.signal);
         try {
           signal.throwIfAborted();
-          const pending = client.chat.completions.create({ ...params(req), stream: false }, { signal: upstream.signal, headers: req.traceHeaders });
+          const pending = client.chat.completions.create({ ...requestParams(req), stream: false }, { signal: upstream.signal, headers: req.traceHeaders });
           // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs to arrive.
           pending.asResponse().then(
             () => idle.arm(),
@@ -167,8 +179,10 @@ export default definePlugin({
           );
           const res = await pending;
           const choice = res.choices[0];
+          const toolCalls = messageToolCalls(choice?.message?.tool_calls as ToolCallFragment[] | undefined);
           return {
             text: choice?.message?.content ?? "",
+            ...(toolCalls ? { toolCalls } : {}),
             finishReason: choice?.finish_reason ?? "stop",
             usage: res.usage ? { inputTokens: res.usage.prompt_tokens, outputTokens: res.usage.completion_tokens } : undefined,
             model: res.model,

@@ -1,0 +1,208 @@
+import type { AgentContext, Middleware, RunEvent, ToolCall, ToolCallRecord, ToolOutcome } from "@qingyu/plugin-api";
+import { SpanKind, SpanStatusCode, context } from "@opentelemetry/api";
+import type { Telemetry } from "../telemetry/setup.ts";
+import type { ToolSet } from "../tools/catalog.ts";
+import { Semaphore } from "./semaphore.ts";
+import { errorText } from "./tool-output.ts";
+import { type DispatchedCall, type RunScope, runToolCall } from "./tool-runner.ts";
+
+/** What a run's tool calls share across its steps: the caps and the call budget. */
+export class ToolRunState {
+  /** Tool calls still allowed (limits.maxToolCalls). */
+  remaining: number;
+  /** Set once a call was skipped for the budget: the run ends after this step. */
+  budgetSpent = false;
+  private readonly running: Semaphore;
+  private readonly perTool = new Map<string, Semaphore>();
+
+  constructor(
+    readonly maxToolCalls: number,
+    maxParallel: number,
+  ) {
+    this.remaining = maxToolCalls;
+    this.running = new Semaphore(maxParallel);
+  }
+
+  /** Runs `work` holding a slot of the run's cap and of the tool's own (1 for a sequential tool). */
+  async capped<T>(call: DispatchedCall, work: () => Promise<T>): Promise<T> {
+    const { tool } = call.ready;
+    const cap = tool.sequential ? 1 : tool.maxConcurrency;
+    let own: Semaphore | undefined;
+    if (cap !== undefined) {
+      own = this.perTool.get(tool.name);
+      if (!own) this.perTool.set(tool.name, (own = new Semaphore(cap)));
+      await own.acquire();
+    }
+    await this.running.acquire();
+    try {
+      return await work();
+    } finally {
+      this.running.release();
+      own?.release();
+    }
+  }
+}
+
+/** The middleware that have tool hooks, and the run's context they are given. */
+export interface ToolHooks {
+  readonly ctx: AgentContext;
+  readonly middleware: readonly Middleware[];
+}
+
+/**
+ * Runs the tool calls of one model step and yields their events: for each
+ * call in the model's order, either its `tool_call` (it will run) or at once
+ * its `tool_result` (it cannot: unknown tool, bad arguments, refused by a
+ * middleware, over the budget); then the `tool_result` of each call that ran,
+ * as it finishes. Returns the records in the model's order, which is the
+ * order the results go back to the model in.
+ */
+export async function* runStepTools(
+  calls: readonly ToolCall[],
+  step: number,
+  tools: ToolSet,
+  state: ToolRunState,
+  scope: RunScope,
+  hooks: ToolHooks,
+  telemetry: Telemetry | undefined,
+): AsyncGenerator<RunEvent, ToolCallRecord[]> {
+  const records = new Array<ToolCallRecord>(calls.length);
+  const dispatched: { index: number; call: DispatchedCall }[] = [];
+  for (const [index, call] of calls.entries()) {
+    const prepared = await prepare(call, step, tools, state, hooks, scope);
+    if ("outcome" in prepared) {
+      records[index] = prepared;
+      await observeResult(hooks, prepared, scope);
+      yield { type: "tool_result", step, record: prepared };
+      continue;
+    }
+    state.remaining--;
+    dispatched.push({ index, call: prepared });
+    yield { type: "tool_call", step, call: { id: prepared.id, name: prepared.ready.tool.name, arguments: prepared.argumentsJson } };
+  }
+  // Finished calls queue here; the generator yields them in the order they finish.
+  const done: { index: number; record: ToolCallRecord }[] = [];
+  let wake: (() => void) | undefined;
+  for (const { index, call } of dispatched) {
+    void state
+      .capped(call, () => traced(call, scope, telemetry))
+      .then((record) => {
+        done.push({ index, record });
+        wake?.();
+      });
+  }
+  for (let left = dispatched.length; left > 0;) {
+    if (!done.length) await new Promise<void>((resolve) => (wake = resolve));
+    const next = done.shift();
+    if (!next) continue;
+    left--;
+    records[next.index] = next.record;
+    await observeResult(hooks, next.record, scope);
+    yield { type: "tool_result", step, record: next.record };
+  }
+  return records;
+}
+
+/** A call ready to dispatch, or the record of why it will not run. */
+async function prepare(
+  call: ToolCall,
+  step: number,
+  tools: ToolSet,
+  state: ToolRunState,
+  hooks: ToolHooks,
+  scope: RunScope,
+): Promise<DispatchedCall | ToolCallRecord> {
+  const refused = (outcome: ToolOutcome, output: string, args = call.arguments): ToolCallRecord => ({
+    id: call.id,
+    name: call.name,
+    arguments: args,
+    step,
+    outcome,
+    output,
+    durationMs: 0,
+  });
+  if (state.remaining <= 0) {
+    state.budgetSpent = true;
+    return refused("skipped", `not run: the run reached its limit of ${state.maxToolCalls} tool calls (limits.maxToolCalls)`);
+  }
+  const ready = tools.get(call.name);
+  if (!ready) {
+    const offered = tools.tools.map((t) => t.tool.name).join(", ");
+    return refused("denied", `no tool named "${call.name}" is available to this agent (available: ${offered || "none"})`);
+  }
+  let argumentsJson = call.arguments.trim() || "{}";
+  let args = parseArguments(argumentsJson);
+  if (args.error) return refused("invalid_arguments", args.error, argumentsJson);
+  for (const mw of hooks.middleware) {
+    if (!mw.toolCall) continue;
+    let decision;
+    try {
+      decision = await mw.toolCall(hooks.ctx, { step, call: { id: call.id, name: call.name, arguments: argumentsJson }, args: args.value });
+    } catch (err) {
+      scope.log.error({ err, middleware: mw.name, tool: call.name }, "toolCall hook failed; the call is refused");
+      return refused("denied", `refused: middleware "${mw.name}" failed to check the call`, argumentsJson);
+    }
+    if (!decision) continue;
+    if ("deny" in decision) return refused("denied", `refused by ${mw.name}: ${decision.deny}`, argumentsJson);
+    argumentsJson = decision.arguments;
+    args = parseArguments(argumentsJson);
+    if (args.error) return refused("invalid_arguments", `${mw.name} rewrote the arguments: ${args.error}`, argumentsJson);
+  }
+  const problems = ready.check(args.value);
+  if (problems.length) return refused("invalid_arguments", `arguments do not match the tool's input schema: ${problems.join("; ")}`, argumentsJson);
+  return { ready, id: call.id, step, argumentsJson, args: args.value };
+}
+
+function parseArguments(json: string): { value?: unknown; error?: string } {
+  try {
+    const value: unknown = JSON.parse(json);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return { error: "arguments must be a JSON object" };
+    return { value };
+  } catch (err) {
+    return { error: `arguments are not valid JSON: ${errorText(err)}` };
+  }
+}
+
+async function observeResult(hooks: ToolHooks, record: ToolCallRecord, scope: RunScope): Promise<void> {
+  for (const mw of hooks.middleware) {
+    if (!mw.toolResult) continue;
+    try {
+      await mw.toolResult(hooks.ctx, record);
+    } catch (err) {
+      scope.log.error({ err, middleware: mw.name, tool: record.name }, "toolResult hook failed");
+    }
+  }
+}
+
+/** The call inside an `execute_tool` span (GenAI semantic conventions) when tracing is on; its duration recorded when metrics are. */
+async function traced(call: DispatchedCall, scope: RunScope, telemetry: Telemetry | undefined): Promise<ToolCallRecord> {
+  const name = call.ready.tool.name;
+  const run = telemetry?.tracing
+    ? await telemetry.tracer.startActiveSpan(
+        `execute_tool ${name}`,
+        {
+          kind: SpanKind.INTERNAL,
+          attributes: {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call.id,
+            "gen_ai.tool.type": "function",
+            "qingyu.tool.source": call.ready.source,
+          },
+        },
+        context.active(),
+        async (span) => {
+          try {
+            const record = await runToolCall(call, scope);
+            span.setAttribute("qingyu.tool.outcome", record.outcome);
+            if (record.outcome !== "ok") span.setStatus({ code: SpanStatusCode.ERROR, message: record.output.slice(0, 200) });
+            return record;
+          } finally {
+            span.end();
+          }
+        },
+      )
+    : await runToolCall(call, scope);
+  if (telemetry?.recording) telemetry.instruments.toolDuration.record(run.durationMs, { "gen_ai.tool.name": name, "qingyu.tool.outcome": run.outcome });
+  return run;
+}

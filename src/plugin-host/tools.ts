@@ -1,0 +1,125 @@
+import type { AgentDefinition, LlmProvider, PluginDefinition, Tool, ToolSource } from "@qingyu/plugin-api";
+import type { Logger } from "pino";
+import { ConfigError } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import { shownMessage } from "../errors.ts";
+import { BackendToolsSchema } from "../tools/backend/config.ts";
+import { BackendToolSource } from "../tools/backend/backend-source.ts";
+import { ToolCatalog, ToolCatalogError } from "../tools/catalog.ts";
+import { McpServerSchema } from "../tools/mcp/config.ts";
+import { McpToolSource } from "../tools/mcp/mcp-source.ts";
+import type { Disposable } from "./generation.ts";
+import { instantiate, refEnabled, type HostBase } from "./instantiate.ts";
+import { PluginError, type CatalogEntry } from "./loader.ts";
+
+/** What assembling the tools needs from the generation being built. */
+export interface ToolAssembly {
+  config: Config;
+  baseDir: string;
+  catalog: ReadonlyMap<string, CatalogEntry>;
+  host: HostBase;
+  log: Logger;
+  /** Where what is set up is registered, so a failed assembly releases it. */
+  disposables: Disposable[];
+  definitions: Set<PluginDefinition>;
+}
+
+// Listing a source at start-up must not hang it forever on a server that never answers.
+const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * Sets up every configured tool source (tool plugins, tool-source plugins,
+ * MCP servers, backends' ToolService), lists their tools once, and checks
+ * what agents ask for: an agent's tool pattern that matches nothing, or tools
+ * on a provider that cannot call them, stop start-up naming both. Returns
+ * undefined when no tool is configured.
+ */
+export async function assembleTools(
+  a: ToolAssembly,
+  agents: readonly AgentDefinition[],
+  providers: ReadonlyMap<string, LlmProvider>,
+): Promise<ToolCatalog | undefined> {
+  const { config } = a;
+  const entries: { tool: Tool; source: string }[] = [];
+  const sources: { source: ToolSource; where: string; label: string }[] = [];
+  for (const [i, ref] of config.tools.plugins.entries()) {
+    if (!refEnabled(ref)) continue;
+    const where = `tools.plugins.${i}`;
+    const name = typeof ref === "string" ? ref : ref.plugin;
+    const kind = a.catalog.get(name)?.definition.kind === "tool-source" ? "tool-source" : "tool";
+    const { product, entry } = await instantiate(a.catalog, ref, kind, where, a.host);
+    a.definitions.add(entry.definition);
+    const label = `${kind} plugin "${entry.definition.name}"`;
+    if (kind === "tool-source") sources.push({ source: product as ToolSource, where, label });
+    else for (const tool of Array.isArray(product) ? (product as Tool[]) : [product as Tool]) entries.push({ tool, source: label });
+  }
+  for (const [server, raw] of Object.entries(config.tools.mcp)) {
+    const where = `tools.mcp.${server}`;
+    const source = new McpToolSource(server, parseSection(McpServerSchema, raw, where), { log: a.log.child({ mcp: server }), baseDir: a.baseDir });
+    sources.push({ source, where, label: `mcp server "${server}"` });
+  }
+  for (const [backend, raw] of Object.entries(config.tools.backends)) {
+    const where = `tools.backends.${backend}`;
+    const source = new BackendToolSource(backend, parseSection(BackendToolsSchema, raw, where), {
+      log: a.log.child({ backend }),
+      baseDir: a.baseDir,
+      // Room for the output the model may be given, plus the envelope: more is a tool error, not memory.
+      maxOutputBytes: Math.max(config.tools.maxOutputBytes * 4, 1024 * 1024),
+    });
+    sources.push({ source, where, label: `backend "${backend}"` });
+  }
+  for (const { source, where } of sources) if (source.dispose) a.disposables.push({ where, dispose: () => source.dispose!() });
+  const listed = await Promise.all(sources.map((s) => listSource(s.source, s.label)));
+  for (const [i, tools] of listed.entries()) for (const tool of tools) entries.push({ tool, source: sources[i]!.label });
+
+  const wanting = agents.filter((agent) => agent.tools?.length);
+  if (!entries.length && !wanting.length) return undefined;
+  let catalog: ToolCatalog;
+  try {
+    catalog = new ToolCatalog(entries);
+  } catch (err) {
+    if (err instanceof ToolCatalogError) throw new ConfigError(`invalid config:\n  tools: ${err.message}`);
+    throw err;
+  }
+  for (const agent of wanting) {
+    const i = config.agents.findIndex((c) => c.id === agent.id);
+    const missing = catalog.unmatched(agent.tools!);
+    if (missing.length) {
+      throw new ConfigError(
+        `invalid config:\n  agents.${i}.tools: ${missing.map((p) => `"${p}"`).join(", ")} ${missing.length > 1 ? "match" : "matches"} no configured tool (tools: ${catalog.names().join(", ") || "none"})`,
+      );
+    }
+    if (!providers.get(agent.provider)?.capabilities?.tools) {
+      const plugin = config.providers[agent.provider]?.plugin ?? agent.provider;
+      throw new ConfigError(
+        `invalid config:\n  agents.${i}.tools: agent "${agent.id}" has tools, but its provider "${agent.provider}" (plugin "${plugin}") cannot call tools`,
+      );
+    }
+  }
+  return catalog;
+}
+
+async function listSource(source: ToolSource, label: string): Promise<readonly Tool[]> {
+  const signal = AbortSignal.timeout(LIST_TIMEOUT_MS);
+  try {
+    return await source.list(signal);
+  } catch (err) {
+    throw new PluginError(`${label}: listing its tools failed: ${signal.aborted ? `no answer in ${LIST_TIMEOUT_MS / 1000} s` : shownMessage(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/** A source's own config section, checked by its schema; a problem names the section's keys. */
+function parseSection<T>(
+  schema: {
+    safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
+  },
+  raw: unknown,
+  where: string,
+): T {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((i) => `  ${[where, ...i.path.map(String)].join(".")}: ${i.message}`);
+  throw new ConfigError(`invalid config:\n${lines.join("\n")}`);
+}

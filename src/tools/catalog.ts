@@ -1,0 +1,93 @@
+import type { AgentDefinition, JsonObject, Tool, ToolDefinition } from "@qingyu/plugin-api";
+import { Ajv, type ValidateFunction } from "ajv";
+import { matchesAny } from "./glob.ts";
+
+/** A tool ready for the step loop: what it is, where it came from, and its compiled argument check. */
+export interface ReadyTool {
+  readonly tool: Tool;
+  /** For logs and errors: `plugin "weather"`, `mcp server "github"`, `backend "billing"`. */
+  readonly source: string;
+  /** What the provider is given. */
+  readonly definition: ToolDefinition;
+  /** The argument errors, one line each; empty when the arguments match. */
+  check(args: unknown): string[];
+}
+
+/** The tools one run may call. */
+export interface ToolSet {
+  readonly tools: readonly ReadyTool[];
+  get(name: string): ReadyTool | undefined;
+  /** What the provider is offered, in a stable order. */
+  readonly definitions: readonly ToolDefinition[];
+}
+
+/** A tool whose name or schema cannot be offered to a model. */
+export class ToolCatalogError extends Error {}
+
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Every tool of a generation, by name, and each agent's share of them. */
+export class ToolCatalog {
+  private readonly byName = new Map<string, ReadyTool>();
+  private readonly perAgent = new Map<string, ToolSet>();
+
+  constructor(entries: readonly { tool: Tool; source: string }[]) {
+    // One validator instance: compiled schemas are kept per tool, not per call.
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    for (const { tool, source } of entries) {
+      if (!TOOL_NAME.test(tool.name)) throw new ToolCatalogError(`${source}: tool name ${JSON.stringify(tool.name)} is not [A-Za-z0-9_-], 1 to 64 characters`);
+      const other = this.byName.get(tool.name);
+      if (other) throw new ToolCatalogError(`tool "${tool.name}" comes from both ${other.source} and ${source}`);
+      let validate: ValidateFunction;
+      try {
+        validate = ajv.compile(tool.inputSchema);
+      } catch (err) {
+        throw new ToolCatalogError(`${source}: tool "${tool.name}" has an input schema that does not compile: ${(err as Error).message}`);
+      }
+      this.byName.set(tool.name, {
+        tool,
+        source,
+        definition: { name: tool.name, description: tool.description, parameters: tool.inputSchema },
+        check: (args) => (validate(args) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "(arguments)"} ${e.message ?? "is invalid"}`)),
+      });
+    }
+  }
+
+  /** Every tool's name, sorted. */
+  names(): string[] {
+    return [...this.byName.keys()].sort();
+  }
+
+  /** The patterns of an agent's `tools` that match no tool (a typo would otherwise silently give it none). */
+  unmatched(patterns: readonly string[]): string[] {
+    const names = this.names();
+    return patterns.filter((p) => !names.some((n) => matchesAny([p], n)));
+  }
+
+  /** The tools `agent` may use, narrowed by a call's `tools` (which can never add one). */
+  forAgent(agent: AgentDefinition, narrow?: readonly string[]): ToolSet {
+    const patterns = agent.tools ?? [];
+    if (!narrow?.length) {
+      let set = this.perAgent.get(agent.id);
+      if (!set) this.perAgent.set(agent.id, (set = this.select((n) => matchesAny(patterns, n))));
+      return set;
+    }
+    return this.select((n) => matchesAny(patterns, n) && matchesAny(narrow, n));
+  }
+
+  private select(keep: (name: string) => boolean): ToolSet {
+    const tools = this.names()
+      .filter(keep)
+      .map((n) => this.byName.get(n)!);
+    const byName = new Map(tools.map((t) => [t.tool.name, t]));
+    return { tools, get: (name) => byName.get(name), definitions: tools.map((t) => t.definition) };
+  }
+}
+
+/** The empty set: runs of agents without tools. */
+export const NO_TOOLS: ToolSet = { tools: [], get: () => undefined, definitions: [] };
+
+/** Whether a value is a JSON object (a schema, parsed arguments). */
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
