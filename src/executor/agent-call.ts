@@ -135,6 +135,7 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       principal: ctx.principal,
       sessionId: ctx.sessionId,
       signal,
+      deadline: limit?.deadline,
       log,
       defaultTimeoutMs: run.toolTimeoutMs,
       abandonAfterMs: deps.toolLimits.abandonAfterMs,
@@ -274,10 +275,12 @@ function runLimit(deadline: number | undefined, callSignal: AbortSignal) {
   callSignal.addEventListener("abort", onCall, { once: true });
   let timer: ReturnType<typeof setTimeout> | undefined;
   let reached = false;
+  let own: number | undefined;
   if (deadline !== undefined) {
     const left = deadline - Date.now();
     // Enough to stream the result back: a tenth of the budget, between 50 ms and 1 s.
     const reserve = Math.min(1000, Math.max(50, left / 10));
+    own = deadline - reserve;
     timer = setTimeout(
       () => {
         reached = true;
@@ -288,6 +291,7 @@ function runLimit(deadline: number | undefined, callSignal: AbortSignal) {
   }
   return {
     signal: controller.signal,
+    deadline: own,
     reached: () => reached,
     dispose() {
       clearTimeout(timer);

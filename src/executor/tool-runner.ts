@@ -12,6 +12,8 @@ export interface RunScope {
   readonly sessionId: string;
   /** Fires when the run is cancelled or reaches its deadline. */
   readonly signal: AbortSignal;
+  /** Epoch ms of the run's own deadline (a little before the call's), if the caller set one. */
+  readonly deadline: number | undefined;
   readonly log: Logger;
   /** The agent's default timeout for tools that set none. */
   readonly defaultTimeoutMs: number;
@@ -62,6 +64,7 @@ export async function runToolCall(call: DispatchedCall, scope: RunScope): Promis
     idempotencyKey: `${scope.runId}:${call.id}`,
     attempt: 1,
     signal: controller.signal,
+    deadline: scope.deadline,
     agentId: scope.agentId,
     userId: scope.userId,
     principal: scope.principal,

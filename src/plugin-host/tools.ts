@@ -60,12 +60,8 @@ export async function assembleTools(
   }
   for (const [backend, raw] of Object.entries(config.tools.backends)) {
     const where = `tools.backends.${backend}`;
-    const source = new BackendToolSource(backend, parseSection(BackendToolsSchema, raw, where), {
-      log: a.log.child({ backend }),
-      baseDir: a.baseDir,
-      // Room for the output the model may be given, plus the envelope: more is a tool error, not memory.
-      maxOutputBytes: Math.max(config.tools.maxOutputBytes * 4, 1024 * 1024),
-    });
+    // Its wire bound (4 MiB) refuses a larger output as a tool error; the loop cuts what the model is given to tools.maxOutputBytes.
+    const source = new BackendToolSource(backend, parseSection(BackendToolsSchema, raw, where), { log: a.log, baseDir: a.baseDir });
     sources.push({ source, where, label: `backend "${backend}"` });
   }
   for (const { source, where } of sources) if (source.dispose) a.disposables.push({ where, dispose: () => source.dispose!() });

@@ -40,6 +40,8 @@ export interface ToolContext {
   readonly attempt: number;
   /** Fires on cancel, deadline, the tool's timeout or shutdown; stop work and reject when it does. */
   readonly signal: AbortSignal;
+  /** Epoch ms by which the run must end, when the caller set a deadline (pass it on to what the tool calls). */
+  readonly deadline: number | undefined;
   readonly agentId: string;
   /** The user the run acts as. */
   readonly userId: string;

@@ -20,7 +20,8 @@ type ToolServiceClient interface {
 	// ListTools lists the tools the backend offers; called at start-up and at each reload.
 	ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error)
 	// CallTool runs one tool call: any number of ToolProgress, then exactly one ToolOutput.
-	// The runtime's deadline is the call's timeout; a cancelled run cancels the RPC.
+	// The call carries the run's deadline when the caller set one. The tool's timeout (timeout_ms, else the
+	// agent's), which each ToolProgress restarts, and a cancelled run both cancel the RPC.
 	CallTool(ctx context.Context, in *CallToolRequest, opts ...grpc.CallOption) (ToolService_CallToolClient, error)
 }
 
@@ -80,7 +81,8 @@ type ToolServiceServer interface {
 	// ListTools lists the tools the backend offers; called at start-up and at each reload.
 	ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error)
 	// CallTool runs one tool call: any number of ToolProgress, then exactly one ToolOutput.
-	// The runtime's deadline is the call's timeout; a cancelled run cancels the RPC.
+	// The call carries the run's deadline when the caller set one. The tool's timeout (timeout_ms, else the
+	// agent's), which each ToolProgress restarts, and a cancelled run both cancel the RPC.
 	CallTool(*CallToolRequest, ToolService_CallToolServer) error
 	mustEmbedUnimplementedToolServiceServer()
 }

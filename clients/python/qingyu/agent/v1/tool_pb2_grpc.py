@@ -42,7 +42,8 @@ class ToolServiceServicer(object):
 
     def CallTool(self, request, context):
         """CallTool runs one tool call: any number of ToolProgress, then exactly one ToolOutput.
-        The runtime's deadline is the call's timeout; a cancelled run cancels the RPC.
+        The call carries the run's deadline when the caller set one. The tool's timeout (timeout_ms, else the
+        agent's), which each ToolProgress restarts, and a cancelled run both cancel the RPC.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -407,7 +407,8 @@ export const ToolService: GenService<{
   },
   /**
    * CallTool runs one tool call: any number of ToolProgress, then exactly one ToolOutput.
-   * The runtime's deadline is the call's timeout; a cancelled run cancels the RPC.
+   * The call carries the run's deadline when the caller set one. The tool's timeout (timeout_ms, else the
+   * agent's), which each ToolProgress restarts, and a cancelled run both cancel the RPC.
    *
    * @generated from rpc qingyu.agent.v1.ToolService.CallTool
    */
