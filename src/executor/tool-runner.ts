@@ -32,6 +32,9 @@ export interface DispatchedCall {
   readonly args: unknown;
 }
 
+// Long enough for a tool that stops on its signal to be seen stopping, short against the run's reserve (≥ 50 ms).
+const DEADLINE_GRACE_MS = 20;
+
 type Settled = { kind: "value"; value: unknown } | { kind: "error"; error: unknown } | { kind: "abandoned" };
 
 /**
@@ -78,7 +81,9 @@ export async function runToolCall(call: DispatchedCall, scope: RunScope): Promis
   const settled = await new Promise<Settled>((resolve) => {
     let abandonTimer: ReturnType<typeof setTimeout> | undefined;
     const onAbort = () => {
-      abandonTimer = setTimeout(() => resolve({ kind: "abandoned" }), scope.abandonAfterMs);
+      // At the run's own deadline there is no grace to give: the result must leave before the caller's deadline.
+      const atDeadline = scope.deadline !== undefined && Date.now() >= scope.deadline - 1;
+      abandonTimer = setTimeout(() => resolve({ kind: "abandoned" }), atDeadline ? Math.min(scope.abandonAfterMs, DEADLINE_GRACE_MS) : scope.abandonAfterMs);
     };
     if (scope.signal.aborted) onRunAbort();
     controller.signal.addEventListener("abort", onAbort, { once: true });
