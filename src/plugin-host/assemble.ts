@@ -152,6 +152,7 @@ export async function assemble(
       pipeline: middleware.map((m) => m.name),
       providers: Object.fromEntries([...providers.keys()].map((name) => [name, config.providers[name]!.plugin])),
       handlers,
+      tools: tools?.names(),
       telemetry,
       disposables,
       definitions,

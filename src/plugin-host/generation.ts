@@ -28,6 +28,8 @@ export interface GenerationParts {
   pipeline: readonly string[];
   /** The providers set up, by config name: the plugin each runs. */
   providers: Readonly<Record<string, string>>;
+  /** Every tool agents may be given, by name. */
+  tools?: readonly string[];
   /** Event handlers with the plugin names they came from. */
   handlers: readonly { name: string; handler: EventHandler }[];
   /** Spans and failure counts of handler runs. */
@@ -64,6 +66,7 @@ export class Generation {
       providers,
       pipeline,
       eventHandlers: handlers.map((h) => h.name),
+      ...(this.parts.tools?.length ? { tools: this.parts.tools } : {}),
     };
   }
 

@@ -32,7 +32,7 @@ function command(args: string[]): [string, string[]] {
   if (runtime === "deno") {
     return [
       join(root, "node_modules/.bin/deno"),
-      ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", join(root, "src/main.ts"), ...args],
+      ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", "--allow-run", join(root, "src/main.ts"), ...args],
     ];
   }
   return [process.execPath, [join(root, "bin/qingyu.mjs"), ...args]];

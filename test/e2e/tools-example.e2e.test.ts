@@ -1,0 +1,70 @@
+// The tools example as a user runs it (docs/tools.md): examples/python/tool_service.py as the
+// backend's ToolService, the server started with examples/tools/config.yaml (a tool plugin, an
+// MCP server over stdio it starts itself, the backend), and examples/python/tool_agent.py as the
+// Python backend driving the agent: typed events, a cancel that reaches the backend's tool, and
+// the next turn of the conversation.
+import type { ChildProcess } from "node:child_process";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { READY_WITHIN_MS } from "../support/limits.ts";
+import { signalGroup, spawnTracked } from "../support/process-groups.ts";
+import { runPython } from "../support/python.ts";
+import { serveFile, type ServerProcess } from "../support/server-process.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+
+describe("the tools example: a plugin, an MCP server and a Python ToolService", () => {
+  let backend: ChildProcess;
+  const backendLines: string[] = [];
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    backend = spawnTracked("/usr/bin/python3", [join(root, "examples/python/tool_service.py"), "0"], {
+      env: { ...process.env, PYTHONPATH: join(root, "clients/python") },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const port = await new Promise<string>((res, rej) => {
+      createInterface({ input: backend.stdout! }).on("line", (line) => (backendLines.push(line), backendLines.length === 1 && res(line)));
+      setTimeout(() => rej(new Error("tool_service.py printed no port")), READY_WITHIN_MS).unref();
+    });
+    server = await serveFile(join(root, "examples/tools/config.yaml"), ["--port", "0", "--http-port", "0"], { BILLING_ADDRESS: `127.0.0.1:${port}` });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (backend?.pid) signalGroup(backend.pid, "SIGKILL");
+  });
+
+  it("runs tool_agent.py as its docstring says", async () => {
+    const out = await runPython([join(root, "examples/python/tool_agent.py"), `127.0.0.1:${server.grpcPort}`], join(root, "clients/python"));
+    const lines = out.trim().split("\n");
+    // One step calls a tool from each source; their results come as each finishes, in any order.
+    expect(lines.slice(0, 4)).toEqual([
+      "step 1",
+      '  call weather {"city": "Paris"}',
+      '  call notes__add_note {"text": "call the bank"}',
+      '  call billing__balance {"account": "acct-1"}',
+    ]);
+    expect(lines.slice(4, 7).sort()).toEqual([
+      '  result billing__balance TOOL_OUTCOME_OK {"account": "acct-1", "balance": 120.0}',
+      "  result notes__add_note TOOL_OUTCOME_OK saved note 1",
+      '  result weather TOOL_OUTCOME_OK {"city":"Paris","sky":"cloudy","celsius":15}',
+    ]);
+    expect(lines.slice(7)).toEqual([
+      "step 2",
+      // The model is given the results in the order it asked for them.
+      'answer: [history=0] How are things? | [weather] {"city":"Paris","sky":"cloudy","celsius":15} | [notes__add_note] saved note 1 | [billing__balance] {"account": "acct-1", "balance": 120.0}',
+      "steps: 2 tool calls: 3 finish: stop",
+      "cancelling during billing__refund",
+      "stream ended: CANCELLED",
+      "step 1",
+      "  call notes__list_notes {}",
+      "  result notes__list_notes TOOL_OUTCOME_OK 1. call the bank",
+      "step 2",
+      "answer: [history=6] What did I note? | [notes__list_notes] 1. call the bank",
+      "history: user assistant(3 calls) tool tool tool assistant user assistant(1 calls) tool assistant",
+    ]);
+    // The backend saw its refund cancelled (and so never refunded).
+    expect(backendLines.slice(1).map((l) => JSON.parse(l) as unknown)).toEqual([{ cancelled: expect.stringMatching(/^call_/) }]);
+  });
+});
