@@ -1,9 +1,10 @@
 import type { AgentDefinition, PluginKind } from "@qingyu/plugin-api";
+import { toolSectionProblems } from "./tools.ts";
 import { unavailableMessage } from "../agents/registry.ts";
 import { shownMessage } from "../errors.ts";
 import type { Config } from "../config/schema.ts";
 import { configuredAgents, missingProvider } from "./agents.ts";
-import { prepareEntry, refEnabled, type PluginRef } from "./instantiate.ts";
+import { prepareEntry, refEnabled, refName, type PluginRef } from "./instantiate.ts";
 import type { CatalogEntry } from "./loader.ts";
 
 /** What `qingyu check` found: errors stop `serve`; warnings would not. */
@@ -65,6 +66,11 @@ export async function checkConfig(
   for (const [name, ref] of Object.entries(config.providers)) if (!used.has(name)) await check(ref, "llm-provider", `providers.${name}`, true);
   for (const [i, ref] of config.pipeline.entries()) if (refEnabled(ref)) await check(ref, "middleware", `pipeline.${i}`);
   for (const [i, ref] of config.eventHandlers.entries()) if (refEnabled(ref)) await check(ref, "event-handler", `eventHandlers.${i}`);
+  for (const [i, ref] of config.tools.plugins.entries()) {
+    if (refEnabled(ref)) await check(ref, catalog.get(refName(ref))?.definition.kind === "tool-source" ? "tool-source" : "tool", `tools.plugins.${i}`);
+  }
+  // MCP servers and backends are not started or called here: only their config sections are checked.
+  for (const problem of toolSectionProblems(config)) report.errors.push(problem);
   return report;
 }
 

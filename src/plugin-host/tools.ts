@@ -95,6 +95,23 @@ export async function assembleTools(
   return catalog;
 }
 
+/** What is wrong with the `tools.mcp` and `tools.backends` sections, one message each (for `qingyu check`). */
+export function toolSectionProblems(config: Config): string[] {
+  const problems: string[] = [];
+  const sections = [
+    ...Object.entries(config.tools.mcp).map(([name, raw]) => [McpServerSchema, raw, `tools.mcp.${name}`] as const),
+    ...Object.entries(config.tools.backends).map(([name, raw]) => [BackendToolsSchema, raw, `tools.backends.${name}`] as const),
+  ];
+  for (const [schema, raw, where] of sections) {
+    try {
+      parseSection(schema as Parameters<typeof parseSection>[0], raw, where);
+    } catch (err) {
+      problems.push(shownMessage(err));
+    }
+  }
+  return problems;
+}
+
 async function listSource(source: ToolSource, label: string): Promise<readonly Tool[]> {
   const signal = AbortSignal.timeout(LIST_TIMEOUT_MS);
   try {
