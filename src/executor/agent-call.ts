@@ -24,7 +24,7 @@ import { modelStep } from "./model-step.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { resolveRunOptions } from "./run-options.ts";
 import { checkAnswer, type OutputSchemas, repairPrompt, schemaInstruction } from "./structured-output.ts";
-import { runStepTools, ToolRunState } from "./tool-step.ts";
+import { observeResult, runStepTools, ToolRunState } from "./tool-step.ts";
 
 /** What the agent call is built from; wired by the executor. */
 export interface AgentCallDeps {
@@ -198,6 +198,7 @@ export function agentCall(deps: AgentCallDeps): Terminal {
           for (const call of answer.toolCalls) {
             const record = skipped(call, steps, `not run: the run reached its limit of ${run.maxSteps} steps (limits.maxSteps)`);
             records.push(record);
+            await observeResult({ ctx, middleware: deps.middleware }, record, scope);
             yield { type: "tool_result", step: steps, record };
           }
           finishReason = "max_steps";

@@ -19,6 +19,7 @@ import { compose, type Pipeline, type StageObserver } from "../pipeline/compose.
 import type { SessionManager } from "../sessions/manager.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
+import { withInvokeAgentSpan } from "../telemetry/invoke-agent.ts";
 import type { ToolCatalog } from "../tools/catalog.ts";
 import { agentCall } from "./agent-call.ts";
 import { type BatchSlots, unlimitedSlots } from "./batch-gate.ts";
@@ -62,16 +63,20 @@ export class Executor {
   private readonly pipeline: Pipeline;
 
   constructor(private readonly deps: ExecutorDeps) {
-    const terminal = agentCall({
-      providers: deps.providers,
-      policy: deps.retry,
-      log: deps.log,
-      telemetry: deps.telemetry,
-      tools: deps.tools,
-      outputSchemas: deps.outputSchemas ?? new OutputSchemas(),
-      middleware: deps.middleware.filter((m) => m.toolCall || m.toolResult || m.stepFinished),
-      toolLimits: deps.toolLimits ?? { maxOutputBytes: 64 * 1024, abandonAfterMs: 1000 },
-    });
+    // invoke_agent wraps the agent call, not the onion: the parent of its chat and execute_tool spans, and none on a cache hit.
+    const terminal = withInvokeAgentSpan(
+      deps.telemetry,
+      agentCall({
+        providers: deps.providers,
+        policy: deps.retry,
+        log: deps.log,
+        telemetry: deps.telemetry,
+        tools: deps.tools,
+        outputSchemas: deps.outputSchemas ?? new OutputSchemas(),
+        middleware: deps.middleware.filter((m) => m.toolCall || m.toolResult || m.stepFinished),
+        toolLimits: deps.toolLimits ?? { maxOutputBytes: 64 * 1024, abandonAfterMs: 1000 },
+      }),
+    );
     this.pipeline = compose(deps.middleware, terminal, this.observeStage);
   }
 

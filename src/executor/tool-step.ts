@@ -163,7 +163,8 @@ function parseArguments(json: string): { value?: unknown; error?: string } {
   }
 }
 
-async function observeResult(hooks: ToolHooks, record: ToolCallRecord, scope: RunScope): Promise<void> {
+/** Runs the middleware's toolResult hooks for one record; a hook that throws is logged. */
+export async function observeResult(hooks: ToolHooks, record: ToolCallRecord, scope: RunScope): Promise<void> {
   for (const mw of hooks.middleware) {
     if (!mw.toolResult) continue;
     try {

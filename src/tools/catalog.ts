@@ -1,5 +1,6 @@
 import type { AgentDefinition, JsonObject, Tool, ToolDefinition } from "@qingyu/plugin-api";
 import { Ajv, type ValidateFunction } from "ajv";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { matchesAny } from "./glob.ts";
 
 /** A tool ready for the step loop: what it is, where it came from, and its compiled argument check. */
@@ -32,15 +33,17 @@ export class ToolCatalog {
   private readonly perAgent = new Map<string, ToolSet>();
 
   constructor(entries: readonly { tool: Tool; source: string }[]) {
-    // One validator instance: compiled schemas are kept per tool, not per call.
-    const ajv = new Ajv({ allErrors: true, strict: false });
+    // One validator per draft: compiled schemas are kept per tool, not per call. MCP servers built
+    // with zod 4 declare draft 2020-12; tool plugins' defineTool writes draft-07.
+    const draft07 = new Ajv({ allErrors: true, strict: false });
+    const draft2020 = new Ajv2020({ allErrors: true, strict: false });
     for (const { tool, source } of entries) {
       if (!TOOL_NAME.test(tool.name)) throw new ToolCatalogError(`${source}: tool name ${JSON.stringify(tool.name)} is not [A-Za-z0-9_-], 1 to 64 characters`);
       const other = this.byName.get(tool.name);
       if (other) throw new ToolCatalogError(`tool "${tool.name}" comes from both ${other.source} and ${source}`);
       let validate: ValidateFunction;
       try {
-        validate = ajv.compile(tool.inputSchema);
+        validate = (String(tool.inputSchema.$schema ?? "").includes("2020-12") ? draft2020 : draft07).compile(tool.inputSchema);
       } catch (err) {
         throw new ToolCatalogError(`${source}: tool "${tool.name}" has an input schema that does not compile: ${(err as Error).message}`);
       }

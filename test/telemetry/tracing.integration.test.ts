@@ -134,7 +134,9 @@ describe("tracing the span tree of a call", () => {
     expect(parentOf(named(spans, "deep during"))).toBe(deep.spanContext().spanId);
     const chat = named(spans, "chat echo-1");
     expect(chat.kind).toBe(SpanKind.CLIENT);
-    expect(parentOf(chat)).toBe(validation.spanContext().spanId);
+    const agentSpan = named(spans, "invoke_agent echo");
+    expect(parentOf(agentSpan)).toBe(validation.spanContext().spanId);
+    expect(parentOf(chat)).toBe(agentSpan.spanContext().spanId);
     expect(chat.attributes).toMatchObject({
       "gen_ai.operation.name": "chat",
       "gen_ai.provider.name": "echo",

@@ -9,7 +9,7 @@ const Options = z
   })
   .prefault({});
 
-/** One JSON line per call: agent, session, status, duration, tokens. */
+/** One JSON line per call: agent, session, status, duration, tokens; at debug, one per tool call: tool, outcome, duration. */
 export default definePlugin({
   name: "logging",
   kind: "middleware",
@@ -24,6 +24,21 @@ export default definePlugin({
         try {
           for await (const event of next()) {
             if (event.type === "completed") result = event.result;
+            else if (event.type === "tool_result" && logger.isLevelEnabled("debug")) {
+              const { record } = event;
+              logger.debug(
+                {
+                  call: ctx.callId,
+                  agent: ctx.agentId,
+                  step: record.step,
+                  tool: record.name,
+                  toolCallId: record.id,
+                  outcome: record.outcome,
+                  durationMs: record.durationMs,
+                },
+                "tool call",
+              );
+            }
             yield event;
           }
         } catch (err) {

@@ -62,9 +62,9 @@ describe("validation: per-agent limits", () => {
 describe("config: agents[].limits", () => {
   const agent = { id: "a", provider: "echo", model: "echo-1" };
 
-  it("are optional, strict, and a default maxTokens above the cap is a config error", async () => {
+  it("are optional (only the tool loop's limits have defaults), strict, and a default maxTokens above the cap is a config error", async () => {
     const { ConfigSchema } = await import("../../../src/config/schema.ts");
-    expect(ConfigSchema.parse({ agents: [agent] }).agents[0]!.limits).toBeUndefined();
+    expect(ConfigSchema.parse({ agents: [agent] }).agents[0]!.limits).toEqual({ maxSteps: 10, maxToolCalls: 64, toolTimeoutMs: 60_000, maxParallelTools: 8 });
     expect(ConfigSchema.safeParse({ agents: [{ ...agent, limits: { maxTaskBytes: 5, maxTaskbytes: 5 } }] }).success).toBe(false);
 
     const res = ConfigSchema.safeParse({ agents: [{ ...agent, defaults: { maxTokens: 200 }, limits: { maxOutputTokens: 100 } }] });

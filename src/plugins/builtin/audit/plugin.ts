@@ -1,11 +1,11 @@
-import { type AgentContext, type AgentRunResult, Code, ConnectError, definePlugin, type RunEvent } from "@qingyu/plugin-api";
+import { type AgentContext, type AgentRunResult, Code, ConnectError, definePlugin, type RunEvent, type ToolCallRecord } from "@qingyu/plugin-api";
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Pool } from "pg";
 import { runMigrations } from "../../../db/migrate.ts";
 import { abortReason, codeName, toConnectError } from "../../../errors.ts";
-import { auditComponent, auditMigrations, TABLE_PATTERN } from "./migrations.ts";
-import { AuditWriter, type AuditRow } from "./writer.ts";
+import { auditComponent, auditMigrations, TABLE_PATTERN, toolCallsTable } from "./migrations.ts";
+import { AuditWriter, RUN_COLUMNS, TOOL_CALL_COLUMNS, type AuditRow, type ToolCallRow } from "./writer.ts";
 
 const Options = z
   .strictObject({
@@ -23,8 +23,11 @@ const Options = z
   .prefault({});
 
 /**
- * One PostgreSQL row per agent call: who, what, outcome, tokens, duration.
- * Place it outermost: it records only what the middleware inside it decide.
+ * One PostgreSQL row per agent call: who, what, outcome, tokens, duration;
+ * and one row per tool call in `<table>_tool_calls`: tool, SHA-256 of the
+ * arguments, outcome, duration, step, ids. Place it outermost: it records
+ * only what the middleware inside it decide (and the tool calls whose
+ * results they let through).
  */
 export default definePlugin({
   name: "audit",
@@ -41,7 +44,8 @@ export default definePlugin({
       const reason = err instanceof Error ? err.message : String(err);
       throw new Error(`audit: cannot prepare table "${table}": ${reason}`, { cause: err });
     }
-    const writer = new AuditWriter(pool, table, logger, options);
+    const writer = new AuditWriter<AuditRow>(pool, table, logger, options, RUN_COLUMNS);
+    const toolWriter = new AuditWriter<ToolCallRow>(pool, toolCallsTable(table), logger, options, TOOL_CALL_COLUMNS);
     return {
       name: "audit",
       async *process(ctx, next): AsyncIterable<RunEvent> {
@@ -52,6 +56,8 @@ export default definePlugin({
         try {
           for await (const event of next()) {
             if (event.type === "completed") result = event.result;
+            // The events, not the toolResult hook: every call has one, also those a limit skipped before they ran.
+            else if (event.type === "tool_result") toolWriter.enqueue(toolCallRow(ctx, event.record));
             yield event;
           }
           outcome = "ok";
@@ -64,7 +70,9 @@ export default definePlugin({
           writer.enqueue(auditRow(ctx, task, outcome, result, options.recordInput));
         }
       },
-      dispose: () => writer.dispose(),
+      dispose: async () => {
+        await Promise.all([writer.dispose(), toolWriter.dispose()]);
+      },
     };
   },
 });
@@ -87,5 +95,20 @@ function auditRow(ctx: AgentContext, task: string, outcome: ConnectError | "ok",
     input_sha256: createHash("sha256").update(task, "utf8").digest("hex"),
     input: recordInput ? task : null,
     error: failed ? failed.rawMessage : null,
+  };
+}
+
+/** The row for one tool call's outcome: the arguments only as their hash. */
+function toolCallRow(ctx: AgentContext, record: ToolCallRecord): ToolCallRow {
+  return {
+    time: new Date(),
+    call_id: ctx.callId,
+    agent_id: ctx.agentId,
+    step: record.step,
+    tool_call_id: record.id,
+    tool: record.name,
+    arguments_sha256: createHash("sha256").update(record.arguments, "utf8").digest("hex"),
+    outcome: record.outcome,
+    duration_ms: Math.round(record.durationMs),
   };
 }

@@ -20,7 +20,25 @@ export interface AuditRow {
   error: string | null;
 }
 
-const COLUMNS = [
+/** One tool call of an audited run: never its arguments, only their hash. */
+export interface ToolCallRow {
+  /** When the call ended. */
+  time: Date;
+  /** The run's call id (the run table's call_id). */
+  call_id: string;
+  agent_id: string;
+  step: number;
+  /** The model's id for the tool call. */
+  tool_call_id: string;
+  tool: string;
+  /** SHA-256 (hex) of the arguments' JSON text as the tool got it (or was refused with). */
+  arguments_sha256: string;
+  outcome: string;
+  duration_ms: number;
+}
+
+/** The columns of a run row, in insert order. */
+export const RUN_COLUMNS = [
   "time",
   "call_id",
   "principal",
@@ -36,6 +54,19 @@ const COLUMNS = [
   "input",
   "error",
 ] as const satisfies readonly (keyof AuditRow)[];
+
+/** The columns of a tool-call row, in insert order. */
+export const TOOL_CALL_COLUMNS = [
+  "time",
+  "call_id",
+  "agent_id",
+  "step",
+  "tool_call_id",
+  "tool",
+  "arguments_sha256",
+  "outcome",
+  "duration_ms",
+] as const satisfies readonly (keyof ToolCallRow)[];
 
 /** How the writer batches. */
 export interface WriterSettings {
@@ -56,11 +87,11 @@ const MAX_RETRY_DELAY_MS = 5_000;
  * A bounded queue of audit rows written in multi-row INSERTs, off the call's
  * path: `enqueue` never waits and never throws. Rows whose insert fails stay
  * queued for the next flush; rows that must be given up are logged at error
- * level in full, so nothing is lost silently.
+ * level in full, so nothing is lost silently. One writer per table.
  */
-export class AuditWriter {
-  private queue: AuditRow[] = [];
-  private inFlight: AuditRow[] = [];
+export class AuditWriter<Row extends object = AuditRow> {
+  private queue: Row[] = [];
+  private inFlight: Row[] = [];
   private flushing: Promise<boolean> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
@@ -72,12 +103,14 @@ export class AuditWriter {
     private readonly table: string,
     private readonly logger: PluginLogger,
     private readonly settings: WriterSettings,
+    /** The row's fields that are written, in this order. */
+    private readonly columns: readonly (keyof Row & string)[],
   ) {
     this.quoted = quoteTable(table);
   }
 
   /** Queues a row; flushes now when a batch is full, else soon. */
-  enqueue(row: AuditRow): void {
+  enqueue(row: Row): void {
     this.queue.push(row);
     this.trim();
     if (this.disposed) void this.drainLate();
@@ -125,7 +158,7 @@ export class AuditWriter {
     try {
       await this.pool.query(
         this.insertSql(batch.length),
-        batch.flatMap((row) => COLUMNS.map((c) => row[c])),
+        batch.flatMap((row) => this.columns.map((c) => row[c])),
       );
       if (this.failures > 0) this.logger.info({ table: this.table }, "audit rows are being written again");
       this.failures = 0;
@@ -194,8 +227,8 @@ export class AuditWriter {
   }
 
   private insertSql(rows: number): string {
-    const width = COLUMNS.length;
-    const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map((_, c) => `$${r * width + c + 1}`).join(", ")})`);
-    return `insert into ${this.quoted} (${COLUMNS.join(", ")}) values ${values.join(", ")}`;
+    const width = this.columns.length;
+    const values = Array.from({ length: rows }, (_, r) => `(${this.columns.map((_, c) => `$${r * width + c + 1}`).join(", ")})`);
+    return `insert into ${this.quoted} (${this.columns.join(", ")}) values ${values.join(", ")}`;
   }
 }

@@ -24,6 +24,25 @@ const Entry = z.object({
     usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
     durationMs: z.number(),
     metadata: z.record(z.string(), z.string()),
+    // A tool run's fields: kept, or a hit would lose the structured answer and the calls it came from.
+    toolCalls: z
+      .array(
+        z.object({
+          id: z.string(),
+          name: z.string(),
+          arguments: z.string(),
+          step: z.number(),
+          // Only runs whose every call ended ok are stored (see cacheable in middleware.ts).
+          outcome: z.literal("ok"),
+          output: z.string(),
+          durationMs: z.number(),
+          idempotent: z.boolean().optional(),
+        }),
+      )
+      .optional(),
+    steps: z.number().optional(),
+    structuredOutput: z.json().optional(),
+    validationErrors: z.array(z.string()).optional(),
   }),
 });
 
@@ -43,7 +62,7 @@ export function decodeEntry(text: string): CachedRun | undefined {
   const parsed = Entry.safeParse(raw);
   if (!parsed.success) return undefined;
   const { model, chunks, result } = parsed.data;
-  return { model, chunks, result };
+  return { model, chunks, result: result as AgentRunResult };
 }
 
 /** Size of a stored entry in UTF-8 bytes (counted without copying: entries reach `maxEntryBytes`). */

@@ -17,8 +17,10 @@ function canonicalJson(value: unknown): string {
 
 /**
  * The cache key of a call: SHA-256 (hex) over everything that shapes the
- * answer: agent, effective model, system prompt, generation options, history,
- * task, and the user when answers are per user.
+ * answer: agent, effective model, system prompt, generation options (tool
+ * options and output schema included), the agent's tools and step limits,
+ * history (tool calls and results included), task, and the user when answers
+ * are per user.
  */
 export async function cacheKey(ctx: AgentContext, perUser: boolean): Promise<string> {
   // History first: reading the session may settle ctx.userId (a call naming no user acts as the owner).
@@ -31,8 +33,23 @@ export async function cacheKey(ctx: AgentContext, perUser: boolean): Promise<str
     provider: agent?.provider,
     model: ctx.options.model || agent?.model || "",
     system: agent?.systemPrompt ?? "",
-    options: { temperature: ctx.options.temperature, maxTokens: ctx.options.maxTokens, defaults: agent?.defaults },
-    history: history.map((m) => ({ role: m.role, content: m.content })),
+    // The tool fields are undefined for an agent without tools, and undefined fields are dropped: such calls keep
+    // the keys v1 gave them; an agent with tools gets new ones (its tools are in the key), so v stays 1.
+    options: {
+      temperature: ctx.options.temperature,
+      maxTokens: ctx.options.maxTokens,
+      defaults: agent?.defaults,
+      toolChoice: ctx.options.toolChoice,
+      parallelToolCalls: ctx.options.parallelToolCalls,
+      maxSteps: ctx.options.maxSteps,
+      outputSchema: ctx.options.outputSchema,
+      tools: ctx.options.tools?.length ? ctx.options.tools : undefined,
+    },
+    agentTools: agent?.tools?.length ? agent.tools : undefined,
+    agentOutputSchema: agent?.outputSchema,
+    agentSteps: agent?.limits?.maxSteps,
+    agentToolCalls: agent?.limits?.maxToolCalls,
+    history: history.map((m) => ({ role: m.role, content: m.content, toolCalls: m.toolCalls, toolCallId: m.toolCallId })),
     task: ctx.task,
     user: perUser ? ctx.userId : undefined,
   };

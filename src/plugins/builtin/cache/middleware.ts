@@ -26,13 +26,25 @@ function directives(header: string | undefined): Directives {
   return { noCache: tokens.includes("no-cache"), noStore: tokens.includes("no-store") };
 }
 
+/**
+ * Whether a run may be answered again without running it: it succeeded, and
+ * every tool it called is marked idempotent and returned (a call that failed,
+ * timed out, was refused or skipped, or a run the deadline cut short, would
+ * be served as if it were the answer).
+ */
+export function cacheable(result: AgentRunResult): boolean {
+  if (!result.success || result.finishReason === "deadline") return false;
+  return result.toolCalls?.every((call) => call.idempotent === true && call.outcome === "ok") ?? true;
+}
+
 function marked(result: AgentRunResult, cache: string, durationMs = result.durationMs): AgentRunResult {
   return { ...result, durationMs, metadata: { ...result.metadata, cache } };
 }
 
 /**
  * Answers a repeated call from the store without running the agent, replaying
- * the original chunks; runs and stores (successful runs only) otherwise.
+ * the original chunks; runs and stores otherwise (successful runs whose tool
+ * calls, if any, were all idempotent and ok: see cacheable).
  * `metadata.cache` on the result says "hit", "miss" or "bypass" (no-store).
  */
 export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logger: PluginLogger, meter?: PluginMeter): Middleware {
@@ -40,6 +52,15 @@ export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logg
   const requests = meter?.createCounter("qingyu.cache.requests", { description: "Cache lookups, by result (hit, miss, bypass)" });
   const count = (result: string, ctx: AgentContext) => requests?.add(1, { "qingyu.cache.result": result, "qingyu.agent": ctx.agentId });
 
+  /*
+   * A hit replays started, the text deltas and completed only, also for a run
+   * that called tools: no tool runs now, so no step or tool event is sent
+   * (middleware outside the cache, TOOL_CALLED/TOOL_COMPLETED subscribers and
+   * audit would otherwise record calls that did not happen). The session then
+   * stores the turn as [task, answer], the answer being the run's whole text: a
+   * valid conversation for the next prompt with no calls left unanswered. The
+   * result keeps the original's toolCalls and steps, as what the answer came from.
+   */
   async function* replay(ctx: AgentContext, text: string): AsyncGenerator<RunEvent, boolean> {
     // Yields nothing when the entry is unreadable, so the caller can still run the agent.
     const run = decodeEntry(text);
@@ -53,12 +74,13 @@ export function cacheMiddleware(store: CacheStore, settings: CacheSettings, logg
   async function* runAndStore(ctx: AgentContext, next: Next, key: string): AsyncGenerator<RunEvent> {
     let model = "";
     const chunks: string[] = [];
+    // Step and tool events pass through and are not kept: a hit does not replay them (see replay).
     for await (const event of next()) {
       if (event.type === "started") model = event.model;
       else if (event.type === "delta") chunks.push(event.text);
       else if (event.type === "completed") {
         // Stored before the client has its answer, so a call it makes next (to any process) can hit.
-        if (event.result.success && !ctx.signal.aborted) await save(key, model || event.result.model, chunks, event.result);
+        if (cacheable(event.result) && !ctx.signal.aborted) await save(key, model || event.result.model, chunks, event.result);
         yield { type: "completed", result: marked(event.result, "miss") };
         continue;
       }

@@ -10,11 +10,15 @@ function estimateTokens(chars: number): number {
 
 /**
  * The input tokens a call will likely send, before it runs: the agent's
- * system prompt, the history the agent will see, and the task. Settled
- * against the real usage once the call completes.
+ * system prompt, the history the agent will see (its tool calls included),
+ * and the task. Settled against the real usage as the call's steps finish.
  */
 export async function estimateInputTokens(ctx: AgentContext): Promise<number> {
   let chars = (ctx.agent?.systemPrompt.length ?? 0) + ctx.task.length;
-  for (const message of await ctx.history()) chars += message.content.length;
+  for (const message of await ctx.history()) {
+    chars += message.content.length;
+    // An assistant's tool calls go back to the model with the history: their names and arguments are input too.
+    for (const call of message.toolCalls ?? []) chars += call.name.length + call.arguments.length;
+  }
   return estimateTokens(chars);
 }

@@ -158,19 +158,33 @@ export function createRateLimitPlugin(deps: RateLimitDeps = {}) {
           })();
           // Observed, not wrapped in a generator: settling needs only the completed event.
           return after(admitted, () => {
-            if (!limited) return next();
+            if (!limited || tokenCharges.length === 0) return next();
             let settled = false;
+            // What the buckets hold for this call (the estimate, then the usage as it is known) and what the steps reported.
+            let charged = estimate;
+            let spent = 0;
             return observe(next(), {
               event(event) {
-                if (event.type !== "completed" || settled) return;
+                if (settled) return;
+                if (event.type === "step_finished") {
+                  // A tool run is charged as each step ends: a long run draws as it goes, and a run that
+                  // fails later has still spent its finished steps' tokens.
+                  spent += event.usage.inputTokens + event.usage.outputTokens;
+                  if (spent > charged) {
+                    settle(ctx, tokenCharges, spent - charged, "settle");
+                    charged = spent;
+                  }
+                  return;
+                }
+                if (event.type !== "completed") return;
                 settled = true;
+                // The result's usage is summed over every step; 0 means the provider reported none: what was charged stands.
                 const used = event.result.usage.inputTokens + event.result.usage.outputTokens;
-                // 0 means the provider reported no usage: the estimate stands.
-                if (used > 0) settle(ctx, tokenCharges, used - estimate, "settle");
+                if (used > 0) settle(ctx, tokenCharges, used - charged, "settle");
               },
               end() {
-                // Failed, cancelled, or abandoned before completing: the tokens were never spent.
-                if (!settled) settle(ctx, tokenCharges, -estimate, "refund");
+                // Failed, cancelled, or abandoned before completing: only the finished steps' tokens were spent.
+                if (!settled) settle(ctx, tokenCharges, spent - charged, "refund");
               },
             });
           });

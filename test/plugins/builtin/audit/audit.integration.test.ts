@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Principal, type RunEvent } from "@qingyu/plugin-api";
+import { Code, ConnectError, type Middleware, type Principal, type RunEvent } from "@qingyu/plugin-api";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pg from "pg";
@@ -6,6 +6,9 @@ import audit from "../../../../src/plugins/builtin/audit/plugin.ts";
 import { agentContext, collect, setUpPlugin, terminal } from "../../../support/plugin-context.ts";
 import type { AuditRow } from "../../../../src/plugins/builtin/audit/writer.ts";
 import { databaseUrl } from "../../../support/services.ts";
+import { toolCallsTable } from "../../../../src/plugins/builtin/audit/migrations.ts";
+import type { ToolCallRow } from "../../../../src/plugins/builtin/audit/writer.ts";
+import { adder, callInfo, input, scriptedModel, toolExecutor } from "../tool-run.ts";
 
 const URL = databaseUrl();
 const table = `audit_${Math.random().toString(36).slice(2, 10)}`;
@@ -40,8 +43,10 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  await pool.query(`drop table if exists ${table}`);
-  await pool.query(`drop table if exists ${qualified}`);
+  for (const t of [table, qualified]) {
+    await pool.query(`drop table if exists ${t}`);
+    await pool.query(`drop table if exists ${toolCallsTable(t)}`);
+  }
   await pool.query("delete from qingyu_schema_migrations where component = any($1)", [[`audit:${table}`, `audit:${qualified}`]]);
   await pool.end();
 });
@@ -173,6 +178,52 @@ describe("audit middleware", () => {
     await collect(mw.process(ctxs[2]!, terminal().next));
     await vi.waitFor(async () => expect(await rows(ctxs.map((c) => c.callId))).toHaveLength(3), { timeout: 30_000, interval: 20 });
     await mw.dispose!();
+  });
+
+  it("writes a row per tool call with the arguments' hash, never the arguments: ran, refused, and skipped by a limit", async () => {
+    const mw = await setUpPlugin(audit, { table }, { postgres: pool });
+    const callIds: string[] = [];
+    const spy: Middleware = { name: "spy", process: (ctx, next) => (callIds.push(ctx.callId), next()) };
+    const model = scriptedModel((n) =>
+      n === 2
+        ? { say: "3" }
+        : {
+            calls: [
+              ["add", '{"a":1,"b":2}'],
+              ["nope", '{"secret":"hunter2"}'],
+            ],
+          },
+    );
+    const { executor, store } = toolExecutor(model, [adder()], [mw, spy]);
+    try {
+      await executor.execute(input(), callInfo());
+      // One step allowed: the step's calls are skipped without running.
+      await executor.execute(input({ options: { maxSteps: 1 } }), callInfo());
+    } finally {
+      await store.close();
+    }
+    await mw.dispose!();
+    const [ran, limited] = callIds as [string, string];
+
+    const tools = await pool.query<ToolCallRow & { id: string }>(`select * from ${toolCallsTable(table)} where call_id = any($1) order by id`, [callIds]);
+    const seen = tools.rows.map((r) => [r.call_id, r.step, r.tool_call_id, r.tool, r.outcome, r.arguments_sha256]);
+    expect(seen).toEqual([
+      // A refused call's result comes at once; the one that runs, when it ends.
+      [ran, 1, "c1_1", "nope", "denied", sha256('{"secret":"hunter2"}')],
+      [ran, 1, "c1_0", "add", "ok", sha256('{"a":1,"b":2}')],
+      [limited, 1, "c3_0", "add", "skipped", sha256('{"a":1,"b":2}')],
+      [limited, 1, "c3_1", "nope", "skipped", sha256('{"secret":"hunter2"}')],
+    ]);
+    for (const r of tools.rows) {
+      expect(r).toMatchObject({ agent_id: "helper" });
+      expect(r.duration_ms).toBeGreaterThanOrEqual(0);
+      expect(JSON.stringify(r)).not.toMatch(/hunter2|"a":1/);
+    }
+    // Besides the row per run.
+    expect((await rows(callIds)).map((r) => [r.call_id, r.status])).toEqual([
+      [ran, "OK"],
+      [limited, "OK"],
+    ]);
   });
 
   it("accepts a schema-qualified table", async () => {

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vites
 import pg from "pg";
 import pino from "pino";
 import { runMigrations } from "../../../../src/db/migrate.ts";
-import { auditComponent, auditMigrations } from "../../../../src/plugins/builtin/audit/migrations.ts";
-import { AuditWriter, type AuditRow, type WriterSettings } from "../../../../src/plugins/builtin/audit/writer.ts";
+import { auditComponent, auditMigrations, toolCallsTable } from "../../../../src/plugins/builtin/audit/migrations.ts";
+import { AuditWriter, RUN_COLUMNS, type AuditRow, type WriterSettings } from "../../../../src/plugins/builtin/audit/writer.ts";
 import { settlesBefore } from "../../../support/settles-before.ts";
 import { databaseUrl } from "../../../support/services.ts";
 
@@ -16,9 +16,9 @@ let logs: { level: number; msg: string; row?: Record<string, unknown>; queued?: 
 const ERROR = 50;
 const WARN = 40;
 
-function writer(settings: Partial<WriterSettings> = {}): AuditWriter {
+function writer(settings: Partial<WriterSettings> = {}): AuditWriter<AuditRow> {
   const logger = pino({ level: "debug" }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  return new AuditWriter(pool, table, logger, { batchSize: 100, flushIntervalMs: 20, maxQueue: 100, ...settings });
+  return new AuditWriter(pool, table, logger, { batchSize: 100, flushIntervalMs: 20, maxQueue: 100, ...settings }, RUN_COLUMNS);
 }
 
 let n = 0;
@@ -69,6 +69,7 @@ beforeEach(() => {
 afterAll(async () => {
   await pool.query(`drop table if exists ${table}`);
   await pool.query(`drop table if exists ${away}`);
+  await pool.query(`drop table if exists ${toolCallsTable(table)}`);
   await pool.query("delete from qingyu_schema_migrations where component = $1", [auditComponent(table)]);
   await pool.end();
 });
