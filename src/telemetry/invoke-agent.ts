@@ -12,7 +12,7 @@ import { spanIterable } from "./span-iterable.ts";
  * reason, usage summed over the steps, steps and tool calls) come from the
  * run's `completed` event.
  */
-export function invokeAgentSpan(tracer: Tracer, ctx: AgentContext, run: () => AsyncIterable<RunEvent>): AsyncIterable<RunEvent> {
+function invokeAgentSpan(tracer: Tracer, ctx: AgentContext, run: () => AsyncIterable<RunEvent>): AsyncIterable<RunEvent> {
   const agent = ctx.agent;
   const attributes: Attributes = {
     "gen_ai.operation.name": "invoke_agent",

@@ -1,4 +1,4 @@
-import type { AgentDefinition, JsonObject, Tool, ToolDefinition } from "@qingyu/plugin-api";
+import type { AgentDefinition, Tool, ToolDefinition } from "@qingyu/plugin-api";
 import { Ajv, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { matchesAny } from "./glob.ts";
@@ -89,8 +89,3 @@ export class ToolCatalog {
 
 /** The empty set: runs of agents without tools. */
 export const NO_TOOLS: ToolSet = { tools: [], get: () => undefined, definitions: [] };
-
-/** Whether a value is a JSON object (a schema, parsed arguments). */
-export function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}

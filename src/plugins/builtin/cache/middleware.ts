@@ -32,7 +32,7 @@ function directives(header: string | undefined): Directives {
  * timed out, was refused or skipped, or a run the deadline cut short, would
  * be served as if it were the answer).
  */
-export function cacheable(result: AgentRunResult): boolean {
+function cacheable(result: AgentRunResult): boolean {
   if (!result.success || result.finishReason === "deadline") return false;
   return result.toolCalls?.every((call) => call.idempotent === true && call.outcome === "ok") ?? true;
 }
