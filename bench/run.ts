@@ -6,7 +6,8 @@
 // runs; the latency and streaming phases scale with BENCH_SECONDS. Then the
 // speed targets of issue #6 (bench/targets.ts): token latency, memory per idle
 // stream (BENCH_IDLE_STREAMS, default 10000), and the openai provider
-// (BENCH_CPU_PROF=<dir> profiles its server).
+// (BENCH_CPU_PROF=<dir> profiles its server). Last the tools phase, issue
+// #16's targets (bench/tools-phase.ts; alone: npm run bench:tools).
 import { execFileSync } from "node:child_process";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { cpus } from "node:os";
@@ -21,6 +22,7 @@ import { openaiPhase } from "./openai-phase.ts";
 import { median, table, targetsTable, versusTable, writeJson, type Row } from "./report.ts";
 import { targetRows } from "./targets.ts";
 import { tokenLatencyPhase, type TokenLatencyOptions } from "./token-latency.ts";
+import { toolsPhase, toolsSettings, toolTargetRows, toolTargetsTable } from "./tools-phase.ts";
 
 const RUNS = positiveInt("BENCH_RUNS", 3);
 const SECONDS = positiveInt("BENCH_SECONDS", 5);
@@ -176,6 +178,9 @@ async function main(): Promise<void> {
     log,
     problems,
   });
+  const toolsSetup = toolsSettings(TASK);
+  const tools = await toolsPhase({ ...toolsSetup, log, problems });
+  const toolRows = toolTargetRows(tools);
 
   const rows: Row[] = [];
   const perServer = (pick: (name: string) => number) => Object.fromEntries(names.map((n) => [n, pick(n)]));
@@ -220,6 +225,7 @@ async function main(): Promise<void> {
     `\nwhat redact adds: the full suite + redact (default options, innermost) against the full suite and bare grpc-js\n\n${versusTable(redactRows, REDACT, ["ours-full-suite", baseline!])}`,
   );
   console.log(`\n${targetsTable(targets)}\n`);
+  console.log(`${toolTargetsTable(toolRows)}\n`);
   console.log(
     "ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.",
   );
@@ -245,6 +251,7 @@ async function main(): Promise<void> {
       tokenLatency: TOKENS,
       idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION },
       openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
+      tools: toolsSetup,
     },
     servers: {
       bare: "bench/bare-server.ts",
@@ -255,12 +262,14 @@ async function main(): Promise<void> {
       "ours-observed": "default pipeline + OTLP tracing + metrics",
       "ours-idle": "ours + an echo agent with tokenDelayMs 600000",
       "ours-openai": "ours with one agent on the openai provider, upstream bench/fake-openai.ts",
+      "ours-tools": "ours + tool plugin bench-const and an agent that may call it (bench/tool-steps.ts)",
     },
     rows,
     targets,
+    toolTargets: toolRows,
     problems,
     memory: rss,
-    raw: { throughput, latency: latencies, streaming: streams, tokenLatency: tokens, idleStreams: idle, openai },
+    raw: { throughput, latency: latencies, streaming: streams, tokenLatency: tokens, idleStreams: idle, openai, tools },
     wallSeconds: (Date.now() - started) / 1000,
   });
   log(`bench: wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
