@@ -49,7 +49,7 @@ describe("checkpoint data nested to sessions.maxCheckpointDepth", () => {
     connectBinary = createClient(SessionService, createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true }));
     // Python grpcio too: the run's globalSetup has checked for it and protoc.
     pythonPath = tempDir("qingyu-py-depth-");
-    execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${pythonPath}`, "qingyu/agent/v1/session.proto"]);
+    execFileSync("protoc", ["-I", join(root, "proto"), `--python_out=${pythonPath}`, "qingyu/agent/v1/session.proto", "qingyu/agent/v1/tool.proto"]);
     writeFileSync(join(pythonPath, "read_checkpoints.py"), READER);
   });
   afterAll(async () => {

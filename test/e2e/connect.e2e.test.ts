@@ -137,8 +137,13 @@ describe("Connect JSON, health and reflection", () => {
       res.messageResponse.case === "fileDescriptorResponse"
         ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b))
         : [];
-    // The file and everything it imports, so a client can resolve google.protobuf.Struct.
-    expect(files.map((f) => f.name)).toEqual(["google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "qingyu/agent/v1/session.proto"]);
+    // The file and everything it imports, so a client can resolve google.protobuf.Struct and the ToolCall of a message.
+    expect(files.map((f) => f.name)).toEqual([
+      "google/protobuf/struct.proto",
+      "google/protobuf/timestamp.proto",
+      "qingyu/agent/v1/tool.proto",
+      "qingyu/agent/v1/session.proto",
+    ]);
     expect(files.at(-1)!.service[0]!.method.map((m) => m.name)).toContain("SaveCheckpoint");
 
     const missing = await reflect(client, version, { messageRequest: { case: "fileContainingSymbol", value: "no.such.Thing" } });

@@ -237,6 +237,7 @@ describe(`error reasons reach every client (${runtime})`, () => {
       `--python_out=${gen}`,
       "qingyu/agent/v1/agent.proto",
       "qingyu/agent/v1/session.proto",
+      "qingyu/agent/v1/tool.proto",
       "qingyu/agent/v1/event.proto",
     ]);
     const out = await runPython([join(root, "test/support/error_reasons.py"), `127.0.0.1:${server.grpcPort}`, KEYS.alice, KEYS.python], gen);

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService, type ExecuteStreamResponse } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { EventService, EventType } from "../../src/gen/qingyu/agent/v1/event_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
 import { startToolServer, type ToolServer } from "../fixtures/tool-service/start.ts";
@@ -37,6 +38,25 @@ export default definePlugin({
       idempotent: true,
       execute: ({ city }: { city: string }, ctx) => ({ city, sky: "clear", user: ctx.userId, run: ctx.runId.length > 0 }),
     }),
+});
+`,
+    // Reports how many of its calls were running at once at its start: the cap shows as overlap.
+    "plugins/sleeper.mjs": `import { definePlugin } from ${api};
+let running = 0;
+export default definePlugin({
+  name: "sleeper",
+  kind: "tool",
+  setup: () => ({
+    name: "sleeper",
+    description: "Sleeps 150 ms",
+    inputSchema: { type: "object" },
+    async execute() {
+      const seen = ++running;
+      await new Promise((r) => setTimeout(r, 150));
+      running--;
+      return String(seen);
+    },
+  }),
 });
 `,
     // Waits until its signal fires, and leaves a file saying so: the test reads it to know the cancel arrived.
@@ -79,8 +99,10 @@ describe.each(["node", "python"] as const)("tool calling through the server, wit
     const config = {
       server: { host: "127.0.0.1" },
       log: { level: "warn" },
-      tools: { plugins: ["weather", "waiter"], backends: { billing: { address: backend.address, allow: ["lookup", "slow", "fail"] } } },
-      agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "billing__*"], limits: { maxSteps: 4 } }],
+      tools: { plugins: ["weather", "waiter", "sleeper"], backends: { billing: { address: backend.address, allow: ["lookup", "slow", "fail"] } } },
+      agents: [
+        { id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "sleeper", "billing__*"], limits: { maxSteps: 4, maxParallelTools: 2 } },
+      ],
     };
     writeFiles(dir, { "config.json": JSON.stringify(config) });
     server = await serveFile(join(dir, "config.json"), ["--port", "0", "--http-port", "0"]);
@@ -153,6 +175,35 @@ describe.each(["node", "python"] as const)("tool calling through the server, wit
       await waitFor(`the tool saw the cancel (${task})`, () => (reached() ? true : undefined), 10_000);
     }
     expect(readFileSync(join(dir, "cancel-1.aborted"), "utf8")).toMatch(/cancel/i);
+  });
+
+  it("runs a step's calls in parallel, at most maxParallelTools at once", async () => {
+    const task = Array.from({ length: 4 }, () => "!call sleeper {}").join("\n");
+    const res = await grpcClient.unary(AgentService, A.execute, { agentId: "clerk", task });
+    const seen = res.result!.toolCalls.map((c) => Number(c.output));
+    expect(res.result!.toolCalls.map((c) => c.outcome)).toEqual(Array(4).fill(ToolOutcome.OK));
+    expect(Math.max(...seen)).toBe(2);
+  });
+
+  it("publishes TOOL_CALLED and TOOL_COMPLETED to Subscribe", async () => {
+    const sub = grpcClient.stream(EventService, EventService.method.subscribe, { agentId: "clerk", types: [EventType.TOOL_CALLED, EventType.TOOL_COMPLETED] });
+    const received: { type: EventType; data: Record<string, unknown> }[] = [];
+    const two = new Promise<void>((resolve) => {
+      sub.on("data", (m: { event?: { type: EventType; data?: Record<string, unknown> } }) => {
+        received.push({ type: m.event!.type, data: m.event!.data ?? {} });
+        if (received.length === 2) resolve();
+      });
+      sub.on("error", () => {});
+    });
+    // The subscription registers on the server shortly after the stream opens.
+    await new Promise((r) => setTimeout(r, 200));
+    await grpcClient.unary(AgentService, A.execute, { agentId: "clerk", task: '!call weather {"city":"Kyiv"}\n?' });
+    await two;
+    sub.cancel();
+    expect(received.map((e) => [e.type, e.data.tool, e.data.outcome])).toEqual([
+      [EventType.TOOL_CALLED, "weather", undefined],
+      [EventType.TOOL_COMPLETED, "weather", "ok"],
+    ]);
   });
 
   it("ends at maxSteps with a result holding what it has", async () => {
