@@ -1,6 +1,6 @@
 // BackendToolSource against real ToolService servers, one in Node (grpc-js) and one in
 // Python (grpcio), over real gRPC: the same cases against each.
-import { Code, ConnectError, ToolError, type Tool, type ToolContext } from "@qingyu/plugin-api";
+import { Code, ConnectError, ToolError, type Tool } from "@qingyu/plugin-api";
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -12,6 +12,7 @@ import { BackendToolSource } from "../../../src/tools/backend/backend-source.ts"
 import { BackendToolsSchema } from "../../../src/tools/backend/config.ts";
 import { startToolServer, type ServerKind, type ToolServer } from "../../fixtures/tool-service/start.ts";
 import { tempDir } from "../../support/temp-dirs.ts";
+import { toolContext } from "../../support/tool-context.ts";
 
 type ConfigInput = z.input<typeof BackendToolsSchema>;
 
@@ -24,28 +25,11 @@ function capturingLogger() {
 
 let calls = 0;
 
-/** A ToolContext as the step loop makes one; its progress reports are kept in order. */
+/** A context with this test's run fields (each call its own ids); progress reports kept in order. */
 function context(signal = new AbortController().signal, onProgress?: () => void, deadline?: number) {
   calls += 1;
-  const progress: [string, number | undefined, number | undefined][] = [];
-  const ctx: ToolContext = {
-    runId: `run-${calls}`,
-    toolCallId: `call-${calls}`,
-    idempotencyKey: `key-${calls}`,
-    attempt: 2,
-    signal,
-    deadline,
-    agentId: "clerk",
-    userId: "user-7",
-    principal: undefined,
-    sessionId: "session-3",
-    logger: pino({ level: "silent" }),
-    progress(message, done, total) {
-      progress.push([message, done, total]);
-      onProgress?.();
-    },
-  };
-  return { ctx, progress };
+  const ids = { runId: `run-${calls}`, toolCallId: `call-${calls}`, idempotencyKey: `key-${calls}` };
+  return toolContext({ ...ids, attempt: 2, signal, deadline, agentId: "clerk", userId: "user-7", sessionId: "session-3" }, onProgress);
 }
 
 function byName(tools: readonly Tool[], name: string): Tool {

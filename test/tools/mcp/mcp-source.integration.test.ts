@@ -2,8 +2,9 @@
 // official server SDK) over stdio and over streamable HTTP.
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Code, ConnectError, ToolError, type Tool, type ToolContext } from "@qingyu/plugin-api";
+import { Code, ConnectError, ToolError, type Tool } from "@qingyu/plugin-api";
 import pino from "pino";
+import { toolContext } from "../../support/tool-context.ts";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { McpServerSchema } from "../../../src/tools/mcp/config.ts";
 import { McpToolSource } from "../../../src/tools/mcp/mcp-source.ts";
@@ -36,26 +37,8 @@ async function httpFixture(log: EventLog, port = 0, env: Record<string, string> 
   return server;
 }
 
-/** A ToolContext as the step loop makes one; its progress reports are kept in order. */
 function context(signal = new AbortController().signal) {
-  const progress: [string, number | undefined, number | undefined][] = [];
-  const ctx: ToolContext = {
-    runId: "run-1",
-    toolCallId: "call-1",
-    idempotencyKey: "run-1/call-1",
-    attempt: 1,
-    signal,
-    deadline: undefined,
-    agentId: "agent",
-    userId: "user",
-    principal: undefined,
-    sessionId: "",
-    logger: pino({ level: "silent" }),
-    progress(message, done, total) {
-      progress.push([message, done, total]);
-    },
-  };
-  return { ctx, progress };
+  return toolContext({ signal });
 }
 
 function named(tools: readonly Tool[], name: string): Tool {
