@@ -21,6 +21,11 @@ import { agentService } from "./services/agent-service.ts";
 import { eventService } from "./services/event-service.ts";
 import { HealthState, healthService } from "./services/health-service.ts";
 import { sessionService } from "./services/session-service.ts";
+import { runService } from "./services/run-service.ts";
+import { RunService } from "./gen/qingyu/agent/v1/run_pb.ts";
+import { openRunStore } from "./runs/open-store.ts";
+import { RunManager } from "./runs/run-manager.ts";
+import type { RunStore } from "./runs/types.ts";
 import { SessionManager } from "./sessions/manager.ts";
 import { openStore } from "./sessions/open-store.ts";
 import { StoreMonitor } from "./sessions/store-monitor.ts";
@@ -94,6 +99,8 @@ export class App {
     private readonly monitor: StoreMonitor | undefined,
     private readonly metrics: MetricsServer | undefined,
     private readonly events: EventBus,
+    private readonly runs: RunManager,
+    private readonly runStore: RunStore,
   ) {}
 
   /** Loads plugins and builds every layer; throws ConfigError or PluginError when it cannot. */
@@ -121,12 +128,19 @@ export class App {
       throw new StartupError(`cannot open the ${config.sessions.store} session store: ${failureDetail(err)}`, { cause: err });
     }
     const sessions = new SessionManager(store, events, config.sessions);
+    let runStore: RunStore;
+    try {
+      runStore = await openRunStore(config, clients, log);
+    } catch (err) {
+      await Promise.all([clients.close(), store.close()]);
+      throw new StartupError(`cannot open the runs journal: ${failureDetail(err)}`, { cause: err });
+    }
     const shared: SharedRuntime = { events, sessions, clients, env, log, telemetry };
     let first: Generation;
     try {
       first = await assemble(1, config, baseDir, await discoverFor(config, baseDir), shared);
     } catch (err) {
-      await Promise.all([clients.close(), store.close()]);
+      await Promise.all([clients.close(), store.close(), runStore.close()]);
       throw err;
     }
     const load = async (id: number) => {
@@ -136,7 +150,8 @@ export class App {
       return assemble(id, next.config, next.baseDir, catalog, shared);
     };
     const live = new LiveRuntime(first, load, events, log);
-    const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName]);
+    const runs = new RunManager({ store: runStore, live, sessions, events, log: log.child({ component: "runs" }), policy: config.runs });
+    const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName, RunService.typeName]);
     // One per server: both ports map failures the same way and share one throttled outage log.
     const edge = new ErrorEdge(log, new OutageLog(log, 30_000));
     const services = [
@@ -148,6 +163,8 @@ export class App {
           longLived: true,
         }),
         hosted(AdminService, adminService(live)),
+        // Watching a run may last as long as the run: it is long-lived, like a subscription.
+        hosted(RunService, runService(runs, live), { longLived: true }),
       ].map((s) => (telemetry.recording ? instrumentService(s, telemetry) : s)),
       hosted(Health, healthService(health), { servedWhileDraining: true, longLived: true }),
     ];
@@ -163,7 +180,7 @@ export class App {
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
     const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;
-    return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics, events);
+    return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics, events, runs, runStore);
   }
 
   /** Re-reads config and plugins (SIGHUP, AdminService.Reload); rejects and keeps the running ones when they fail. */
@@ -192,6 +209,7 @@ export class App {
     this.monitor?.stop();
     this.tracker.drain();
     log.info({ inFlight: this.tracker.inFlight, graceMs: config.server.shutdownGraceMs }, "draining");
+    const runsDone = this.runs.close(config.server.shutdownGraceMs);
     if (!(await this.tracker.waitIdle(config.server.shutdownGraceMs))) {
       log.warn({ inFlight: this.tracker.inFlight }, "grace period over; cancelling calls in flight");
       this.tracker.cancelAll();
@@ -199,9 +217,11 @@ export class App {
     }
     this.tracker.closeLongLived();
     await Promise.all([this.grpc.close(1000), this.http?.close(1000), this.metrics?.close()]);
+    // Runs going here had the grace period too; those left are interrupted (what they did is kept) before their plugins go.
+    await runsDone;
     // Plugins first: an audit flush still needs the shared pool.
     await this.live.close();
     await this.events.close?.();
-    await Promise.all([this.store.close(), this.clients.close()]);
+    await Promise.all([this.store.close(), this.runStore.close(), this.clients.close()]);
   }
 }

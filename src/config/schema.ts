@@ -177,6 +177,19 @@ export const ConfigSchema = z
     eventHandlers: z.array(PluginRefSchema).default([]),
     /** Tool sources (plugins, MCP servers, backends' ToolService) and the bounds on tool calls. */
     tools: ToolsSchema,
+    /** Durable runs (RunService): where they are journaled and how replicas share them. */
+    runs: z
+      .strictObject({
+        /** memory: this process only (runs end with it); postgres: shared (postgres.url); auto: postgres when sessions.store uses PostgreSQL. */
+        store: z.enum(["auto", "memory", "postgres"]).default("auto"),
+        /** How long a replica owns a run without renewing: after it, another replica may take the run over. */
+        leaseMs: timerMs.default(15_000),
+        /** How often the owner renews its runs' leases and picks up cancels asked for on other replicas. */
+        renewEveryMs: timerMs.default(5_000),
+        /** How often a watcher on another replica than the run's reads its journal for new events. */
+        pollMs: timerMs.default(250),
+      })
+      .prefault({}),
     plugins: z
       .strictObject({
         /** Directories scanned for plugin files, relative to the config file. */

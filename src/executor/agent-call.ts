@@ -8,6 +8,7 @@ import {
   type ProviderRequest,
   type RunEvent,
   type TokenUsage,
+  type ToolCall,
   type ToolCallRecord,
   withReason,
 } from "@qingyu/plugin-api";
@@ -18,13 +19,14 @@ import { quote } from "../quote.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import type { Terminal } from "../pipeline/types.ts";
 import { withinTokenBudget } from "../sessions/manager.ts";
-import { NO_TOOLS, type ToolCatalog } from "../tools/catalog.ts";
+import { NO_TOOLS, type ToolCatalog, type ToolSet } from "../tools/catalog.ts";
 import type { ExecutionContext } from "./context.ts";
 import { modelStep } from "./model-step.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { resolveRunOptions } from "./run-options.ts";
 import { checkAnswer, type OutputSchemas, repairPrompt, schemaInstruction } from "./structured-output.ts";
-import { observeResult, runStepTools, ToolRunState } from "./tool-step.ts";
+import { observeResult, runStepTools, type ToolHooks, ToolRunState } from "./tool-step.ts";
+import type { RunScope } from "./tool-runner.ts";
 
 /** What the agent call is built from; wired by the executor. */
 export interface AgentCallDeps {
@@ -125,9 +127,11 @@ export function agentCall(deps: AgentCallDeps): Terminal {
           }
         : undefined,
     };
-    const usage: TokenUsage = { inputTokens: 0, outputTokens: 0 };
-    const records: ToolCallRecord[] = [];
+    const resume = ctx.resume;
+    const usage: TokenUsage = resume ? { ...resume.usage } : { inputTokens: 0, outputTokens: 0 };
+    const records: ToolCallRecord[] = resume ? [...resume.records] : [];
     const tools = new ToolRunState(run.maxToolCalls, run.maxParallelTools);
+    tools.remaining -= records.length;
     const scope = {
       runId: ctx.callId,
       agentId: agent.id,
@@ -141,14 +145,22 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       abandonAfterMs: deps.toolLimits.abandonAfterMs,
       maxOutputBytes: deps.toolLimits.maxOutputBytes,
     };
-    let output = "";
+    let output = resume?.output ?? "";
     let finishReason = "stop";
     let model = req.model;
-    let steps = 0;
+    let steps = resume?.steps ?? 0;
     let finalText = "";
     let structured: { value?: unknown; errors?: string[] } | undefined;
     let repaired = false;
     try {
+      if (resume) {
+        messages.push(...resume.messages);
+        if (resume.unfinished.length) {
+          const settled = yield* settleUnfinished(resume.unfinished, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+          records.push(...settled);
+          for (const r of settled) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
+        }
+      }
       for (;;) {
         if (steps >= run.maxSteps) {
           finishReason = "max_steps";
@@ -252,6 +264,44 @@ export function agentCall(deps: AgentCallDeps): Terminal {
     }
     yield result;
   };
+}
+
+/**
+ * The calls a dead replica had dispatched and not finished: an idempotent one
+ * is sent again (same idempotency key, attempt 2); any other is not, and the
+ * model is told its outcome is unknown — one recorded outcome per call, never
+ * a second side effect the runtime caused.
+ */
+async function* settleUnfinished(
+  unfinished: readonly { step: number; call: ToolCall }[],
+  toolset: ToolSet,
+  state: ToolRunState,
+  scope: RunScope,
+  hooks: ToolHooks,
+  telemetry: Telemetry | undefined,
+): AsyncGenerator<RunEvent, ToolCallRecord[]> {
+  const out: ToolCallRecord[] = [];
+  for (const { step, call } of unfinished) {
+    if (toolset.get(call.name)?.tool.idempotent) {
+      // Not counted again against maxToolCalls: it was counted when first dispatched.
+      state.remaining++;
+      out.push(...(yield* runStepTools([call], step, toolset, state, scope, hooks, telemetry, 2)));
+      continue;
+    }
+    const record: ToolCallRecord = {
+      id: call.id,
+      name: call.name,
+      arguments: call.arguments,
+      step,
+      outcome: "unknown",
+      output: "the server running this call stopped before it finished; it was not run again, and whether it took effect is unknown",
+      durationMs: 0,
+    };
+    await observeResult(hooks, record, scope);
+    out.push(record);
+    yield { type: "tool_result", step, record };
+  }
+  return out;
 }
 
 function skipped(call: { id: string; name: string; arguments: string }, step: number, why: string): ToolCallRecord {

@@ -4,6 +4,7 @@ import type { AgentRegistry } from "../agents/registry.ts";
 import { anonymousSessions, isAnonymous, turnUser } from "../pipeline/acting.ts";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { SessionRecord } from "../sessions/types.ts";
+import type { ResumeState } from "./resume.ts";
 
 /** One call's input, whichever RPC it came from. */
 export interface ExecuteInput {
@@ -23,11 +24,19 @@ export interface CallInfo {
   deadline?: number;
   /** A request header (gRPC metadata) by lower-case name. */
   header(name: string): string | undefined;
+  /**
+   * Who is calling, already established: a durable run resumed on another
+   * replica starts its onion with the principal its start was admitted with
+   * (its headers are gone with the replica that had them).
+   */
+  principal?: Principal;
 }
 
 /** An AgentContext with the deadline the executor's retries respect. */
 export interface ExecutionContext extends AgentContext {
   readonly deadline: number | undefined;
+  /** Set when the run goes on from a journal (a durable run taken over after its replica died). */
+  readonly resume?: ResumeState;
   /** This generation's agents (their refusal names an unavailable agent's missing variable). */
   readonly agents: AgentRegistry;
 }
@@ -43,8 +52,9 @@ export async function createContext(
   agents: AgentRegistry,
   sessions: SessionManager,
   guarded = false,
+  resume?: ResumeState,
 ): Promise<ExecutionContext> {
-  const ctx = new CallAgentContext(input, call, agents, sessions, guarded);
+  const ctx = new CallAgentContext(input, call, agents, sessions, guarded, resume);
   // A session that cannot be read (missing, another user's) is not reported here: auth in the
   // onion must answer first, and whoever next asks for the session gets the error.
   if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent().catch(() => undefined);
@@ -77,6 +87,7 @@ class CallAgentContext implements ExecutionContext {
     private readonly sessions: SessionManager,
     /** Auth is configured: a call no principal vouched for owns no session. */
     readonly guarded: boolean,
+    readonly resume?: ResumeState,
   ) {
     this.agentId = input.agentId;
     this.agent = input.agentId ? agents.get(input.agentId) : undefined;

@@ -26,6 +26,7 @@ import { type BatchSlots, unlimitedSlots } from "./batch-gate.ts";
 import { createContext, type CallInfo, type ExecuteInput, type ExecutionContext } from "./context.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { OutputSchemas } from "./structured-output.ts";
+import type { ResumeState } from "./resume.ts";
 import { TurnRecorder } from "./turn-recorder.ts";
 
 /** What the executor is built from; wired in app.ts. */
@@ -85,18 +86,23 @@ export class Executor {
    * stored in the session before `completed` is yielded, so a client that has
    * the answer can rely on the next call seeing it in the history.
    */
-  async *stream(input: ExecuteInput, call: CallInfo): AsyncGenerator<RunEvent> {
+  async *stream(input: ExecuteInput, call: CallInfo, resume?: { state: ResumeState; journal: readonly RunEvent[] }): AsyncGenerator<RunEvent> {
     const { events } = this.deps;
     let ctx: ExecutionContext | undefined;
     try {
-      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true);
-      // Admitted on its headers before it was decoded: the onion's auth need not verify the credential again.
-      const admitted = this.deps.admission?.admittedWith(call);
+      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true, resume?.state);
+      // Admitted on its headers before it was decoded (or, resumed, when it started): the onion's auth need not verify the credential again.
+      const admitted = call.principal ? Promise.resolve(call.principal) : this.deps.admission?.admittedWith(call);
       if (admitted) ctx.principal = await admitted;
       let started = false;
       let result: AgentRunResult | undefined;
       // Only runs that take steps need their events kept: a plain turn is the task and the output.
+      // A resumed run's turn begins with what its journal says the run did before.
       let recorder: TurnRecorder | undefined;
+      if (resume) {
+        recorder = new TurnRecorder();
+        for (const event of resume.journal) recorder.see(event);
+      }
       for await (const event of this.pipeline(ctx)) {
         if (result) continue; // nothing belongs after the result
         if (event.type === "completed") {

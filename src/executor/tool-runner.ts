@@ -30,6 +30,8 @@ export interface DispatchedCall {
   /** JSON text, as the tool gets it. */
   readonly argumentsJson: string;
   readonly args: unknown;
+  /** 1 on its first dispatch; more when a durable run resumed re-sends an idempotent call. */
+  readonly attempt?: number;
 }
 
 // Long enough for a tool that stops on its signal to be seen stopping, short against the run's reserve (≥ 50 ms).
@@ -65,7 +67,7 @@ export async function runToolCall(call: DispatchedCall, scope: RunScope): Promis
     toolCallId: call.id,
     // The run and the model's call id name this call wherever it is retried or resumed.
     idempotencyKey: `${scope.runId}:${call.id}`,
-    attempt: 1,
+    attempt: call.attempt ?? 1,
     signal: controller.signal,
     deadline: scope.deadline,
     agentId: scope.agentId,

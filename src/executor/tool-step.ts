@@ -65,6 +65,7 @@ export async function* runStepTools(
   scope: RunScope,
   hooks: ToolHooks,
   telemetry: Telemetry | undefined,
+  attempt = 1,
 ): AsyncGenerator<RunEvent, ToolCallRecord[]> {
   const records = new Array<ToolCallRecord>(calls.length);
   const dispatched: { index: number; call: DispatchedCall }[] = [];
@@ -77,7 +78,7 @@ export async function* runStepTools(
       continue;
     }
     state.remaining--;
-    dispatched.push({ index, call: prepared });
+    dispatched.push({ index, call: attempt === 1 ? prepared : { ...prepared, attempt } });
     yield { type: "tool_call", step, call: { id: prepared.id, name: prepared.ready.tool.name, arguments: prepared.argumentsJson } };
   }
   // Finished calls queue here; the generator yields them in the order they finish.

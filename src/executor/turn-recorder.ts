@@ -28,6 +28,10 @@ export class TurnRecorder {
       case "delta":
         if (this.current) this.current.text += event.text;
         break;
+      case "step_finished":
+        // Replayed from a run's journal, a step has no deltas: its text comes whole.
+        if (event.text !== undefined && !this.current?.text) this.step(event.step).text = event.text;
+        break;
       case "tool_call": {
         const step = this.step(event.step);
         if (!step.calls.has(event.call.id)) step.order.push(event.call.id);

@@ -49,6 +49,16 @@ export function sessionOwner(caller: Caller, user: string): string {
 }
 
 /**
+ * Whose durable runs an RPC may touch: the acting user's, or anyone's ("")
+ * for an admin that named no user. An anonymous caller may start or touch none:
+ * a run outlives its call, and someone must own it.
+ */
+export function runOwner(caller: Caller, user: string): string {
+  if (isAnonymous(caller)) throw new ConnectError("runs need credentials: anonymous callers may not use them", Code.Unauthenticated);
+  return caller.principal?.admin && user === caller.principal.id ? "" : user;
+}
+
+/**
  * The user an agent run acts as once its session is known, or a refusal. A
  * run that named no user acts as the session's owner, and so does an admin
  * that named none; anyone else must own it.

@@ -26,6 +26,16 @@ export const ids = {
     return uuid(raw, field, "a session id");
   },
 
+  /** A run id: a UUID, returned in lower case. */
+  run(raw: string, field = "run_id"): string {
+    return uuid(raw, field, "a run id");
+  },
+
+  /** An idempotency key or tool call id: as a user id. */
+  key(raw: string, field: string): string {
+    return name(raw, field);
+  },
+
   /** A checkpoint id: a UUID, returned in lower case. */
   checkpoint(raw: string, field = "checkpoint_id"): string {
     return uuid(raw, field, "a checkpoint id");

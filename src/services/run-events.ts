@@ -14,6 +14,7 @@ const OUTCOMES: Record<Outcome, ToolOutcome> = {
   cancelled: ToolOutcome.CANCELLED,
   abandoned: ToolOutcome.ABANDONED,
   skipped: ToolOutcome.SKIPPED,
+  unknown: ToolOutcome.UNKNOWN,
 };
 
 /** A tool call's record as the wire's ToolResult. */
@@ -63,7 +64,7 @@ export function toStreamResponse(event: RunEvent, input: ExecuteInput): ExecuteS
       return create(ExecuteStreamResponseSchema, {
         event: {
           case: "stepFinished",
-          value: { step: event.step, finishReason: event.finishReason, usage: event.usage, toolCalls: event.toolCalls },
+          value: { step: event.step, finishReason: event.finishReason, usage: event.usage, toolCalls: event.toolCalls, text: event.text ?? "" },
         },
       });
   }

@@ -7,4 +7,5 @@ export * from "./gen/qingyu/agent/v1/session_pb.ts";
 export * from "./gen/qingyu/agent/v1/event_pb.ts";
 export * from "./gen/qingyu/agent/v1/admin_pb.ts";
 export * from "./gen/qingyu/agent/v1/tool_pb.ts";
+export * from "./gen/qingyu/agent/v1/run_pb.ts";
 export { createQingyuClient, type QingyuClient } from "./client.ts";

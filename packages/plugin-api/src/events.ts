@@ -8,7 +8,12 @@ export type EventType =
   | "SESSION_CREATED"
   | "SESSION_DELETED"
   | "TOOL_CALLED"
-  | "TOOL_COMPLETED";
+  | "TOOL_COMPLETED"
+  | "RUN_STARTED"
+  | "RUN_WAITING"
+  | "RUN_COMPLETED"
+  | "RUN_FAILED"
+  | "RUN_CANCELLED";
 
 /** Every event type, in the proto's order. */
 export const EVENT_TYPES: readonly EventType[] = [
@@ -21,6 +26,11 @@ export const EVENT_TYPES: readonly EventType[] = [
   "SESSION_DELETED",
   "TOOL_CALLED",
   "TOOL_COMPLETED",
+  "RUN_STARTED",
+  "RUN_WAITING",
+  "RUN_COMPLETED",
+  "RUN_FAILED",
+  "RUN_CANCELLED",
 ];
 
 /** One event as published on the bus. */

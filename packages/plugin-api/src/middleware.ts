@@ -39,7 +39,9 @@ export type ToolOutcome =
   /** It did not stop within the grace period after its signal fired; its result, if any comes, is dropped. */
   | "abandoned"
   /** A limit ended the run before it could run. */
-  | "skipped";
+  | "skipped"
+  /** A durable run's replica died while it ran and it is not idempotent: it was not run again, and whether it finished is unknown. */
+  | "unknown";
 
 /** One tool call of a run and what came of it. */
 export interface ToolCallRecord {
@@ -72,7 +74,15 @@ export type RunEvent =
   /** A tool call's outcome. */
   | { type: "tool_result"; step: number; record: ToolCallRecord }
   /** A model step ended. */
-  | { type: "step_finished"; step: number; finishReason: string; usage: TokenUsage; toolCalls: number }
+  | {
+      type: "step_finished";
+      step: number;
+      finishReason: string;
+      usage: TokenUsage;
+      toolCalls: number;
+      /** The step's text as streamed; set in a durable run's journal, which keeps no text deltas. */
+      text?: string;
+    }
   | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */

@@ -70,6 +70,14 @@ export const ErrorReason = {
   CANCELLED: "CANCELLED",
   /** INTERNAL: a bug of ours (logged). */
   INTERNAL: "INTERNAL",
+  /** NOT_FOUND: no run with that id (or not the caller's); metadata `run_id`. */
+  RUN_NOT_FOUND: "RUN_NOT_FOUND",
+  /** FAILED_PRECONDITION: the session already has a run going and the request said reject; metadata `session_id`, `run_id`. */
+  SESSION_BUSY: "SESSION_BUSY",
+  /** ABORTED: this replica no longer owns the run (its lease ended and another took it over). */
+  RUN_NOT_OWNED: "RUN_NOT_OWNED",
+  /** FAILED_PRECONDITION: the run has finished; metadata `run_id`, `status`. */
+  RUN_FINISHED: "RUN_FINISHED",
 } as const;
 
 /** One of the server's reasons. */

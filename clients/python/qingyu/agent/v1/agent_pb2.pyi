@@ -212,16 +212,18 @@ class Started(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class StepFinished(_message.Message):
-    __slots__ = ["finish_reason", "step", "tool_calls", "usage"]
+    __slots__ = ["finish_reason", "step", "text", "tool_calls", "usage"]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     finish_reason: str
     step: int
+    text: str
     tool_calls: int
     usage: Usage
-    def __init__(self, step: _Optional[int] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., tool_calls: _Optional[int] = ...) -> None: ...
+    def __init__(self, step: _Optional[int] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., tool_calls: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class StepStarted(_message.Message):
     __slots__ = ["step"]

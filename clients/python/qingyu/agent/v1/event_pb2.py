@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bqingyu/agent/v1/event.proto\x12\x0fqingyu.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x05\x45vent\x12\x19\n\x08\x65vent_id\x18\x01 \x01(\tR\x07\x65ventId\x12.\n\x04type\x18\x02 \x01(\x0e\x32\x1a.qingyu.agent.v1.EventTypeR\x04type\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x19\n\x08\x61gent_id\x18\x04 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x06 \x01(\tR\x06userId\x12+\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\"x\n\x10SubscribeRequest\x12\x30\n\x05types\x18\x01 \x03(\x0e\x32\x1a.qingyu.agent.v1.EventTypeR\x05types\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"A\n\x11SubscribeResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.qingyu.agent.v1.EventR\x05\x65vent*\xc4\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_AGENT_STARTED\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_AGENT_COMPLETED\x10\x02\x12\x1d\n\x19\x45VENT_TYPE_ERROR_OCCURRED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_CHECKPOINT_SAVED\x10\x04\x12\"\n\x1e\x45VENT_TYPE_MIDDLEWARE_EXECUTED\x10\x05\x12\x1e\n\x1a\x45VENT_TYPE_SESSION_CREATED\x10\x06\x12\x1e\n\x1a\x45VENT_TYPE_SESSION_DELETED\x10\x07\x12\x1a\n\x16\x45VENT_TYPE_TOOL_CALLED\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_TOOL_COMPLETED\x10\t2d\n\x0c\x45ventService\x12T\n\tSubscribe\x12!.qingyu.agent.v1.SubscribeRequest\x1a\".qingyu.agent.v1.SubscribeResponse0\x01\x42\x44ZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bqingyu/agent/v1/event.proto\x12\x0fqingyu.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x05\x45vent\x12\x19\n\x08\x65vent_id\x18\x01 \x01(\tR\x07\x65ventId\x12.\n\x04type\x18\x02 \x01(\x0e\x32\x1a.qingyu.agent.v1.EventTypeR\x04type\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x19\n\x08\x61gent_id\x18\x04 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x06 \x01(\tR\x06userId\x12+\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x04\x64\x61ta\"x\n\x10SubscribeRequest\x12\x30\n\x05types\x18\x01 \x03(\x0e\x32\x1a.qingyu.agent.v1.EventTypeR\x05types\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"A\n\x11SubscribeResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.qingyu.agent.v1.EventR\x05\x65vent*\xd3\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_TYPE_AGENT_STARTED\x10\x01\x12\x1e\n\x1a\x45VENT_TYPE_AGENT_COMPLETED\x10\x02\x12\x1d\n\x19\x45VENT_TYPE_ERROR_OCCURRED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_CHECKPOINT_SAVED\x10\x04\x12\"\n\x1e\x45VENT_TYPE_MIDDLEWARE_EXECUTED\x10\x05\x12\x1e\n\x1a\x45VENT_TYPE_SESSION_CREATED\x10\x06\x12\x1e\n\x1a\x45VENT_TYPE_SESSION_DELETED\x10\x07\x12\x1a\n\x16\x45VENT_TYPE_TOOL_CALLED\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_TOOL_COMPLETED\x10\t\x12\x1a\n\x16\x45VENT_TYPE_RUN_STARTED\x10\n\x12\x1a\n\x16\x45VENT_TYPE_RUN_WAITING\x10\x0b\x12\x1c\n\x18\x45VENT_TYPE_RUN_COMPLETED\x10\x0c\x12\x19\n\x15\x45VENT_TYPE_RUN_FAILED\x10\r\x12\x1c\n\x18\x45VENT_TYPE_RUN_CANCELLED\x10\x0e\x32\x64\n\x0c\x45ventService\x12T\n\tSubscribe\x12!.qingyu.agent.v1.SubscribeRequest\x1a\".qingyu.agent.v1.SubscribeResponse0\x01\x42\x44ZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qingyu.agent.v1.event_pb2', globals())
@@ -24,13 +24,13 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'ZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1'
   _EVENTTYPE._serialized_start=562
-  _EVENTTYPE._serialized_end=886
+  _EVENTTYPE._serialized_end=1029
   _EVENT._serialized_start=112
   _EVENT._serialized_end=370
   _SUBSCRIBEREQUEST._serialized_start=372
   _SUBSCRIBEREQUEST._serialized_end=492
   _SUBSCRIBERESPONSE._serialized_start=494
   _SUBSCRIBERESPONSE._serialized_end=559
-  _EVENTSERVICE._serialized_start=888
-  _EVENTSERVICE._serialized_end=988
+  _EVENTSERVICE._serialized_start=1031
+  _EVENTSERVICE._serialized_end=1131
 # @@protoc_insertion_point(module_scope)

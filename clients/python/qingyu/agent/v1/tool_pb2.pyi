@@ -14,6 +14,7 @@ TOOL_OUTCOME_INVALID_ARGUMENTS: ToolOutcome
 TOOL_OUTCOME_OK: ToolOutcome
 TOOL_OUTCOME_SKIPPED: ToolOutcome
 TOOL_OUTCOME_TIMEOUT: ToolOutcome
+TOOL_OUTCOME_UNKNOWN: ToolOutcome
 TOOL_OUTCOME_UNSPECIFIED: ToolOutcome
 
 class CallToolRequest(_message.Message):

@@ -1,0 +1,23 @@
+import type { ChatMessage, TokenUsage, ToolCall, ToolCallRecord } from "@qingyu/plugin-api";
+
+/**
+ * Where a run taken over from a replica that died stands, rebuilt from its
+ * journal: what the finished steps said and called, what the finished tools
+ * returned, and what was in flight. The loop goes on from here; nothing
+ * finished is asked or run again.
+ */
+export interface ResumeState {
+  /** What the run added after the user's task: each finished step's assistant message with its calls, and the tool messages. */
+  messages: ChatMessage[];
+  /** The tool calls that ended, in journal order. */
+  records: ToolCallRecord[];
+  /** Finished model steps. */
+  steps: number;
+  usage: TokenUsage;
+  /** The finished steps' text, as a stream of the run would have given it. */
+  output: string;
+  /** Calls dispatched whose end the journal does not have: re-run only when idempotent. */
+  unfinished: { step: number; call: ToolCall }[];
+  /** A step that had started and not finished: it is asked again (step_restarted). */
+  restartedStep?: number;
+}

@@ -1,0 +1,19 @@
+import type { Logger } from "pino";
+import type { SharedClients } from "../clients/shared.ts";
+import type { Config } from "../config/schema.ts";
+import { MemoryRunStore } from "./memory-store.ts";
+import { PostgresRunStore } from "./postgres-store.ts";
+import type { RunStore } from "./types.ts";
+
+/** Which journal config asks for: `auto` is PostgreSQL when sessions live there, else memory. */
+function runStoreKind(config: Config): "memory" | "postgres" {
+  if (config.runs.store !== "auto") return config.runs.store;
+  return config.sessions.store === "postgres" || config.sessions.store === "redis+postgres" ? "postgres" : "memory";
+}
+
+/** The configured runs journal, migrated; memory with a warning that runs die with the process. */
+export async function openRunStore(config: Config, clients: SharedClients, log: Logger): Promise<RunStore> {
+  if (runStoreKind(config) === "postgres") return PostgresRunStore.open(clients.postgres(), { schema: config.sessions.postgresSchema, log });
+  log.warn("durable runs are kept in this process's memory (runs.store): they end with it; use runs.store: postgres for runs that survive a restart");
+  return new MemoryRunStore();
+}

@@ -1,0 +1,296 @@
+import { Code, ConnectError, ErrorReason, type EventBus, type EventType, notFound, withReason } from "@qingyu/plugin-api";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import { codeName, toConnectError } from "../errors.ts";
+import type { CallInfo } from "../executor/context.ts";
+import { TurnRecorder } from "../executor/turn-recorder.ts";
+import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
+import { reasonOf } from "@qingyu/plugin-api";
+import type { SessionManager } from "../sessions/manager.ts";
+import { RunLog } from "./run-log.ts";
+import type { Page } from "../sessions/types.ts";
+import {
+  FINISHED_STATUSES,
+  type CancelMode,
+  type RunFilter,
+  type RunInput,
+  type RunRecord,
+  type RunSettings,
+  type RunStore,
+  type SequencedEvent,
+} from "./types.ts";
+import { watchRun } from "./watch.ts";
+
+/** How runs are kept and owned (config `runs`). */
+interface RunPolicy {
+  /** How long a replica owns a run without renewing; another takes it over after that. */
+  leaseMs: number;
+  /** How often the owner renews its leases and looks for cancels asked on other replicas. */
+  renewEveryMs: number;
+  /** How often a watcher on another replica polls the journal of a live run. */
+  pollMs: number;
+}
+
+/** What the manager is built from; wired in app.ts. */
+export interface RunManagerDeps {
+  store: RunStore;
+  live: LiveRuntime;
+  sessions: SessionManager;
+  events: EventBus;
+  log: Logger;
+  policy: RunPolicy;
+  /** This replica's name in the runs it owns. */
+  replicaId?: string;
+}
+
+const DEFAULT_PAGE = 20;
+const MAX_PAGE = 100;
+
+/** A run this replica is running. */
+interface LocalRun {
+  log: RunLog;
+  controller: AbortController;
+  done: Promise<void>;
+  cancel?: CancelMode;
+}
+
+/**
+ * Durable runs on this replica: starts them (journaled before the first event
+ * is acknowledged), runs them through the current generation's executor with
+ * every step and tool call journaled as it happens, renews their leases, and
+ * answers watches, cancels and reads for any run in the store.
+ */
+export class RunManager {
+  readonly replicaId: string;
+  private readonly local = new Map<string, LocalRun>();
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor(private readonly deps: RunManagerDeps) {
+    this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
+    this.timer = setInterval(() => void this.renew(), deps.policy.renewEveryMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Starts a run, or finds the one the same user's idempotency key started.
+   * The run is in the store, with its `accepted` event, before this resolves.
+   */
+  async start(input: RunInput, settings: RunSettings, headers: CallInfo["header"], idempotencyKey: string): Promise<{ run: RunRecord; created: boolean }> {
+    const { store, policy } = this.deps;
+    const ahead = input.sessionId ? await this.busy(input.sessionId, settings) : [];
+    const id = randomUUID();
+    const { run, created } = await store.create(
+      {
+        id,
+        userId: input.userId,
+        agentId: input.agentId,
+        sessionId: input.sessionId,
+        idempotencyKey,
+        status: ahead.length ? "queued" : "running",
+        input,
+        settings,
+        owner: this.replicaId,
+        leaseMs: policy.leaseMs,
+      },
+      [{ seq: 1, time: Date.now(), event: { type: "accepted" } }],
+    );
+    if (!created) return { run, created };
+    const log = new RunLog(id, this.replicaId, store, run.lastSeq);
+    const controller = new AbortController();
+    const entry: LocalRun = { log, controller, done: Promise.resolve() };
+    this.local.set(id, entry);
+    entry.done = this.execute(run, entry, headers, ahead).finally(() => {
+      this.local.delete(id);
+      log.end();
+    });
+    this.publish("RUN_STARTED", run, {});
+    return { run, created };
+  }
+
+  /** The run, if it exists and `user` ("" for anyone: an admin) may see it. */
+  async get(runId: string, user: string): Promise<RunRecord> {
+    const run = await this.deps.store.get(runId);
+    if (!run || (user && run.userId !== user)) throw withReason(notFound("run", runId), ErrorReason.RUN_NOT_FOUND, { run_id: runId });
+    return run;
+  }
+
+  /** A page of runs, newest first. */
+  list(filter: RunFilter, pageSize: number, pageToken: string): Promise<Page<RunRecord>> {
+    const size = Math.min(Math.max(pageSize || DEFAULT_PAGE, 1), MAX_PAGE);
+    return this.deps.store.list(filter, size, pageToken);
+  }
+
+  /** The run's events after `afterSeq`, then what comes, until it ends or `signal` fires. */
+  watch(run: RunRecord, afterSeq: number, signal: AbortSignal): AsyncIterable<SequencedEvent> {
+    return watchRun(run, afterSeq, signal, { store: this.deps.store, local: (id) => this.local.get(id)?.log, pollMs: this.deps.policy.pollMs });
+  }
+
+  /** Asks the run to stop (its owner acts on it, wherever it runs); the run as it is after. */
+  async cancel(run: RunRecord, mode: CancelMode): Promise<RunRecord> {
+    if (FINISHED_STATUSES.includes(run.status)) throw finished(run);
+    const here = this.local.get(run.id);
+    if (here) {
+      this.stopLocal(here, mode);
+      await here.done;
+    } else if (!(await this.deps.store.requestCancel(run.id, mode))) throw finished((await this.deps.store.get(run.id)) ?? run);
+    return (await this.deps.store.get(run.id)) ?? run;
+  }
+
+  /**
+   * At shutdown: runs going here get `graceMs` to finish, then are interrupted
+   * (what they did is kept) and waited for; then renewing stops.
+   */
+  async close(graceMs = 0): Promise<void> {
+    const going = () => [...this.local.values()].map((r) => r.done);
+    if (graceMs > 0 && this.local.size) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.allSettled(going()), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
+    for (const run of this.local.values()) this.stopLocal(run, "interrupt");
+    await Promise.allSettled(going());
+    clearInterval(this.timer);
+  }
+
+  /** The runs already going in `sessionId`, after applying the start's policy to them. */
+  private async busy(sessionId: string, settings: RunSettings): Promise<RunRecord[]> {
+    const active = await this.deps.store.active(sessionId);
+    if (!active.length) return [];
+    const policy = settings.onSessionBusy;
+    if (policy === "reject") {
+      const error = new ConnectError(`session "${sessionId}" already has a run going (${active[0]!.id}); on_session_busy says reject`, Code.FailedPrecondition);
+      throw withReason(error, ErrorReason.SESSION_BUSY, { session_id: sessionId, run_id: active[0]!.id });
+    }
+    if (policy === "interrupt" || policy === "rollback") for (const run of active) await this.cancel(run, policy).catch(() => undefined);
+    return active;
+  }
+
+  private async execute(run: RunRecord, entry: LocalRun, headers: CallInfo["header"], ahead: RunRecord[]): Promise<void> {
+    const { log } = entry;
+    try {
+      if (ahead.length) {
+        await this.waitFor(ahead, entry.controller.signal);
+        await log.flush({ status: "running" });
+      }
+      const gen = this.deps.live.current;
+      gen.enter();
+      try {
+        const call: CallInfo = { signal: entry.controller.signal, header: headers, ...(run.settings.startedBy ? { principal: run.settings.startedBy } : {}) };
+        // The journal keeps no deltas: each step's text, as it left the onion, goes with its step_finished.
+        let stepText = "";
+        for await (const event of gen.parts.executor.stream(run.input, call)) {
+          if (event.type === "completed") {
+            await log.push(event, { status: "completed", result: event.result, release: true });
+            this.publish("RUN_COMPLETED", run, { runId: run.id, lastSeq: log.lastSeq });
+            return;
+          }
+          if (event.type === "delta") stepText += event.text;
+          else if (event.type === "step_started") stepText = "";
+          await log.push(event.type === "step_finished" ? { ...event, text: stepText } : event);
+        }
+      } finally {
+        gen.leave();
+      }
+    } catch (err) {
+      if (entry.cancel) {
+        // Interrupt keeps the turn so far; rollback (and a run that never got going) keeps nothing.
+        if (entry.cancel === "interrupt")
+          await this.keepPartialTurn(run, log).catch((e: unknown) => this.deps.log.warn({ err: e, run: run.id }, "could not store an interrupted run's turn"));
+        await log.push({ type: "cancelled", mode: entry.cancel }, { status: "cancelled", release: true }).catch((e: unknown) => this.lost(run.id, e));
+        this.publish("RUN_CANCELLED", run, { runId: run.id, mode: entry.cancel });
+        return;
+      }
+      const error = toConnectError(err);
+      if (error.code === Code.Aborted && reasonOf(error)?.reason === ErrorReason.RUN_NOT_OWNED) return this.lost(run.id, error);
+      const failure = { code: error.code, message: error.rawMessage, reason: reasonOf(error)?.reason ?? codeName(error.code) };
+      await log.push({ type: "failed", error: failure }, { status: "failed", error: failure, release: true }).catch((e: unknown) => this.lost(run.id, e));
+      this.publish("RUN_FAILED", run, { runId: run.id, code: codeName(error.code), message: error.rawMessage });
+    }
+  }
+
+  /** Waits until the runs ahead of this one in its session have finished. */
+  private async waitFor(ahead: RunRecord[], signal: AbortSignal): Promise<void> {
+    for (const run of ahead) {
+      for (;;) {
+        signal.throwIfAborted();
+        const local = this.local.get(run.id);
+        if (local) {
+          await local.done;
+          break;
+        }
+        const now = await this.deps.store.get(run.id);
+        if (!now || FINISHED_STATUSES.includes(now.status)) break;
+        await new Promise((r) => setTimeout(r, this.deps.policy.pollMs));
+      }
+    }
+  }
+
+  /** Stores what an interrupted run did (its journaled steps and tool calls) as its turn. */
+  private async keepPartialTurn(run: RunRecord, log: RunLog): Promise<void> {
+    if (!run.sessionId) return;
+    await log.flush();
+    const recorder = new TurnRecorder();
+    const events = await this.deps.store.events(run.id, 0, 100_000);
+    for (const { event } of events)
+      if (event.type !== "accepted" && event.type !== "waiting" && event.type !== "step_restarted" && event.type !== "failed" && event.type !== "cancelled")
+        recorder.see(event);
+    const turn = recorder.messages(run.input.task, {
+      success: false,
+      output: "",
+      model: "",
+      finishReason: "cancelled",
+      usage: { inputTokens: 0, outputTokens: 0 },
+      durationMs: 0,
+      metadata: {},
+    });
+    // A turn that got no further than the task holds nothing worth keeping.
+    if (turn.length > 1 && turn.some((m) => m.role !== "user" && (m.content || m.toolCalls?.length)))
+      await this.deps.sessions.appendTurn(
+        run.sessionId,
+        turn.filter((m) => m.role !== "assistant" || m.content || m.toolCalls?.length),
+      );
+  }
+
+  private stopLocal(run: LocalRun, mode: CancelMode): void {
+    run.cancel ??= mode;
+    run.controller.abort(new ConnectError(`the run was cancelled (${mode})`, Code.Canceled));
+  }
+
+  /** Renews this replica's leases, and acts on cancels asked for elsewhere. */
+  private async renew(): Promise<void> {
+    const ids = [...this.local.keys()];
+    if (!ids.length) return;
+    try {
+      const lost = await this.deps.store.renew(this.replicaId, ids, this.deps.policy.leaseMs);
+      for (const id of lost) {
+        const run = this.local.get(id);
+        if (run) this.lost(id, new Error("lease lost"));
+        run?.controller.abort(new ConnectError("this replica lost the run's lease", Code.Aborted));
+      }
+      for (const id of ids) {
+        const record = await this.deps.store.get(id);
+        const run = this.local.get(id);
+        if (record?.cancelRequested && run) this.stopLocal(run, record.cancelRequested);
+      }
+    } catch (err) {
+      this.deps.log.warn({ err }, "could not renew run leases");
+    }
+  }
+
+  private lost(runId: string, err: unknown): void {
+    this.deps.log.warn({ err, run: runId }, "run no longer owned by this replica; it stops here");
+  }
+
+  private publish(type: EventType, run: RunRecord, data: Record<string, unknown>): void {
+    const { events } = this.deps;
+    if (!events.hasSubscribers(type)) return;
+    events.publish({ type, agentId: run.agentId, sessionId: run.sessionId || undefined, userId: run.userId || undefined, data: { runId: run.id, ...data } });
+  }
+}
+
+function finished(run: RunRecord): ConnectError {
+  return withReason(new ConnectError(`run "${run.id}" has finished (${run.status})`, Code.FailedPrecondition), ErrorReason.RUN_FINISHED, {
+    run_id: run.id,
+    status: run.status,
+  });
+}
