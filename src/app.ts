@@ -25,6 +25,7 @@ import { runService } from "./services/run-service.ts";
 import { RunService } from "./gen/qingyu/agent/v1/run_pb.ts";
 import { openRunStore } from "./runs/open-store.ts";
 import { RunManager } from "./runs/run-manager.ts";
+import { MemoryRunStore } from "./runs/memory-store.ts";
 import type { RunStore } from "./runs/types.ts";
 import { SessionManager } from "./sessions/manager.ts";
 import { openStore } from "./sessions/open-store.ts";
@@ -150,7 +151,15 @@ export class App {
       return assemble(id, next.config, next.baseDir, catalog, shared);
     };
     const live = new LiveRuntime(first, load, events, log);
-    const runs = new RunManager({ store: runStore, live, sessions, events, log: log.child({ component: "runs" }), policy: config.runs });
+    const runs = new RunManager({
+      store: runStore,
+      live,
+      sessions,
+      events,
+      log: log.child({ component: "runs" }),
+      policy: config.runs,
+      handOver: !(runStore instanceof MemoryRunStore),
+    });
     const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName, RunService.typeName]);
     // One per server: both ports map failures the same way and share one throttled outage log.
     const edge = new ErrorEdge(log, new OutageLog(log, 30_000));

@@ -133,7 +133,7 @@ export function agentCall(deps: AgentCallDeps): Terminal {
     const tools = new ToolRunState(run.maxToolCalls, run.maxParallelTools);
     tools.remaining -= records.length;
     const scope = {
-      runId: ctx.callId,
+      runId: ctx.runId,
       agentId: agent.id,
       userId: ctx.userId,
       principal: ctx.principal,
@@ -161,7 +161,13 @@ export function agentCall(deps: AgentCallDeps): Terminal {
           for (const r of settled) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
         }
       }
-      for (;;) {
+      // Resumed after the model's last answer: it completes with that answer, asking nothing again.
+      for (let answered = resume?.answered; ;) {
+        if (answered !== undefined) {
+          finalText = answered;
+          if (run.output) structured = checkAnswer(answered, run.output);
+          break;
+        }
         if (steps >= run.maxSteps) {
           finishReason = "max_steps";
           break;

@@ -30,11 +30,15 @@ export interface CallInfo {
    * (its headers are gone with the replica that had them).
    */
   principal?: Principal;
+  /** The durable run this call is (RunService): its id names the run to tools and keys their calls, the same on every replica. */
+  runId?: string;
 }
 
 /** An AgentContext with the deadline the executor's retries respect. */
 export interface ExecutionContext extends AgentContext {
   readonly deadline: number | undefined;
+  /** The run tools see (ToolContext.runId) and key their calls by: the durable run's id, else the call's. */
+  readonly runId: string;
   /** Set when the run goes on from a journal (a durable run taken over after its replica died). */
   readonly resume?: ResumeState;
   /** This generation's agents (their refusal names an unavailable agent's missing variable). */
@@ -64,6 +68,7 @@ export async function createContext(
 // A class, not an object of closures: one is built for every call.
 class CallAgentContext implements ExecutionContext {
   readonly callId = randomUUID();
+  readonly runId: string;
   agentId: string;
   agent: AgentDefinition | undefined;
   userId: string;
@@ -99,6 +104,7 @@ class CallAgentContext implements ExecutionContext {
     this.options = { ...input.options };
     this.signal = call.signal;
     this.deadline = call.deadline;
+    this.runId = call.runId ?? this.callId;
   }
 
   header(name: string): string | undefined {

@@ -20,4 +20,6 @@ export interface ResumeState {
   unfinished: { step: number; call: ToolCall }[];
   /** A step that had started and not finished: it is asked again (step_restarted). */
   restartedStep?: number;
+  /** The model had already answered (its last finished step called no tool): the run completes with this, asking nothing again. */
+  answered?: string;
 }

@@ -2,6 +2,8 @@ import type { RunLogEvent, RunStore, RunUpdate, SequencedEvent } from "./types.t
 
 /** Types that are written to the journal before they are passed on: the run goes on only once they are kept. */
 const BARRIERS: ReadonlySet<RunLogEvent["type"]> = new Set([
+  // step_started too: a replica that takes the run over must know a step was streaming, to say it restarts.
+  "step_started",
   "step_finished",
   "tool_call",
   "tool_result",

@@ -1,4 +1,4 @@
-import { Code, ConnectError, ErrorReason, type EventBus, type EventType, notFound, withReason } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, type EventBus, type EventType, notFound, type RunEvent, withReason } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { codeName, toConnectError } from "../errors.ts";
@@ -20,6 +20,8 @@ import {
   type SequencedEvent,
 } from "./types.ts";
 import { watchRun } from "./watch.ts";
+import { resumeFromJournal } from "./resume-state.ts";
+import type { ResumeState } from "../executor/resume.ts";
 
 /** How runs are kept and owned (config `runs`). */
 interface RunPolicy {
@@ -41,9 +43,19 @@ export interface RunManagerDeps {
   policy: RunPolicy;
   /** This replica's name in the runs it owns. */
   replicaId?: string;
+  /** The journal is shared (PostgreSQL): at shutdown, runs still going are handed to another replica instead of interrupted. */
+  handOver?: boolean;
 }
 
 const DEFAULT_PAGE = 20;
+// Runs one replica takes over per renewal: a replica that died with many runs is shared out among the others.
+const ADOPT_AT_ONCE = 4;
+
+/** A run going on from its journal. */
+interface Resume {
+  state: ResumeState;
+  events: RunEvent[];
+}
 const MAX_PAGE = 100;
 
 /** A run this replica is running. */
@@ -52,6 +64,8 @@ interface LocalRun {
   controller: AbortController;
   done: Promise<void>;
   cancel?: CancelMode;
+  /** Stopped at shutdown to be taken over by another replica: nothing ends it in the journal. */
+  handedOver?: boolean;
 }
 
 /**
@@ -64,6 +78,7 @@ export class RunManager {
   readonly replicaId: string;
   private readonly local = new Map<string, LocalRun>();
   private readonly timer: ReturnType<typeof setInterval>;
+  private closing = false;
 
   constructor(private readonly deps: RunManagerDeps) {
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
@@ -137,17 +152,25 @@ export class RunManager {
   }
 
   /**
-   * At shutdown: runs going here get `graceMs` to finish, then are interrupted
-   * (what they did is kept) and waited for; then renewing stops.
+   * At shutdown: runs going here get `graceMs` to finish; then, with a shared
+   * journal, they are released for another replica to take over, otherwise
+   * interrupted (what they did is kept); then renewing stops.
    */
   async close(graceMs = 0): Promise<void> {
+    this.closing = true;
     const going = () => [...this.local.values()].map((r) => r.done);
     if (graceMs > 0 && this.local.size) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([Promise.allSettled(going()), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
       clearTimeout(timer);
     }
-    for (const run of this.local.values()) this.stopLocal(run, "interrupt");
+    for (const run of this.local.values()) {
+      if (!this.deps.handOver) this.stopLocal(run, "interrupt");
+      else {
+        run.handedOver = true;
+        run.controller.abort(new ConnectError("this replica is shutting down; another takes the run over", Code.Unavailable));
+      }
+    }
     await Promise.allSettled(going());
     clearInterval(this.timer);
   }
@@ -165,20 +188,28 @@ export class RunManager {
     return active;
   }
 
-  private async execute(run: RunRecord, entry: LocalRun, headers: CallInfo["header"], ahead: RunRecord[]): Promise<void> {
+  private async execute(run: RunRecord, entry: LocalRun, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): Promise<void> {
     const { log } = entry;
     try {
       if (ahead.length) {
         await this.waitFor(ahead, entry.controller.signal);
         await log.flush({ status: "running" });
       }
+      if (resume?.state.restartedStep !== undefined) await log.push({ type: "step_restarted", step: resume.state.restartedStep });
       const gen = this.deps.live.current;
       gen.enter();
       try {
-        const call: CallInfo = { signal: entry.controller.signal, header: headers, ...(run.settings.startedBy ? { principal: run.settings.startedBy } : {}) };
+        const call: CallInfo = {
+          signal: entry.controller.signal,
+          header: headers,
+          runId: run.id,
+          ...(run.settings.startedBy ? { principal: run.settings.startedBy } : {}),
+        };
         // The journal keeps no deltas: each step's text, as it left the onion, goes with its step_finished.
         let stepText = "";
-        for await (const event of gen.parts.executor.stream(run.input, call)) {
+        for await (const event of gen.parts.executor.stream(run.input, call, resume && { state: resume.state, journal: resume.events })) {
+          // A resumed run has started already: its journal says so once.
+          if (resume && event.type === "started") continue;
           if (event.type === "completed") {
             await log.push(event, { status: "completed", result: event.result, release: true });
             this.publish("RUN_COMPLETED", run, { runId: run.id, lastSeq: log.lastSeq });
@@ -192,6 +223,12 @@ export class RunManager {
         gen.leave();
       }
     } catch (err) {
+      if (entry.handedOver) {
+        // What it did is journaled; the lease goes now, so another replica takes it over at once.
+        await log.flush({ release: true }).catch((e: unknown) => this.lost(run.id, e));
+        this.deps.log.info({ run: run.id }, "run handed over at shutdown");
+        return;
+      }
       if (entry.cancel) {
         // Interrupt keeps the turn so far; rollback (and a run that never got going) keeps nothing.
         if (entry.cancel === "interrupt")
@@ -205,6 +242,40 @@ export class RunManager {
       const failure = { code: error.code, message: error.rawMessage, reason: reasonOf(error)?.reason ?? codeName(error.code) };
       await log.push({ type: "failed", error: failure }, { status: "failed", error: failure, release: true }).catch((e: unknown) => this.lost(run.id, e));
       this.publish("RUN_FAILED", run, { runId: run.id, code: codeName(error.code), message: error.rawMessage });
+    }
+  }
+
+  /**
+   * Takes over runs whose replica stopped renewing their lease (it died, or lost
+   * its store), at most a few at a time: each goes on here from its journal.
+   */
+  private async adoptOrphans(): Promise<void> {
+    const { store, policy } = this.deps;
+    for (const orphan of await store.orphans(ADOPT_AT_ONCE)) {
+      if (this.local.has(orphan.id) || !(await store.acquire(orphan.id, this.replicaId, policy.leaseMs))) continue;
+      const run = (await store.get(orphan.id))!;
+      const journal: SequencedEvent[] = [];
+      for (let last = 0; ;) {
+        const page = await store.events(run.id, last, 1000);
+        journal.push(...page);
+        if (page.length < 1000) break;
+        last = page.at(-1)!.seq;
+      }
+      const resume = run.status === "queued" ? undefined : resumeFromJournal(journal);
+      this.deps.log.info(
+        { run: run.id, from: orphan.owner, steps: resume?.state.steps ?? 0, unfinishedTools: resume?.state.unfinished.length ?? 0 },
+        "run taken over",
+      );
+      const ahead =
+        run.status === "queued" && run.sessionId ? (await store.active(run.sessionId)).filter((r) => r.id !== run.id && r.createTime <= run.createTime) : [];
+      const log = new RunLog(run.id, this.replicaId, store, run.lastSeq);
+      const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
+      this.local.set(run.id, entry);
+      // Its headers went with the replica that had them: the principal it started as stands in.
+      entry.done = this.execute(run, entry, () => undefined, ahead, resume).finally(() => {
+        this.local.delete(run.id);
+        log.end();
+      });
     }
   }
 
@@ -256,8 +327,10 @@ export class RunManager {
     run.controller.abort(new ConnectError(`the run was cancelled (${mode})`, Code.Canceled));
   }
 
-  /** Renews this replica's leases, and acts on cancels asked for elsewhere. */
+  /** Renews this replica's leases, acts on cancels asked for elsewhere, and takes over orphaned runs. */
   private async renew(): Promise<void> {
+    // A replica shutting down keeps its leases (its runs are still going) but takes on no more.
+    if (!this.closing) await this.adoptOrphans().catch((err: unknown) => this.deps.log.warn({ err }, "could not look for orphaned runs"));
     const ids = [...this.local.keys()];
     if (!ids.length) return;
     try {

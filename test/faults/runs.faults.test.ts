@@ -1,0 +1,198 @@
+// Durable runs across replicas: three server processes on one PostgreSQL (sessions and the runs
+// journal), the openai provider against one fake upstream that counts model calls, and tools
+// that log every execution. kill -9 of the replica running a run (a) during a model step,
+// (b) between a tool's dispatch and its result: another replica takes the run over after its
+// lease and completes it, asking no finished step again and running no finished tool again;
+// the non-idempotent tool in flight is reported UNKNOWN, the idempotent one is re-sent with the
+// same key. A replica shut down gracefully hands its run over at once.
+import { randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RunService, RunStatus, type RunEvent } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
+import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
+import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.ts";
+import { TestClient } from "../support/grpc-client.ts";
+import { projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
+import { signalGroup } from "../support/process-groups.ts";
+import { serveFile, type ServerProcess } from "../support/server-process.ts";
+import { databaseUrl } from "../support/services.ts";
+
+const R = RunService.method;
+const DATABASE = databaseUrl();
+const schema = `faults_runs_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+const api = JSON.stringify(publicApi);
+
+/** Tools that append one JSON line per execution to `log`: what ran, with which key and attempt. */
+function tools(log: string): Record<string, string> {
+  const tool = (name: string, idempotent: boolean, body: string) => `import { appendFileSync } from "node:fs";
+import { definePlugin } from ${api};
+export default definePlugin({ name: ${JSON.stringify(name)}, kind: "tool", setup: () => ({
+  name: ${JSON.stringify(name)}, description: "", inputSchema: { type: "object" }, idempotent: ${idempotent},
+  execute: (args, ctx) => {
+    appendFileSync(${JSON.stringify(log)}, JSON.stringify({ tool: ${JSON.stringify(name)}, key: ctx.idempotencyKey, attempt: ctx.attempt, pid: process.pid }) + "\\n");
+    ${body}
+  },
+}) });
+`;
+  const holds = `if (ctx.attempt > 1) return "done on attempt " + ctx.attempt;
+    return new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)));`;
+  return {
+    "plugins/counter.mjs": tool("counter", false, `return "counted";`),
+    "plugins/hold.mjs": tool("hold", false, holds),
+    "plugins/hold-idem.mjs": tool("hold_idem", true, holds),
+  };
+}
+
+describe("durable runs across three replicas, kill -9 of the owner", () => {
+  let fake: FakeOpenAI;
+  let dir: string;
+  let toolLog: string;
+  const replicas: ServerProcess[] = [];
+  const clients: TestClient[] = [];
+  const pool = new pg.Pool({ connectionString: DATABASE, max: 1 });
+
+  const start = async (i: number) => {
+    replicas[i] = await serveFile(join(dir, "config.json"), ["--port", "0", "--http-port", "0"]);
+    clients[i] = new TestClient(replicas[i]!.grpcPort);
+  };
+
+  beforeAll(async () => {
+    await pool.query(`create schema ${schema}`);
+    fake = await startFakeOpenAI();
+    dir = projectDir();
+    toolLog = join(dir, "tools.jsonl");
+    writeFiles(dir, tools(toolLog));
+    writeFiles(dir, {
+      "config.json": JSON.stringify({
+        // A short grace: a replica shut down hands its runs over after it.
+        server: { host: "127.0.0.1", shutdownGraceMs: 300 },
+        log: { level: "warn" },
+        postgres: { url: DATABASE },
+        sessions: { store: "postgres", postgresSchema: schema },
+        providers: { llm: { plugin: "openai", options: { baseUrl: fake.url, apiKey: "sk-test" } } },
+        tools: { plugins: ["counter", "hold", "hold_idem"] },
+        agents: [{ id: "clerk", provider: "llm", model: "fake-model", tools: ["counter", "hold", "hold_idem"] }],
+        // A replica that stops renewing loses its runs after a second.
+        runs: { leaseMs: 1000, renewEveryMs: 150, pollMs: 50 },
+      }),
+    });
+    await Promise.all([0, 1, 2].map(start));
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c?.close();
+    await Promise.all(replicas.map((s) => s?.stop("SIGKILL")));
+    await fake?.close();
+    await pool.query(`drop schema ${schema} cascade`).catch(() => undefined);
+    await pool.end();
+    removeProjectDirs();
+  });
+
+  const toolCall = (name: string, id: string) => ({ kind: "json" as const, content: "", toolCalls: [{ id, name, arguments: "{}" }] });
+  const executions = () =>
+    existsSync(toolLog)
+      ? readFileSync(toolLog, "utf8")
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { tool: string; key: string; attempt: number; pid: number })
+      : [];
+
+  /** Starts a background run on replica `i`; its id. */
+  async function background(i: number, task: string): Promise<string> {
+    const [first] = await clients[i]!.collect(
+      clients[i]!.stream(RunService, R.startRun, { execute: { agentId: "clerk", task, userId: "ann" }, options: { background: true } }),
+    );
+    return first!.event!.runId;
+  }
+
+  /** Kills replica `i` as a crash would, and starts a fresh one in its place. */
+  async function crash(i: number): Promise<void> {
+    signalGroup(replicas[i]!.child.pid, "SIGKILL");
+    await replicas[i]!.exited;
+    clients[i]!.close();
+    await start(i);
+  }
+
+  /** The run's whole journal, watched from replica `i` until it ends. */
+  async function watchToEnd(i: number, runId: string): Promise<RunEvent[]> {
+    return (await clients[i]!.collect(clients[i]!.stream(RunService, R.watchRun, { runId, userId: "ann" }, { timeoutMs: 60_000 }))).map((m) => m.event!);
+  }
+
+  it("(a) killed during a model step: the step is asked again elsewhere; the finished step and its tool are not", async () => {
+    const before = fake.requests.length;
+    // Step 1 calls counter; step 2 streams slowly (the kill lands in it); step 2 asked again, fast.
+    fake.enqueue(
+      toolCall("counter", "call_a1"),
+      { kind: "stream", chunks: Array(50).fill("slow "), delayMs: 100 },
+      { kind: "stream", chunks: ["after ", "failover"] },
+    );
+    const runId = await background(0, "count, then talk");
+    await waitFor("step 2 to reach the upstream", () => (fake.requests.length >= before + 2 ? true : undefined), 20_000);
+    await crash(0);
+    const events = await watchToEnd(1, runId);
+    expect(events.at(-1)!.event.case).toBe("completed");
+    const result = events.at(-1)!.event.value as { output: string; steps: number; toolCalls: { outcome: ToolOutcome }[] };
+    expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.OK]);
+    // Three model calls in all: step 1 once, step 2 twice (the one cut short, and the one asked again).
+    expect(fake.requests.length - before).toBe(3);
+    expect(events.filter((e) => e.event.case === "stepRestarted").map((e) => (e.event.value as { step: number }).step)).toEqual([2]);
+    expect(executions().filter((e) => e.key.startsWith(`${runId}:`))).toHaveLength(1);
+    const third = fake.requests[before + 2]!.body as { messages: { role: string; tool_call_id?: string; content: string }[] };
+    expect(third.messages.filter((m) => m.role === "tool")).toEqual([{ role: "tool", tool_call_id: "call_a1", content: "counted" }]);
+    const { run } = await clients[2]!.unary(RunService, R.getRun, { runId, userId: "ann" });
+    expect(run!.status).toBe(RunStatus.COMPLETED);
+    expect(run!.result!.output).toContain("after failover");
+  });
+
+  it("(b) killed between a tool's dispatch and its result: a non-idempotent tool is reported UNKNOWN, an idempotent one re-sent with its key", async () => {
+    for (const [tool, outcome] of [
+      ["hold", ToolOutcome.UNKNOWN],
+      ["hold_idem", ToolOutcome.OK],
+    ] as const) {
+      const before = fake.requests.length;
+      fake.enqueue(toolCall(tool, `call_${tool}`), { kind: "stream", chunks: ["noted"] });
+      const owner = 1;
+      const runId = await background(owner, `run ${tool}`);
+      await waitFor(`${tool} to start`, () => (executions().some((e) => e.key === `${runId}:call_${tool}`) ? true : undefined), 20_000).catch(
+        async (err: unknown) => {
+          const { run } = await clients[0]!.unary(RunService, R.getRun, { runId, userId: "ann" });
+          throw new Error(
+            `${String(err)}: run ${JSON.stringify({ status: run?.status, error: run?.error, executions: executions() })}\n${replicas[owner]!.lines.join("\n")}`,
+          );
+        },
+      );
+      await crash(owner);
+      const events = await watchToEnd(2, runId);
+      expect(events.at(-1)!.event.case).toBe("completed");
+      const result = events.at(-1)!.event.value as { toolCalls: { outcome: ToolOutcome; output: string }[] };
+      expect(result.toolCalls.map((c) => c.outcome)).toEqual([outcome]);
+      const runs = executions().filter((e) => e.key === `${runId}:call_${tool}`);
+      // The non-idempotent tool ran once and is not run again; the idempotent one is re-sent, same key, next attempt.
+      expect(runs.map((e) => e.attempt)).toEqual(tool === "hold" ? [1] : [1, 2]);
+      expect(fake.requests.length - before).toBe(2);
+      const second = fake.requests[before + 1]!.body as { messages: { role: string; content: string }[] };
+      const told = second.messages.find((m) => m.role === "tool")!.content;
+      if (tool === "hold") expect(told).toMatch(/whether it took effect is unknown/);
+      else expect(told).toBe("done on attempt 2");
+    }
+  });
+
+  it("a replica shut down gracefully hands its run over after its grace, without waiting for the lease", async () => {
+    const before = fake.requests.length;
+    fake.enqueue(toolCall("hold", "call_sd"), { kind: "stream", chunks: ["handed over"] });
+    const runId = await background(2, "shutdown");
+    await waitFor("hold to start", () => (executions().some((e) => e.key === `${runId}:call_sd`) ? true : undefined), 20_000);
+    expect(await replicas[2]!.stop()).toBe(0);
+    clients[2]!.close();
+    await start(2);
+    const events = await watchToEnd(0, runId);
+    expect(events.at(-1)!.event.case).toBe("completed");
+    // The tool's signal fired at shutdown: it ended (cancelled), recorded; the model was told and answered.
+    const result = events.at(-1)!.event.value as { toolCalls: { outcome: ToolOutcome }[]; output: string };
+    expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.CANCELLED]);
+    expect(result.output).toBe("handed over");
+    expect(fake.requests.length - before).toBe(2);
+  });
+});
