@@ -11,9 +11,8 @@ function runStoreKind(config: Config): "memory" | "postgres" {
   return config.sessions.store === "postgres" || config.sessions.store === "redis+postgres" ? "postgres" : "memory";
 }
 
-/** The configured runs journal, migrated; memory with a warning that runs die with the process. */
+/** The configured runs journal, migrated (memory: RunManager warns at the first run that it ends with the process). */
 export async function openRunStore(config: Config, clients: SharedClients, log: Logger): Promise<RunStore> {
   if (runStoreKind(config) === "postgres") return PostgresRunStore.open(clients.postgres(), { schema: config.sessions.postgresSchema, log });
-  log.warn("durable runs are kept in this process's memory (runs.store): they end with it; use runs.store: postgres for runs that survive a restart");
   return new MemoryRunStore();
 }

@@ -79,6 +79,7 @@ export class RunManager {
   private readonly local = new Map<string, LocalRun>();
   private readonly timer: ReturnType<typeof setInterval>;
   private closing = false;
+  private warned = false;
 
   constructor(private readonly deps: RunManagerDeps) {
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
@@ -92,6 +93,12 @@ export class RunManager {
    */
   async start(input: RunInput, settings: RunSettings, headers: CallInfo["header"], idempotencyKey: string): Promise<{ run: RunRecord; created: boolean }> {
     const { store, policy } = this.deps;
+    if (!this.deps.handOver && !this.warned) {
+      this.warned = true;
+      this.deps.log.warn(
+        "durable runs are kept in this process's memory (runs.store): they end with it; use a PostgreSQL journal (runs.store: postgres) for runs that survive a restart",
+      );
+    }
     const ahead = input.sessionId ? await this.busy(input.sessionId, settings) : [];
     const id = randomUUID();
     const { run, created } = await store.create(
