@@ -130,8 +130,9 @@ export function agentCall(deps: AgentCallDeps): Terminal {
     const resume = ctx.resume;
     const usage: TokenUsage = resume ? { ...resume.usage } : { inputTokens: 0, outputTokens: 0 };
     const records: ToolCallRecord[] = resume ? [...resume.records] : [];
-    const tools = new ToolRunState(run.maxToolCalls, run.maxParallelTools);
+    const tools = new ToolRunState(run.maxToolCalls, run.maxParallelTools, ctx.runId !== ctx.callId);
     tools.remaining -= records.length;
+    if (resume?.decisions) tools.decisions = resume.decisions;
     const scope = {
       runId: ctx.runId,
       agentId: agent.id,
@@ -157,8 +158,17 @@ export function agentCall(deps: AgentCallDeps): Terminal {
         messages.push(...resume.messages);
         if (resume.unfinished.length) {
           const settled = yield* settleUnfinished(resume.unfinished, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+          if (settled === "parked") return;
           records.push(...settled);
           for (const r of settled) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
+        }
+        if (resume.parked) {
+          // Decided since the run parked: the step's calls are prepared again, the approved ones run.
+          const { step, calls } = resume.parked;
+          const decided = yield* runStepTools(calls, step, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+          if (decided === "parked") return;
+          records.push(...decided);
+          for (const r of decided) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
         }
       }
       // Resumed after the model's last answer: it completes with that answer, asking nothing again.
@@ -223,6 +233,8 @@ export function agentCall(deps: AgentCallDeps): Terminal {
           break;
         }
         const stepRecords = yield* runStepTools(answer.toolCalls, steps, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+        // Parked for a person's approval: no process holds the run; it goes on from the journal once decided.
+        if (stepRecords === "parked") return;
         records.push(...stepRecords);
         for (const r of stepRecords) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
         if (ctx.signal.aborted) throw abortReason(ctx.signal);
@@ -285,13 +297,15 @@ async function* settleUnfinished(
   scope: RunScope,
   hooks: ToolHooks,
   telemetry: Telemetry | undefined,
-): AsyncGenerator<RunEvent, ToolCallRecord[]> {
+): AsyncGenerator<RunEvent, ToolCallRecord[] | "parked"> {
   const out: ToolCallRecord[] = [];
   for (const { step, call } of unfinished) {
     if (toolset.get(call.name)?.tool.idempotent) {
       // Not counted again against maxToolCalls: it was counted when first dispatched.
       state.remaining++;
-      out.push(...(yield* runStepTools([call], step, toolset, state, scope, hooks, telemetry, 2)));
+      const again = yield* runStepTools([call], step, toolset, state, scope, hooks, telemetry, 2);
+      if (again === "parked") return again;
+      out.push(...again);
       continue;
     }
     const record: ToolCallRecord = {

@@ -95,6 +95,7 @@ export class Executor {
       const admitted = call.principal ? Promise.resolve(call.principal) : this.deps.admission?.admittedWith(call);
       if (admitted) ctx.principal = await admitted;
       let started = false;
+      let parked = false;
       let result: AgentRunResult | undefined;
       // Only runs that take steps need their events kept: a plain turn is the task and the output.
       // A resumed run's turn begins with what its journal says the run did before.
@@ -109,6 +110,7 @@ export class Executor {
           result = event.result;
           continue;
         }
+        if (event.type === "waiting") parked = true;
         if (event.type !== "delta" && event.type !== "started") {
           (recorder ??= new TurnRecorder()).see(event);
           if (event.type === "tool_call" || event.type === "tool_result") this.publishTool(ctx, event);
@@ -121,7 +123,11 @@ export class Executor {
         }
         if (event.type !== "started") yield event;
       }
-      if (!result) throw new ConnectError("the pipeline ended without a result", Code.Internal);
+      if (!result) {
+        // A durable run parked for approval ends here for now: its turn is stored when it completes.
+        if (parked) return;
+        throw new ConnectError("the pipeline ended without a result", Code.Internal);
+      }
       if (!started) {
         this.publishStarted(ctx);
         yield { type: "started", model: result.model, agentId: ctx.agentId };

@@ -1,5 +1,14 @@
 import type { ChatMessage, TokenUsage, ToolCall, ToolCallRecord } from "@qingyu/plugin-api";
 
+/** A person's decision on a tool call that needed approval. */
+export interface Decision {
+  approved: boolean;
+  /** Run it with these arguments instead (JSON text; checked against its schema again). */
+  arguments?: string;
+  /** Told to the model with the decision. */
+  message?: string;
+}
+
 /**
  * Where a run taken over from a replica that died stands, rebuilt from its
  * journal: what the finished steps said and called, what the finished tools
@@ -20,6 +29,10 @@ export interface ResumeState {
   unfinished: { step: number; call: ToolCall }[];
   /** A step that had started and not finished: it is asked again (step_restarted). */
   restartedStep?: number;
+  /** A step parked for approval: its calls are prepared again with the decisions made since. */
+  parked?: { step: number; calls: ToolCall[] };
+  /** Every decision made on the run's calls that needed approval, by tool call id. */
+  decisions?: ReadonlyMap<string, Decision>;
   /** The model had already answered (its last finished step called no tool): the run completes with this, asking nothing again. */
   answered?: string;
 }

@@ -2,6 +2,7 @@ import type { AgentContext, Middleware, RunEvent, ToolCall, ToolCallRecord, Tool
 import { SpanKind, SpanStatusCode, context } from "@opentelemetry/api";
 import type { Telemetry } from "../telemetry/setup.ts";
 import type { ToolSet } from "../tools/catalog.ts";
+import type { Decision } from "./resume.ts";
 import { Semaphore } from "./semaphore.ts";
 import { errorText } from "./tool-output.ts";
 import { type DispatchedCall, type RunScope, runToolCall } from "./tool-runner.ts";
@@ -12,12 +13,16 @@ export class ToolRunState {
   remaining: number;
   /** Set once a call was skipped for the budget: the run ends after this step. */
   budgetSpent = false;
+  /** Decisions on calls that needed approval (a resumed durable run's). */
+  decisions: ReadonlyMap<string, Decision> = new Map();
   private readonly running: Semaphore;
   private readonly perTool = new Map<string, Semaphore>();
 
   constructor(
     readonly maxToolCalls: number,
     maxParallel: number,
+    /** The run is durable (RunService): it can park for a person's approval. */
+    readonly durable = false,
   ) {
     this.remaining = maxToolCalls;
     this.running = new Semaphore(maxParallel);
@@ -66,20 +71,40 @@ export async function* runStepTools(
   hooks: ToolHooks,
   telemetry: Telemetry | undefined,
   attempt = 1,
-): AsyncGenerator<RunEvent, ToolCallRecord[]> {
+): AsyncGenerator<RunEvent, ToolCallRecord[] | "parked"> {
   const records = new Array<ToolCallRecord>(calls.length);
   const dispatched: { index: number; call: DispatchedCall }[] = [];
-  for (const [index, call] of calls.entries()) {
-    const prepared = await prepare(call, step, tools, state, hooks, scope);
-    if ("outcome" in prepared) {
-      records[index] = prepared;
-      await observeResult(hooks, prepared, scope);
-      yield { type: "tool_result", step, record: prepared };
+  // Every call is prepared before any is announced: if one waits for a person, none of the step runs yet.
+  const prepared: (DispatchedCall | ToolCallRecord | "approval")[] = [];
+  for (const call of calls) prepared.push(await prepare(call, step, tools, state, hooks, scope));
+  const waiting = calls.filter((_, i) => prepared[i] === "approval");
+  if (waiting.length) {
+    yield { type: "waiting", step, calls: [...calls], pending: waiting.map((c) => ({ toolCallId: c.id, reason: "approval" as const })) };
+    return "parked";
+  }
+  for (const [index, ready] of prepared.entries()) {
+    if (ready === "approval") continue;
+    if ("outcome" in ready) {
+      records[index] = ready;
+      await observeResult(hooks, ready, scope);
+      yield { type: "tool_result", step, record: ready };
+      continue;
+    }
+    if (state.remaining <= 0) {
+      state.budgetSpent = true;
+      const skipped: ToolCallRecord = {
+        ...refusal(calls[index]!, step),
+        outcome: "skipped",
+        output: `not run: the run reached its limit of ${state.maxToolCalls} tool calls (limits.maxToolCalls)`,
+      };
+      records[index] = skipped;
+      await observeResult(hooks, skipped, scope);
+      yield { type: "tool_result", step, record: skipped };
       continue;
     }
     state.remaining--;
-    dispatched.push({ index, call: attempt === 1 ? prepared : { ...prepared, attempt } });
-    yield { type: "tool_call", step, call: { id: prepared.id, name: prepared.ready.tool.name, arguments: prepared.argumentsJson } };
+    dispatched.push({ index, call: attempt === 1 ? ready : { ...ready, attempt } });
+    yield { type: "tool_call", step, call: { id: ready.id, name: ready.ready.tool.name, arguments: ready.argumentsJson } };
   }
   // Finished calls queue here; the generator yields them in the order they finish.
   const done: { index: number; record: ToolCallRecord }[] = [];
@@ -112,20 +137,8 @@ async function prepare(
   state: ToolRunState,
   hooks: ToolHooks,
   scope: RunScope,
-): Promise<DispatchedCall | ToolCallRecord> {
-  const refused = (outcome: ToolOutcome, output: string, args = call.arguments): ToolCallRecord => ({
-    id: call.id,
-    name: call.name,
-    arguments: args,
-    step,
-    outcome,
-    output,
-    durationMs: 0,
-  });
-  if (state.remaining <= 0) {
-    state.budgetSpent = true;
-    return refused("skipped", `not run: the run reached its limit of ${state.maxToolCalls} tool calls (limits.maxToolCalls)`);
-  }
+): Promise<DispatchedCall | ToolCallRecord | "approval"> {
+  const refused = (outcome: ToolOutcome, output: string, args = call.arguments): ToolCallRecord => ({ ...refusal(call, step, args), outcome, output });
   const ready = tools.get(call.name);
   if (!ready) {
     const offered = tools.tools.map((t) => t.tool.name).join(", ");
@@ -151,7 +164,29 @@ async function prepare(
   }
   const problems = ready.check(args.value);
   if (problems.length) return refused("invalid_arguments", `arguments do not match the tool's input schema: ${problems.join("; ")}`, argumentsJson);
+  if (ready.tool.needsApproval) {
+    if (!state.durable)
+      return refused("denied", "not run: it needs a person's approval, which only a durable run (RunService.StartRun) can wait for", argumentsJson);
+    const decision = state.decisions.get(call.id);
+    if (!decision) return "approval";
+    if (!decision.approved)
+      return refused("denied", `refused by the person asked to approve it${decision.message ? `: ${decision.message}` : ""}`, argumentsJson);
+    if (decision.arguments) {
+      // The approver's arguments are checked as the model's are.
+      argumentsJson = decision.arguments;
+      args = parseArguments(argumentsJson);
+      if (args.error) return refused("invalid_arguments", `the approver's arguments: ${args.error}`, argumentsJson);
+      const again = ready.check(args.value);
+      if (again.length)
+        return refused("invalid_arguments", `the approver's arguments do not match the tool's input schema: ${again.join("; ")}`, argumentsJson);
+    }
+  }
   return { ready, id: call.id, step, argumentsJson, args: args.value };
+}
+
+/** A record of `call` that did not run (its outcome and output filled in by the caller). */
+function refusal(call: ToolCall, step: number, args = call.arguments): Omit<ToolCallRecord, "outcome" | "output"> {
+  return { id: call.id, name: call.name, arguments: args, step, durationMs: 0 };
 }
 
 function parseArguments(json: string): { value?: unknown; error?: string } {

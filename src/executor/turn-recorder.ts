@@ -32,6 +32,15 @@ export class TurnRecorder {
         // Replayed from a run's journal, a step has no deltas: its text comes whole.
         if (event.text !== undefined && !this.current?.text) this.step(event.step).text = event.text;
         break;
+      case "waiting": {
+        // A parked step's calls, in the model's order: their results come once the run goes on.
+        const step = this.step(event.step);
+        for (const call of event.calls) {
+          if (!step.calls.has(call.id)) step.order.push(call.id);
+          step.calls.set(call.id, call);
+        }
+        break;
+      }
       case "tool_call": {
         const step = this.step(event.step);
         if (!step.calls.has(event.call.id)) step.order.push(event.call.id);

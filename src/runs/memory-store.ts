@@ -1,8 +1,10 @@
 import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
+import { decidePending } from "./pending.ts";
 import { decodePageToken, encodePageToken } from "../sessions/page-token.ts";
 import type { Page } from "../sessions/types.ts";
 import {
   FINISHED_STATUSES,
+  type Decision,
   type CancelMode,
   type NewRun,
   type RunFilter,
@@ -122,6 +124,20 @@ export class MemoryRunStore implements RunStore {
         .slice(0, limit)
         .map(copy),
     );
+  }
+
+  decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent"> {
+    const run = this.runs.get(runId);
+    if (!run) return Promise.resolve("absent");
+    const outcome = decidePending(run.pending, toolCallId, structuredClone(decision));
+    // A decision after the run went on (or ended) finds its call decided: that is a repeat, not an error.
+    if (run.status !== "waiting" && outcome.result === "decided") return Promise.resolve("absent");
+    if (outcome.result === "decided") {
+      run.pending = outcome.pending;
+      run.updateTime = this.now();
+      if (outcome.ready) run.status = "running";
+    }
+    return Promise.resolve(outcome.result);
   }
 
   requestCancel(runId: string, mode: CancelMode): Promise<boolean> {

@@ -108,6 +108,13 @@ export function runSql(schema: string) {
       where id = $1::uuid and status in ${UNFINISHED}
       returning id`,
 
+    // A decision: the row locked while its pending list is read, changed in code, and written back.
+    lockPending: `select status, pending from ${q}.runs where id = $1::uuid for update`,
+    setPending: `
+      update ${q}.runs set pending = $2::json, update_time = ${NOW_MS},
+        status = case when $3::boolean then 'running' else status end
+      where id = $1::uuid`,
+
     // Cascades to the journals.
     prune: `delete from ${q}.runs where status in ${FINISHED} and update_time < to_timestamp($1::float8 / 1000)`,
   };

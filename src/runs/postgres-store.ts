@@ -4,9 +4,10 @@ import { runMigrations } from "../db/migrate.ts";
 import { decodePageToken, encodePageToken } from "../sessions/page-token.ts";
 import type { Page } from "../sessions/types.ts";
 import { journaled, notOwned } from "./memory-store.ts";
+import { decidePending } from "./pending.ts";
 import { runsMigrationComponent, runsMigrations } from "./postgres-migrations.ts";
 import { runSql, toRunStoreError, type RunSql } from "./postgres-sql.ts";
-import type { CancelMode, NewRun, RunFilter, RunRecord, RunStatus, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
+import type { CancelMode, Decision, NewRun, PendingCall, RunFilter, RunRecord, RunStatus, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
 
 /** Settings of a PostgreSQL run store. */
 export interface PostgresRunStoreSettings {
@@ -144,6 +145,33 @@ export class PostgresRunStore implements RunStore {
 
   async orphans(limit: number): Promise<RunRecord[]> {
     return (await this.query(this.sql.orphans, [Math.max(0, Math.floor(limit))])).map(toRecord);
+  }
+
+  async decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent"> {
+    if (!UUID.test(runId)) return "absent";
+    // Rare and small: a row lock and the pending list decided in code, in one transaction.
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw toRunStoreError(err);
+    });
+    try {
+      await client.query("begin");
+      const rows = (await client.query<Row>(this.sql.lockPending, [runId])).rows;
+      const found = rows[0] ? decidePending(rows[0].pending as PendingCall[], toolCallId, decision) : undefined;
+      // A decision after the run went on (or ended) finds its call decided: that is a repeat, not an error.
+      const outcome = found && rows[0]!.status !== "waiting" && found.result === "decided" ? { ...found, result: "absent" as const } : found;
+      if (!outcome || outcome.result !== "decided") {
+        await client.query("rollback");
+        return outcome?.result ?? "absent";
+      }
+      await client.query(this.sql.setPending, [runId, JSON.stringify(outcome.pending), outcome.ready]);
+      await client.query("commit");
+      return "decided";
+    } catch (err) {
+      await client.query("rollback").catch(() => undefined);
+      throw toRunStoreError(err);
+    } finally {
+      client.release();
+    }
   }
 
   async requestCancel(runId: string, mode: CancelMode): Promise<boolean> {

@@ -11,6 +11,8 @@ import { RunLog } from "./run-log.ts";
 import type { Page } from "../sessions/types.ts";
 import {
   FINISHED_STATUSES,
+  type Decision,
+  type PendingCall,
   type CancelMode,
   type RunFilter,
   type RunInput,
@@ -154,6 +156,12 @@ export class RunManager {
     if (here) {
       this.stopLocal(here, mode);
       await here.done;
+    } else if (run.status === "waiting" && (await this.deps.store.acquire(run.id, this.replicaId, this.deps.policy.leaseMs))) {
+      // Parked, no owner: this replica ends it.
+      const log = new RunLog(run.id, this.replicaId, this.deps.store, run.lastSeq);
+      if (mode === "interrupt") await this.keepPartialTurn(run, log);
+      await log.push({ type: "cancelled", mode }, { status: "cancelled", release: true });
+      this.publish("RUN_CANCELLED", run, { runId: run.id, mode });
     } else if (!(await this.deps.store.requestCancel(run.id, mode))) throw finished((await this.deps.store.get(run.id)) ?? run);
     return (await this.deps.store.get(run.id)) ?? run;
   }
@@ -222,6 +230,17 @@ export class RunManager {
             this.publish("RUN_COMPLETED", run, { runId: run.id, lastSeq: log.lastSeq });
             return;
           }
+          if (event.type === "waiting") {
+            // Parked: the lease goes, no process holds the run; a decision on any replica wakes it.
+            const pending: PendingCall[] = event.pending.map((p) => ({
+              step: event.step,
+              call: event.calls.find((c) => c.id === p.toolCallId)!,
+              reason: p.reason,
+            }));
+            await log.push(event, { status: "waiting", pending, release: true });
+            this.publish("RUN_WAITING", run, { runId: run.id, toolCallIds: pending.map((p) => p.call.id) });
+            return;
+          }
           if (event.type === "delta") stepText += event.text;
           else if (event.type === "step_started") stepText = "";
           await log.push(event.type === "step_finished" ? { ...event, text: stepText } : event);
@@ -257,32 +276,54 @@ export class RunManager {
    * its store), at most a few at a time: each goes on here from its journal.
    */
   private async adoptOrphans(): Promise<void> {
+    for (const orphan of await this.deps.store.orphans(ADOPT_AT_ONCE)) await this.takeOver(orphan.id, orphan.owner);
+  }
+
+  /** Takes one run over, when no live replica holds it, and goes on with it here from its journal. */
+  private async takeOver(runId: string, from?: string): Promise<void> {
     const { store, policy } = this.deps;
-    for (const orphan of await store.orphans(ADOPT_AT_ONCE)) {
-      if (this.local.has(orphan.id) || !(await store.acquire(orphan.id, this.replicaId, policy.leaseMs))) continue;
-      const run = (await store.get(orphan.id))!;
-      const journal: SequencedEvent[] = [];
-      for (let last = 0; ;) {
-        const page = await store.events(run.id, last, 1000);
-        journal.push(...page);
-        if (page.length < 1000) break;
-        last = page.at(-1)!.seq;
-      }
-      const resume = run.status === "queued" ? undefined : resumeFromJournal(journal);
-      this.deps.log.info(
-        { run: run.id, from: orphan.owner, steps: resume?.state.steps ?? 0, unfinishedTools: resume?.state.unfinished.length ?? 0 },
-        "run taken over",
+    if (this.local.has(runId) || !(await store.acquire(runId, this.replicaId, policy.leaseMs))) return;
+    const run = (await store.get(runId))!;
+    const journal = await this.journal(run.id);
+    const resume = run.status === "queued" ? undefined : resumeFromJournal(journal, run.pending);
+    this.deps.log.info({ run: run.id, from, steps: resume?.state.steps ?? 0, unfinishedTools: resume?.state.unfinished.length ?? 0 }, "run taken over");
+    const ahead =
+      run.status === "queued" && run.sessionId ? (await store.active(run.sessionId)).filter((r) => r.id !== run.id && r.createTime <= run.createTime) : [];
+    const log = new RunLog(run.id, this.replicaId, store, run.lastSeq);
+    const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
+    this.local.set(run.id, entry);
+    // Its headers went with the replica that had them: the principal it started as stands in.
+    entry.done = this.execute(run, entry, () => undefined, ahead, resume).finally(() => {
+      this.local.delete(run.id);
+      log.end();
+    });
+  }
+
+  /** Decides a call a parked run waits on; the run goes on here at once when that was the last one. */
+  async decide(run: RunRecord, toolCallId: string, decision: Decision): Promise<{ decided: boolean; run: RunRecord }> {
+    const outcome = await this.deps.store.decide(run.id, toolCallId, decision);
+    if (outcome === "absent") {
+      throw withReason(
+        new ConnectError(`run "${run.id}" waits on no tool call "${toolCallId}" (${run.status})`, Code.FailedPrecondition),
+        ErrorReason.RUN_NOT_WAITING,
+        {
+          run_id: run.id,
+          tool_call_id: toolCallId,
+        },
       );
-      const ahead =
-        run.status === "queued" && run.sessionId ? (await store.active(run.sessionId)).filter((r) => r.id !== run.id && r.createTime <= run.createTime) : [];
-      const log = new RunLog(run.id, this.replicaId, store, run.lastSeq);
-      const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
-      this.local.set(run.id, entry);
-      // Its headers went with the replica that had them: the principal it started as stands in.
-      entry.done = this.execute(run, entry, () => undefined, ahead, resume).finally(() => {
-        this.local.delete(run.id);
-        log.end();
-      });
+    }
+    const now = (await this.deps.store.get(run.id)) ?? run;
+    if (outcome === "decided" && now.status === "running" && !now.owner) await this.takeOver(run.id);
+    return { decided: outcome === "decided", run: (await this.deps.store.get(run.id)) ?? now };
+  }
+
+  private async journal(runId: string): Promise<SequencedEvent[]> {
+    const out: SequencedEvent[] = [];
+    for (let last = 0; ;) {
+      const page = await this.deps.store.events(runId, last, 1000);
+      out.push(...page);
+      if (page.length < 1000) return out;
+      last = page.at(-1)!.seq;
     }
   }
 

@@ -28,6 +28,9 @@ export interface RunSettings {
   startedBy?: Principal;
 }
 
+import type { Decision } from "../executor/resume.ts";
+export type { Decision };
+
 /** A tool call a parked run waits on. */
 export interface PendingCall {
   step: number;
@@ -35,6 +38,8 @@ export interface PendingCall {
   reason: "approval" | "caller";
   /** Epoch ms after which an undecided approval is refused. */
   expireAt?: number;
+  /** Set once decided: the first decision stands. */
+  decision?: Decision;
 }
 
 /** How a run failed, as its RunFailed event says. */
@@ -52,12 +57,7 @@ export type CancelMode = "interrupt" | "rollback";
  * its acceptance, parking, a step asked again after failover, failure and cancel.
  */
 export type RunLogEvent =
-  | RunEvent
-  | { type: "accepted" }
-  | { type: "waiting"; pending: PendingCall[] }
-  | { type: "step_restarted"; step: number }
-  | { type: "failed"; error: RunError }
-  | { type: "cancelled"; mode: CancelMode };
+  RunEvent | { type: "accepted" } | { type: "step_restarted"; step: number } | { type: "failed"; error: RunError } | { type: "cancelled"; mode: CancelMode };
 
 /** An event with its place in the run: `seq` counts every event from 1, text deltas too. */
 export interface SequencedEvent {
@@ -147,6 +147,13 @@ export interface RunStore {
   renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<string[]>;
   /** Runs running or queued whose lease ended (their replica died), oldest first, at most `limit`. */
   orphans(limit: number): Promise<RunRecord[]>;
+  /**
+   * Decides one pending call of a waiting run, once: "decided" (and when it was the
+   * last undecided one, the run becomes running with no owner, for any replica to take
+   * over), "already" when it had been decided (also after the run went on or ended),
+   * "absent" when the run has no such undecided call.
+   */
+  decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent">;
   /** Records a cancel for the owner to act on (any replica); false when the run has finished. */
   requestCancel(runId: string, mode: CancelMode): Promise<boolean>;
   /** Deletes finished runs last updated before `before` (epoch ms) and their journals; how many. */

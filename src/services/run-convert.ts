@@ -84,8 +84,10 @@ export function toRunEvent(e: SequencedEvent, run: RunRecord): RunEvent {
   switch (event.type) {
     case "accepted":
       return create(RunEventSchema, { ...base, event: { case: "accepted", value: { run: toRun(run) } } });
-    case "waiting":
-      return create(RunEventSchema, { ...base, event: { case: "waiting", value: { pending: event.pending.map(toPending) } } });
+    case "waiting": {
+      const pending = event.pending.map((p) => ({ step: event.step, call: event.calls.find((c) => c.id === p.toolCallId)!, reason: p.reason }));
+      return create(RunEventSchema, { ...base, event: { case: "waiting", value: { pending: pending.map(toPending) } } });
+    }
     case "step_restarted":
       return create(RunEventSchema, { ...base, event: { case: "stepRestarted", value: { step: event.step } } });
     case "failed":

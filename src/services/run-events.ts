@@ -1,4 +1,4 @@
-import type { RunEvent, ToolCallRecord, ToolOutcome as Outcome } from "@qingyu/plugin-api";
+import { Code, ConnectError, type RunEvent, type ToolCallRecord, type ToolOutcome as Outcome } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
 import { ExecuteStreamResponseSchema, type ExecuteStreamResponse, type ToolResult } from "../gen/qingyu/agent/v1/agent_pb.ts";
 import { ToolOutcome } from "../gen/qingyu/agent/v1/tool_pb.ts";
@@ -60,6 +60,9 @@ export function toStreamResponse(event: RunEvent, input: ExecuteInput): ExecuteS
       });
     case "tool_result":
       return create(ExecuteStreamResponseSchema, { event: { case: "toolResult", value: toToolResult(event.record) } });
+    case "waiting":
+      // Only durable runs park (RunService); Execute refuses tools that need approval before any could.
+      throw new ConnectError("a run parked outside RunService", Code.Internal);
     case "step_finished":
       return create(ExecuteStreamResponseSchema, {
         event: {

@@ -7,6 +7,7 @@ import {
   ListRunsResponseSchema,
   RunService,
   StartRunResponseSchema,
+  SubmitApprovalResponseSchema,
   WatchRunResponseSchema,
 } from "../gen/qingyu/agent/v1/run_pb.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
@@ -19,6 +20,9 @@ import { fromProtoCancel, fromProtoStatus, toRun, toRunEvent, toRunSettings } fr
 import { admitted, type Admitted } from "./scope.ts";
 
 const SERVICE = RunService.typeName;
+// What an approver may send: arguments as big as a tool's, a note for the model.
+const MAX_ARGUMENTS = 64 * 1024;
+const MAX_MESSAGE = 4096;
 
 /**
  * RunService: durable runs. Each RPC passes the pipeline's admit hooks; a run
@@ -81,6 +85,21 @@ export function runService(runs: RunManager, live: LiveRuntime): ServiceImpl<typ
       return admitted(live, call, { service: SERVICE, method: "GetRun", userId: ids.user(req.userId) }, async (a) => {
         if (!runId) throw invalidArgument("run_id", "is required");
         return create(GetRunResponseSchema, { run: toRun(await runs.get(runId, runOwner(a, a.user))) });
+      });
+    },
+
+    submitApproval(req, call) {
+      const runId = ids.run(req.runId);
+      const toolCallId = ids.key(req.toolCallId, "tool_call_id");
+      if (req.arguments.length > MAX_ARGUMENTS) throw invalidArgument("arguments", `is longer than ${MAX_ARGUMENTS} characters`);
+      if (req.message.length > MAX_MESSAGE) throw invalidArgument("message", `is longer than ${MAX_MESSAGE} characters`);
+      return admitted(live, call, { service: SERVICE, method: "SubmitApproval", userId: ids.user(req.userId) }, async (a) => {
+        if (!runId) throw invalidArgument("run_id", "is required");
+        if (!toolCallId) throw invalidArgument("tool_call_id", "is required");
+        const run = await runs.get(runId, runOwner(a, a.user));
+        const decision = { approved: req.approved, ...(req.arguments ? { arguments: req.arguments } : {}), ...(req.message ? { message: req.message } : {}) };
+        const { decided, run: after } = await runs.decide(run, toolCallId, decision);
+        return create(SubmitApprovalResponseSchema, { decided, run: toRun(after) });
       });
     },
 

@@ -2,9 +2,10 @@
 // StartRun attached and in the background, dense sequence numbers, WatchRun replay and follow,
 // idempotent starts, cancel (interrupt keeps the turn so far, rollback keeps nothing), and a
 // session's second run rejected or queued.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { CancelMode, OnDisconnect, RunService, RunStatus, SessionBusy, type RunEvent } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
@@ -20,6 +21,15 @@ function plugins(dir: string): Record<string, string> {
     "plugins/weather.mjs": `import { definePlugin } from ${api};
 export default definePlugin({ name: "weather", kind: "tool", setup: () => ({
   name: "weather", description: "", inputSchema: { type: "object" }, execute: (args) => ({ sky: "clear", ...args }),
+}) });
+`,
+    // Needs a person's approval; leaves a file per run so the test counts its executions.
+    "plugins/refund.mjs": `import { appendFileSync } from "node:fs";
+import { definePlugin } from ${api};
+export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
+  name: "refund", description: "", needsApproval: true,
+  inputSchema: { type: "object", properties: { amount: { type: "number" } }, required: ["amount"] },
+  execute: (args, ctx) => { appendFileSync(${JSON.stringify(dir)} + "/refunds.log", ctx.runId + " " + args.amount + "\\n"); return "refunded " + args.amount; },
 }) });
 `,
     // Waits until its signal fires, leaving a file that says it did.
@@ -50,8 +60,8 @@ describe("durable runs through the server", () => {
       "config.json": JSON.stringify({
         server: { host: "127.0.0.1" },
         log: { level: "warn" },
-        tools: { plugins: ["weather", "waiter"] },
-        agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter"] }],
+        tools: { plugins: ["weather", "waiter", "refund"] },
+        agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "refund"] }],
         runs: { renewEveryMs: 100, pollMs: 50 },
       }),
     });
@@ -157,5 +167,65 @@ describe("durable runs through the server", () => {
       if (status !== RunStatus.CANCELLED) await new Promise((r) => setTimeout(r, 50));
     }
     expect(status).toBe(RunStatus.CANCELLED);
+  });
+
+  it("a tool that needs approval parks the run (an inbox lists it); the first decision stands and the run goes on", async () => {
+    const refunds = () => (existsSync(join(dir, "refunds.log")) ? readFileSync(join(dir, "refunds.log"), "utf8").trim().split("\n") : []);
+    const [accepted] = await events(start('!call refund {"amount":5}\nrefund please', { background: true }));
+    const runId = accepted!.runId;
+    let run;
+    for (let i = 0; i < 100; i++) {
+      run = (await client.unary(RunService, R.getRun, { runId, userId: "ann" })).run!;
+      if (run.status === RunStatus.WAITING) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(run!.status).toBe(RunStatus.WAITING);
+    const call = run!.pending[0]!.call!;
+    expect([call.name, call.arguments, run!.pending[0]!.reason]).toEqual(["refund", '{"amount":5}', "approval"]);
+    const inbox = await client.unary(RunService, R.listRuns, { userId: "ann", statuses: [RunStatus.WAITING] });
+    expect(inbox.runs.map((r) => r.runId)).toContain(runId);
+    expect(refunds()).toEqual([]);
+    // The approver lowers the amount; a second decision changes nothing.
+    const first = await client.unary(RunService, R.submitApproval, {
+      runId,
+      userId: "ann",
+      toolCallId: call.toolCallId,
+      approved: true,
+      arguments: '{"amount":3}',
+    });
+    expect(first.decided).toBe(true);
+    const again = await client.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: call.toolCallId, approved: false });
+    expect(again.decided).toBe(false);
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    expect(kinds(all)).toContain("waiting");
+    expect(kinds(all).at(-1)).toBe("completed");
+    const result = all.at(-1)!.event.value as { output: string; toolCalls: { outcome: ToolOutcome; arguments: string }[] };
+    expect(result.toolCalls.map((c) => [c.outcome, c.arguments])).toEqual([[ToolOutcome.OK, '{"amount":3}']]);
+    expect(result.output).toBe("[history=0] refund please\n[refund] refunded 3");
+    expect(refunds()).toEqual([`${runId} 3`]);
+  });
+
+  it("a refusal goes to the model with the approver's message; Execute, which cannot wait, refuses such tools", async () => {
+    const [accepted] = await events(start('!call refund {"amount":500}\nbig refund', { background: true }));
+    const runId = accepted!.runId;
+    let pending;
+    for (let i = 0; i < 100 && !pending; i++) {
+      pending = (await client.unary(RunService, R.getRun, { runId, userId: "ann" })).run!.pending[0];
+      if (!pending) await new Promise((r) => setTimeout(r, 50));
+    }
+    await client.unary(RunService, R.submitApproval, {
+      runId,
+      userId: "ann",
+      toolCallId: pending!.call!.toolCallId,
+      approved: false,
+      message: "over the limit",
+    });
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    const result = all.at(-1)!.event.value as { output: string; toolCalls: { outcome: ToolOutcome }[] };
+    expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.DENIED]);
+    expect(result.output).toBe("[history=0] big refund\n[refund] refused by the person asked to approve it: over the limit");
+    const plain = await client.unary(AgentService, AgentService.method.execute, { agentId: "clerk", task: '!call refund {"amount":1}\nnow', userId: "ann" });
+    expect(plain.result!.toolCalls[0]).toMatchObject({ outcome: ToolOutcome.DENIED });
+    expect(plain.result!.toolCalls[0]!.output).toMatch(/only a durable run \(RunService.StartRun\) can wait for/);
   });
 });

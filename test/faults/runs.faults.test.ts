@@ -42,6 +42,7 @@ export default definePlugin({ name: ${JSON.stringify(name)}, kind: "tool", setup
     "plugins/counter.mjs": tool("counter", false, `return "counted";`),
     "plugins/hold.mjs": tool("hold", false, holds),
     "plugins/hold-idem.mjs": tool("hold_idem", true, holds),
+    "plugins/approve.mjs": tool("approve", false, `return "approved and done";`).replace("idempotent: false,", "idempotent: false, needsApproval: true,"),
   };
 }
 
@@ -72,8 +73,8 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
         postgres: { url: DATABASE },
         sessions: { store: "postgres", postgresSchema: schema },
         providers: { llm: { plugin: "openai", options: { baseUrl: fake.url, apiKey: "sk-test" } } },
-        tools: { plugins: ["counter", "hold", "hold_idem"] },
-        agents: [{ id: "clerk", provider: "llm", model: "fake-model", tools: ["counter", "hold", "hold_idem"] }],
+        tools: { plugins: ["counter", "hold", "hold_idem", "approve"] },
+        agents: [{ id: "clerk", provider: "llm", model: "fake-model", tools: ["counter", "hold", "hold_idem", "approve"] }],
         // A replica that stops renewing loses its runs after a second.
         runs: { leaseMs: 1000, renewEveryMs: 150, pollMs: 50 },
       }),
@@ -193,6 +194,34 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
     const result = events.at(-1)!.event.value as { toolCalls: { outcome: ToolOutcome }[]; output: string };
     expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.CANCELLED]);
     expect(result.output).toBe("handed over");
+    expect(fake.requests.length - before).toBe(2);
+  });
+
+  it("(c) a run waiting for approval holds no process: every replica restarted, approved on one that did not start it, the tool runs once", async () => {
+    const before = fake.requests.length;
+    fake.enqueue(toolCall("approve", "call_ap"), { kind: "stream", chunks: ["after ", "approval"] });
+    const runId = await background(0, "needs a yes");
+    let run;
+    for (let i = 0; i < 200; i++) {
+      run = (await clients[1]!.unary(RunService, R.getRun, { runId, userId: "ann" })).run!;
+      if (run.status === RunStatus.WAITING) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(run!.status).toBe(RunStatus.WAITING);
+    // Nobody holds it: kill -9 the replica that ran it, restart the others too.
+    await crash(0);
+    for (const i of [1, 2]) {
+      expect(await replicas[i]!.stop()).toBe(0);
+      clients[i]!.close();
+      await start(i);
+    }
+    expect(executions().filter((e) => e.key.startsWith(`${runId}:`))).toEqual([]);
+    const decided = await clients[2]!.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: "call_ap", approved: true });
+    expect(decided.decided).toBe(true);
+    const events = await watchToEnd(1, runId);
+    expect(events.at(-1)!.event.case).toBe("completed");
+    expect((events.at(-1)!.event.value as { output: string }).output).toBe("after approval");
+    expect(executions().filter((e) => e.key.startsWith(`${runId}:`))).toHaveLength(1);
     expect(fake.requests.length - before).toBe(2);
   });
 });

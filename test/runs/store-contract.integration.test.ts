@@ -375,4 +375,41 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       expect(got.error!.message).toBe(odd);
     }),
   );
+
+  it(
+    "decides a waiting run's calls once each; the last decision makes it running with no owner, for any replica to take",
+    withStore(async (store) => {
+      const run = newRun();
+      await store.create(run, accepted());
+      const calls = ["a", "b"].map((id) => ({ step: 1, call: { id, name: "refund", arguments: "{}" }, reason: "approval" as const }));
+      await store.append(
+        run.id,
+        OWNER,
+        2,
+        seq(2, [
+          { type: "waiting", step: 1, calls: calls.map((c) => c.call), pending: calls.map((c) => ({ toolCallId: c.call.id, reason: "approval" as const })) },
+        ]),
+        {
+          status: "waiting",
+          pending: calls,
+          release: true,
+        },
+      );
+      expect(await store.decide(run.id, "zzz", { approved: true })).toBe("absent");
+      expect(await store.decide(run.id, "a", { approved: true, arguments: '{"amount":1}' })).toBe("decided");
+      expect(await store.decide(run.id, "a", { approved: false })).toBe("already");
+      expect((await store.get(run.id))!.status).toBe("waiting");
+      expect(await store.decide(run.id, "b", { approved: false, message: "no" })).toBe("decided");
+      const after = (await store.get(run.id))!;
+      expect(after.status).toBe("running");
+      expect(after.owner).toBeUndefined();
+      expect(after.pending.map((p) => p.decision)).toEqual([
+        { approved: true, arguments: '{"amount":1}' },
+        { approved: false, message: "no" },
+      ]);
+      // Once it has gone on, a repeat is still "already", never an error; the run is there for an orphan sweep.
+      expect(await store.decide(run.id, "b", { approved: true })).toBe("already");
+      expect((await store.orphans(100)).map((r) => r.id)).toContain(run.id);
+    }),
+  );
 });

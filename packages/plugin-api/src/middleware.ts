@@ -83,6 +83,11 @@ export type RunEvent =
       /** The step's text as streamed; set in a durable run's journal, which keeps no text deltas. */
       text?: string;
     }
+  /**
+   * A durable run parks: tools of this step need a person's approval first. No
+   * process holds it; the run goes on (from the journal) once they are decided.
+   */
+  | { type: "waiting"; step: number; calls: ToolCall[]; pending: { toolCallId: string; reason: "approval" }[] }
   | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */

@@ -76,6 +76,8 @@ export const ErrorReason = {
   SESSION_BUSY: "SESSION_BUSY",
   /** ABORTED: this replica no longer owns the run (its lease ended and another took it over). */
   RUN_NOT_OWNED: "RUN_NOT_OWNED",
+  /** FAILED_PRECONDITION: a decision on a tool call the run does not wait on; metadata `run_id`, `tool_call_id`. */
+  RUN_NOT_WAITING: "RUN_NOT_WAITING",
   /** FAILED_PRECONDITION: the run has finished; metadata `run_id`, `status`. */
   RUN_FINISHED: "RUN_FINISHED",
 } as const;

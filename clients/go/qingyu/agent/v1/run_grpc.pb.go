@@ -28,6 +28,9 @@ type RunServiceClient interface {
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
 	// ListRuns lists runs by session, user and status, newest first (the runs waiting for approval: an inbox).
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// SubmitApproval decides a tool call a parked run waits on, from any replica, once: a repeat is answered
+	// decided=false (the first decision stands). When no call is left undecided the run goes on.
+	SubmitApproval(ctx context.Context, in *SubmitApprovalRequest, opts ...grpc.CallOption) (*SubmitApprovalResponse, error)
 }
 
 type runServiceClient struct {
@@ -129,6 +132,15 @@ func (c *runServiceClient) ListRuns(ctx context.Context, in *ListRunsRequest, op
 	return out, nil
 }
 
+func (c *runServiceClient) SubmitApproval(ctx context.Context, in *SubmitApprovalRequest, opts ...grpc.CallOption) (*SubmitApprovalResponse, error) {
+	out := new(SubmitApprovalResponse)
+	err := c.cc.Invoke(ctx, "/qingyu.agent.v1.RunService/SubmitApproval", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility
@@ -144,6 +156,9 @@ type RunServiceServer interface {
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
 	// ListRuns lists runs by session, user and status, newest first (the runs waiting for approval: an inbox).
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// SubmitApproval decides a tool call a parked run waits on, from any replica, once: a repeat is answered
+	// decided=false (the first decision stands). When no call is left undecided the run goes on.
+	SubmitApproval(context.Context, *SubmitApprovalRequest) (*SubmitApprovalResponse, error)
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -165,6 +180,9 @@ func (UnimplementedRunServiceServer) GetRun(context.Context, *GetRunRequest) (*G
 }
 func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedRunServiceServer) SubmitApproval(context.Context, *SubmitApprovalRequest) (*SubmitApprovalResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitApproval not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 
@@ -275,6 +293,24 @@ func _RunService_ListRuns_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_SubmitApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).SubmitApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/qingyu.agent.v1.RunService/SubmitApproval",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).SubmitApproval(ctx, req.(*SubmitApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RunService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "qingyu.agent.v1.RunService",
 	HandlerType: (*RunServiceServer)(nil),
@@ -290,6 +326,10 @@ var _RunService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRuns",
 			Handler:    _RunService_ListRuns_Handler,
+		},
+		{
+			MethodName: "SubmitApproval",
+			Handler:    _RunService_SubmitApproval_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

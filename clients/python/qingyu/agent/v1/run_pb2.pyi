@@ -219,6 +219,30 @@ class StepRestarted(_message.Message):
     step: int
     def __init__(self, step: _Optional[int] = ...) -> None: ...
 
+class SubmitApprovalRequest(_message.Message):
+    __slots__ = ["approved", "arguments", "message", "run_id", "tool_call_id", "user_id"]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    approved: bool
+    arguments: str
+    message: str
+    run_id: str
+    tool_call_id: str
+    user_id: str
+    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., approved: bool = ..., arguments: _Optional[str] = ..., message: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class SubmitApprovalResponse(_message.Message):
+    __slots__ = ["decided", "run"]
+    DECIDED_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    decided: bool
+    run: Run
+    def __init__(self, decided: bool = ..., run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
 class WatchRunRequest(_message.Message):
     __slots__ = ["after_seq", "run_id", "user_id"]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]

@@ -8,8 +8,10 @@ from qingyu.agent.v1 import run_pb2 as qingyu_dot_agent_dot_v1_dot_run__pb2
 class RunServiceStub(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
-    cancelled and listed from any replica. (Resume on another replica, approvals, the
-    caller's own tools and a bidirectional Run come next: issue #17.)
+    cancelled and listed from any replica; another replica takes a run over when its
+    replica dies; a run whose tools need a person's approval parks, holding no process,
+    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
+    come next: issue #17.)
     """
 
     def __init__(self, channel):
@@ -43,13 +45,20 @@ class RunServiceStub(object):
                 request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
                 )
+        self.SubmitApproval = channel.unary_unary(
+                '/qingyu.agent.v1.RunService/SubmitApproval',
+                request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.SerializeToString,
+                response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.FromString,
+                )
 
 
 class RunServiceServicer(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
-    cancelled and listed from any replica. (Resume on another replica, approvals, the
-    caller's own tools and a bidirectional Run come next: issue #17.)
+    cancelled and listed from any replica; another replica takes a run over when its
+    replica dies; a run whose tools need a person's approval parks, holding no process,
+    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
+    come next: issue #17.)
     """
 
     def StartRun(self, request, context):
@@ -88,6 +97,14 @@ class RunServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitApproval(self, request, context):
+        """SubmitApproval decides a tool call a parked run waits on, from any replica, once: a repeat is answered
+        decided=false (the first decision stands). When no call is left undecided the run goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +133,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsRequest.FromString,
                     response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsResponse.SerializeToString,
             ),
+            'SubmitApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitApproval,
+                    request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.FromString,
+                    response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'qingyu.agent.v1.RunService', rpc_method_handlers)
@@ -126,8 +148,10 @@ def add_RunServiceServicer_to_server(servicer, server):
 class RunService(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
-    cancelled and listed from any replica. (Resume on another replica, approvals, the
-    caller's own tools and a bidirectional Run come next: issue #17.)
+    cancelled and listed from any replica; another replica takes a run over when its
+    replica dies; a run whose tools need a person's approval parks, holding no process,
+    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
+    come next: issue #17.)
     """
 
     @staticmethod
@@ -212,5 +236,22 @@ class RunService(object):
         return grpc.experimental.unary_unary(request, target, '/qingyu.agent.v1.RunService/ListRuns',
             qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
             qingyu_dot_agent_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SubmitApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/qingyu.agent.v1.RunService/SubmitApproval',
+            qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.SerializeToString,
+            qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
