@@ -99,7 +99,7 @@ describe.each(["node", "python"] as const)("tool calling through the server, wit
     const config = {
       server: { host: "127.0.0.1" },
       log: { level: "warn" },
-      tools: { plugins: ["weather", "waiter", "sleeper"], backends: { billing: { address: backend.address, allow: ["lookup", "slow", "fail"] } } },
+      tools: { plugins: ["weather", "waiter", "sleeper"], backends: { billing: { address: backend.address, allow: ["lookup", "slow", "fail", "silent"] } } },
       agents: [
         { id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "sleeper", "billing__*"], limits: { maxSteps: 4, maxParallelTools: 2 } },
       ],
@@ -156,9 +156,13 @@ describe.each(["node", "python"] as const)("tool calling through the server, wit
     expect(seen.request).toMatchObject({ name: "lookup", userId: "bob", agentId: "clerk", arguments: '{"key":"acct-9"}' });
     expect(seen.request!.idempotencyKey).toMatch(new RegExp(`:${record.toolCallId}$`));
     // A backend tool's error is the model's to read; the run goes on.
-    const failed = await agents.execute({ agentId: "clerk", task: "!call billing__fail {}\nand?" });
+    const failed = await agents.execute({ agentId: "clerk", task: "!call billing__silent {}\nand?" });
     expect(failed.result!.toolCalls[0]!.outcome).toBe(ToolOutcome.ERROR);
+    expect(failed.result!.toolCalls[0]!.output).toMatch(/backend "billing" tool "silent" failed: the stream ended without an output/);
     expect(failed.result!.success).toBe(true);
+    // A backend tool that declares needs_approval is not run by Execute, which cannot wait for a person.
+    const gated = await agents.execute({ agentId: "clerk", task: "!call billing__fail {}\nand?" });
+    expect(gated.result!.toolCalls[0]!.outcome).toBe(ToolOutcome.DENIED);
   });
 
   it("cancel mid-tool reaches the plugin tool's signal and the backend's CallTool", async () => {
