@@ -188,6 +188,8 @@ export const ConfigSchema = z
         renewEveryMs: timerMs.default(5_000),
         /** How often a watcher on another replica than the run's reads its journal for new events. */
         pollMs: timerMs.default(250),
+        /** Finished runs (and their journals) are deleted this long after they ended. */
+        retentionHours: z.number().positive().default(168),
       })
       .prefault({}),
     plugins: z

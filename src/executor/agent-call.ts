@@ -20,6 +20,7 @@ import type { Telemetry } from "../telemetry/setup.ts";
 import type { Terminal } from "../pipeline/types.ts";
 import { withinTokenBudget } from "../sessions/manager.ts";
 import { NO_TOOLS, type ToolCatalog, type ToolSet } from "../tools/catalog.ts";
+import { withCallerTools } from "../tools/caller-tools.ts";
 import type { ExecutionContext } from "./context.ts";
 import { modelStep } from "./model-step.ts";
 import type { RetryPolicy } from "./retry.ts";
@@ -79,7 +80,7 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       const missing = new ConnectError(`agent "${agent.id}" names provider "${agent.provider}", which is not configured`, Code.FailedPrecondition);
       throw withReason(missing, ErrorReason.PROVIDER_NOT_CONFIGURED, { agent_id: agent.id });
     }
-    const toolset = agent.tools?.length && deps.tools ? deps.tools.forAgent(agent, ctx.options.tools) : NO_TOOLS;
+    const toolset = withCallerTools(agent.tools?.length && deps.tools ? deps.tools.forAgent(agent, ctx.options.tools) : NO_TOOLS, ctx.callerTools);
     const run = resolveRunOptions(agent, ctx.options, toolset, provider, deps.outputSchemas);
 
     const { maxHistoryTokens, maxOutputTokens } = agent.limits ?? {};

@@ -1,4 +1,12 @@
-import { type AgentContext, type AgentDefinition, type ChatMessage, type GenerationOptions, invalidArgument, type Principal } from "@qingyu/plugin-api";
+import {
+  type AgentContext,
+  type AgentDefinition,
+  type ChatMessage,
+  type GenerationOptions,
+  invalidArgument,
+  type Principal,
+  type ToolSpec,
+} from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { AgentRegistry } from "../agents/registry.ts";
 import { anonymousSessions, isAnonymous, turnUser } from "../pipeline/acting.ts";
@@ -14,6 +22,8 @@ export interface ExecuteInput {
   userId: string;
   metadata: Record<string, string>;
   options: GenerationOptions;
+  /** Tools the caller runs itself (a durable run's RunOptions.caller_tools): the model may call them; their results come from the caller. */
+  callerTools?: ToolSpec[];
 }
 
 /** What the transport knows about the call. */
@@ -39,6 +49,8 @@ export interface ExecutionContext extends AgentContext {
   readonly deadline: number | undefined;
   /** The run tools see (ToolContext.runId) and key their calls by: the durable run's id, else the call's. */
   readonly runId: string;
+  /** The caller's own tools for this run. */
+  readonly callerTools: readonly ToolSpec[];
   /** Set when the run goes on from a journal (a durable run taken over after its replica died). */
   readonly resume?: ResumeState;
   /** This generation's agents (their refusal names an unavailable agent's missing variable). */
@@ -69,6 +81,7 @@ export async function createContext(
 class CallAgentContext implements ExecutionContext {
   readonly callId = randomUUID();
   readonly runId: string;
+  readonly callerTools: readonly ToolSpec[];
   agentId: string;
   agent: AgentDefinition | undefined;
   userId: string;
@@ -105,6 +118,7 @@ class CallAgentContext implements ExecutionContext {
     this.signal = call.signal;
     this.deadline = call.deadline;
     this.runId = call.runId ?? this.callId;
+    this.callerTools = input.callerTools ?? [];
   }
 
   header(name: string): string | undefined {

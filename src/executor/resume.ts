@@ -7,6 +7,8 @@ export interface Decision {
   arguments?: string;
   /** Told to the model with the decision. */
   message?: string;
+  /** A caller's own tool: what the caller answered (the call is not run here). */
+  result?: { output: string; isError: boolean };
 }
 
 /**

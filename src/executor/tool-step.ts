@@ -4,7 +4,7 @@ import type { Telemetry } from "../telemetry/setup.ts";
 import type { ToolSet } from "../tools/catalog.ts";
 import type { Decision } from "./resume.ts";
 import { Semaphore } from "./semaphore.ts";
-import { errorText } from "./tool-output.ts";
+import { boundedOutput, errorText } from "./tool-output.ts";
 import { type DispatchedCall, type RunScope, runToolCall } from "./tool-runner.ts";
 
 /** What a run's tool calls share across its steps: the caps and the call budget. */
@@ -75,15 +75,15 @@ export async function* runStepTools(
   const records = new Array<ToolCallRecord>(calls.length);
   const dispatched: { index: number; call: DispatchedCall }[] = [];
   // Every call is prepared before any is announced: if one waits for a person, none of the step runs yet.
-  const prepared: (DispatchedCall | ToolCallRecord | "approval")[] = [];
+  const prepared: (DispatchedCall | ToolCallRecord | Parked)[] = [];
   for (const call of calls) prepared.push(await prepare(call, step, tools, state, hooks, scope));
-  const waiting = calls.filter((_, i) => prepared[i] === "approval");
+  const waiting = calls.flatMap((c, i) => (typeof prepared[i] === "string" ? [{ toolCallId: c.id, reason: prepared[i] }] : []));
   if (waiting.length) {
-    yield { type: "waiting", step, calls: [...calls], pending: waiting.map((c) => ({ toolCallId: c.id, reason: "approval" as const })) };
+    yield { type: "waiting", step, calls: [...calls], pending: waiting };
     return "parked";
   }
   for (const [index, ready] of prepared.entries()) {
-    if (ready === "approval") continue;
+    if (typeof ready === "string") continue;
     if ("outcome" in ready) {
       records[index] = ready;
       await observeResult(hooks, ready, scope);
@@ -137,7 +137,7 @@ async function prepare(
   state: ToolRunState,
   hooks: ToolHooks,
   scope: RunScope,
-): Promise<DispatchedCall | ToolCallRecord | "approval"> {
+): Promise<DispatchedCall | ToolCallRecord | Parked> {
   const refused = (outcome: ToolOutcome, output: string, args = call.arguments): ToolCallRecord => ({ ...refusal(call, step, args), outcome, output });
   const ready = tools.get(call.name);
   if (!ready) {
@@ -164,6 +164,12 @@ async function prepare(
   }
   const problems = ready.check(args.value);
   if (problems.length) return refused("invalid_arguments", `arguments do not match the tool's input schema: ${problems.join("; ")}`, argumentsJson);
+  if (ready.caller) {
+    // The caller runs it: its answer, once given, is the result; until then the run waits for it.
+    const answer = state.decisions.get(call.id)?.result;
+    if (!answer) return "caller";
+    return refused(answer.isError ? "error" : "ok", boundedOutput(answer.output, scope.maxOutputBytes), argumentsJson);
+  }
   if (ready.tool.needsApproval) {
     if (!state.durable)
       return refused("denied", "not run: it needs a person's approval, which only a durable run (RunService.StartRun) can wait for", argumentsJson);
@@ -183,6 +189,9 @@ async function prepare(
   }
   return { ready, id: call.id, step, argumentsJson, args: args.value };
 }
+
+/** Why a call cannot be settled yet: a person must approve it, or the caller must answer it. */
+type Parked = "approval" | "caller";
 
 /** A record of `call` that did not run (its outcome and output filled in by the caller). */
 function refusal(call: ToolCall, step: number, args = call.arguments): Omit<ToolCallRecord, "outcome" | "output"> {

@@ -33,6 +33,8 @@ interface RunPolicy {
   renewEveryMs: number;
   /** How often a watcher on another replica polls the journal of a live run. */
   pollMs: number;
+  /** Finished runs are deleted this long after they ended (absent: kept). */
+  retentionHours?: number;
 }
 
 /** What the manager is built from; wired in app.ts. */
@@ -52,6 +54,8 @@ export interface RunManagerDeps {
 const DEFAULT_PAGE = 20;
 // Runs one replica takes over per renewal: a replica that died with many runs is shared out among the others.
 const ADOPT_AT_ONCE = 4;
+// Pruning is one statement over finished runs: every ten minutes is plenty, whatever the renewal rate.
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 /** A run going on from its journal. */
 interface Resume {
@@ -81,6 +85,7 @@ export class RunManager {
   private readonly local = new Map<string, LocalRun>();
   private readonly timer: ReturnType<typeof setInterval>;
   private closing = false;
+  private prunedAt = Date.now();
   private warned = false;
 
   constructor(private readonly deps: RunManagerDeps) {
@@ -222,7 +227,8 @@ export class RunManager {
         };
         // The journal keeps no deltas: each step's text, as it left the onion, goes with its step_finished.
         let stepText = "";
-        for await (const event of gen.parts.executor.stream(run.input, call, resume && { state: resume.state, journal: resume.events })) {
+        const input = run.settings.callerTools.length ? { ...run.input, callerTools: run.settings.callerTools } : run.input;
+        for await (const event of gen.parts.executor.stream(input, call, resume && { state: resume.state, journal: resume.events })) {
           // A resumed run has started already: its journal says so once.
           if (resume && event.type === "started") continue;
           if (event.type === "completed") {
@@ -317,6 +323,29 @@ export class RunManager {
     return { decided: outcome === "decided", run: (await this.deps.store.get(run.id)) ?? now };
   }
 
+  /** Answers calls of the caller's own tools; the run goes on here at once when none is left unanswered. Which ids were taken. */
+  async answer(run: RunRecord, results: readonly { toolCallId: string; output: string; isError: boolean }[]): Promise<{ accepted: string[]; run: RunRecord }> {
+    const accepted: string[] = [];
+    for (const r of results) {
+      const waitsOnIt = run.pending.some((p) => p.call.id === r.toolCallId && p.reason === "caller");
+      if (!waitsOnIt) {
+        throw withReason(
+          new ConnectError(`run "${run.id}" waits on no call "${r.toolCallId}" of the caller's tools`, Code.FailedPrecondition),
+          ErrorReason.RUN_NOT_WAITING,
+          {
+            run_id: run.id,
+            tool_call_id: r.toolCallId,
+          },
+        );
+      }
+      const outcome = await this.deps.store.decide(run.id, r.toolCallId, { approved: true, result: { output: r.output, isError: r.isError } });
+      if (outcome === "decided") accepted.push(r.toolCallId);
+    }
+    const now = (await this.deps.store.get(run.id)) ?? run;
+    if (accepted.length && now.status === "running" && !now.owner) await this.takeOver(run.id);
+    return { accepted, run: (await this.deps.store.get(run.id)) ?? now };
+  }
+
   private async journal(runId: string): Promise<SequencedEvent[]> {
     const out: SequencedEvent[] = [];
     for (let last = 0; ;) {
@@ -324,6 +353,19 @@ export class RunManager {
       out.push(...page);
       if (page.length < 1000) return out;
       last = page.at(-1)!.seq;
+    }
+  }
+
+  /** Deletes finished runs past their retention, at most every PRUNE_EVERY_MS per replica. */
+  private async prune(): Promise<void> {
+    const hours = this.deps.policy.retentionHours;
+    if (hours === undefined || Date.now() - this.prunedAt < PRUNE_EVERY_MS) return;
+    this.prunedAt = Date.now();
+    try {
+      const deleted = await this.deps.store.prune(Date.now() - hours * 3_600_000);
+      if (deleted) this.deps.log.info({ deleted, retentionHours: hours }, "finished runs pruned");
+    } catch (err) {
+      this.deps.log.warn({ err }, "could not prune finished runs");
     }
   }
 
@@ -379,6 +421,7 @@ export class RunManager {
   private async renew(): Promise<void> {
     // A replica shutting down keeps its leases (its runs are still going) but takes on no more.
     if (!this.closing) await this.adoptOrphans().catch((err: unknown) => this.deps.log.warn({ err }, "could not look for orphaned runs"));
+    if (!this.closing) await this.prune();
     const ids = [...this.local.keys()];
     if (!ids.length) return;
     try {

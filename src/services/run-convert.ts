@@ -13,6 +13,8 @@ import {
   type RunOptions,
 } from "../gen/qingyu/agent/v1/run_pb.ts";
 import type { CancelMode, PendingCall, RunRecord, RunSettings, RunStatus, SequencedEvent } from "../runs/types.ts";
+import type { ToolSpec } from "@qingyu/plugin-api";
+import type { ToolSpec as ProtoToolSpec } from "../gen/qingyu/agent/v1/tool_pb.ts";
 import { toAgentResult } from "./convert.ts";
 import { toStreamResponse } from "./run-events.ts";
 
@@ -37,15 +39,29 @@ export function fromProtoCancel(mode: ProtoCancelMode): CancelMode {
   return mode === ProtoCancelMode.ROLLBACK ? "rollback" : "interrupt";
 }
 
+// A caller declares its tools per run: bounded like any request field.
+const MAX_CALLER_TOOLS = 32;
+const MAX_SCHEMA_CHARS = 64 * 1024;
+
+function callerTool(t: ProtoToolSpec, field: string): ToolSpec {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t.name)) throw invalidArgument(`${field}.name`, "must be [A-Za-z0-9_-], 1 to 64 characters");
+  if (t.description.length > MAX_SCHEMA_CHARS) throw invalidArgument(`${field}.description`, `is longer than ${MAX_SCHEMA_CHARS} characters`);
+  const inputSchema = t.inputSchema ?? { type: "object" };
+  if (JSON.stringify(inputSchema).length > MAX_SCHEMA_CHARS) throw invalidArgument(`${field}.input_schema`, `is larger than ${MAX_SCHEMA_CHARS} characters`);
+  return { name: t.name, description: t.description, inputSchema };
+}
+
 /** StartRun's options as the manager takes them. */
 export function toRunSettings(o: RunOptions | undefined): RunSettings {
   const busy = o?.onSessionBusy ?? SessionBusy.UNSPECIFIED;
+  if ((o?.callerTools.length ?? 0) > MAX_CALLER_TOOLS)
+    throw invalidArgument("options.caller_tools", `has ${o!.callerTools.length} tools; at most ${MAX_CALLER_TOOLS}`);
   return {
     background: o?.background ?? false,
     onDisconnect: o?.onDisconnect === OnDisconnect.CANCEL ? "cancel" : "continue",
     onSessionBusy:
       busy === SessionBusy.ENQUEUE ? "enqueue" : busy === SessionBusy.INTERRUPT ? "interrupt" : busy === SessionBusy.ROLLBACK ? "rollback" : "reject",
-    callerTools: [],
+    callerTools: (o?.callerTools ?? []).map((t, i) => callerTool(t, `options.caller_tools[${i}]`)),
   };
 }
 

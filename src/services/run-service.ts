@@ -8,6 +8,7 @@ import {
   RunService,
   StartRunResponseSchema,
   SubmitApprovalResponseSchema,
+  SubmitToolResultsResponseSchema,
   WatchRunResponseSchema,
 } from "../gen/qingyu/agent/v1/run_pb.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
@@ -23,6 +24,7 @@ const SERVICE = RunService.typeName;
 // What an approver may send: arguments as big as a tool's, a note for the model.
 const MAX_ARGUMENTS = 64 * 1024;
 const MAX_MESSAGE = 4096;
+const MAX_RESULTS = 64;
 
 /**
  * RunService: durable runs. Each RPC passes the pipeline's admit hooks; a run
@@ -100,6 +102,22 @@ export function runService(runs: RunManager, live: LiveRuntime): ServiceImpl<typ
         const decision = { approved: req.approved, ...(req.arguments ? { arguments: req.arguments } : {}), ...(req.message ? { message: req.message } : {}) };
         const { decided, run: after } = await runs.decide(run, toolCallId, decision);
         return create(SubmitApprovalResponseSchema, { decided, run: toRun(after) });
+      });
+    },
+
+    submitToolResults(req, call) {
+      const runId = ids.run(req.runId);
+      if (req.results.length > MAX_RESULTS) throw invalidArgument("results", `has ${req.results.length} results; at most ${MAX_RESULTS}`);
+      const results = req.results.map((r, i) => {
+        const output = r.output?.output ?? "";
+        if (output.length > MAX_ARGUMENTS) throw invalidArgument(`results[${i}].output.output`, `is longer than ${MAX_ARGUMENTS} characters`);
+        return { toolCallId: ids.key(r.toolCallId, `results[${i}].tool_call_id`), output, isError: r.output?.isError ?? false };
+      });
+      return admitted(live, call, { service: SERVICE, method: "SubmitToolResults", userId: ids.user(req.userId) }, async (a) => {
+        if (!runId) throw invalidArgument("run_id", "is required");
+        const run = await runs.get(runId, runOwner(a, a.user));
+        const { accepted, run: after } = await runs.answer(run, results);
+        return create(SubmitToolResultsResponseSchema, { accepted, run: toRun(after) });
       });
     },
 

@@ -10,6 +10,8 @@ export interface ReadyTool {
   readonly source: string;
   /** What the provider is given. */
   readonly definition: ToolDefinition;
+  /** A tool the caller runs itself (a durable run's caller_tools): its calls park the run for the caller's answer. */
+  readonly caller?: boolean;
   /** The argument errors, one line each; empty when the arguments match. */
   check(args: unknown): string[];
 }

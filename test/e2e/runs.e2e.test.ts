@@ -11,7 +11,7 @@ import { CancelMode, OnDisconnect, RunService, RunStatus, SessionBusy, type RunE
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
-import { serveFile, type ServerProcess } from "../support/server-process.ts";
+import { runProcess, serveFile, type ServerProcess } from "../support/server-process.ts";
 
 const R = RunService.method;
 const api = JSON.stringify(publicApi);
@@ -227,5 +227,29 @@ describe("durable runs through the server", () => {
     const plain = await client.unary(AgentService, AgentService.method.execute, { agentId: "clerk", task: '!call refund {"amount":1}\nnow', userId: "ann" });
     expect(plain.result!.toolCalls[0]).toMatchObject({ outcome: ToolOutcome.DENIED });
     expect(plain.result!.toolCalls[0]!.output).toMatch(/only a durable run \(RunService.StartRun\) can wait for/);
+  });
+
+  it("a caller's own tool parks the run until the caller answers it, here over Connect JSON with curl", async () => {
+    const callerTools = [
+      { name: "user_location", description: "Where the user is", inputSchema: { type: "object", properties: { precise: { type: "boolean" } } } },
+    ];
+    const [accepted] = await events(start('!call user_location {"precise":true}\nwhere am I?', { background: true, callerTools }));
+    const runId = accepted!.runId;
+    let pending;
+    for (let i = 0; i < 100 && !pending; i++) {
+      pending = (await client.unary(RunService, R.getRun, { runId, userId: "ann" })).run!.pending[0];
+      if (!pending) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([pending!.reason, pending!.call!.name, pending!.call!.arguments]).toEqual(["caller", "user_location", '{"precise":true}']);
+    const body = JSON.stringify({ runId, userId: "ann", results: [{ toolCallId: pending!.call!.toolCallId, output: { output: "Lisbon" } }] });
+    const url = `http://127.0.0.1:${server.httpPort}/qingyu.agent.v1.RunService/SubmitToolResults`;
+    const answered = await runProcess("curl", ["-sS", "-X", "POST", "-H", "content-type: application/json", "--data", body, url]);
+    expect(JSON.parse(answered.stdout)).toMatchObject({ accepted: [pending!.call!.toolCallId], run: { runId } });
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    const result = all.at(-1)!.event.value as { output: string };
+    expect(result.output).toBe("[history=0] where am I?\n[user_location] Lisbon");
+    // Answered again: nothing taken, no error.
+    const again = await runProcess("curl", ["-sS", "-X", "POST", "-H", "content-type: application/json", "--data", body, url]);
+    expect(JSON.parse(again.stdout).accepted ?? []).toEqual([]);
   });
 });

@@ -84,10 +84,10 @@ export type RunEvent =
       text?: string;
     }
   /**
-   * A durable run parks: tools of this step need a person's approval first. No
+   * A durable run parks: tools of this step need a person's approval, or are the caller's own. No
    * process holds it; the run goes on (from the journal) once they are decided.
    */
-  | { type: "waiting"; step: number; calls: ToolCall[]; pending: { toolCallId: string; reason: "approval" }[] }
+  | { type: "waiting"; step: number; calls: ToolCall[]; pending: { toolCallId: string; reason: "approval" | "caller" }[] }
   | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */

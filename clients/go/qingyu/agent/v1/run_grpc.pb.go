@@ -31,6 +31,9 @@ type RunServiceClient interface {
 	// SubmitApproval decides a tool call a parked run waits on, from any replica, once: a repeat is answered
 	// decided=false (the first decision stands). When no call is left undecided the run goes on.
 	SubmitApproval(ctx context.Context, in *SubmitApprovalRequest, opts ...grpc.CallOption) (*SubmitApprovalResponse, error)
+	// SubmitToolResults answers calls of the caller's own tools (RunOptions.caller_tools), from any replica,
+	// once each; when no call is left unanswered the run goes on.
+	SubmitToolResults(ctx context.Context, in *SubmitToolResultsRequest, opts ...grpc.CallOption) (*SubmitToolResultsResponse, error)
 }
 
 type runServiceClient struct {
@@ -141,6 +144,15 @@ func (c *runServiceClient) SubmitApproval(ctx context.Context, in *SubmitApprova
 	return out, nil
 }
 
+func (c *runServiceClient) SubmitToolResults(ctx context.Context, in *SubmitToolResultsRequest, opts ...grpc.CallOption) (*SubmitToolResultsResponse, error) {
+	out := new(SubmitToolResultsResponse)
+	err := c.cc.Invoke(ctx, "/qingyu.agent.v1.RunService/SubmitToolResults", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility
@@ -159,6 +171,9 @@ type RunServiceServer interface {
 	// SubmitApproval decides a tool call a parked run waits on, from any replica, once: a repeat is answered
 	// decided=false (the first decision stands). When no call is left undecided the run goes on.
 	SubmitApproval(context.Context, *SubmitApprovalRequest) (*SubmitApprovalResponse, error)
+	// SubmitToolResults answers calls of the caller's own tools (RunOptions.caller_tools), from any replica,
+	// once each; when no call is left unanswered the run goes on.
+	SubmitToolResults(context.Context, *SubmitToolResultsRequest) (*SubmitToolResultsResponse, error)
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -183,6 +198,9 @@ func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest)
 }
 func (UnimplementedRunServiceServer) SubmitApproval(context.Context, *SubmitApprovalRequest) (*SubmitApprovalResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitApproval not implemented")
+}
+func (UnimplementedRunServiceServer) SubmitToolResults(context.Context, *SubmitToolResultsRequest) (*SubmitToolResultsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitToolResults not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 
@@ -311,6 +329,24 @@ func _RunService_SubmitApproval_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_SubmitToolResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitToolResultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).SubmitToolResults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/qingyu.agent.v1.RunService/SubmitToolResults",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).SubmitToolResults(ctx, req.(*SubmitToolResultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RunService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "qingyu.agent.v1.RunService",
 	HandlerType: (*RunServiceServer)(nil),
@@ -330,6 +366,10 @@ var _RunService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SubmitApproval",
 			Handler:    _RunService_SubmitApproval_Handler,
+		},
+		{
+			MethodName: "SubmitToolResults",
+			Handler:    _RunService_SubmitToolResults_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

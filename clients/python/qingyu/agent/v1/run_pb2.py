@@ -16,7 +16,7 @@ from qingyu.agent.v1 import agent_pb2 as qingyu_dot_agent_dot_v1_dot_agent__pb2
 from qingyu.agent.v1 import tool_pb2 as qingyu_dot_agent_dot_v1_dot_tool__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19qingyu/agent/v1/run.proto\x12\x0fqingyu.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bqingyu/agent/v1/agent.proto\x1a\x1aqingyu/agent/v1/tool.proto\"\xdf\x01\n\nRunOptions\x12\x1e\n\nbackground\x18\x01 \x01(\x08R\nbackground\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x44\n\x0fon_session_busy\x18\x03 \x01(\x0e\x32\x1c.qingyu.agent.v1.SessionBusyR\ronSessionBusy\x12\x42\n\ron_disconnect\x18\x04 \x01(\x0e\x32\x1d.qingyu.agent.v1.OnDisconnectR\x0conDisconnect\"\x83\x01\n\x0fStartRunRequest\x12\x39\n\x07\x65xecute\x18\x01 \x01(\x0b\x32\x1f.qingyu.agent.v1.ExecuteRequestR\x07\x65xecute\x12\x35\n\x07options\x18\x02 \x01(\x0b\x32\x1b.qingyu.agent.v1.RunOptionsR\x07options\"C\n\x10StartRunResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.qingyu.agent.v1.RunEventR\x05\x65vent\"^\n\x0fWatchRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n\tafter_seq\x18\x02 \x01(\x04R\x08\x61\x66terSeq\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"C\n\x10WatchRunResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.qingyu.agent.v1.RunEventR\x05\x65vent\"\xe9\x07\n\x08RunEvent\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n\x03seq\x18\x02 \x01(\x04R\x03seq\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12:\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x0b\x32\x1c.qingyu.agent.v1.RunAcceptedH\x00R\x08\x61\x63\x63\x65pted\x12\x34\n\x07started\x18\x0b \x01(\x0b\x32\x18.qingyu.agent.v1.StartedH\x00R\x07started\x12\x32\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x1a.qingyu.agent.v1.TextDeltaH\x00R\x05\x64\x65lta\x12\x41\n\x0cstep_started\x18\r \x01(\x0b\x32\x1c.qingyu.agent.v1.StepStartedH\x00R\x0bstepStarted\x12N\n\x11tool_call_started\x18\x0e \x01(\x0b\x32 .qingyu.agent.v1.ToolCallStartedH\x00R\x0ftoolCallStarted\x12H\n\x0ftool_call_delta\x18\x0f \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallDeltaH\x00R\rtoolCallDelta\x12=\n\ttool_call\x18\x10 \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallEventH\x00R\x08toolCall\x12>\n\x0btool_result\x18\x11 \x01(\x0b\x32\x1b.qingyu.agent.v1.ToolResultH\x00R\ntoolResult\x12\x44\n\rstep_finished\x18\x12 \x01(\x0b\x32\x1d.qingyu.agent.v1.StepFinishedH\x00R\x0cstepFinished\x12\x37\n\x07waiting\x18\x13 \x01(\x0b\x32\x1b.qingyu.agent.v1.RunWaitingH\x00R\x07waiting\x12G\n\x0estep_restarted\x18\x14 \x01(\x0b\x32\x1e.qingyu.agent.v1.StepRestartedH\x00R\rstepRestarted\x12<\n\tcompleted\x18\x15 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\tcompleted\x12\x34\n\x06\x66\x61iled\x18\x16 \x01(\x0b\x32\x1a.qingyu.agent.v1.RunFailedH\x00R\x06\x66\x61iled\x12=\n\tcancelled\x18\x17 \x01(\x0b\x32\x1d.qingyu.agent.v1.RunCancelledH\x00R\tcancelledB\x07\n\x05\x65vent\"5\n\x0bRunAccepted\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"H\n\nRunWaiting\x12:\n\x07pending\x18\x01 \x03(\x0b\x32 .qingyu.agent.v1.PendingToolCallR\x07pending\"\xa9\x01\n\x0fPendingToolCall\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12-\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x19.qingyu.agent.v1.ToolCallR\x04\x63\x61ll\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"#\n\rStepRestarted\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\"Q\n\tRunFailed\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"?\n\x0cRunCancelled\x12/\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.qingyu.agent.v1.CancelModeR\x04mode\"\x99\x04\n\x03Run\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\x1a.qingyu.agent.v1.RunStatusR\x06status\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x19\n\x08last_seq\x18\x08 \x01(\x04R\x07lastSeq\x12\'\n\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x34\n\x06result\x18\n \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultR\x06result\x12\x30\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x1a.qingyu.agent.v1.RunFailedR\x05\x65rror\x12:\n\x07pending\x18\x0c \x03(\x0b\x32 .qingyu.agent.v1.PendingToolCallR\x07pending\x12\x12\n\x04task\x18\r \x01(\tR\x04task\"s\n\x10\x43\x61ncelRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12/\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.qingyu.agent.v1.CancelModeR\x04mode\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"?\n\rGetRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"\xbd\x01\n\x0fListRunsRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x36\n\x08statuses\x18\x03 \x03(\x0e\x32\x1a.qingyu.agent.v1.RunStatusR\x08statuses\x12\x1b\n\tpage_size\x18\x04 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"d\n\x10ListRunsResponse\x12(\n\x04runs\x18\x01 \x03(\x0b\x32\x14.qingyu.agent.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x01\n\x15SubmitApprovalRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12 \n\x0ctool_call_id\x18\x02 \x01(\tR\ntoolCallId\x12\x1a\n\x08\x61pproved\x18\x03 \x01(\x08R\x08\x61pproved\x12\x1c\n\targuments\x18\x04 \x01(\tR\targuments\x12\x18\n\x07message\x18\x05 \x01(\tR\x07message\x12\x17\n\x07user_id\x18\x06 \x01(\tR\x06userId\"Z\n\x16SubmitApprovalResponse\x12\x18\n\x07\x64\x65\x63ided\x18\x01 \x01(\x08R\x07\x64\x65\x63ided\x12&\n\x03run\x18\x02 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run*\xb9\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x16\n\x12RUN_STATUS_WAITING\x10\x03\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06*\x95\x01\n\x0bSessionBusy\x12\x1c\n\x18SESSION_BUSY_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_BUSY_REJECT\x10\x01\x12\x18\n\x14SESSION_BUSY_ENQUEUE\x10\x02\x12\x1a\n\x16SESSION_BUSY_INTERRUPT\x10\x03\x12\x19\n\x15SESSION_BUSY_ROLLBACK\x10\x04*c\n\x0cOnDisconnect\x12\x1d\n\x19ON_DISCONNECT_UNSPECIFIED\x10\x00\x12\x1a\n\x16ON_DISCONNECT_CONTINUE\x10\x01\x12\x18\n\x14ON_DISCONNECT_CANCEL\x10\x02*^\n\nCancelMode\x12\x1b\n\x17\x43\x41NCEL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41NCEL_MODE_INTERRUPT\x10\x01\x12\x18\n\x14\x43\x41NCEL_MODE_ROLLBACK\x10\x02\x32\x85\x04\n\nRunService\x12Q\n\x08StartRun\x12 .qingyu.agent.v1.StartRunRequest\x1a!.qingyu.agent.v1.StartRunResponse0\x01\x12Q\n\x08WatchRun\x12 .qingyu.agent.v1.WatchRunRequest\x1a!.qingyu.agent.v1.WatchRunResponse0\x01\x12R\n\tCancelRun\x12!.qingyu.agent.v1.CancelRunRequest\x1a\".qingyu.agent.v1.CancelRunResponse\x12I\n\x06GetRun\x12\x1e.qingyu.agent.v1.GetRunRequest\x1a\x1f.qingyu.agent.v1.GetRunResponse\x12O\n\x08ListRuns\x12 .qingyu.agent.v1.ListRunsRequest\x1a!.qingyu.agent.v1.ListRunsResponse\x12\x61\n\x0eSubmitApproval\x12&.qingyu.agent.v1.SubmitApprovalRequest\x1a\'.qingyu.agent.v1.SubmitApprovalResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19qingyu/agent/v1/run.proto\x12\x0fqingyu.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bqingyu/agent/v1/agent.proto\x1a\x1aqingyu/agent/v1/tool.proto\"\x9d\x02\n\nRunOptions\x12\x1e\n\nbackground\x18\x01 \x01(\x08R\nbackground\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x44\n\x0fon_session_busy\x18\x03 \x01(\x0e\x32\x1c.qingyu.agent.v1.SessionBusyR\ronSessionBusy\x12\x42\n\ron_disconnect\x18\x04 \x01(\x0e\x32\x1d.qingyu.agent.v1.OnDisconnectR\x0conDisconnect\x12<\n\x0c\x63\x61ller_tools\x18\x05 \x03(\x0b\x32\x19.qingyu.agent.v1.ToolSpecR\x0b\x63\x61llerTools\"\x83\x01\n\x0fStartRunRequest\x12\x39\n\x07\x65xecute\x18\x01 \x01(\x0b\x32\x1f.qingyu.agent.v1.ExecuteRequestR\x07\x65xecute\x12\x35\n\x07options\x18\x02 \x01(\x0b\x32\x1b.qingyu.agent.v1.RunOptionsR\x07options\"C\n\x10StartRunResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.qingyu.agent.v1.RunEventR\x05\x65vent\"^\n\x0fWatchRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n\tafter_seq\x18\x02 \x01(\x04R\x08\x61\x66terSeq\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"C\n\x10WatchRunResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.qingyu.agent.v1.RunEventR\x05\x65vent\"\xe9\x07\n\x08RunEvent\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n\x03seq\x18\x02 \x01(\x04R\x03seq\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12:\n\x08\x61\x63\x63\x65pted\x18\n \x01(\x0b\x32\x1c.qingyu.agent.v1.RunAcceptedH\x00R\x08\x61\x63\x63\x65pted\x12\x34\n\x07started\x18\x0b \x01(\x0b\x32\x18.qingyu.agent.v1.StartedH\x00R\x07started\x12\x32\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x1a.qingyu.agent.v1.TextDeltaH\x00R\x05\x64\x65lta\x12\x41\n\x0cstep_started\x18\r \x01(\x0b\x32\x1c.qingyu.agent.v1.StepStartedH\x00R\x0bstepStarted\x12N\n\x11tool_call_started\x18\x0e \x01(\x0b\x32 .qingyu.agent.v1.ToolCallStartedH\x00R\x0ftoolCallStarted\x12H\n\x0ftool_call_delta\x18\x0f \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallDeltaH\x00R\rtoolCallDelta\x12=\n\ttool_call\x18\x10 \x01(\x0b\x32\x1e.qingyu.agent.v1.ToolCallEventH\x00R\x08toolCall\x12>\n\x0btool_result\x18\x11 \x01(\x0b\x32\x1b.qingyu.agent.v1.ToolResultH\x00R\ntoolResult\x12\x44\n\rstep_finished\x18\x12 \x01(\x0b\x32\x1d.qingyu.agent.v1.StepFinishedH\x00R\x0cstepFinished\x12\x37\n\x07waiting\x18\x13 \x01(\x0b\x32\x1b.qingyu.agent.v1.RunWaitingH\x00R\x07waiting\x12G\n\x0estep_restarted\x18\x14 \x01(\x0b\x32\x1e.qingyu.agent.v1.StepRestartedH\x00R\rstepRestarted\x12<\n\tcompleted\x18\x15 \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultH\x00R\tcompleted\x12\x34\n\x06\x66\x61iled\x18\x16 \x01(\x0b\x32\x1a.qingyu.agent.v1.RunFailedH\x00R\x06\x66\x61iled\x12=\n\tcancelled\x18\x17 \x01(\x0b\x32\x1d.qingyu.agent.v1.RunCancelledH\x00R\tcancelledB\x07\n\x05\x65vent\"5\n\x0bRunAccepted\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"H\n\nRunWaiting\x12:\n\x07pending\x18\x01 \x03(\x0b\x32 .qingyu.agent.v1.PendingToolCallR\x07pending\"\xa9\x01\n\x0fPendingToolCall\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\x12-\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x19.qingyu.agent.v1.ToolCallR\x04\x63\x61ll\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"#\n\rStepRestarted\x12\x12\n\x04step\x18\x01 \x01(\rR\x04step\"Q\n\tRunFailed\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"?\n\x0cRunCancelled\x12/\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.qingyu.agent.v1.CancelModeR\x04mode\"\x99\x04\n\x03Run\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x1d\n\nsession_id\x18\x03 \x01(\tR\tsessionId\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\x1a.qingyu.agent.v1.RunStatusR\x06status\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x19\n\x08last_seq\x18\x08 \x01(\x04R\x07lastSeq\x12\'\n\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x34\n\x06result\x18\n \x01(\x0b\x32\x1c.qingyu.agent.v1.AgentResultR\x06result\x12\x30\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x1a.qingyu.agent.v1.RunFailedR\x05\x65rror\x12:\n\x07pending\x18\x0c \x03(\x0b\x32 .qingyu.agent.v1.PendingToolCallR\x07pending\x12\x12\n\x04task\x18\r \x01(\tR\x04task\"s\n\x10\x43\x61ncelRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12/\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.qingyu.agent.v1.CancelModeR\x04mode\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"?\n\rGetRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"\xbd\x01\n\x0fListRunsRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x36\n\x08statuses\x18\x03 \x03(\x0e\x32\x1a.qingyu.agent.v1.RunStatusR\x08statuses\x12\x1b\n\tpage_size\x18\x04 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x05 \x01(\tR\tpageToken\"d\n\x10ListRunsResponse\x12(\n\x04runs\x18\x01 \x03(\x0b\x32\x14.qingyu.agent.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x01\n\x15SubmitApprovalRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12 \n\x0ctool_call_id\x18\x02 \x01(\tR\ntoolCallId\x12\x1a\n\x08\x61pproved\x18\x03 \x01(\x08R\x08\x61pproved\x12\x1c\n\targuments\x18\x04 \x01(\tR\targuments\x12\x18\n\x07message\x18\x05 \x01(\tR\x07message\x12\x17\n\x07user_id\x18\x06 \x01(\tR\x06userId\"Z\n\x16SubmitApprovalResponse\x12\x18\n\x07\x64\x65\x63ided\x18\x01 \x01(\x08R\x07\x64\x65\x63ided\x12&\n\x03run\x18\x02 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run\"\x8b\x01\n\x18SubmitToolResultsRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12?\n\x07results\x18\x02 \x03(\x0b\x32%.qingyu.agent.v1.ToolResultSubmissionR\x07results\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\"m\n\x14ToolResultSubmission\x12 \n\x0ctool_call_id\x18\x01 \x01(\tR\ntoolCallId\x12\x33\n\x06output\x18\x02 \x01(\x0b\x32\x1b.qingyu.agent.v1.ToolOutputR\x06output\"_\n\x19SubmitToolResultsResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\tR\x08\x61\x63\x63\x65pted\x12&\n\x03run\x18\x02 \x01(\x0b\x32\x14.qingyu.agent.v1.RunR\x03run*\xb9\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x16\n\x12RUN_STATUS_WAITING\x10\x03\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06*\x95\x01\n\x0bSessionBusy\x12\x1c\n\x18SESSION_BUSY_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_BUSY_REJECT\x10\x01\x12\x18\n\x14SESSION_BUSY_ENQUEUE\x10\x02\x12\x1a\n\x16SESSION_BUSY_INTERRUPT\x10\x03\x12\x19\n\x15SESSION_BUSY_ROLLBACK\x10\x04*c\n\x0cOnDisconnect\x12\x1d\n\x19ON_DISCONNECT_UNSPECIFIED\x10\x00\x12\x1a\n\x16ON_DISCONNECT_CONTINUE\x10\x01\x12\x18\n\x14ON_DISCONNECT_CANCEL\x10\x02*^\n\nCancelMode\x12\x1b\n\x17\x43\x41NCEL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41NCEL_MODE_INTERRUPT\x10\x01\x12\x18\n\x14\x43\x41NCEL_MODE_ROLLBACK\x10\x02\x32\xf1\x04\n\nRunService\x12Q\n\x08StartRun\x12 .qingyu.agent.v1.StartRunRequest\x1a!.qingyu.agent.v1.StartRunResponse0\x01\x12Q\n\x08WatchRun\x12 .qingyu.agent.v1.WatchRunRequest\x1a!.qingyu.agent.v1.WatchRunResponse0\x01\x12R\n\tCancelRun\x12!.qingyu.agent.v1.CancelRunRequest\x1a\".qingyu.agent.v1.CancelRunResponse\x12I\n\x06GetRun\x12\x1e.qingyu.agent.v1.GetRunRequest\x1a\x1f.qingyu.agent.v1.GetRunResponse\x12O\n\x08ListRuns\x12 .qingyu.agent.v1.ListRunsRequest\x1a!.qingyu.agent.v1.ListRunsResponse\x12\x61\n\x0eSubmitApproval\x12&.qingyu.agent.v1.SubmitApprovalRequest\x1a\'.qingyu.agent.v1.SubmitApprovalResponse\x12j\n\x11SubmitToolResults\x12).qingyu.agent.v1.SubmitToolResultsRequest\x1a*.qingyu.agent.v1.SubmitToolResultsResponseBDZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qingyu.agent.v1.run_pb2', globals())
@@ -24,56 +24,62 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'ZBgithub.com/qingyu/agent-runtime/clients/go/qingyu/agent/v1;agentv1'
-  _RUNSTATUS._serialized_start=3640
-  _RUNSTATUS._serialized_end=3825
-  _SESSIONBUSY._serialized_start=3828
-  _SESSIONBUSY._serialized_end=3977
-  _ONDISCONNECT._serialized_start=3979
-  _ONDISCONNECT._serialized_end=4078
-  _CANCELMODE._serialized_start=4080
-  _CANCELMODE._serialized_end=4174
+  _RUNSTATUS._serialized_start=4052
+  _RUNSTATUS._serialized_end=4237
+  _SESSIONBUSY._serialized_start=4240
+  _SESSIONBUSY._serialized_end=4389
+  _ONDISCONNECT._serialized_start=4391
+  _ONDISCONNECT._serialized_end=4490
+  _CANCELMODE._serialized_start=4492
+  _CANCELMODE._serialized_end=4586
   _RUNOPTIONS._serialized_start=137
-  _RUNOPTIONS._serialized_end=360
-  _STARTRUNREQUEST._serialized_start=363
-  _STARTRUNREQUEST._serialized_end=494
-  _STARTRUNRESPONSE._serialized_start=496
-  _STARTRUNRESPONSE._serialized_end=563
-  _WATCHRUNREQUEST._serialized_start=565
-  _WATCHRUNREQUEST._serialized_end=659
-  _WATCHRUNRESPONSE._serialized_start=661
-  _WATCHRUNRESPONSE._serialized_end=728
-  _RUNEVENT._serialized_start=731
-  _RUNEVENT._serialized_end=1732
-  _RUNACCEPTED._serialized_start=1734
-  _RUNACCEPTED._serialized_end=1787
-  _RUNWAITING._serialized_start=1789
-  _RUNWAITING._serialized_end=1861
-  _PENDINGTOOLCALL._serialized_start=1864
-  _PENDINGTOOLCALL._serialized_end=2033
-  _STEPRESTARTED._serialized_start=2035
-  _STEPRESTARTED._serialized_end=2070
-  _RUNFAILED._serialized_start=2072
-  _RUNFAILED._serialized_end=2153
-  _RUNCANCELLED._serialized_start=2155
-  _RUNCANCELLED._serialized_end=2218
-  _RUN._serialized_start=2221
-  _RUN._serialized_end=2758
-  _CANCELRUNREQUEST._serialized_start=2760
-  _CANCELRUNREQUEST._serialized_end=2875
-  _CANCELRUNRESPONSE._serialized_start=2877
-  _CANCELRUNRESPONSE._serialized_end=2936
-  _GETRUNREQUEST._serialized_start=2938
-  _GETRUNREQUEST._serialized_end=3001
-  _GETRUNRESPONSE._serialized_start=3003
-  _GETRUNRESPONSE._serialized_end=3059
-  _LISTRUNSREQUEST._serialized_start=3062
-  _LISTRUNSREQUEST._serialized_end=3251
-  _LISTRUNSRESPONSE._serialized_start=3253
-  _LISTRUNSRESPONSE._serialized_end=3353
-  _SUBMITAPPROVALREQUEST._serialized_start=3356
-  _SUBMITAPPROVALREQUEST._serialized_end=3545
-  _SUBMITAPPROVALRESPONSE._serialized_start=3547
-  _SUBMITAPPROVALRESPONSE._serialized_end=3637
-  _RUNSERVICE._serialized_start=4177
-  _RUNSERVICE._serialized_end=4694
+  _RUNOPTIONS._serialized_end=422
+  _STARTRUNREQUEST._serialized_start=425
+  _STARTRUNREQUEST._serialized_end=556
+  _STARTRUNRESPONSE._serialized_start=558
+  _STARTRUNRESPONSE._serialized_end=625
+  _WATCHRUNREQUEST._serialized_start=627
+  _WATCHRUNREQUEST._serialized_end=721
+  _WATCHRUNRESPONSE._serialized_start=723
+  _WATCHRUNRESPONSE._serialized_end=790
+  _RUNEVENT._serialized_start=793
+  _RUNEVENT._serialized_end=1794
+  _RUNACCEPTED._serialized_start=1796
+  _RUNACCEPTED._serialized_end=1849
+  _RUNWAITING._serialized_start=1851
+  _RUNWAITING._serialized_end=1923
+  _PENDINGTOOLCALL._serialized_start=1926
+  _PENDINGTOOLCALL._serialized_end=2095
+  _STEPRESTARTED._serialized_start=2097
+  _STEPRESTARTED._serialized_end=2132
+  _RUNFAILED._serialized_start=2134
+  _RUNFAILED._serialized_end=2215
+  _RUNCANCELLED._serialized_start=2217
+  _RUNCANCELLED._serialized_end=2280
+  _RUN._serialized_start=2283
+  _RUN._serialized_end=2820
+  _CANCELRUNREQUEST._serialized_start=2822
+  _CANCELRUNREQUEST._serialized_end=2937
+  _CANCELRUNRESPONSE._serialized_start=2939
+  _CANCELRUNRESPONSE._serialized_end=2998
+  _GETRUNREQUEST._serialized_start=3000
+  _GETRUNREQUEST._serialized_end=3063
+  _GETRUNRESPONSE._serialized_start=3065
+  _GETRUNRESPONSE._serialized_end=3121
+  _LISTRUNSREQUEST._serialized_start=3124
+  _LISTRUNSREQUEST._serialized_end=3313
+  _LISTRUNSRESPONSE._serialized_start=3315
+  _LISTRUNSRESPONSE._serialized_end=3415
+  _SUBMITAPPROVALREQUEST._serialized_start=3418
+  _SUBMITAPPROVALREQUEST._serialized_end=3607
+  _SUBMITAPPROVALRESPONSE._serialized_start=3609
+  _SUBMITAPPROVALRESPONSE._serialized_end=3699
+  _SUBMITTOOLRESULTSREQUEST._serialized_start=3702
+  _SUBMITTOOLRESULTSREQUEST._serialized_end=3841
+  _TOOLRESULTSUBMISSION._serialized_start=3843
+  _TOOLRESULTSUBMISSION._serialized_end=3952
+  _SUBMITTOOLRESULTSRESPONSE._serialized_start=3954
+  _SUBMITTOOLRESULTSRESPONSE._serialized_end=4049
+  _RUNSERVICE._serialized_start=4589
+  _RUNSERVICE._serialized_end=5214
 # @@protoc_insertion_point(module_scope)

@@ -182,16 +182,18 @@ class RunFailed(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunOptions(_message.Message):
-    __slots__ = ["background", "idempotency_key", "on_disconnect", "on_session_busy"]
+    __slots__ = ["background", "caller_tools", "idempotency_key", "on_disconnect", "on_session_busy"]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    CALLER_TOOLS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
     ON_SESSION_BUSY_FIELD_NUMBER: _ClassVar[int]
     background: bool
+    caller_tools: _containers.RepeatedCompositeFieldContainer[_tool_pb2.ToolSpec]
     idempotency_key: str
     on_disconnect: OnDisconnect
     on_session_busy: SessionBusy
-    def __init__(self, background: bool = ..., idempotency_key: _Optional[str] = ..., on_session_busy: _Optional[_Union[SessionBusy, str]] = ..., on_disconnect: _Optional[_Union[OnDisconnect, str]] = ...) -> None: ...
+    def __init__(self, background: bool = ..., idempotency_key: _Optional[str] = ..., on_session_busy: _Optional[_Union[SessionBusy, str]] = ..., on_disconnect: _Optional[_Union[OnDisconnect, str]] = ..., caller_tools: _Optional[_Iterable[_Union[_tool_pb2.ToolSpec, _Mapping]]] = ...) -> None: ...
 
 class RunWaiting(_message.Message):
     __slots__ = ["pending"]
@@ -242,6 +244,32 @@ class SubmitApprovalResponse(_message.Message):
     decided: bool
     run: Run
     def __init__(self, decided: bool = ..., run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class SubmitToolResultsRequest(_message.Message):
+    __slots__ = ["results", "run_id", "user_id"]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ToolResultSubmission]
+    run_id: str
+    user_id: str
+    def __init__(self, run_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ToolResultSubmission, _Mapping]]] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class SubmitToolResultsResponse(_message.Message):
+    __slots__ = ["accepted", "run"]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    accepted: _containers.RepeatedScalarFieldContainer[str]
+    run: Run
+    def __init__(self, accepted: _Optional[_Iterable[str]] = ..., run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class ToolResultSubmission(_message.Message):
+    __slots__ = ["output", "tool_call_id"]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    output: _tool_pb2.ToolOutput
+    tool_call_id: str
+    def __init__(self, tool_call_id: _Optional[str] = ..., output: _Optional[_Union[_tool_pb2.ToolOutput, _Mapping]] = ...) -> None: ...
 
 class WatchRunRequest(_message.Message):
     __slots__ = ["after_seq", "run_id", "user_id"]

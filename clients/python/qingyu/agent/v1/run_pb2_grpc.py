@@ -9,9 +9,9 @@ class RunServiceStub(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
     cancelled and listed from any replica; another replica takes a run over when its
-    replica dies; a run whose tools need a person's approval parks, holding no process,
-    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
-    come next: issue #17.)
+    replica dies; a run whose tools need a person's approval, or that calls the caller's
+    own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
+    answers. (A bidirectional Run comes next: issue #17.)
     """
 
     def __init__(self, channel):
@@ -50,15 +50,20 @@ class RunServiceStub(object):
                 request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.SerializeToString,
                 response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.FromString,
                 )
+        self.SubmitToolResults = channel.unary_unary(
+                '/qingyu.agent.v1.RunService/SubmitToolResults',
+                request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.SerializeToString,
+                response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.FromString,
+                )
 
 
 class RunServiceServicer(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
     cancelled and listed from any replica; another replica takes a run over when its
-    replica dies; a run whose tools need a person's approval parks, holding no process,
-    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
-    come next: issue #17.)
+    replica dies; a run whose tools need a person's approval, or that calls the caller's
+    own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
+    answers. (A bidirectional Run comes next: issue #17.)
     """
 
     def StartRun(self, request, context):
@@ -105,6 +110,14 @@ class RunServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitToolResults(self, request, context):
+        """SubmitToolResults answers calls of the caller's own tools (RunOptions.caller_tools), from any replica,
+        once each; when no call is left unanswered the run goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +151,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.FromString,
                     response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.SerializeToString,
             ),
+            'SubmitToolResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitToolResults,
+                    request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.FromString,
+                    response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'qingyu.agent.v1.RunService', rpc_method_handlers)
@@ -149,9 +167,9 @@ class RunService(object):
     """RunService runs agents durably: a run is journaled before its first event is
     acknowledged, its steps and tool calls as they happen, and it can be watched,
     cancelled and listed from any replica; another replica takes a run over when its
-    replica dies; a run whose tools need a person's approval parks, holding no process,
-    until SubmitApproval decides them. (The caller's own tools and a bidirectional Run
-    come next: issue #17.)
+    replica dies; a run whose tools need a person's approval, or that calls the caller's
+    own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
+    answers. (A bidirectional Run comes next: issue #17.)
     """
 
     @staticmethod
@@ -253,5 +271,22 @@ class RunService(object):
         return grpc.experimental.unary_unary(request, target, '/qingyu.agent.v1.RunService/SubmitApproval',
             qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalRequest.SerializeToString,
             qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitApprovalResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SubmitToolResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/qingyu.agent.v1.RunService/SubmitToolResults',
+            qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.SerializeToString,
+            qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
