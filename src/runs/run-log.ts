@@ -41,9 +41,12 @@ export class RunLog {
     private readonly owner: string,
     private readonly store: RunStore,
     lastSeq: number,
+    /** Events the store already holds (a new run's `accepted`): kept for watchers that attach from the start. */
+    written: readonly SequencedEvent[] = [],
     private readonly now: () => number = Date.now,
   ) {
     this.seq = lastSeq;
+    this.recent.push(...written);
   }
 
   /** The last sequence number given. */

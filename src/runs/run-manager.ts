@@ -108,6 +108,7 @@ export class RunManager {
     }
     const ahead = input.sessionId ? await this.busy(input.sessionId, settings) : [];
     const id = randomUUID();
+    const first: SequencedEvent[] = [{ seq: 1, time: Date.now(), event: { type: "accepted" } }];
     const { run, created } = await store.create(
       {
         id,
@@ -121,10 +122,10 @@ export class RunManager {
         owner: this.replicaId,
         leaseMs: policy.leaseMs,
       },
-      [{ seq: 1, time: Date.now(), event: { type: "accepted" } }],
+      first,
     );
     if (!created) return { run, created };
-    const log = new RunLog(id, this.replicaId, store, run.lastSeq);
+    const log = new RunLog(id, this.replicaId, store, run.lastSeq, first);
     const controller = new AbortController();
     const entry: LocalRun = { log, controller, done: Promise.resolve() };
     this.local.set(id, entry);

@@ -27,6 +27,7 @@ export async function* watchRun(run: RunRecord, afterSeq: number, signal: AbortS
   if (log && !log.isEnded) {
     const queue: SequencedEvent[] = [];
     let ended = false;
+    let finished = false;
     let wake: (() => void) | undefined;
     const stop = log.watch({
       event(e) {
@@ -41,10 +42,15 @@ export async function* watchRun(run: RunRecord, afterSeq: number, signal: AbortS
     const onAbort = () => wake?.();
     signal.addEventListener("abort", onAbort);
     try {
-      const replay = log.since(last) ?? (await journal(sources.store, run.id, last));
+      const held = log.since(last);
+      let replay = held ?? (await journal(sources.store, run.id, last));
+      // What was published while the journal was read is queued already, deltas and all: from there on
+      // the queue has it, and the journal (which has no deltas) must not jump the cursor past them.
+      if (!held && queue.length) replay = replay.filter((e) => e.seq < queue[0]!.seq);
       for (const e of replay) {
         if (e.seq <= last) continue;
         last = e.seq;
+        finished ||= LAST.has(e.event.type);
         yield e;
       }
       while (!signal.aborted) {
@@ -52,6 +58,7 @@ export async function* watchRun(run: RunRecord, afterSeq: number, signal: AbortS
         if (e) {
           if (e.seq <= last) continue;
           last = e.seq;
+          finished ||= LAST.has(e.event.type);
           yield e;
           continue;
         }
@@ -63,7 +70,8 @@ export async function* watchRun(run: RunRecord, afterSeq: number, signal: AbortS
       stop();
       signal.removeEventListener("abort", onAbort);
     }
-    if (ended && !signal.aborted) yield* fromJournal(run.id, last, signal, sources);
+    // The log ended without its last word reaching this watcher (it attached as the run ended): the journal has it.
+    if (ended && !signal.aborted && !finished) yield* fromJournal(run.id, last, signal, sources);
     return;
   }
   yield* fromJournal(run.id, last, signal, sources);
