@@ -7,7 +7,8 @@
 // speed targets of issue #6 (bench/targets.ts): token latency, memory per idle
 // stream (BENCH_IDLE_STREAMS, default 10000), and the openai provider
 // (BENCH_CPU_PROF=<dir> profiles its server). Last the tools phase, issue
-// #16's targets (bench/tools-phase.ts; alone: npm run bench:tools).
+// #16's targets (bench/tools-phase.ts; alone: npm run bench:tools); then the
+// runs phase, issue #17's, on PostgreSQL (bench/runs-phase.ts; npm run bench:runs).
 import { execFileSync } from "node:child_process";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { cpus } from "node:os";
@@ -23,6 +24,7 @@ import { median, table, targetsTable, versusTable, writeJson, type Row } from ".
 import { targetRows } from "./targets.ts";
 import { tokenLatencyPhase, type TokenLatencyOptions } from "./token-latency.ts";
 import { toolsPhase, toolsSettings, toolTargetRows, toolTargetsTable } from "./tools-phase.ts";
+import { runsPhase, runsSettings, runTargetRows, runTargetsTable } from "./runs-phase.ts";
 
 const RUNS = positiveInt("BENCH_RUNS", 3);
 const SECONDS = positiveInt("BENCH_SECONDS", 5);
@@ -181,6 +183,10 @@ async function main(): Promise<void> {
   const toolsSetup = toolsSettings(TASK);
   const tools = await toolsPhase({ ...toolsSetup, log, problems });
   const toolRows = toolTargetRows(tools);
+  // Issue #17's rows last (bench/runs-phase.ts; alone: npm run bench:runs): PostgreSQL in a schema of its own.
+  const runsSetup = runsSettings(TASK);
+  const runs = await runsPhase({ ...runsSetup, log, problems });
+  const runRows = runTargetRows(runs);
 
   const rows: Row[] = [];
   const perServer = (pick: (name: string) => number) => Object.fromEntries(names.map((n) => [n, pick(n)]));
@@ -226,6 +232,7 @@ async function main(): Promise<void> {
   );
   console.log(`\n${targetsTable(targets)}\n`);
   console.log(`${toolTargetsTable(toolRows)}\n`);
+  console.log(`${runTargetsTable(runRows)}\n`);
   console.log(
     "ours = the default pipeline (logging, validation); token latency: medians over runs of 16 streams x 1 token / 10 ms, arrival minus the time stamped in the token; TTFT: one call at a time, alternating.",
   );
@@ -252,6 +259,7 @@ async function main(): Promise<void> {
       idleStreams: { streams: IDLE_STREAMS, connections: IDLE_CONNECTIONS, maxConcurrentStreams: IDLE_MAX_STREAMS_PER_CONNECTION },
       openai: { model: openai.model, chunkGapMs: openai.chunkGapMs, shape: LOAD_SHAPES[0] },
       tools: toolsSetup,
+      durableRuns: runsSetup,
     },
     servers: {
       bare: "bench/bare-server.ts",
@@ -267,9 +275,10 @@ async function main(): Promise<void> {
     rows,
     targets,
     toolTargets: toolRows,
+    runTargets: runRows,
     problems,
     memory: rss,
-    raw: { throughput, latency: latencies, streaming: streams, tokenLatency: tokens, idleStreams: idle, openai, tools },
+    raw: { throughput, latency: latencies, streaming: streams, tokenLatency: tokens, idleStreams: idle, openai, tools, durableRuns: runs },
     wallSeconds: (Date.now() - started) / 1000,
   });
   log(`bench: wrote ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
