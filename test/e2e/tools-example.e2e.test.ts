@@ -67,4 +67,17 @@ describe("the tools example: a plugin, an MCP server and a Python ToolService", 
     // The backend saw its refund cancelled (and so never refunded).
     expect(backendLines.slice(1).map((l) => JSON.parse(l) as unknown)).toEqual([{ cancelled: expect.stringMatching(/^call_/) }]);
   });
+
+  it("runs durable_run.py: a background run with the caller's own tool, answered on a new connection", async () => {
+    const out = await runPython([join(root, "examples/python/durable_run.py"), `127.0.0.1:${server.grpcPort}`], join(root, "clients/python"));
+    const lines = out.trim().split("\n");
+    expect(lines[0]).toMatch(/^started [0-9a-f-]{36} \(a retry found the same run\)$/);
+    expect(lines.slice(1)).toEqual([
+      'waiting for caller user_location {"precise": true}',
+      expect.stringMatching(/^answered \['call_[0-9_]+'\]$/),
+      expect.stringMatching(/^ {2}#\d+ tool_result user_location: Paris$/),
+      expect.stringMatching(/^ {2}#\d+ completed: \[history=0\] What is the weather where I am\? \| \[user_location\] Paris$/),
+      "status RUN_STATUS_COMPLETED",
+    ]);
+  });
 });
