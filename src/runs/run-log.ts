@@ -1,10 +1,13 @@
 import type { RunLogEvent, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
 
-/** Types that are written to the journal before they are passed on: the run goes on only once they are kept. */
+/**
+ * Types that are written to the journal before they are passed on: the run goes on only once they are kept.
+ * step_started, so a replica that takes the run over knows a step was streaming and says it restarts.
+ * Not step_finished: nothing acts on a step's outcome before the next barrier (its first tool_call, or
+ * tool_result, completed, waiting), which carries it in the same append: one round trip fewer per step.
+ */
 const BARRIERS: ReadonlySet<RunLogEvent["type"]> = new Set([
-  // step_started too: a replica that takes the run over must know a step was streaming, to say it restarts.
   "step_started",
-  "step_finished",
   "tool_call",
   "tool_result",
   "completed",
