@@ -27,6 +27,8 @@ export class MemoryRunStore implements RunStore {
     const key = run.idempotencyKey ? `${run.userId}\n${run.idempotencyKey}` : undefined;
     const known = key ? this.keys.get(key) : undefined;
     if (known) return Promise.resolve({ run: copy(this.runs.get(known)!), created: false });
+    const holder = this.holder(run.sessionId, run.id);
+    if (holder && (run.status === "running" || run.status === "waiting")) return Promise.reject(sessionBusy(run.sessionId, holder));
     const time = this.now();
     const { leaseMs, ...fields } = structuredClone(run);
     const record: RunRecord = { ...fields, createTime: time, updateTime: time, lastSeq: first.at(-1)?.seq ?? 0, pending: [] };
@@ -63,6 +65,8 @@ export class MemoryRunStore implements RunStore {
   append(runId: string, owner: string, lastSeq: number, events: readonly SequencedEvent[], update?: RunUpdate): Promise<void> {
     const run = this.runs.get(runId);
     if (!run || run.owner !== owner) return Promise.reject(notOwned(runId));
+    const holder = update?.status === "running" || update?.status === "waiting" ? this.holder(run.sessionId, runId) : undefined;
+    if (holder) return Promise.reject(sessionBusy(run.sessionId, holder));
     const journal = this.journals.get(runId)!;
     const top = journal.at(-1)?.seq ?? 0;
     // As PostgreSQL's primary key would: a seq already there is a bug of the writer's, not something to keep twice.
@@ -162,6 +166,19 @@ export class MemoryRunStore implements RunStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
+
+  /** The run other than `except` that holds the session (running or waiting), as PostgreSQL's unique index keeps one. */
+  private holder(sessionId: string, except: string): string | undefined {
+    if (!sessionId) return undefined;
+    for (const r of this.runs.values()) if (r.id !== except && r.sessionId === sessionId && (r.status === "running" || r.status === "waiting")) return r.id;
+    return undefined;
+  }
+}
+
+/** FAILED_PRECONDITION SESSION_BUSY: the session already has a run going. */
+export function sessionBusy(sessionId: string, runId: string | undefined): ConnectError {
+  const error = new ConnectError(`session "${sessionId}" already has a run going${runId ? ` (${runId})` : ""}`, Code.FailedPrecondition);
+  return withReason(error, ErrorReason.SESSION_BUSY, { session_id: sessionId, ...(runId ? { run_id: runId } : {}) });
 }
 
 /** Text deltas are live only: the journal keeps every other event. */

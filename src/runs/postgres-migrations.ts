@@ -59,5 +59,14 @@ export function runsMigrations(schema: string): Migration[] {
           primary key (run_id, seq)
         );`,
     },
+    {
+      version: 2,
+      name: "one active run per session",
+      sql: `
+        -- At most one run of a session running or waiting, whichever replica starts it: a second
+        -- is refused by the database (SESSION_BUSY), or queued until the first ends.
+        create unique index runs_one_active_per_session on ${s}.runs (session_id)
+          where session_id <> '' and status in ('running', 'waiting');`,
+    },
   ];
 }

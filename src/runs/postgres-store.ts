@@ -1,9 +1,10 @@
+import { ConnectError } from "@qingyu/plugin-api";
 import pg from "pg";
 import type { Logger } from "pino";
 import { runMigrations } from "../db/migrate.ts";
 import { decodePageToken, encodePageToken } from "../sessions/page-token.ts";
 import type { Page } from "../sessions/types.ts";
-import { journaled, notOwned } from "./memory-store.ts";
+import { journaled, notOwned, sessionBusy } from "./memory-store.ts";
 import { decidePending } from "./pending.ts";
 import { runsMigrationComponent, runsMigrations } from "./postgres-migrations.ts";
 import { runSql, toRunStoreError, type RunSql } from "./postgres-sql.ts";
@@ -75,12 +76,22 @@ export class PostgresRunStore implements RunStore {
       leaseMs,
       ...eventColumns(first),
     ];
-    const row = (await this.query(this.sql.create, values))[0];
+    const row = (await this.query(this.sql.create, values).catch((err: unknown) => this.busyOr(err, run.sessionId)))[0];
     if (row) return { run: toRecord(row), created: row.created === true };
     // The key's run committed after the statement's snapshot: it is there now.
     const raced = (await this.query(this.sql.byKey, [run.userId, run.idempotencyKey]))[0];
     if (!raced) throw toRunStoreError(new Error(`create of run "${run.id}" neither inserted nor found its idempotency key`));
     return { run: toRecord(raced), created: false };
+  }
+
+  /** The session's one-active-run index refused a write: SESSION_BUSY naming the run that holds it; any other error as is. */
+  private async busyOr(err: unknown, sessionId: string): Promise<never> {
+    const cause = err instanceof ConnectError ? err.cause : err;
+    if ((cause as { code?: string; constraint?: string })?.constraint === "runs_one_active_per_session") {
+      const holder = (await this.active(sessionId)).find((r) => r.status === "running" || r.status === "waiting");
+      throw sessionBusy(sessionId, holder?.id);
+    }
+    throw err;
   }
 
   async get(runId: string): Promise<RunRecord | undefined> {
@@ -118,7 +129,7 @@ export class PostgresRunStore implements RunStore {
       json(update.pending),
       update.release === true,
       ...eventColumns(events),
-    ]);
+    ]).catch(async (err: unknown) => this.busyOr(err, (await this.get(runId))?.sessionId ?? ""));
     if (rows[0]?.owned !== 1) throw notOwned(runId);
   }
 

@@ -71,7 +71,13 @@ export class RunLog {
     if (!this.pending.length && !update) return;
     const batch = this.pending;
     this.pending = [];
-    await this.store.append(this.runId, this.owner, this.seq, batch, update);
+    try {
+      await this.store.append(this.runId, this.owner, this.seq, batch, update);
+    } catch (err) {
+      // Not written: kept for the next flush (a queued run's start refused, to be tried again).
+      this.pending = [...batch, ...this.pending];
+      throw err;
+    }
   }
 
   /** Events after `afterSeq` still held here, or undefined when some of them are not (ask the journal). */

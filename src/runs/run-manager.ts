@@ -106,24 +106,36 @@ export class RunManager {
         "durable runs are kept in this process's memory (runs.store): they end with it; use a PostgreSQL journal (runs.store: postgres) for runs that survive a restart",
       );
     }
-    const ahead = input.sessionId ? await this.busy(input.sessionId, settings) : [];
+    let ahead = input.sessionId ? await this.busy(input.sessionId, settings) : [];
     const id = randomUUID();
     const first: SequencedEvent[] = [{ seq: 1, time: Date.now(), event: { type: "accepted" } }];
-    const { run, created } = await store.create(
-      {
-        id,
-        userId: input.userId,
-        agentId: input.agentId,
-        sessionId: input.sessionId,
-        idempotencyKey,
-        status: ahead.length ? "queued" : "running",
-        input,
-        settings,
-        owner: this.replicaId,
-        leaseMs: policy.leaseMs,
-      },
-      first,
-    );
+    const create = (queued: boolean) =>
+      store.create(
+        {
+          id,
+          userId: input.userId,
+          agentId: input.agentId,
+          sessionId: input.sessionId,
+          idempotencyKey,
+          status: queued ? "queued" : "running",
+          input,
+          settings,
+          owner: this.replicaId,
+          leaseMs: policy.leaseMs,
+        },
+        first,
+      );
+    let made;
+    try {
+      made = await create(ahead.length > 0);
+    } catch (err) {
+      // Another replica started a run on the session since it was checked: the database kept one;
+      // this start is refused or queued, as its policy says.
+      if (!isSessionBusy(err) || settings.onSessionBusy === "reject") throw err;
+      ahead = await this.deps.store.active(input.sessionId);
+      made = await create(true);
+    }
+    const { run, created } = made;
     if (!created) return { run, created };
     const log = new RunLog(id, this.replicaId, store, run.lastSeq, first);
     const controller = new AbortController();
@@ -212,9 +224,16 @@ export class RunManager {
   private async execute(run: RunRecord, entry: LocalRun, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): Promise<void> {
     const { log } = entry;
     try {
-      if (ahead.length) {
-        await this.waitFor(ahead, entry.controller.signal);
-        await log.flush({ status: "running" });
+      for (let waiting = ahead; waiting.length;) {
+        await this.waitFor(waiting, entry.controller.signal);
+        try {
+          await log.flush({ status: "running" });
+          break;
+        } catch (err) {
+          // A run queued on another replica took the session first: wait for it in turn.
+          if (!isSessionBusy(err)) throw err;
+          waiting = (await this.deps.store.active(run.sessionId)).filter((r) => r.id !== run.id && r.status !== "queued");
+        }
       }
       if (resume?.state.restartedStep !== undefined) await log.push({ type: "step_restarted", step: resume.state.restartedStep });
       const gen = this.deps.live.current;
@@ -451,6 +470,10 @@ export class RunManager {
     if (!events.hasSubscribers(type)) return;
     events.publish({ type, agentId: run.agentId, sessionId: run.sessionId || undefined, userId: run.userId || undefined, data: { runId: run.id, ...data } });
   }
+}
+
+function isSessionBusy(err: unknown): boolean {
+  return reasonOf(err)?.reason === ErrorReason.SESSION_BUSY;
 }
 
 function finished(run: RunRecord): ConnectError {

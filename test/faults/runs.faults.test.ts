@@ -10,7 +10,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RunService, RunStatus, type RunEvent } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
+import { RunService, RunStatus, SessionBusy, type RunEvent } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
+import { SessionService } from "../../src/gen/qingyu/agent/v1/session_pb.ts";
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.ts";
 import { TestClient } from "../support/grpc-client.ts";
@@ -223,5 +224,37 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
     expect((events.at(-1)!.event.value as { output: string }).output).toBe("after approval");
     expect(executions().filter((e) => e.key.startsWith(`${runId}:`))).toHaveLength(1);
     expect(fake.requests.length - before).toBe(2);
+  });
+
+  it("two StartRuns on one session through two replicas at once: reject keeps exactly one; enqueue runs both, one after the other", async () => {
+    const { session } = await clients[0]!.unary(SessionService, SessionService.method.createSession, { userId: "ann", agentId: "clerk" });
+    const sessionId = session!.sessionId;
+    const startOn = (i: number, onSessionBusy: SessionBusy) =>
+      clients[i]!.collect(
+        clients[i]!.stream(RunService, R.startRun, {
+          execute: { agentId: "clerk", task: "hello", userId: "ann", sessionId },
+          options: { background: true, onSessionBusy },
+        }),
+      );
+    // Slow answers, so the first run is still going when the second arrives.
+    fake.enqueue({ kind: "stream", chunks: Array(10).fill("a "), delayMs: 30 }, { kind: "stream", chunks: Array(10).fill("b "), delayMs: 30 });
+    const raced = await Promise.allSettled([startOn(0, SessionBusy.REJECT), startOn(1, SessionBusy.REJECT)]);
+    expect(raced.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    const refused = raced.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect((refused.reason as { code: number }).code).toBe(9);
+    const kept = (raced.find((r) => r.status === "fulfilled") as PromiseFulfilledResult<{ event?: RunEvent }[]>).value[0]!.event!.runId;
+    await watchToEnd(2, kept);
+    fake.enqueue({ kind: "stream", chunks: Array(10).fill("c "), delayMs: 30 }, { kind: "stream", chunks: Array(10).fill("d "), delayMs: 30 });
+    const both = await Promise.all([startOn(0, SessionBusy.ENQUEUE), startOn(1, SessionBusy.ENQUEUE)]);
+    const ids = both.map((events) => events[0]!.event!.runId);
+    const journals = await Promise.all(ids.map((id) => watchToEnd(2, id)));
+    expect(journals.map((j) => j.at(-1)!.event.case)).toEqual(["completed", "completed"]);
+    // Never both running: one's first step starts after the other completed.
+    const span = (j: RunEvent[]) => [
+      Number(j.find((e) => e.event.case === "started")!.time!.seconds) * 1000 + j.find((e) => e.event.case === "started")!.time!.nanos / 1e6,
+      Number(j.at(-1)!.time!.seconds) * 1000 + j.at(-1)!.time!.nanos / 1e6,
+    ];
+    const [[s0, e0], [s1, e1]] = journals.map(span) as [[number, number], [number, number]];
+    expect(s0 >= e1 || s1 >= e0).toBe(true);
   });
 });

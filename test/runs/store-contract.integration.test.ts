@@ -91,7 +91,8 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       expect(other.run.id).not.toBe(first.id);
       const noKey = newRun({ userId: first.userId });
       const a = await store.create(noKey, accepted());
-      const b = await store.create({ ...noKey, id: randomUUID() }, accepted());
+      // In its own session: a session keeps one running run.
+      const b = await store.create({ ...noKey, id: randomUUID(), sessionId: randomUUID() }, accepted());
       expect([a.created, b.created]).toEqual([true, true]);
       expect(b.run.id).not.toBe(a.run.id);
     }),
@@ -190,7 +191,8 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
     withStore(async (store) => {
       const sessionId = randomUUID();
       const ids: string[] = [];
-      for (const status of ["running", "completed", "queued", "waiting", "cancelled"] as const) {
+      // One running (a session keeps one running or waiting run), two queued behind it.
+      for (const status of ["running", "completed", "queued", "queued", "cancelled"] as const) {
         const run = newRun({ sessionId, status });
         await store.create(run, accepted());
         ids.push(run.id);
@@ -200,6 +202,9 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       await store.create(newRun(), accepted());
       expect((await store.active(sessionId)).map((r) => r.id)).toEqual([ids[0], ids[2], ids[3]]);
       expect(await store.active(randomUUID())).toEqual([]);
+      const parked = newRun({ status: "waiting" });
+      await store.create(parked, accepted());
+      expect((await store.active(parked.sessionId)).map((r) => r.id)).toEqual([parked.id]);
     }),
   );
 
@@ -315,11 +320,12 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       const user = newRun().userId;
       const sessionId = randomUUID();
       const made: RunRecord[] = [];
-      const statuses = ["running", "waiting", "completed", "waiting", "failed", "waiting", "queued"] as const;
+      // The first four share a session, which keeps one running or waiting run.
+      const statuses = ["running", "queued", "completed", "failed", "waiting", "waiting", "queued"] as const;
       for (const [i, status] of statuses.entries()) {
         made.push((await store.create(newRun({ userId: user, sessionId: i < 4 ? sessionId : randomUUID(), status }), accepted())).run);
       }
-      await store.create(newRun({ sessionId }), accepted()); // another user's run in the session
+      await store.create(newRun({ sessionId, status: "completed" }), accepted()); // another user's run in the session
       const newestFirst = (rs: RunRecord[]) => [...rs].sort((a, b) => b.createTime - a.createTime || (a.id < b.id ? 1 : -1)).map((r) => r.id);
       const walk = async (filter: Parameters<RunStore["list"]>[0], size: number) => {
         const ids: string[] = [];
@@ -410,6 +416,28 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       // Once it has gone on, a repeat is still "already", never an error; the run is there for an orphan sweep.
       expect(await store.decide(run.id, "b", { approved: true })).toBe("already");
       expect((await store.orphans(100)).map((r) => r.id)).toContain(run.id);
+    }),
+  );
+
+  it(
+    "keeps one running or waiting run per session: a second is refused SESSION_BUSY, a queued one may not start until the first ends",
+    withStore(async (store) => {
+      const first = newRun();
+      await store.create(first, accepted());
+      const second = newRun({ sessionId: first.sessionId, userId: first.userId });
+      const refused = await store.create(second, accepted()).catch((err: unknown) => err);
+      expect(reasonOf(refused).reason).toBe("SESSION_BUSY");
+      expect(reasonOf(refused).metadata).toMatchObject({ session_id: first.sessionId, run_id: first.id });
+      const queued = newRun({ sessionId: first.sessionId, userId: first.userId, status: "queued" });
+      await store.create(queued, accepted());
+      const early = await store.append(queued.id, OWNER, 1, [], { status: "running" }).catch((err: unknown) => err);
+      expect(reasonOf(early).reason).toBe("SESSION_BUSY");
+      await store.append(first.id, OWNER, 1, [], { status: "completed", release: true });
+      await store.append(queued.id, OWNER, 1, [], { status: "running" });
+      expect((await store.get(queued.id))!.status).toBe("running");
+      // Runs without a session never meet.
+      await store.create(newRun({ sessionId: "" }), accepted());
+      await store.create(newRun({ sessionId: "" }), accepted());
     }),
   );
 });
