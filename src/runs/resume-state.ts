@@ -62,6 +62,7 @@ export function resumeFromJournal(journal: readonly SequencedEvent[], pending: r
   return { state, events: events.filter((e) => e.type !== "tool_call" || !state.unfinished.some((u) => u.call.id === e.call.id)) };
 }
 
-function isRunEvent(event: SequencedEvent["event"]): event is RunEvent {
+/** An event of the onion (what the executor yields), not one only a run's log has. */
+export function isRunEvent(event: SequencedEvent["event"]): event is RunEvent {
   return !["accepted", "step_restarted", "failed", "cancelled"].includes(event.type);
 }

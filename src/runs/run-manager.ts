@@ -21,8 +21,8 @@ import {
   type RunStore,
   type SequencedEvent,
 } from "./types.ts";
-import { watchRun } from "./watch.ts";
-import { resumeFromJournal } from "./resume-state.ts";
+import { readJournal, watchRun } from "./watch.ts";
+import { isRunEvent, resumeFromJournal } from "./resume-state.ts";
 import type { ResumeState } from "../executor/resume.ts";
 
 /** How runs are kept and owned (config `runs`). */
@@ -137,14 +137,7 @@ export class RunManager {
     }
     const { run, created } = made;
     if (!created) return { run, created };
-    const log = new RunLog(id, this.replicaId, store, run.lastSeq, first);
-    const controller = new AbortController();
-    const entry: LocalRun = { log, controller, done: Promise.resolve() };
-    this.local.set(id, entry);
-    entry.done = this.execute(run, entry, headers, ahead).finally(() => {
-      this.local.delete(id);
-      log.end();
-    });
+    this.launch(run, new RunLog(id, this.replicaId, store, run.lastSeq, first), headers, ahead);
     this.publish("RUN_STARTED", run, {});
     return { run, created };
   }
@@ -310,16 +303,20 @@ export class RunManager {
     const { store, policy } = this.deps;
     if (this.local.has(runId) || !(await store.acquire(runId, this.replicaId, policy.leaseMs))) return;
     const run = (await store.get(runId))!;
-    const journal = await this.journal(run.id);
+    const journal = await readJournal(store, run.id, 0);
     const resume = run.status === "queued" ? undefined : resumeFromJournal(journal, run.pending);
     this.deps.log.info({ run: run.id, from, steps: resume?.state.steps ?? 0, unfinishedTools: resume?.state.unfinished.length ?? 0 }, "run taken over");
     const ahead =
       run.status === "queued" && run.sessionId ? (await store.active(run.sessionId)).filter((r) => r.id !== run.id && r.createTime <= run.createTime) : [];
-    const log = new RunLog(run.id, this.replicaId, store, run.lastSeq);
+    // Its headers went with the replica that had them: the principal it started as stands in.
+    this.launch(run, new RunLog(run.id, this.replicaId, store, run.lastSeq), () => undefined, ahead, resume);
+  }
+
+  /** Runs `run` here: it counts as this replica's until it ends, and its log's watchers are told when it does. */
+  private launch(run: RunRecord, log: RunLog, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): void {
     const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
     this.local.set(run.id, entry);
-    // Its headers went with the replica that had them: the principal it started as stands in.
-    entry.done = this.execute(run, entry, () => undefined, ahead, resume).finally(() => {
+    entry.done = this.execute(run, entry, headers, ahead, resume).finally(() => {
       this.local.delete(run.id);
       log.end();
     });
@@ -366,16 +363,6 @@ export class RunManager {
     return { accepted, run: (await this.deps.store.get(run.id)) ?? now };
   }
 
-  private async journal(runId: string): Promise<SequencedEvent[]> {
-    const out: SequencedEvent[] = [];
-    for (let last = 0; ;) {
-      const page = await this.deps.store.events(runId, last, 1000);
-      out.push(...page);
-      if (page.length < 1000) return out;
-      last = page.at(-1)!.seq;
-    }
-  }
-
   /** Deletes finished runs past their retention, at most every PRUNE_EVERY_MS per replica. */
   private async prune(): Promise<void> {
     const hours = this.deps.policy.retentionHours;
@@ -411,10 +398,8 @@ export class RunManager {
     if (!run.sessionId) return;
     await log.flush();
     const recorder = new TurnRecorder();
-    const events = await this.deps.store.events(run.id, 0, 100_000);
-    for (const { event } of events)
-      if (event.type !== "accepted" && event.type !== "waiting" && event.type !== "step_restarted" && event.type !== "failed" && event.type !== "cancelled")
-        recorder.see(event);
+    // A parked step's calls have no results to keep: only what ran is the turn.
+    for (const { event } of await readJournal(this.deps.store, run.id, 0)) if (isRunEvent(event) && event.type !== "waiting") recorder.see(event);
     const turn = recorder.messages(run.input.task, {
       success: false,
       output: "",

@@ -1,4 +1,5 @@
-import type { AgentRunResult, GenerationOptions, Principal, RunEvent, ToolCall, ToolSpec } from "@qingyu/plugin-api";
+import type { AgentRunResult, Principal, RunEvent, ToolCall, ToolSpec } from "@qingyu/plugin-api";
+import type { ExecuteInput } from "../executor/context.ts";
 import type { Page } from "../sessions/types.ts";
 
 /** Where a run is (the proto's RunStatus without its prefix, lower-case). */
@@ -7,15 +8,8 @@ export type RunStatus = "queued" | "running" | "waiting" | "completed" | "failed
 /** The statuses a run never leaves. */
 export const FINISHED_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
 
-/** What a run does: an Execute request. */
-export interface RunInput {
-  agentId: string;
-  task: string;
-  sessionId: string;
-  userId: string;
-  metadata: Record<string, string>;
-  options: GenerationOptions;
-}
+/** What a run does: an Execute request, as the executor takes one. */
+export type RunInput = ExecuteInput;
 
 /** How a run was asked to run. */
 export interface RunSettings {

@@ -43,7 +43,7 @@ export async function* watchRun(run: RunRecord, afterSeq: number, signal: AbortS
     signal.addEventListener("abort", onAbort);
     try {
       const held = log.since(last);
-      let replay = held ?? (await journal(sources.store, run.id, last));
+      let replay = held ?? (await readJournal(sources.store, run.id, last));
       // What was published while the journal was read is queued already, deltas and all: from there on
       // the queue has it, and the journal (which has no deltas) must not jump the cursor past them.
       if (!held && queue.length) replay = replay.filter((e) => e.seq < queue[0]!.seq);
@@ -98,7 +98,8 @@ async function* fromJournal(runId: string, afterSeq: number, signal: AbortSignal
   }
 }
 
-async function journal(store: RunStore, runId: string, afterSeq: number): Promise<SequencedEvent[]> {
+/** A run's whole journal after `afterSeq`, read page by page. */
+export async function readJournal(store: RunStore, runId: string, afterSeq: number): Promise<SequencedEvent[]> {
   const out: SequencedEvent[] = [];
   for (let last = afterSeq; ;) {
     const page = await store.events(runId, last, PAGE);

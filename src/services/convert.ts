@@ -5,6 +5,7 @@ import { AgentResultSchema, type AgentResult, type GenerationOptions as ProtoOpt
 import { CheckpointSchema, SessionSchema, type Checkpoint, type Session } from "../gen/qingyu/agent/v1/session_pb.ts";
 import type { ExecuteInput } from "../executor/context.ts";
 import type { CheckpointRecord, SessionRecord } from "../sessions/types.ts";
+import { isToolName } from "../tools/tool-name.ts";
 import { ids } from "./ids.ts";
 import { toToolResult } from "./run-events.ts";
 
@@ -48,7 +49,7 @@ function toolOptions(o: ProtoOptions, options: GenerationOptions, field: string)
   const choice = o.toolChoice.trim();
   if (choice) {
     if (choice === "auto" || choice === "none" || choice === "required") options.toolChoice = choice;
-    else if (/^[A-Za-z0-9_-]{1,64}$/.test(choice)) options.toolChoice = { name: choice };
+    else if (isToolName(choice)) options.toolChoice = { name: choice };
     else throw invalidArgument(`${field}options.tool_choice`, `must be "auto", "none", "required" or a tool name`);
   }
   if (o.parallelToolCalls !== undefined) options.parallelToolCalls = o.parallelToolCalls;

@@ -15,6 +15,7 @@ import {
 import type { CancelMode, PendingCall, RunRecord, RunSettings, RunStatus, SequencedEvent } from "../runs/types.ts";
 import type { ToolSpec } from "@qingyu/plugin-api";
 import type { ToolSpec as ProtoToolSpec } from "../gen/qingyu/agent/v1/tool_pb.ts";
+import { isToolName } from "../tools/tool-name.ts";
 import { toAgentResult } from "./convert.ts";
 import { toStreamResponse } from "./run-events.ts";
 
@@ -44,7 +45,7 @@ const MAX_CALLER_TOOLS = 32;
 const MAX_SCHEMA_CHARS = 64 * 1024;
 
 function callerTool(t: ProtoToolSpec, field: string): ToolSpec {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t.name)) throw invalidArgument(`${field}.name`, "must be [A-Za-z0-9_-], 1 to 64 characters");
+  if (!isToolName(t.name)) throw invalidArgument(`${field}.name`, "must be [A-Za-z0-9_-], 1 to 64 characters");
   if (t.description.length > MAX_SCHEMA_CHARS) throw invalidArgument(`${field}.description`, `is longer than ${MAX_SCHEMA_CHARS} characters`);
   const inputSchema = t.inputSchema ?? { type: "object" };
   if (JSON.stringify(inputSchema).length > MAX_SCHEMA_CHARS) throw invalidArgument(`${field}.input_schema`, `is larger than ${MAX_SCHEMA_CHARS} characters`);

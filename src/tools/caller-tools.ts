@@ -1,6 +1,5 @@
 import { invalidArgument, type ToolSpec } from "@qingyu/plugin-api";
-import { Ajv } from "ajv";
-import { Ajv2020 } from "ajv/dist/2020.js";
+import { ArgumentSchemas } from "./argument-schemas.ts";
 import type { ReadyTool, ToolSet } from "./catalog.ts";
 
 /**
@@ -10,13 +9,13 @@ import type { ReadyTool, ToolSet } from "./catalog.ts";
  */
 export function withCallerTools(base: ToolSet, specs: readonly ToolSpec[]): ToolSet {
   if (!specs.length) return base;
-  const ajv = { draft07: new Ajv({ allErrors: true, strict: false }), draft2020: new Ajv2020({ allErrors: true, strict: false }) };
+  const schemas = new ArgumentSchemas();
   const byName = new Map(base.tools.map((t) => [t.tool.name, t]));
   for (const [i, spec] of specs.entries()) {
     if (byName.has(spec.name)) throw invalidArgument(`options.caller_tools[${i}].name`, `"${spec.name}" is the name of one of the agent's tools`);
-    let validate;
+    let check;
     try {
-      validate = (String(spec.inputSchema.$schema ?? "").includes("2020-12") ? ajv.draft2020 : ajv.draft07).compile(spec.inputSchema);
+      check = schemas.compile(spec.inputSchema);
     } catch (err) {
       throw invalidArgument(`options.caller_tools[${i}].input_schema`, `does not compile: ${(err as Error).message}`);
     }
@@ -25,7 +24,7 @@ export function withCallerTools(base: ToolSet, specs: readonly ToolSpec[]): Tool
       source: "the caller",
       caller: true,
       definition: { name: spec.name, description: spec.description, parameters: spec.inputSchema },
-      check: (args) => (validate(args) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "(arguments)"} ${e.message ?? "is invalid"}`)),
+      check,
     };
     byName.set(spec.name, ready);
   }

@@ -1,7 +1,7 @@
 import type { AgentDefinition, Tool, ToolDefinition } from "@qingyu/plugin-api";
-import { Ajv, type ValidateFunction } from "ajv";
-import { Ajv2020 } from "ajv/dist/2020.js";
+import { ArgumentSchemas, type ArgumentCheck } from "./argument-schemas.ts";
 import { matchesAny } from "./glob.ts";
+import { isToolName } from "./tool-name.ts";
 
 /** A tool ready for the step loop: what it is, where it came from, and its compiled argument check. */
 export interface ReadyTool {
@@ -27,34 +27,24 @@ export interface ToolSet {
 /** A tool whose name or schema cannot be offered to a model. */
 export class ToolCatalogError extends Error {}
 
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-
 /** Every tool of a generation, by name, and each agent's share of them. */
 export class ToolCatalog {
   private readonly byName = new Map<string, ReadyTool>();
   private readonly perAgent = new Map<string, ToolSet>();
 
   constructor(entries: readonly { tool: Tool; source: string }[]) {
-    // One validator per draft: compiled schemas are kept per tool, not per call. MCP servers built
-    // with zod 4 declare draft 2020-12; tool plugins' defineTool writes draft-07.
-    const draft07 = new Ajv({ allErrors: true, strict: false });
-    const draft2020 = new Ajv2020({ allErrors: true, strict: false });
+    const schemas = new ArgumentSchemas();
     for (const { tool, source } of entries) {
-      if (!TOOL_NAME.test(tool.name)) throw new ToolCatalogError(`${source}: tool name ${JSON.stringify(tool.name)} is not [A-Za-z0-9_-], 1 to 64 characters`);
+      if (!isToolName(tool.name)) throw new ToolCatalogError(`${source}: tool name ${JSON.stringify(tool.name)} is not [A-Za-z0-9_-], 1 to 64 characters`);
       const other = this.byName.get(tool.name);
       if (other) throw new ToolCatalogError(`tool "${tool.name}" comes from both ${other.source} and ${source}`);
-      let validate: ValidateFunction;
+      let check: ArgumentCheck;
       try {
-        validate = (String(tool.inputSchema.$schema ?? "").includes("2020-12") ? draft2020 : draft07).compile(tool.inputSchema);
+        check = schemas.compile(tool.inputSchema);
       } catch (err) {
         throw new ToolCatalogError(`${source}: tool "${tool.name}" has an input schema that does not compile: ${(err as Error).message}`);
       }
-      this.byName.set(tool.name, {
-        tool,
-        source,
-        definition: { name: tool.name, description: tool.description, parameters: tool.inputSchema },
-        check: (args) => (validate(args) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "(arguments)"} ${e.message ?? "is invalid"}`)),
-      });
+      this.byName.set(tool.name, { tool, source, definition: { name: tool.name, description: tool.description, parameters: tool.inputSchema }, check });
     }
   }
 

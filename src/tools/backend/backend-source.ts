@@ -7,6 +7,7 @@ import { matchesAny } from "../glob.ts";
 import { callTool } from "./call.ts";
 import { ToolServiceChannel } from "./channel.ts";
 import type { BackendToolsConfig } from "./config.ts";
+import { isToolName } from "../tool-name.ts";
 
 /** What a BackendToolSource needs besides its config. */
 export interface BackendToolSourceDeps {
@@ -19,8 +20,6 @@ export interface BackendToolSourceDeps {
   listTimeoutMs?: number;
 }
 
-/** What a tool name may be (what model APIs accept). */
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const SEPARATOR = "__";
 const DEFAULT_MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 const DEFAULT_LIST_TIMEOUT_MS = 10_000;
@@ -77,7 +76,7 @@ export class BackendToolSource implements ToolSource {
     const seen = new Set<string>();
     for (const spec of specs) {
       const fullName = `${this.name}${SEPARATOR}${spec.name}`;
-      if (!TOOL_NAME.test(spec.name) || !TOOL_NAME.test(fullName)) {
+      if (!isToolName(spec.name) || !isToolName(fullName)) {
         this.log.warn({ tool: spec.name }, `skipped tool: "${fullName}" is not 1 to 64 of [A-Za-z0-9_-]`);
         continue;
       }

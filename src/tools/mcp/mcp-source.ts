@@ -7,9 +7,7 @@ import { closeConnection, openConnection, type McpConnection } from "./connectio
 import { matchesAny } from "../glob.ts";
 import { ProcessGroupStdioTransport } from "./stdio-transport.ts";
 import { resultText } from "./result.ts";
-
-/** What model APIs accept as a tool name. */
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+import { isToolName } from "../tool-name.ts";
 
 /** The shared connection: its opening, and the connection once open. */
 interface Slot {
@@ -63,7 +61,7 @@ export class McpToolSource implements ToolSource {
     for (const tool of listed) {
       if (!this.#allowed(tool.name)) continue;
       const name = `${this.serverName}__${tool.name}`;
-      if (!TOOL_NAME.test(name)) {
+      if (!isToolName(name)) {
         this.#log.warn({ tool: tool.name, name }, "MCP tool skipped: its name is not [A-Za-z0-9_-]{1,64}, which model APIs require");
         continue;
       }
