@@ -1,30 +1,17 @@
 import { invalidArgument } from "@qingyu/plugin-api";
 import { create } from "@bufbuild/protobuf";
-import { ExecuteRequestSchema } from "../gen/qingyu/agent/v1/agent_pb.ts";
-import {
-  CancelRunResponseSchema,
-  GetRunResponseSchema,
-  ListRunsResponseSchema,
-  RunService,
-  StartRunResponseSchema,
-  SubmitApprovalResponseSchema,
-  SubmitToolResultsResponseSchema,
-  WatchRunResponseSchema,
-} from "../gen/qingyu/agent/v1/run_pb.ts";
+import { GetRunResponseSchema, ListRunsResponseSchema, RunService, StartRunResponseSchema, WatchRunResponseSchema } from "../gen/qingyu/agent/v1/run_pb.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import { runOwner } from "../pipeline/acting.ts";
 import type { RunManager } from "../runs/run-manager.ts";
-import type { ServiceImpl } from "../transport/types.ts";
-import { toExecuteInput } from "./convert.ts";
+import type { CallContext, ServiceImpl } from "../transport/types.ts";
 import { ids } from "./ids.ts";
-import { fromProtoCancel, fromProtoStatus, toRun, toRunEvent, toRunSettings } from "./run-convert.ts";
+import { parseApproval, parseResults, parseStart, RunActions } from "./run-actions.ts";
+import { fromProtoStatus, toRun } from "./run-convert.ts";
+import { followRun, runStream } from "./run-stream.ts";
 import { admitted, type Admitted } from "./scope.ts";
 
 const SERVICE = RunService.typeName;
-// What an approver may send: arguments as big as a tool's, a note for the model.
-const MAX_ARGUMENTS = 64 * 1024;
-const MAX_MESSAGE = 4096;
-const MAX_RESULTS = 64;
 
 /**
  * RunService: durable runs. Each RPC passes the pipeline's admit hooks; a run
@@ -32,93 +19,44 @@ const MAX_RESULTS = 64;
  * read, list or cancel it.
  */
 export function runService(runs: RunManager, live: LiveRuntime): ServiceImpl<typeof RunService.method> {
-  const admit = (call: Parameters<typeof admitted>[1], method: string, userId: string) =>
-    admitted(live, call, { service: SERVICE, method, userId }, async (a: Admitted) => a);
+  const actions = new RunActions(runs);
+  const admit = (call: CallContext, method: string, userId: string) => admitted(live, call, { service: SERVICE, method, userId }, async (a: Admitted) => a);
 
   return {
     async *startRun(req, call) {
-      const input = toExecuteInput(req.execute ?? create(ExecuteRequestSchema), "execute.");
-      const settings = toRunSettings(req.options);
-      const key = ids.key(req.options?.idempotencyKey ?? "", "options.idempotency_key");
-      const a = await admit(call, "StartRun", input.userId);
-      input.userId = runOwner(a, a.user) || a.user;
-      if (a.principal) settings.startedBy = a.principal;
-      if (!input.task) throw invalidArgument("execute.task", "is required");
-      const agents = a.gen.parts.agents;
-      if (input.agentId && !agents.get(input.agentId)) throw agents.refusal(input.agentId);
-      if (!input.agentId && !input.sessionId) throw invalidArgument("execute.agent_id", "is required (or a session_id bound to an agent)");
-      const { run } = await runs.start(input, settings, (name) => call.header(name), key);
-      if (settings.background) {
-        const accepted = { seq: 1, time: run.createTime, event: { type: "accepted" as const } };
-        yield create(StartRunResponseSchema, { event: toRunEvent(accepted, run) });
-        return;
-      }
-      let ended = false;
-      try {
-        for await (const e of runs.watch(run, 0, call.signal)) {
-          yield create(StartRunResponseSchema, { event: toRunEvent(e, run) });
-          if (e.event.type === "completed" || e.event.type === "failed" || e.event.type === "cancelled") ended = true;
-        }
-      } finally {
-        // A caller that goes away from a run it asked to be cancelled on disconnect: cancel it, keeping what it did.
-        if (!ended && call.signal.aborted && settings.onDisconnect === "cancel") await runs.cancel(run, "interrupt").catch(() => undefined);
-      }
+      const start = parseStart(req);
+      const run = await actions.start(await admit(call, "StartRun", start.input.userId), start, (name) => call.header(name));
+      for await (const event of followRun(runs, run, 0, call.signal, start.settings)) yield create(StartRunResponseSchema, { event });
     },
 
     async *watchRun(req, call) {
       const runId = ids.run(req.runId);
       if (!runId) throw invalidArgument("run_id", "is required");
-      const a = await admit(call, "WatchRun", ids.user(req.userId));
-      const run = await runs.get(runId, runOwner(a, a.user));
-      for await (const e of runs.watch(run, Number(req.afterSeq), call.signal)) yield create(WatchRunResponseSchema, { event: toRunEvent(e, run) });
+      const run = await actions.get(await admit(call, "WatchRun", ids.user(req.userId)), runId);
+      for await (const event of followRun(runs, run, Number(req.afterSeq), call.signal)) yield create(WatchRunResponseSchema, { event });
     },
 
+    run: runStream(actions, runs, (call, userId) => admit(call, "Run", userId)),
+
     cancelRun(req, call) {
-      const runId = ids.run(req.runId);
-      return admitted(live, call, { service: SERVICE, method: "CancelRun", userId: ids.user(req.userId) }, async (a) => {
-        if (!runId) throw invalidArgument("run_id", "is required");
-        const run = await runs.get(runId, runOwner(a, a.user));
-        return create(CancelRunResponseSchema, { run: toRun(await runs.cancel(run, fromProtoCancel(req.mode))) });
-      });
+      return admitted(live, call, { service: SERVICE, method: "CancelRun", userId: ids.user(req.userId) }, (a) => actions.cancel(a, req));
     },
 
     getRun(req, call) {
       const runId = ids.run(req.runId);
-      return admitted(live, call, { service: SERVICE, method: "GetRun", userId: ids.user(req.userId) }, async (a) => {
-        if (!runId) throw invalidArgument("run_id", "is required");
-        return create(GetRunResponseSchema, { run: toRun(await runs.get(runId, runOwner(a, a.user))) });
-      });
+      return admitted(live, call, { service: SERVICE, method: "GetRun", userId: ids.user(req.userId) }, async (a) =>
+        create(GetRunResponseSchema, { run: toRun(await actions.get(a, runId)) }),
+      );
     },
 
     submitApproval(req, call) {
-      const runId = ids.run(req.runId);
-      const toolCallId = ids.key(req.toolCallId, "tool_call_id");
-      if (req.arguments.length > MAX_ARGUMENTS) throw invalidArgument("arguments", `is longer than ${MAX_ARGUMENTS} characters`);
-      if (req.message.length > MAX_MESSAGE) throw invalidArgument("message", `is longer than ${MAX_MESSAGE} characters`);
-      return admitted(live, call, { service: SERVICE, method: "SubmitApproval", userId: ids.user(req.userId) }, async (a) => {
-        if (!runId) throw invalidArgument("run_id", "is required");
-        if (!toolCallId) throw invalidArgument("tool_call_id", "is required");
-        const run = await runs.get(runId, runOwner(a, a.user));
-        const decision = { approved: req.approved, ...(req.arguments ? { arguments: req.arguments } : {}), ...(req.message ? { message: req.message } : {}) };
-        const { decided, run: after } = await runs.decide(run, toolCallId, decision);
-        return create(SubmitApprovalResponseSchema, { decided, run: toRun(after) });
-      });
+      const approval = parseApproval(req);
+      return admitted(live, call, { service: SERVICE, method: "SubmitApproval", userId: ids.user(req.userId) }, (a) => actions.approve(a, approval));
     },
 
     submitToolResults(req, call) {
-      const runId = ids.run(req.runId);
-      if (req.results.length > MAX_RESULTS) throw invalidArgument("results", `has ${req.results.length} results; at most ${MAX_RESULTS}`);
-      const results = req.results.map((r, i) => {
-        const output = r.output?.output ?? "";
-        if (output.length > MAX_ARGUMENTS) throw invalidArgument(`results[${i}].output.output`, `is longer than ${MAX_ARGUMENTS} characters`);
-        return { toolCallId: ids.key(r.toolCallId, `results[${i}].tool_call_id`), output, isError: r.output?.isError ?? false };
-      });
-      return admitted(live, call, { service: SERVICE, method: "SubmitToolResults", userId: ids.user(req.userId) }, async (a) => {
-        if (!runId) throw invalidArgument("run_id", "is required");
-        const run = await runs.get(runId, runOwner(a, a.user));
-        const { accepted, run: after } = await runs.answer(run, results);
-        return create(SubmitToolResultsResponseSchema, { accepted, run: toRun(after) });
-      });
+      const answers = parseResults(req);
+      return admitted(live, call, { service: SERVICE, method: "SubmitToolResults", userId: ids.user(req.userId) }, (a) => actions.answer(a, answers));
     },
 
     listRuns(req, call) {

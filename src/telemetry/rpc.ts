@@ -24,7 +24,8 @@ export function instrumentService(hosted: HostedService, telemetry: Telemetry): 
     const fn = hosted.impl[method.localName] as Impl | undefined;
     if (!fn) continue;
     const m = new MethodAttributes(method);
-    impl[method.localName] = method.methodKind === "server_streaming" ? streaming(m, fn, telemetry) : unary(m, fn, telemetry);
+    // A bidi method's first argument is its request stream: passed through as a request is.
+    impl[method.localName] = method.methodKind !== "unary" ? streaming(m, fn, telemetry) : unary(m, fn, telemetry);
   }
   return { ...hosted, impl };
 }

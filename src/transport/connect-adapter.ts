@@ -27,8 +27,10 @@ export function registerConnectServices(
       const fail = (err: unknown): never => {
         throw edge.toClient(err, method);
       };
+      if (method.methodKind === "client_streaming") throw new Error(`${method.methodKind} methods are not supported`);
+      // A bidi method's first argument is its request stream, handed on as a request is.
       adapted[method.localName] =
-        method.methodKind === "server_streaming"
+        method.methodKind !== "unary"
           ? async function* (req: never, hctx: HandlerContext) {
               // A refusal by beginCall() (draining, metadata too large) leaves through the edge too.
               let call: ReturnType<typeof beginCall> | undefined;

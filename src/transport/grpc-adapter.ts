@@ -1,6 +1,8 @@
 import { invalidArgument } from "@qingyu/plugin-api";
 import { fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+// Not re-exported by the package index: the part every kind of server call shares.
+import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import type { CallTracker } from "./call-tracker.ts";
 import { deadlineExceeded, endedEarly } from "./cancel-reason.ts";
 import { type ErrorEdge, STATUS_DETAILS_HEADER, statusDetails } from "./edge-error.ts";
@@ -10,9 +12,10 @@ import type { Admit } from "./preflight.ts";
 import { checkBinaryMaps, type MapLimits } from "./wire-limits.ts";
 import type { CallContext, HostedService } from "./types.ts";
 import type { ConnectError } from "@qingyu/plugin-api";
+import { requestStream } from "./request-stream.ts";
 import { resetGrpcWhenStalled } from "./stalled-stream.ts";
 
-type AnyCall = grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>;
+type WritableCall = grpc.ServerWritableStream<Buffer, unknown> | grpc.ServerDuplexStream<Buffer, unknown>;
 
 /**
  * Builds a grpc-js service definition and handlers from a protobuf-es service
@@ -32,14 +35,16 @@ export function toGrpcService(
   for (const method of service.methods) {
     const fn = impl[method.localName];
     if (!fn) throw new Error(`${service.typeName} has no implementation of ${method.name}`);
-    const streaming = method.methodKind === "server_streaming";
-    if (!streaming && method.methodKind !== "unary") throw new Error(`${method.methodKind} methods are not supported`);
+    const kind = method.methodKind;
+    if (kind === "client_streaming") throw new Error(`${kind} methods are not supported`);
+    const streaming = kind !== "unary";
+    const bidi = kind === "bidi_streaming";
     // Only streams can be open-ended; a unary call is always waited for at shutdown.
     const tracking = streaming ? track : { ...track, longLived: false };
     const longLived = tracking.longLived === true;
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
-      requestStream: false,
+      requestStream: bidi,
       responseStream: streaming,
       // Requests are parsed in the handler, where a malformed one can get INVALID_ARGUMENT.
       requestSerialize: (message: unknown) => serialize(method.input, message),
@@ -48,7 +53,8 @@ export function toGrpcService(
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.localName,
     };
-    const run = (call: AnyCall, body: (req: never, ctx: GrpcCallContext) => Promise<void>, fail: (s: Partial<grpc.StatusObject>) => void) => {
+    const parse = (bytes: unknown) => parseRequest(method, bytes, limits);
+    const run = (call: ServerSurfaceCall, body: (ctx: GrpcCallContext) => Promise<void>, fail: (s: Partial<grpc.StatusObject>) => void) => {
       const ctx = new GrpcCallContext(call, limits, longLived);
       let end: (() => void) | undefined;
       const finish = (err?: unknown) => {
@@ -62,27 +68,34 @@ export function toGrpcService(
         const metadataBytes = headerBlockBytes(call.metadata.toJSON());
         if (metadataBytes > limits.maxMetadataBytes) throw metadataTooLarge(metadataBytes, limits.maxMetadataBytes);
         // Admitted on its headers first: a caller without credentials costs no decode.
-        const decodeAndRun = () => body(parseRequest(method, call.request, limits) as never, ctx);
         const admitted = admit?.(ctx, service.typeName, method.name);
-        const work = admitted ? admitted.then(decodeAndRun) : decodeAndRun();
+        const work = admitted ? admitted.then(() => body(ctx)) : body(ctx);
         untilAborted(work, ctx.controller.signal).then(() => finish(), finish);
       } catch (err) {
         finish(err);
       }
     };
-    handlers[method.localName] = streaming
-      ? (call: grpc.ServerWritableStream<Buffer, unknown>) =>
-          run(
-            call,
-            (req, ctx) => pump(fn(req, ctx) as AsyncIterable<unknown>, call, ctx),
-            (s) => endWithError(call, s),
-          )
-      : (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-          run(
-            call,
-            async (req, ctx) => callback(null, await (fn(req, ctx) as Promise<unknown>), ctx.pendingTrailers),
-            (s) => callback(s),
-          );
+    if (bidi)
+      handlers[method.localName] = (call: grpc.ServerDuplexStream<Buffer, unknown>) =>
+        run(
+          call,
+          (ctx) => pump(fn(requestStream(call, parse, ctx.signal) as never, ctx) as AsyncIterable<unknown>, call, ctx),
+          (s) => endWithError(call, s),
+        );
+    else if (streaming)
+      handlers[method.localName] = (call: grpc.ServerWritableStream<Buffer, unknown>) =>
+        run(
+          call,
+          (ctx) => pump(fn(parse(call.request) as never, ctx) as AsyncIterable<unknown>, call, ctx),
+          (s) => endWithError(call, s),
+        );
+    else
+      handlers[method.localName] = (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+        run(
+          call,
+          async (ctx) => callback(null, await (fn(parse(call.request) as never, ctx) as Promise<unknown>), ctx.pendingTrailers),
+          (s) => callback(s),
+        );
   }
   return { definition, handlers };
 }
@@ -99,7 +112,7 @@ class GrpcCallContext implements CallContext {
   private trailerMetadata: grpc.Metadata | undefined;
 
   constructor(
-    private readonly call: AnyCall,
+    private readonly call: ServerSurfaceCall,
     limits: CallLimits,
     longLived: boolean,
   ) {
@@ -164,7 +177,7 @@ function serialize(schema: DescMessage, message: unknown): Buffer {
 
 // Writes each message as the implementation yields it, waiting for the socket
 // when the client reads slower than we produce.
-async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableStream<Buffer, unknown>, ctx: GrpcCallContext) {
+async function pump(messages: AsyncIterable<unknown>, call: WritableCall, ctx: GrpcCallContext) {
   const iterator = messages[Symbol.asyncIterator]();
   try {
     for (;;) {
@@ -182,13 +195,13 @@ async function pump(messages: AsyncIterable<unknown>, call: grpc.ServerWritableS
 
 // The error status waits behind the messages already written; a client that does not read them
 // would hold the stream for good, so it is reset if the status is not out within a grace.
-function endWithError(call: grpc.ServerWritableStream<Buffer, unknown>, status: Partial<grpc.StatusObject>): void {
+function endWithError(call: WritableCall, status: Partial<grpc.StatusObject>): void {
   call.emit("error", status);
   resetGrpcWhenStalled(call, status.code as number | undefined);
 }
 
 // Rejects when the call is aborted, which a service may do itself (CallContext.fail) while the client is not reading.
-function drained(call: grpc.ServerWritableStream<Buffer, unknown>, signal: AbortSignal): Promise<void> {
+function drained(call: WritableCall, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       call.removeListener("drain", onDrain);

@@ -65,7 +65,8 @@ async function* checkedBody(
   } catch (err) {
     throw preflight.edge.toClient(err, method);
   }
-  if (!mapPlan(method.input)) return yield* body;
+  // A request stream is not buffered (it may stay open for the call's life): its messages' maps are counted as decoded.
+  if (!mapPlan(method.input) || method.methodKind === "bidi_streaming") return yield* body;
   const iterator = body[Symbol.asyncIterator]();
   // One message and its envelope; a larger body is connect-node's to refuse (readMaxBytes), unread by us.
   const { maxMessageBytes } = preflight.limits;

@@ -6,7 +6,8 @@
 // (RST_STREAM; on HTTP/1.1, where there is no such frame, the connection, with a TCP reset).
 import { Code } from "@qingyu/plugin-api";
 import { createContextKey, createContextValues, type HandlerContext } from "@connectrpc/connect";
-import type * as grpc from "@grpc/grpc-js";
+// Not re-exported by the package index: the part every kind of server call shares.
+import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import type { IncomingMessage } from "node:http";
 import { constants, type Http2ServerRequest, type Http2Stream } from "node:http2";
 
@@ -30,7 +31,7 @@ function resetCode(code: Code | undefined): number {
  * status: unless grpc-js reports the call over (it does once the trailers are
  * out, or the stream closed) within the grace, its HTTP/2 stream is reset.
  */
-export function resetGrpcWhenStalled(call: grpc.ServerWritableStream<unknown, unknown>, code: Code | undefined): void {
+export function resetGrpcWhenStalled(call: ServerSurfaceCall, code: Code | undefined): void {
   if (call.cancelled) return;
   const done = () => clearTimeout(timer);
   const timer = setTimeout(() => {

@@ -22,7 +22,9 @@ type MethodImpl<M extends GenServiceMethods[string]> = M["methodKind"] extends "
   ? (req: MessageShape<M["input"] & DescMessage>, call: CallContext) => Promise<MessageShape<M["output"] & DescMessage>>
   : M["methodKind"] extends "server_streaming"
     ? (req: MessageShape<M["input"] & DescMessage>, call: CallContext) => AsyncIterable<MessageShape<M["output"] & DescMessage>>
-    : never;
+    : M["methodKind"] extends "bidi_streaming"
+      ? (requests: AsyncIterable<MessageShape<M["input"] & DescMessage>>, call: CallContext) => AsyncIterable<MessageShape<M["output"] & DescMessage>>
+      : never;
 
 /** A service written once against the protobuf-es types, served by both transports. */
 export type ServiceImpl<T extends GenServiceMethods> = { [K in keyof T]: MethodImpl<T[K]> };

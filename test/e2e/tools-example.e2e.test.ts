@@ -80,4 +80,30 @@ describe("the tools example: a plugin, an MCP server and a Python ToolService", 
       "status RUN_STATUS_COMPLETED",
     ]);
   });
+
+  it("runs run_stream.py: one bidirectional Run stream starts the run, answers its caller tool, and ends with it", async () => {
+    const out = await runPython([join(root, "examples/python/run_stream.py"), `127.0.0.1:${server.grpcPort}`], join(root, "clients/python"));
+    const lines = out.trim().split("\n");
+    const kinds = lines.filter((l) => /^ *\d+ /.test(l)).map((l) => l.trim().split(" ")[1]);
+    // The run parks on the caller's tool, the answer goes back on the stream, and the run goes on to its end.
+    expect(kinds).toEqual([
+      "accepted",
+      "started",
+      "step_started",
+      "tool_call_started",
+      "tool_call_delta",
+      "tool_call",
+      "step_finished",
+      "waiting",
+      "tool_result",
+      "step_started",
+      "delta",
+      "step_finished",
+      "completed",
+    ]);
+    expect(lines).toContainEqual(expect.stringMatching(/^answered: \['call_[0-9_]+'\]$/));
+    expect(lines).toContain("output: [history=0] What is the weather where I am? | [user_location] Lisbon");
+    expect(lines).toContain(`replayed ${kinds.length - 2} events after seq 2`);
+    expect(lines.at(-1)).toMatch(/^refused: INVALID_ARGUMENT action: must be start or attach in the first message, not cancel$/);
+  });
 });

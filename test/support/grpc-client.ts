@@ -76,6 +76,23 @@ export class TestClient {
     ) as grpc.ClientReadableStream<MessageShape<O>>;
   }
 
+  /** Starts a bidirectional stream: write requests (created from their init shapes), read responses. */
+  duplex<I extends DescMessage, O extends DescMessage>(
+    service: DescService,
+    method: DescMethod & { input: I; output: O },
+    opts: CallOptions = {},
+  ): grpc.ClientDuplexStream<MessageInitShape<I>, MessageShape<O>> {
+    const { md, callOpts } = this.args(opts);
+    const toBytes = serializer(method.input);
+    return this.raw.makeBidiStreamRequest(
+      `/${service.typeName}/${method.name}`,
+      (m: MessageInitShape<I>) => toBytes(create(method.input, m)),
+      deserializer(method.output),
+      md,
+      callOpts,
+    ) as grpc.ClientDuplexStream<MessageInitShape<I>, MessageShape<O>>;
+  }
+
   /** Reads a whole stream; rejects with the status error. */
   async collect<O>(call: grpc.ClientReadableStream<O>): Promise<O[]> {
     const out: O[] = [];

@@ -34,6 +34,11 @@ type RunServiceClient interface {
 	// SubmitToolResults answers calls of the caller's own tools (RunOptions.caller_tools), from any replica,
 	// once each; when no call is left unanswered the run goes on.
 	SubmitToolResults(ctx context.Context, in *SubmitToolResultsRequest, opts ...grpc.CallOption) (*SubmitToolResultsResponse, error)
+	// Run is one bidirectional stream (HTTP/2: gRPC, or Connect over HTTP/2): the first message starts a run
+	// (as StartRun) or attaches to one (as WatchRun); later messages answer its caller tools, decide its
+	// approvals or cancel it, each answered in the stream. The stream ends after the run's last event; a
+	// request the server refuses ends it with that status (the run goes on: attach again).
+	Run(ctx context.Context, opts ...grpc.CallOption) (RunService_RunClient, error)
 }
 
 type runServiceClient struct {
@@ -153,6 +158,37 @@ func (c *runServiceClient) SubmitToolResults(ctx context.Context, in *SubmitTool
 	return out, nil
 }
 
+func (c *runServiceClient) Run(ctx context.Context, opts ...grpc.CallOption) (RunService_RunClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_RunService_serviceDesc.Streams[2], "/qingyu.agent.v1.RunService/Run", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &runServiceRunClient{stream}
+	return x, nil
+}
+
+type RunService_RunClient interface {
+	Send(*RunRequest) error
+	Recv() (*RunResponse, error)
+	grpc.ClientStream
+}
+
+type runServiceRunClient struct {
+	grpc.ClientStream
+}
+
+func (x *runServiceRunClient) Send(m *RunRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *runServiceRunClient) Recv() (*RunResponse, error) {
+	m := new(RunResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility
@@ -174,6 +210,11 @@ type RunServiceServer interface {
 	// SubmitToolResults answers calls of the caller's own tools (RunOptions.caller_tools), from any replica,
 	// once each; when no call is left unanswered the run goes on.
 	SubmitToolResults(context.Context, *SubmitToolResultsRequest) (*SubmitToolResultsResponse, error)
+	// Run is one bidirectional stream (HTTP/2: gRPC, or Connect over HTTP/2): the first message starts a run
+	// (as StartRun) or attaches to one (as WatchRun); later messages answer its caller tools, decide its
+	// approvals or cancel it, each answered in the stream. The stream ends after the run's last event; a
+	// request the server refuses ends it with that status (the run goes on: attach again).
+	Run(RunService_RunServer) error
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -201,6 +242,9 @@ func (UnimplementedRunServiceServer) SubmitApproval(context.Context, *SubmitAppr
 }
 func (UnimplementedRunServiceServer) SubmitToolResults(context.Context, *SubmitToolResultsRequest) (*SubmitToolResultsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitToolResults not implemented")
+}
+func (UnimplementedRunServiceServer) Run(RunService_RunServer) error {
+	return status.Errorf(codes.Unimplemented, "method Run not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 
@@ -347,6 +391,32 @@ func _RunService_SubmitToolResults_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RunServiceServer).Run(&runServiceRunServer{stream})
+}
+
+type RunService_RunServer interface {
+	Send(*RunResponse) error
+	Recv() (*RunRequest, error)
+	grpc.ServerStream
+}
+
+type runServiceRunServer struct {
+	grpc.ServerStream
+}
+
+func (x *runServiceRunServer) Send(m *RunResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *runServiceRunServer) Recv() (*RunRequest, error) {
+	m := new(RunRequest)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 var _RunService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "qingyu.agent.v1.RunService",
 	HandlerType: (*RunServiceServer)(nil),
@@ -382,6 +452,12 @@ var _RunService_serviceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchRun",
 			Handler:       _RunService_WatchRun_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Run",
+			Handler:       _RunService_Run_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "qingyu/agent/v1/run.proto",

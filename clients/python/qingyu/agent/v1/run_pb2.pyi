@@ -195,6 +195,32 @@ class RunOptions(_message.Message):
     on_session_busy: SessionBusy
     def __init__(self, background: bool = ..., idempotency_key: _Optional[str] = ..., on_session_busy: _Optional[_Union[SessionBusy, str]] = ..., on_disconnect: _Optional[_Union[OnDisconnect, str]] = ..., caller_tools: _Optional[_Iterable[_Union[_tool_pb2.ToolSpec, _Mapping]]] = ...) -> None: ...
 
+class RunRequest(_message.Message):
+    __slots__ = ["approval", "attach", "cancel", "start", "tool_results"]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    approval: SubmitApprovalRequest
+    attach: WatchRunRequest
+    cancel: CancelRunRequest
+    start: StartRunRequest
+    tool_results: SubmitToolResultsRequest
+    def __init__(self, start: _Optional[_Union[StartRunRequest, _Mapping]] = ..., attach: _Optional[_Union[WatchRunRequest, _Mapping]] = ..., tool_results: _Optional[_Union[SubmitToolResultsRequest, _Mapping]] = ..., approval: _Optional[_Union[SubmitApprovalRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelRunRequest, _Mapping]] = ...) -> None: ...
+
+class RunResponse(_message.Message):
+    __slots__ = ["approval", "cancel", "event", "tool_results"]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    approval: SubmitApprovalResponse
+    cancel: CancelRunResponse
+    event: RunEvent
+    tool_results: SubmitToolResultsResponse
+    def __init__(self, event: _Optional[_Union[RunEvent, _Mapping]] = ..., tool_results: _Optional[_Union[SubmitToolResultsResponse, _Mapping]] = ..., approval: _Optional[_Union[SubmitApprovalResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelRunResponse, _Mapping]] = ...) -> None: ...
+
 class RunWaiting(_message.Message):
     __slots__ = ["pending"]
     PENDING_FIELD_NUMBER: _ClassVar[int]

@@ -11,7 +11,7 @@ class RunServiceStub(object):
     cancelled and listed from any replica; another replica takes a run over when its
     replica dies; a run whose tools need a person's approval, or that calls the caller's
     own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
-    answers. (A bidirectional Run comes next: issue #17.)
+    answers. Run does all of it on one bidirectional stream.
     """
 
     def __init__(self, channel):
@@ -55,6 +55,11 @@ class RunServiceStub(object):
                 request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.SerializeToString,
                 response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.FromString,
                 )
+        self.Run = channel.stream_stream(
+                '/qingyu.agent.v1.RunService/Run',
+                request_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.RunRequest.SerializeToString,
+                response_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.RunResponse.FromString,
+                )
 
 
 class RunServiceServicer(object):
@@ -63,7 +68,7 @@ class RunServiceServicer(object):
     cancelled and listed from any replica; another replica takes a run over when its
     replica dies; a run whose tools need a person's approval, or that calls the caller's
     own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
-    answers. (A bidirectional Run comes next: issue #17.)
+    answers. Run does all of it on one bidirectional stream.
     """
 
     def StartRun(self, request, context):
@@ -118,6 +123,16 @@ class RunServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Run(self, request_iterator, context):
+        """Run is one bidirectional stream (HTTP/2: gRPC, or Connect over HTTP/2): the first message starts a run
+        (as StartRun) or attaches to one (as WatchRun); later messages answer its caller tools, decide its
+        approvals or cancel it, each answered in the stream. The stream ends after the run's last event; a
+        request the server refuses ends it with that status (the run goes on: attach again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +171,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.FromString,
                     response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.SerializeToString,
             ),
+            'Run': grpc.stream_stream_rpc_method_handler(
+                    servicer.Run,
+                    request_deserializer=qingyu_dot_agent_dot_v1_dot_run__pb2.RunRequest.FromString,
+                    response_serializer=qingyu_dot_agent_dot_v1_dot_run__pb2.RunResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'qingyu.agent.v1.RunService', rpc_method_handlers)
@@ -169,7 +189,7 @@ class RunService(object):
     cancelled and listed from any replica; another replica takes a run over when its
     replica dies; a run whose tools need a person's approval, or that calls the caller's
     own tools, parks, holding no process, until SubmitApproval or SubmitToolResults
-    answers. (A bidirectional Run comes next: issue #17.)
+    answers. Run does all of it on one bidirectional stream.
     """
 
     @staticmethod
@@ -288,5 +308,22 @@ class RunService(object):
         return grpc.experimental.unary_unary(request, target, '/qingyu.agent.v1.RunService/SubmitToolResults',
             qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsRequest.SerializeToString,
             qingyu_dot_agent_dot_v1_dot_run__pb2.SubmitToolResultsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Run(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/qingyu.agent.v1.RunService/Run',
+            qingyu_dot_agent_dot_v1_dot_run__pb2.RunRequest.SerializeToString,
+            qingyu_dot_agent_dot_v1_dot_run__pb2.RunResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
