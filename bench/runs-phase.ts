@@ -162,7 +162,6 @@ export function runTargetRows(r: RunsPhaseResult): RunTargetRow[] {
       baseline: s === SOURCES[0] ? "" : `owner live log: ${fixed(base.eventsPerSec, 0)}`,
       ours: `${fixed(p[s].eventsPerSec, 0)} (${p[s].events} events in ${fixed(p[s].ms, 1)} ms)`,
       versus: s === SOURCES[0] ? "" : `${fixed(p[s].eventsPerSec / base.eventsPerSec, 2)}x`,
-      ...(s === SOURCES[0] ? { target: "from Redis: not built (no Redis stream of runs yet)" } : {}),
     });
   }
   return rows;

@@ -1,10 +1,9 @@
 // Issue #17's third speed row: WatchRun replaying a run of ~1,000 journaled
-// events from seq 0. There is no Redis stream of runs yet, so the sources
-// measured are the ones there are: the live log of the replica running it
+// events from seq 0. The sources: the live log of the replica running it
 // (while it waits in a slow tool), the journal read by that replica, the
-// journal read by a second server process on the same database, and both
-// replicas again after the run has ended (a finished run's live log is gone,
-// so that is the journal too). Events/s = events received / time from the call
+// run's Redis feed read by a second server process (every event, text deltas
+// too), and both replicas again after the run has ended (a finished run's live
+// log is gone: the owner reads the journal, the second replica the feed). Events/s = events received / time from the call
 // to the target event. Each source `repeats` times, the sources interleaved.
 import type pg from "pg";
 import pino from "pino";
@@ -19,9 +18,9 @@ import { LONG, SLOW_TOOL, type CountedServer } from "./runs-setup.ts";
 export const SOURCES = [
   "owner live log (after_seq 1)",
   "owner, live run, from 0",
-  "second replica, live run, from 0",
+  "second replica (Redis feed), live run, from 0",
   "owner, ended run",
-  "second replica, ended run",
+  "second replica (Redis feed), ended run",
 ] as const;
 export type Source = (typeof SOURCES)[number];
 

@@ -43,7 +43,10 @@ export function runsConfig(schema: string): Record<string, unknown> {
   return {
     ...base,
     postgres: { url: databaseUrl() },
-    sessions: { store: "postgres", postgresSchema: schema },
+    // Redis gives the runs their live feed, as a shared deployment has it: a second replica's watchers replay from it.
+    // Keys under the bench's own prefix; a run's feed expires an hour after the run ends.
+    redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
+    sessions: { store: "postgres", postgresSchema: schema, redisKeyPrefix: `qingyu:bench:${schema}:` },
     runs: { store: "postgres" },
     tools: {
       plugins: ["bench-const"],

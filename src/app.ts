@@ -23,7 +23,7 @@ import { HealthState, healthService } from "./services/health-service.ts";
 import { sessionService } from "./services/session-service.ts";
 import { runService } from "./services/run-service.ts";
 import { RunService } from "./gen/qingyu/agent/v1/run_pb.ts";
-import { openRunStore } from "./runs/open-store.ts";
+import { openRunFeed, openRunStore } from "./runs/open-store.ts";
 import { RunManager } from "./runs/run-manager.ts";
 import { MemoryRunStore } from "./runs/memory-store.ts";
 import type { RunStore } from "./runs/types.ts";
@@ -158,6 +158,7 @@ export class App {
       events,
       log: log.child({ component: "runs" }),
       policy: config.runs,
+      feed: openRunFeed(config, clients, log),
       handOver: !(runStore instanceof MemoryRunStore),
     });
     const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName, RunService.typeName]);

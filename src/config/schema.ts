@@ -80,6 +80,8 @@ export const AgentSchema = z
       .prefault({}),
     /** Tools it may use: names and globs ("github__*", "*") over every configured tool source. */
     tools: z.array(z.string().min(1)).default([]),
+    /** Names and globs of its tools whose calls wait for a person's approval (durable runs; Execute refuses them), as if they were marked needsApproval. */
+    approval: z.array(z.string().min(1)).default([]),
     /** JSON Schema (an object) its final answer must match; a call's options.output_schema replaces it. */
     outputSchema: z.record(z.string(), z.unknown()).optional(),
   })
@@ -190,6 +192,14 @@ export const ConfigSchema = z
         pollMs: timerMs.default(250),
         /** Finished runs (and their journals) are deleted this long after they ended. */
         retentionHours: z.number().positive().default(168),
+        /** An approval nobody decided this long after its run parked is refused (the model is told it expired), and the run goes on. */
+        approvalTimeoutSeconds: z.int().positive().default(86_400),
+        /**
+         * A tool call that is not idempotent, whose replica died before it finished: "model" records its outcome
+         * unknown and tells the model; "approval" parks the run for a person to run it again (same idempotency
+         * key, attempt 2) or not (recorded unknown, with their message).
+         */
+        unknownOutcome: z.enum(["model", "approval"]).default("model"),
       })
       .prefault({}),
     plugins: z

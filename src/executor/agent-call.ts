@@ -23,6 +23,7 @@ import { NO_TOOLS, type ToolCatalog, type ToolSet } from "../tools/catalog.ts";
 import { withCallerTools } from "../tools/caller-tools.ts";
 import type { ExecutionContext } from "./context.ts";
 import { modelStep } from "./model-step.ts";
+import type { Decision, ResumeState } from "./resume.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { resolveRunOptions } from "./run-options.ts";
 import { checkAnswer, type OutputSchemas, repairPrompt, schemaInstruction } from "./structured-output.ts";
@@ -158,7 +159,8 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       if (resume) {
         messages.push(...resume.messages);
         if (resume.unfinished.length) {
-          const settled = yield* settleUnfinished(resume.unfinished, toolset, tools, scope, { ctx, middleware: deps.middleware }, telemetry);
+          const hooks = { ctx, middleware: deps.middleware };
+          const settled = yield* settleUnfinished(resume.unfinished, resume.unknownOutcome, toolset, tools, scope, hooks, telemetry);
           if (settled === "parked") return;
           records.push(...settled);
           for (const r of settled) messages.push({ role: "tool", toolCallId: r.id, content: r.output });
@@ -289,19 +291,33 @@ export function agentCall(deps: AgentCallDeps): Terminal {
  * The calls a dead replica had dispatched and not finished: an idempotent one
  * is sent again (same idempotency key, attempt 2); any other is not, and the
  * model is told its outcome is unknown — one recorded outcome per call, never
- * a second side effect the runtime caused.
+ * a second side effect the runtime caused — unless runs.unknownOutcome asks a
+ * person first: the run parks with them pending (nothing runs yet), and an
+ * approved one is sent again as an idempotent one is.
  */
 async function* settleUnfinished(
-  unfinished: readonly { step: number; call: ToolCall }[],
+  unfinished: ResumeState["unfinished"],
+  mode: ResumeState["unknownOutcome"],
   toolset: ToolSet,
   state: ToolRunState,
   scope: RunScope,
   hooks: ToolHooks,
   telemetry: Telemetry | undefined,
 ): AsyncGenerator<RunEvent, ToolCallRecord[] | "parked"> {
+  const idempotent = (call: ToolCall) => toolset.get(call.name)?.tool.idempotent === true;
+  if (mode === "approval") {
+    const asking = unfinished.filter((u) => !idempotent(u.call) && !u.decision);
+    if (asking.length) {
+      const note = `${UNKNOWN}: approve to run it again (same idempotency key, attempt 2); refuse to tell the model its outcome is unknown`;
+      const pending = asking.map((u) => ({ toolCallId: u.call.id, reason: "approval" as const, note }));
+      // Unfinished calls are all of one step: steps run one after another.
+      yield { type: "waiting", step: asking[0]!.step, calls: asking.map((u) => u.call), pending };
+      return "parked";
+    }
+  }
   const out: ToolCallRecord[] = [];
-  for (const { step, call } of unfinished) {
-    if (toolset.get(call.name)?.tool.idempotent) {
+  for (const { step, call, decision } of unfinished) {
+    if (idempotent(call) || decision?.approved) {
       // Not counted again against maxToolCalls: it was counted when first dispatched.
       state.remaining++;
       const again = yield* runStepTools([call], step, toolset, state, scope, hooks, telemetry, 2);
@@ -315,7 +331,7 @@ async function* settleUnfinished(
       arguments: call.arguments,
       step,
       outcome: "unknown",
-      output: "the server running this call stopped before it finished; it was not run again, and whether it took effect is unknown",
+      output: unknownText(decision),
       durationMs: 0,
     };
     await observeResult(hooks, record, scope);
@@ -323,6 +339,15 @@ async function* settleUnfinished(
     yield { type: "tool_result", step, record };
   }
   return out;
+}
+
+const UNKNOWN = "the server running this call stopped before it finished, and whether it took effect is unknown";
+
+/** What the model is told of a call whose outcome is unknown, and of the person asked whether to run it again. */
+function unknownText(decision: Decision | undefined): string {
+  if (!decision) return "the server running this call stopped before it finished; it was not run again, and whether it took effect is unknown";
+  if (decision.expired) return `${UNKNOWN}; it was not run again: nobody decided in time whether to (the approval expired)`;
+  return `${UNKNOWN}; the person asked whether to run it again refused${decision.message ? `: ${decision.message}` : ""}`;
 }
 
 function skipped(call: { id: string; name: string; arguments: string }, step: number, why: string): ToolCallRecord {

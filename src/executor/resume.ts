@@ -9,6 +9,8 @@ export interface Decision {
   message?: string;
   /** A caller's own tool: what the caller answered (the call is not run here). */
   result?: { output: string; isError: boolean };
+  /** Nobody decided before the approval expired (runs.approvalTimeoutSeconds): a refusal `message` explains. */
+  expired?: boolean;
 }
 
 /**
@@ -27,8 +29,13 @@ export interface ResumeState {
   usage: TokenUsage;
   /** The finished steps' text, as a stream of the run would have given it. */
   output: string;
-  /** Calls dispatched whose end the journal does not have: re-run only when idempotent. */
-  unfinished: { step: number; call: ToolCall }[];
+  /**
+   * Calls dispatched whose end the journal does not have: re-run when idempotent; otherwise as
+   * `unknownOutcome` says, with `decision` once a person was asked whether to run it again.
+   */
+  unfinished: { step: number; call: ToolCall; decision?: Decision }[];
+  /** What becomes of an unfinished call that is not idempotent (runs.unknownOutcome): "model" (default) records it unknown; "approval" asks a person first. */
+  unknownOutcome?: "model" | "approval";
   /** A step that had started and not finished: it is asked again (step_restarted). */
   restartedStep?: number;
   /** A step parked for approval: its calls are prepared again with the decisions made since. */

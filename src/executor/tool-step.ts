@@ -1,4 +1,4 @@
-import type { AgentContext, Middleware, RunEvent, ToolCall, ToolCallRecord, ToolOutcome } from "@qingyu/plugin-api";
+import type { AgentContext, Middleware, PendingToolCall, RunEvent, ToolCall, ToolCallRecord, ToolOutcome } from "@qingyu/plugin-api";
 import { SpanKind, SpanStatusCode, context } from "@opentelemetry/api";
 import type { Telemetry } from "../telemetry/setup.ts";
 import type { ToolSet } from "../tools/catalog.ts";
@@ -77,13 +77,16 @@ export async function* runStepTools(
   // Every call is prepared before any is announced: if one waits for a person, none of the step runs yet.
   const prepared: (DispatchedCall | ToolCallRecord | Parked)[] = [];
   for (const call of calls) prepared.push(await prepare(call, step, tools, state, hooks, scope));
-  const waiting = calls.flatMap((c, i) => (typeof prepared[i] === "string" ? [{ toolCallId: c.id, reason: prepared[i] }] : []));
+  const waiting = calls.flatMap((c, i): PendingToolCall[] => {
+    const p = prepared[i]!;
+    return "park" in p ? [{ toolCallId: c.id, reason: p.park, ...(p.note ? { note: p.note } : {}) }] : [];
+  });
   if (waiting.length) {
     yield { type: "waiting", step, calls: [...calls], pending: waiting };
     return "parked";
   }
   for (const [index, ready] of prepared.entries()) {
-    if (typeof ready === "string") continue;
+    if ("park" in ready) continue;
     if ("outcome" in ready) {
       records[index] = ready;
       await observeResult(hooks, ready, scope);
@@ -147,6 +150,8 @@ async function prepare(
   let argumentsJson = call.arguments.trim() || "{}";
   let args = parseArguments(argumentsJson);
   if (args.error) return refused("invalid_arguments", args.error, argumentsJson);
+  // Why a person is asked besides the tool's own needsApproval: the first middleware asking, else the agent's config.
+  let asked: string | undefined;
   for (const mw of hooks.middleware) {
     if (!mw.toolCall) continue;
     let decision;
@@ -158,6 +163,10 @@ async function prepare(
     }
     if (!decision) continue;
     if ("deny" in decision) return refused("denied", `refused by ${mw.name}: ${decision.deny}`, argumentsJson);
+    if ("approval" in decision) {
+      asked ??= `middleware "${mw.name}": ${decision.approval}`;
+      continue;
+    }
     argumentsJson = decision.arguments;
     args = parseArguments(argumentsJson);
     if (args.error) return refused("invalid_arguments", `${mw.name} rewrote the arguments: ${args.error}`, argumentsJson);
@@ -167,14 +176,19 @@ async function prepare(
   if (ready.caller) {
     // The caller runs it: its answer, once given, is the result; until then the run waits for it.
     const answer = state.decisions.get(call.id)?.result;
-    if (!answer) return "caller";
+    if (!answer) return { park: "caller" };
     return refused(answer.isError ? "error" : "ok", boundedOutput(answer.output, scope.maxOutputBytes), argumentsJson);
   }
-  if (ready.tool.needsApproval) {
-    if (!state.durable)
-      return refused("denied", "not run: it needs a person's approval, which only a durable run (RunService.StartRun) can wait for", argumentsJson);
-    const decision = state.decisions.get(call.id);
-    if (!decision) return "approval";
+  if (ready.approval) asked ??= `agents[].approval of agent "${scope.agentId}"`;
+  // A decision made stands even if what asked for it does not ask again (a middleware's mind, the config, after a takeover).
+  const decision = state.decisions.get(call.id);
+  if (ready.tool.needsApproval || asked !== undefined || decision) {
+    if (!state.durable) {
+      const by = asked === undefined ? "" : ` (asked by ${asked})`;
+      return refused("denied", `not run: it needs a person's approval, which only a durable run (RunService.StartRun) can wait for${by}`, argumentsJson);
+    }
+    if (!decision) return asked === undefined ? { park: "approval" } : { park: "approval", note: asked };
+    if (decision.expired) return refused("denied", `not run: ${decision.message ?? "the approval expired before anyone decided"}`, argumentsJson);
     if (!decision.approved)
       return refused("denied", `refused by the person asked to approve it${decision.message ? `: ${decision.message}` : ""}`, argumentsJson);
     if (decision.arguments) {
@@ -190,8 +204,11 @@ async function prepare(
   return { ready, id: call.id, step, argumentsJson, args: args.value };
 }
 
-/** Why a call cannot be settled yet: a person must approve it, or the caller must answer it. */
-type Parked = "approval" | "caller";
+/** Why a call cannot be settled yet: a person must approve it (`note`: why, when the tool does not ask itself), or the caller must answer it. */
+interface Parked {
+  park: "approval" | "caller";
+  note?: string;
+}
 
 /** A record of `call` that did not run (its outcome and output filled in by the caller). */
 function refusal(call: ToolCall, step: number, args = call.arguments): Omit<ToolCallRecord, "outcome" | "output"> {

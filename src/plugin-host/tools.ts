@@ -6,6 +6,7 @@ import { shownMessage } from "../errors.ts";
 import { BackendToolsSchema } from "../tools/backend/config.ts";
 import { BackendToolSource } from "../tools/backend/backend-source.ts";
 import { ToolCatalog, ToolCatalogError } from "../tools/catalog.ts";
+import { matchesAny } from "../tools/glob.ts";
 import { McpServerSchema } from "../tools/mcp/config.ts";
 import { McpToolSource } from "../tools/mcp/mcp-source.ts";
 import type { Disposable } from "./generation.ts";
@@ -69,20 +70,35 @@ export async function assembleTools(
   for (const [i, tools] of listed.entries()) for (const tool of tools) entries.push({ tool, source: sources[i]!.label });
 
   const wanting = agents.filter((agent) => agent.tools?.length);
+  const approval = new Map<string, readonly string[]>();
+  for (const agent of agents) {
+    const i = entryOf(config, agent);
+    const patterns = config.agents[i]?.approval ?? [];
+    if (!patterns.length) continue;
+    if (!agent.tools?.length)
+      throw new ConfigError(`invalid config:\n  agents.${i}.approval: ${noMatch(patterns)} no tool of agent "${agent.id}" (it has none)`);
+    approval.set(agent.id, patterns);
+  }
   if (!entries.length && !wanting.length) return undefined;
   let catalog: ToolCatalog;
   try {
-    catalog = new ToolCatalog(entries);
+    catalog = new ToolCatalog(entries, approval);
   } catch (err) {
     if (err instanceof ToolCatalogError) throw new ConfigError(`invalid config:\n  tools: ${err.message}`);
     throw err;
   }
   for (const agent of wanting) {
-    const i = config.agents.findIndex((c) => c.id === agent.id);
+    const i = entryOf(config, agent);
     const missing = catalog.unmatched(agent.tools!);
     if (missing.length) {
+      throw new ConfigError(`invalid config:\n  agents.${i}.tools: ${noMatch(missing)} no configured tool (tools: ${catalog.names().join(", ") || "none"})`);
+    }
+    // As agents[].tools: a typo would otherwise leave a tool running without the approval the config meant.
+    const own = catalog.forAgent(agent).tools.map((t) => t.tool.name);
+    const unasked = (approval.get(agent.id) ?? []).filter((p) => !own.some((n) => matchesAny([p], n)));
+    if (unasked.length) {
       throw new ConfigError(
-        `invalid config:\n  agents.${i}.tools: ${missing.map((p) => `"${p}"`).join(", ")} ${missing.length > 1 ? "match" : "matches"} no configured tool (tools: ${catalog.names().join(", ") || "none"})`,
+        `invalid config:\n  agents.${i}.approval: ${noMatch(unasked)} no tool of agent "${agent.id}" (its tools: ${own.join(", ") || "none"})`,
       );
     }
     if (!providers.get(agent.provider)?.capabilities?.tools) {
@@ -93,6 +109,17 @@ export async function assembleTools(
     }
   }
   return catalog;
+}
+
+/** The config entry an agent was built from: among entries sharing its id (requireEnv alternatives), the one with its provider and model. */
+function entryOf(config: Config, agent: AgentDefinition): number {
+  const same = [...config.agents.entries()].filter(([, c]) => c.id === agent.id);
+  return (same.find(([, c]) => c.provider === agent.provider && c.model === agent.model) ?? same[0])?.[0] ?? -1;
+}
+
+/** `"a", "b" match` / `"a" matches`. */
+function noMatch(patterns: readonly string[]): string {
+  return `${patterns.map((p) => `"${p}"`).join(", ")} ${patterns.length > 1 ? "match" : "matches"}`;
 }
 
 /** What is wrong with the `tools.mcp` and `tools.backends` sections, one message each (for `qingyu check`). */

@@ -1,4 +1,5 @@
 import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
+import { expirePending } from "./parked.ts";
 import { decidePending } from "./pending.ts";
 import { decodePageToken, encodePageToken } from "../sessions/page-token.ts";
 import type { Page } from "../sessions/types.ts";
@@ -130,9 +131,11 @@ export class MemoryRunStore implements RunStore {
     );
   }
 
-  decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent"> {
+  decide(runId: string, toolCallId: string, decision: Decision, now = Date.now()): Promise<"decided" | "already" | "absent"> {
     const run = this.runs.get(runId);
     if (!run) return Promise.resolve("absent");
+    // An approval that expired was refused at its expiry, whether or not a sweep has written it yet.
+    this.expire(run, now);
     const outcome = decidePending(run.pending, toolCallId, structuredClone(decision));
     // A decision after the run went on (or ended) finds its call decided: that is a repeat, not an error.
     if (run.status !== "waiting" && outcome.result === "decided") return Promise.resolve("absent");
@@ -142,6 +145,15 @@ export class MemoryRunStore implements RunStore {
       if (outcome.ready) run.status = "running";
     }
     return Promise.resolve(outcome.result);
+  }
+
+  expireApprovals(now: number, limit: number): Promise<string[]> {
+    const changed: string[] = [];
+    for (const run of [...this.runs.values()].sort(oldestFirst)) {
+      if (changed.length >= limit) break;
+      if (this.expire(run, now)) changed.push(run.id);
+    }
+    return Promise.resolve(changed);
   }
 
   requestCancel(runId: string, mode: CancelMode): Promise<boolean> {
@@ -165,6 +177,21 @@ export class MemoryRunStore implements RunStore {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** Refuses the waiting run's approvals expired at `now`, running with no owner when none is left undecided; whether any was. */
+  private expire(run: RunRecord, now: number): boolean {
+    if (run.status !== "waiting") return false;
+    const { pending, expired, ready } = expirePending(run.pending, now);
+    if (!expired) return false;
+    run.pending = pending;
+    run.updateTime = this.now();
+    if (ready) {
+      run.status = "running";
+      delete run.owner;
+      delete run.leaseUntil;
+    }
+    return true;
   }
 
   /** The run other than `except` that holds the session (running or waiting), as PostgreSQL's unique index keeps one. */

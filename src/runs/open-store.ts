@@ -2,7 +2,9 @@ import type { Logger } from "pino";
 import type { SharedClients } from "../clients/shared.ts";
 import type { Config } from "../config/schema.ts";
 import { MemoryRunStore } from "./memory-store.ts";
+import type { RunFeed } from "./feed.ts";
 import { PostgresRunStore } from "./postgres-store.ts";
+import { RedisRunFeed } from "./redis-feed.ts";
 import type { RunStore } from "./types.ts";
 
 /** Which journal config asks for: `auto` is PostgreSQL when sessions live there, else memory. */
@@ -15,4 +17,10 @@ function runStoreKind(config: Config): "memory" | "postgres" {
 export async function openRunStore(config: Config, clients: SharedClients, log: Logger): Promise<RunStore> {
   if (runStoreKind(config) === "postgres") return PostgresRunStore.open(clients.postgres(), { schema: config.sessions.postgresSchema, log });
   return new MemoryRunStore();
+}
+
+/** The runs' live feed: a Redis stream per run whenever Redis is configured (redis.url), so any replica's watchers see text deltas; none without. */
+export function openRunFeed(config: Config, clients: SharedClients, log: Logger): RunFeed | undefined {
+  if (!config.redis.url) return undefined;
+  return new RedisRunFeed(clients.redis(), log.child({ component: "run-feed" }), { keyPrefix: config.sessions.redisKeyPrefix });
 }

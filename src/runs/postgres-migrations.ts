@@ -68,5 +68,14 @@ export function runsMigrations(schema: string): Migration[] {
         create unique index runs_one_active_per_session on ${s}.runs (session_id)
           where session_id <> '' and status in ('running', 'waiting');`,
     },
+    {
+      version: 3,
+      name: "approvals expire",
+      sql: `
+        -- When the earliest undecided approval of a waiting run expires (its pending list holds
+        -- each call's own expireAt): the sweep that refuses them reads this index, not every list.
+        alter table ${s}.runs add column approval_expire_at timestamptz;
+        create index runs_approval_expiry on ${s}.runs (approval_expire_at) where status = 'waiting';`,
+    },
   ];
 }

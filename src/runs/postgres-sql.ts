@@ -70,6 +70,7 @@ export function runSql(schema: string) {
           result = coalesce($5::json, result),
           error = coalesce($6::json, error),
           pending = coalesce($7::json, pending),
+          approval_expire_at = case when $7::json is null then approval_expire_at else to_timestamp($12::float8 / 1000) end,
           owner = case when $8::boolean then null else owner end,
           lease_until = case when $8::boolean then null else lease_until end
         where id = $1::uuid and owner = $2::text
@@ -108,12 +109,19 @@ export function runSql(schema: string) {
       where id = $1::uuid and status in ${UNFINISHED}
       returning id`,
 
-    // A decision: the row locked while its pending list is read, changed in code, and written back.
+    // A decision (or an expiry): the row locked while its pending list is read, changed in code, and written back.
     lockPending: `select status, pending from ${q}.runs where id = $1::uuid for update`,
     setPending: `
       update ${q}.runs set pending = $2::json, update_time = ${NOW_MS},
-        status = case when $3::boolean then 'running' else status end
+        status = case when $3::boolean then 'running' else status end,
+        approval_expire_at = to_timestamp($4::float8 / 1000)
       where id = $1::uuid`,
+
+    // Waiting runs with an undecided approval expired at $1 (epoch ms), soonest expired first.
+    expiring: `
+      select id from ${q}.runs
+      where status = 'waiting' and approval_expire_at <= to_timestamp($1::float8 / 1000)
+      order by approval_expire_at, id limit $2::int`,
 
     // Cascades to the journals.
     prune: `delete from ${q}.runs where status in ${FINISHED} and update_time < to_timestamp($1::float8 / 1000)`,

@@ -5,6 +5,7 @@ import { runMigrations } from "../db/migrate.ts";
 import { decodePageToken, encodePageToken } from "../sessions/page-token.ts";
 import type { Page } from "../sessions/types.ts";
 import { journaled, notOwned, sessionBusy } from "./memory-store.ts";
+import { expirePending, nextExpiry } from "./parked.ts";
 import { decidePending } from "./pending.ts";
 import { runsMigrationComponent, runsMigrations } from "./postgres-migrations.ts";
 import { runSql, toRunStoreError, type RunSql } from "./postgres-sql.ts";
@@ -129,6 +130,7 @@ export class PostgresRunStore implements RunStore {
       json(update.pending),
       update.release === true,
       ...eventColumns(events),
+      update.pending ? nextExpiry(update.pending) : null,
     ]).catch(async (err: unknown) => this.busyOr(err, (await this.get(runId))?.sessionId ?? ""));
     if (rows[0]?.owned !== 1) throw notOwned(runId);
   }
@@ -158,25 +160,55 @@ export class PostgresRunStore implements RunStore {
     return (await this.query(this.sql.orphans, [Math.max(0, Math.floor(limit))])).map(toRecord);
   }
 
-  async decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent"> {
+  async decide(runId: string, toolCallId: string, decision: Decision, now = Date.now()): Promise<"decided" | "already" | "absent"> {
     if (!UUID.test(runId)) return "absent";
-    // Rare and small: a row lock and the pending list decided in code, in one transaction.
+    return this.changePending(runId, (status, pending) => {
+      // An approval that expired was refused at its expiry, whether or not a sweep has written it yet.
+      const expiry = status === "waiting" ? expirePending(pending, now) : { pending, expired: 0, ready: false };
+      const found = decidePending(expiry.pending, toolCallId, decision);
+      // A decision after the run went on (or ended) finds its call decided: that is a repeat, not an error.
+      const result = status !== "waiting" && found.result === "decided" ? "absent" : found.result;
+      if (result === "decided") return { result, pending: found.pending, ready: found.ready };
+      return { result, ...(expiry.expired ? { pending: expiry.pending, ready: expiry.ready } : {}) };
+    }).then((r) => r ?? "absent");
+  }
+
+  async expireApprovals(now: number, limit: number): Promise<string[]> {
+    const changed: string[] = [];
+    for (const row of await this.query(this.sql.expiring, [now, Math.max(0, Math.floor(limit))])) {
+      const id = row.id as string;
+      // Another replica's sweep (or a decision) may have got there first: the locked row says.
+      const expired = await this.changePending(id, (status, pending) => {
+        const expiry = status === "waiting" ? expirePending(pending, now) : undefined;
+        return expiry?.expired ? { result: true, pending: expiry.pending, ready: expiry.ready } : { result: false };
+      });
+      if (expired) changed.push(id);
+    }
+    return changed;
+  }
+
+  /**
+   * Rare and small: the run's row locked, its pending list changed in code by `change`, and
+   * written back (when `change` gives a list) in one transaction. Undefined when there is no such run.
+   */
+  private async changePending<T>(
+    runId: string,
+    change: (status: RunStatus, pending: PendingCall[]) => { result: T; pending?: PendingCall[]; ready?: boolean },
+  ): Promise<T | undefined> {
     const client = await this.pool.connect().catch((err: unknown) => {
       throw toRunStoreError(err);
     });
     try {
       await client.query("begin");
-      const rows = (await client.query<Row>(this.sql.lockPending, [runId])).rows;
-      const found = rows[0] ? decidePending(rows[0].pending as PendingCall[], toolCallId, decision) : undefined;
-      // A decision after the run went on (or ended) finds its call decided: that is a repeat, not an error.
-      const outcome = found && rows[0]!.status !== "waiting" && found.result === "decided" ? { ...found, result: "absent" as const } : found;
-      if (!outcome || outcome.result !== "decided") {
+      const row = (await client.query<Row>(this.sql.lockPending, [runId])).rows[0];
+      const changed = row && change(row.status as RunStatus, row.pending as PendingCall[]);
+      if (!changed?.pending) {
         await client.query("rollback");
-        return outcome?.result ?? "absent";
+        return changed?.result;
       }
-      await client.query(this.sql.setPending, [runId, JSON.stringify(outcome.pending), outcome.ready]);
+      await client.query(this.sql.setPending, [runId, JSON.stringify(changed.pending), changed.ready === true, nextExpiry(changed.pending)]);
       await client.query("commit");
-      return "decided";
+      return changed.result;
     } catch (err) {
       await client.query("rollback").catch(() => undefined);
       throw toRunStoreError(err);

@@ -13,8 +13,9 @@ export function resumeFromJournal(journal: readonly SequencedEvent[], pending: r
   const state: ResumeState = { messages: [], records: [], steps: 0, usage: { inputTokens: 0, outputTokens: 0 }, output: "", unfinished: [] };
   const finishedSteps = new Set<number>();
   let open: number | undefined;
-  const dispatched = new Map<string, { step: number; call: ToolCall }>();
-  for (const event of events) {
+  // With the index of the call's latest tool_call: a waiting event after it asked a person about it again.
+  const dispatched = new Map<string, { step: number; call: ToolCall; at: number }>();
+  for (const [at, event] of events.entries()) {
     switch (event.type) {
       case "step_started":
         open = event.step;
@@ -28,7 +29,7 @@ export function resumeFromJournal(journal: readonly SequencedEvent[], pending: r
         state.output += event.text ?? "";
         break;
       case "tool_call":
-        dispatched.set(event.call.id, { step: event.step, call: event.call });
+        dispatched.set(event.call.id, { step: event.step, call: event.call, at });
         break;
       case "tool_result":
         dispatched.delete(event.record.id);
@@ -37,11 +38,21 @@ export function resumeFromJournal(journal: readonly SequencedEvent[], pending: r
     }
   }
   if (open !== undefined && !finishedSteps.has(open)) state.restartedStep = open;
-  state.unfinished = [...dispatched.values()];
-  const lastWaiting = events.findLast((e) => e.type === "waiting");
-  // Parked and not gone on since (no result of its calls journaled after it): the step is prepared again.
-  if (lastWaiting?.type === "waiting" && !lastWaiting.calls.some((c) => state.records.some((r) => r.id === c.id))) {
-    state.parked = { step: lastWaiting.step, calls: lastWaiting.calls };
+  const decisions = new Map<string, Decision>();
+  for (const p of pending) if (p.decision) decisions.set(p.call.id, p.decision);
+  const waitingAt = events.findLastIndex((e) => e.type === "waiting");
+  const lastWaiting = events[waitingAt];
+  const waitedOn = new Set(lastWaiting?.type === "waiting" ? lastWaiting.calls.map((c) => c.id) : []);
+  state.unfinished = [...dispatched.values()].map(({ step, call, at }) => {
+    // Parked after it was dispatched: the decision is on running it again (runs.unknownOutcome: approval), not the approval it ran with.
+    const decision = waitingAt > at && waitedOn.has(call.id) ? decisions.get(call.id) : undefined;
+    return decision ? { step, call, decision } : { step, call };
+  });
+  if (lastWaiting?.type === "waiting") {
+    // Its calls with no result and no dispatch journaled since it parked are prepared again; an unfinished one is settled as such.
+    const settled = new Set([...state.records.map((r) => r.id), ...dispatched.keys()]);
+    const calls = lastWaiting.calls.filter((c) => !settled.has(c.id));
+    if (calls.length) state.parked = { step: lastWaiting.step, calls };
   }
   const last = events.findLast((e) => e.type === "step_finished");
   if (last?.type === "step_finished" && last.toolCalls === 0 && state.restartedStep === undefined && !state.unfinished.length && !state.parked) {
@@ -56,8 +67,6 @@ export function resumeFromJournal(journal: readonly SequencedEvent[], pending: r
   // Results of calls still unfinished or parked come after: their tool messages are added once they are settled.
   const later = new Set([...state.unfinished.map((u) => u.call.id), ...(state.parked?.calls.map((c) => c.id) ?? [])]);
   state.messages = state.messages.filter((m) => m.role !== "tool" || !later.has(m.toolCallId ?? ""));
-  const decisions = new Map<string, Decision>();
-  for (const p of pending) if (p.decision) decisions.set(p.call.id, p.decision);
   if (decisions.size) state.decisions = decisions;
   return { state, events: events.filter((e) => e.type !== "tool_call" || !state.unfinished.some((u) => u.call.id === e.call.id)) };
 }

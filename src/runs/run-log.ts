@@ -1,3 +1,4 @@
+import type { RunFeed } from "./feed.ts";
 import type { RunLogEvent, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
 
 /**
@@ -30,7 +31,8 @@ export interface LiveWatcher {
  * The log of one run on the replica that runs it: numbers every event densely,
  * journals them (the barriers at once, the rest with the next barrier, text
  * deltas only as the sequence number they take), and passes them to the live
- * watchers on this replica. One writer: the run's own loop.
+ * watchers on this replica and to the run's feed, for watchers on any other.
+ * One writer: the run's own loop.
  */
 export class RunLog {
   private seq: number;
@@ -47,9 +49,13 @@ export class RunLog {
     /** Events the store already holds (a new run's `accepted`): kept for watchers that attach from the start. */
     written: readonly SequencedEvent[] = [],
     private readonly now: () => number = Date.now,
+    /** Where watchers on other replicas see every event, text deltas too. */
+    private readonly feed?: RunFeed,
   ) {
     this.seq = lastSeq;
     this.recent.push(...written);
+    // Also in the journal, but a feed that starts with them answers a watch from seq 0 alone.
+    for (const e of written) feed?.publish(runId, e);
   }
 
   /** The last sequence number given. */
@@ -100,6 +106,7 @@ export class RunLog {
 
   /** No more events: watchers are told. */
   end(): void {
+    if (!this.ended) this.feed?.end(this.runId);
     this.ended = true;
     for (const w of this.watchers) w.end();
     this.watchers.clear();
@@ -113,5 +120,6 @@ export class RunLog {
     this.recent.push(e);
     if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
     for (const w of this.watchers) w.event(e);
+    this.feed?.publish(this.runId, e);
   }
 }

@@ -7,6 +7,7 @@ import { TurnRecorder } from "../executor/turn-recorder.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
 import { reasonOf } from "@qingyu/plugin-api";
 import type { SessionManager } from "../sessions/manager.ts";
+import type { RunFeed } from "./feed.ts";
 import { RunLog } from "./run-log.ts";
 import type { Page } from "../sessions/types.ts";
 import {
@@ -21,6 +22,7 @@ import {
   type RunStore,
   type SequencedEvent,
 } from "./types.ts";
+import { ParkedRuns } from "./parked.ts";
 import { readJournal, watchRun } from "./watch.ts";
 import { isRunEvent, resumeFromJournal } from "./resume-state.ts";
 import type { ResumeState } from "../executor/resume.ts";
@@ -35,6 +37,10 @@ interface RunPolicy {
   pollMs: number;
   /** Finished runs are deleted this long after they ended (absent: kept). */
   retentionHours?: number;
+  /** An approval nobody decided this long after its run parked is refused (default a day). */
+  approvalTimeoutSeconds?: number;
+  /** A non-idempotent call a dead replica left unfinished: the model is told (default), or a person decides first. */
+  unknownOutcome?: "model" | "approval";
 }
 
 /** What the manager is built from; wired in app.ts. */
@@ -47,6 +53,8 @@ export interface RunManagerDeps {
   policy: RunPolicy;
   /** This replica's name in the runs it owns. */
   replicaId?: string;
+  /** The runs' live feed (Redis), when there is one: watchers on other replicas see text deltas too. Closed with the manager. */
+  feed?: RunFeed;
   /** The journal is shared (PostgreSQL): at shutdown, runs still going are handed to another replica instead of interrupted. */
   handOver?: boolean;
 }
@@ -56,6 +64,8 @@ const DEFAULT_PAGE = 20;
 const ADOPT_AT_ONCE = 4;
 // Pruning is one statement over finished runs: every ten minutes is plenty, whatever the renewal rate.
 const PRUNE_EVERY_MS = 10 * 60_000;
+// runs.approvalTimeoutSeconds' default: a day.
+const DEFAULT_APPROVAL_TIMEOUT_S = 86_400;
 
 /** A run going on from its journal. */
 interface Resume {
@@ -83,13 +93,18 @@ interface LocalRun {
 export class RunManager {
   readonly replicaId: string;
   private readonly local = new Map<string, LocalRun>();
+  /** Watchers here of runs not running here, waiting to be told when one is launched here. */
+  private readonly launchListeners = new Map<string, Set<(log: RunLog) => void>>();
   private readonly timer: ReturnType<typeof setInterval>;
   private closing = false;
   private prunedAt = Date.now();
   private warned = false;
+  private readonly parked: ParkedRuns;
 
   constructor(private readonly deps: RunManagerDeps) {
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
+    const approvalTimeoutMs = (deps.policy.approvalTimeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_S) * 1000;
+    this.parked = new ParkedRuns({ store: deps.store, takeOver: (id) => this.takeOver(id), log: deps.log, approvalTimeoutMs });
     this.timer = setInterval(() => void this.renew(), deps.policy.renewEveryMs);
     this.timer.unref();
   }
@@ -137,7 +152,7 @@ export class RunManager {
     }
     const { run, created } = made;
     if (!created) return { run, created };
-    this.launch(run, new RunLog(id, this.replicaId, store, run.lastSeq, first), headers, ahead);
+    this.launch(run, new RunLog(id, this.replicaId, store, run.lastSeq, first, Date.now, this.deps.feed), headers, ahead);
     this.publish("RUN_STARTED", run, {});
     return { run, created };
   }
@@ -157,7 +172,21 @@ export class RunManager {
 
   /** The run's events after `afterSeq`, then what comes, until it ends or `signal` fires. */
   watch(run: RunRecord, afterSeq: number, signal: AbortSignal): AsyncIterable<SequencedEvent> {
-    return watchRun(run, afterSeq, signal, { store: this.deps.store, local: (id) => this.local.get(id)?.log, pollMs: this.deps.policy.pollMs });
+    return watchRun(run, afterSeq, signal, {
+      store: this.deps.store,
+      local: (id) => this.local.get(id)?.log,
+      pollMs: this.deps.policy.pollMs,
+      ...(this.deps.feed ? { feed: this.deps.feed } : {}),
+      launched: (id, listener) => {
+        let listeners = this.launchListeners.get(id);
+        if (!listeners) this.launchListeners.set(id, (listeners = new Set()));
+        listeners.add(listener);
+        return () => {
+          listeners.delete(listener);
+          if (!listeners.size && this.launchListeners.get(id) === listeners) this.launchListeners.delete(id);
+        };
+      },
+    });
   }
 
   /** Asks the run to stop (its owner acts on it, wherever it runs); the run as it is after. */
@@ -169,7 +198,7 @@ export class RunManager {
       await here.done;
     } else if (run.status === "waiting" && (await this.deps.store.acquire(run.id, this.replicaId, this.deps.policy.leaseMs))) {
       // Parked, no owner: this replica ends it.
-      const log = new RunLog(run.id, this.replicaId, this.deps.store, run.lastSeq);
+      const log = new RunLog(run.id, this.replicaId, this.deps.store, run.lastSeq, [], Date.now, this.deps.feed);
       if (mode === "interrupt") await this.keepPartialTurn(run, log);
       await log.push({ type: "cancelled", mode }, { status: "cancelled", release: true });
       this.publish("RUN_CANCELLED", run, { runId: run.id, mode });
@@ -199,6 +228,7 @@ export class RunManager {
     }
     await Promise.allSettled(going());
     clearInterval(this.timer);
+    await this.deps.feed?.close();
   }
 
   /** The runs already going in `sessionId`, after applying the start's policy to them. */
@@ -250,13 +280,11 @@ export class RunManager {
             return;
           }
           if (event.type === "waiting") {
-            // Parked: the lease goes, no process holds the run; a decision on any replica wakes it.
-            const pending: PendingCall[] = event.pending.map((p) => ({
-              step: event.step,
-              call: event.calls.find((c) => c.id === p.toolCallId)!,
-              reason: p.reason,
-            }));
-            await log.push(event, { status: "waiting", pending, release: true });
+            // Parked: the lease goes, no process holds the run; a decision on any replica (or the approvals' expiry) wakes it.
+            const pending = this.parked.pending(event);
+            // The journaled event says when each approval expires, as the run's pending list does.
+            const expiring = { ...event, pending: event.pending.map((p) => ({ ...p, ...expiryOf(pending, p.toolCallId) })) };
+            await log.push(expiring, { status: "waiting", pending, release: true });
             this.publish("RUN_WAITING", run, { runId: run.id, toolCallIds: pending.map((p) => p.call.id) });
             return;
           }
@@ -305,17 +333,24 @@ export class RunManager {
     const run = (await store.get(runId))!;
     const journal = await readJournal(store, run.id, 0);
     const resume = run.status === "queued" ? undefined : resumeFromJournal(journal, run.pending);
+    if (resume && this.deps.policy.unknownOutcome) resume.state.unknownOutcome = this.deps.policy.unknownOutcome;
     this.deps.log.info({ run: run.id, from, steps: resume?.state.steps ?? 0, unfinishedTools: resume?.state.unfinished.length ?? 0 }, "run taken over");
     const ahead =
       run.status === "queued" && run.sessionId ? (await store.active(run.sessionId)).filter((r) => r.id !== run.id && r.createTime <= run.createTime) : [];
     // Its headers went with the replica that had them: the principal it started as stands in.
-    this.launch(run, new RunLog(run.id, this.replicaId, store, run.lastSeq), () => undefined, ahead, resume);
+    // A dead owner's last text deltas took seqs its journal never got; the feed saw them: numbering goes on after them.
+    const fed = this.deps.feed ? await this.deps.feed.lastSeq(run.id).catch(() => 0) : 0;
+    this.launch(run, new RunLog(run.id, this.replicaId, store, Math.max(run.lastSeq, fed), [], Date.now, this.deps.feed), () => undefined, ahead, resume);
   }
 
   /** Runs `run` here: it counts as this replica's until it ends, and its log's watchers are told when it does. */
   private launch(run: RunRecord, log: RunLog, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): void {
     const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
     this.local.set(run.id, entry);
+    // Watchers that followed the run through its parking get its live log (its text deltas) from here on.
+    const listeners = this.launchListeners.get(run.id);
+    this.launchListeners.delete(run.id);
+    for (const listener of listeners ?? []) listener(log);
     entry.done = this.execute(run, entry, headers, ahead, resume).finally(() => {
       this.local.delete(run.id);
       log.end();
@@ -323,44 +358,13 @@ export class RunManager {
   }
 
   /** Decides a call a parked run waits on; the run goes on here at once when that was the last one. */
-  async decide(run: RunRecord, toolCallId: string, decision: Decision): Promise<{ decided: boolean; run: RunRecord }> {
-    const outcome = await this.deps.store.decide(run.id, toolCallId, decision);
-    if (outcome === "absent") {
-      throw withReason(
-        new ConnectError(`run "${run.id}" waits on no tool call "${toolCallId}" (${run.status})`, Code.FailedPrecondition),
-        ErrorReason.RUN_NOT_WAITING,
-        {
-          run_id: run.id,
-          tool_call_id: toolCallId,
-        },
-      );
-    }
-    const now = (await this.deps.store.get(run.id)) ?? run;
-    if (outcome === "decided" && now.status === "running" && !now.owner) await this.takeOver(run.id);
-    return { decided: outcome === "decided", run: (await this.deps.store.get(run.id)) ?? now };
+  decide(run: RunRecord, toolCallId: string, decision: Decision): Promise<{ decided: boolean; run: RunRecord }> {
+    return this.parked.decide(run, toolCallId, decision);
   }
 
   /** Answers calls of the caller's own tools; the run goes on here at once when none is left unanswered. Which ids were taken. */
-  async answer(run: RunRecord, results: readonly { toolCallId: string; output: string; isError: boolean }[]): Promise<{ accepted: string[]; run: RunRecord }> {
-    const accepted: string[] = [];
-    for (const r of results) {
-      const waitsOnIt = run.pending.some((p) => p.call.id === r.toolCallId && p.reason === "caller");
-      if (!waitsOnIt) {
-        throw withReason(
-          new ConnectError(`run "${run.id}" waits on no call "${r.toolCallId}" of the caller's tools`, Code.FailedPrecondition),
-          ErrorReason.RUN_NOT_WAITING,
-          {
-            run_id: run.id,
-            tool_call_id: r.toolCallId,
-          },
-        );
-      }
-      const outcome = await this.deps.store.decide(run.id, r.toolCallId, { approved: true, result: { output: r.output, isError: r.isError } });
-      if (outcome === "decided") accepted.push(r.toolCallId);
-    }
-    const now = (await this.deps.store.get(run.id)) ?? run;
-    if (accepted.length && now.status === "running" && !now.owner) await this.takeOver(run.id);
-    return { accepted, run: (await this.deps.store.get(run.id)) ?? now };
+  answer(run: RunRecord, results: readonly { toolCallId: string; output: string; isError: boolean }[]): Promise<{ accepted: string[]; run: RunRecord }> {
+    return this.parked.answer(run, results);
   }
 
   /** Deletes finished runs past their retention, at most every PRUNE_EVERY_MS per replica. */
@@ -425,6 +429,8 @@ export class RunManager {
   /** Renews this replica's leases, acts on cancels asked for elsewhere, and takes over orphaned runs. */
   private async renew(): Promise<void> {
     // A replica shutting down keeps its leases (its runs are still going) but takes on no more.
+    // Expiry first: a run it leaves with nothing undecided is an orphan this same renewal adopts.
+    if (!this.closing) await this.parked.expire().catch((err: unknown) => this.deps.log.warn({ err }, "could not refuse expired approvals"));
     if (!this.closing) await this.adoptOrphans().catch((err: unknown) => this.deps.log.warn({ err }, "could not look for orphaned runs"));
     if (!this.closing) await this.prune();
     const ids = [...this.local.keys()];
@@ -466,4 +472,9 @@ function finished(run: RunRecord): ConnectError {
     run_id: run.id,
     status: run.status,
   });
+}
+
+function expiryOf(pending: readonly PendingCall[], toolCallId: string): { expireAt?: number } {
+  const at = pending.find((p) => p.call.id === toolCallId)?.expireAt;
+  return at === undefined ? {} : { expireAt: at };
 }

@@ -30,7 +30,9 @@ export interface PendingCall {
   step: number;
   call: ToolCall;
   reason: "approval" | "caller";
-  /** Epoch ms after which an undecided approval is refused. */
+  /** Why a person is asked, when more than the tool's own needsApproval (a middleware's reason, an unknown outcome). */
+  note?: string;
+  /** Epoch ms (the parking replica's clock) at or after which an undecided approval is refused (runs.approvalTimeoutSeconds). */
   expireAt?: number;
   /** Set once decided: the first decision stands. */
   decision?: Decision;
@@ -147,7 +149,15 @@ export interface RunStore {
    * over), "already" when it had been decided (also after the run went on or ended),
    * "absent" when the run has no such undecided call.
    */
-  decide(runId: string, toolCallId: string, decision: Decision): Promise<"decided" | "already" | "absent">;
+  decide(runId: string, toolCallId: string, decision: Decision, now?: number): Promise<"decided" | "already" | "absent">;
+  /**
+   * Refuses (as `expiredDecision` says) every undecided approval of a waiting run whose
+   * expireAt is at or before `now` (epoch ms), at most `limit` runs a call; a run left with
+   * no undecided call becomes running with no owner, for orphan adoption to take over.
+   * The ids of the runs it changed. `decide` applies the same expiry to its run first (at
+   * `now`, default the current time), so a decision after expiry finds the call "already" decided.
+   */
+  expireApprovals(now: number, limit: number): Promise<string[]>;
   /** Records a cancel for the owner to act on (any replica); false when the run has finished. */
   requestCancel(runId: string, mode: CancelMode): Promise<boolean>;
   /** Deletes finished runs last updated before `before` (epoch ms) and their journals; how many. */

@@ -90,6 +90,7 @@ function toPending(p: PendingCall) {
     step: p.step,
     call: { toolCallId: p.call.id, name: p.call.name, arguments: p.call.arguments },
     reason: p.reason,
+    note: p.note ?? "",
     expireTime: p.expireAt === undefined ? undefined : timestampFromMs(p.expireAt),
   };
 }
@@ -102,7 +103,7 @@ export function toRunEvent(e: SequencedEvent, run: RunRecord): RunEvent {
     case "accepted":
       return create(RunEventSchema, { ...base, event: { case: "accepted", value: { run: toRun(run) } } });
     case "waiting": {
-      const pending = event.pending.map((p) => ({ step: event.step, call: event.calls.find((c) => c.id === p.toolCallId)!, reason: p.reason }));
+      const pending = event.pending.map((p) => ({ ...p, step: event.step, call: event.calls.find((c) => c.id === p.toolCallId)! }));
       return create(RunEventSchema, { ...base, event: { case: "waiting", value: { pending: pending.map(toPending) } } });
     }
     case "step_restarted":

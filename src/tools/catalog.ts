@@ -12,6 +12,8 @@ export interface ReadyTool {
   readonly definition: ToolDefinition;
   /** A tool the caller runs itself (a durable run's caller_tools): its calls park the run for the caller's answer. */
   readonly caller?: boolean;
+  /** The agent's config (agents[].approval) has a person approve its calls, whether or not the tool asks. */
+  readonly approval?: boolean;
   /** The argument errors, one line each; empty when the arguments match. */
   check(args: unknown): string[];
 }
@@ -32,7 +34,11 @@ export class ToolCatalog {
   private readonly byName = new Map<string, ReadyTool>();
   private readonly perAgent = new Map<string, ToolSet>();
 
-  constructor(entries: readonly { tool: Tool; source: string }[]) {
+  /** `approval`: by agent id, the names and globs of its tools whose calls a person approves (agents[].approval). */
+  constructor(
+    entries: readonly { tool: Tool; source: string }[],
+    private readonly approval: ReadonlyMap<string, readonly string[]> = new Map(),
+  ) {
     const schemas = new ArgumentSchemas();
     for (const { tool, source } of entries) {
       if (!isToolName(tool.name)) throw new ToolCatalogError(`${source}: tool name ${JSON.stringify(tool.name)} is not [A-Za-z0-9_-], 1 to 64 characters`);
@@ -62,18 +68,20 @@ export class ToolCatalog {
   /** The tools `agent` may use, narrowed by a call's `tools` (which can never add one). */
   forAgent(agent: AgentDefinition, narrow?: readonly string[]): ToolSet {
     const patterns = agent.tools ?? [];
+    const approval = this.approval.get(agent.id) ?? [];
     if (!narrow?.length) {
       let set = this.perAgent.get(agent.id);
-      if (!set) this.perAgent.set(agent.id, (set = this.select((n) => matchesAny(patterns, n))));
+      if (!set) this.perAgent.set(agent.id, (set = this.select((n) => matchesAny(patterns, n), approval)));
       return set;
     }
-    return this.select((n) => matchesAny(patterns, n) && matchesAny(narrow, n));
+    return this.select((n) => matchesAny(patterns, n) && matchesAny(narrow, n), approval);
   }
 
-  private select(keep: (name: string) => boolean): ToolSet {
+  private select(keep: (name: string) => boolean, approval: readonly string[]): ToolSet {
     const tools = this.names()
       .filter(keep)
-      .map((n) => this.byName.get(n)!);
+      .map((n) => this.byName.get(n)!)
+      .map((t) => (matchesAny(approval, t.tool.name) ? { ...t, approval: true } : t));
     const byName = new Map(tools.map((t) => [t.tool.name, t]));
     return { tools, get: (name) => byName.get(name), definitions: tools.map((t) => t.definition) };
   }

@@ -58,6 +58,7 @@ describe("loadConfig: defaults", () => {
     expect(config.plugins.dirs).toEqual(["plugins"]);
     expect(config.sessions).toMatchObject({ store: "memory", ttlSeconds: 3600, historyMessages: 20 });
     expect(config.executor.retry).toEqual({ maxAttempts: 3, baseDelayMs: 200, maxDelayMs: 10_000 });
+    expect(config.runs).toMatchObject({ approvalTimeoutSeconds: 86_400, unknownOutcome: "model" });
     expect(config.redis.url).toBeUndefined();
     expect(config.postgres.url).toBeUndefined();
     expect(baseDir).toBe(process.cwd());
@@ -93,6 +94,7 @@ agents:
         requireEnv: [],
         limits: { maxSteps: 10, maxToolCalls: 64, toolTimeoutMs: 60_000, maxParallelTools: 8 },
         tools: [],
+        approval: [],
       },
     ]);
   });
@@ -201,6 +203,16 @@ agents:
     const err = configError(() => loadConfig(path, {}));
     expect(err.message).toContain("server.port");
     expect(err.message).toContain(path);
+  });
+
+  it("runs.unknownOutcome is model or approval, and runs.approvalTimeoutSeconds a positive whole number of seconds; another value names the key", () => {
+    const { config } = loadConfig(file("runs:\n  unknownOutcome: approval\n  approvalTimeoutSeconds: 600\n"), {});
+    expect(config.runs).toMatchObject({ unknownOutcome: "approval", approvalTimeoutSeconds: 600 });
+    expect(configError(() => loadConfig(file("runs:\n  unknownOutcome: ask\n"), {})).message).toContain("runs.unknownOutcome");
+    expect(configError(() => loadConfig(file("runs:\n  approvalTimeoutSeconds: 0\n"), {})).message).toContain("runs.approvalTimeoutSeconds");
+    expect(configError(() => loadConfig(file("agents:\n  - {id: a, provider: echo, model: m, approval: ['']}\n"), {})).message).toContain(
+      "agents.0.approval.0",
+    );
   });
 
   it("a bad value deep in a list names its full path", () => {

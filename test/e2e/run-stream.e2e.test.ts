@@ -100,31 +100,49 @@ export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
     expect(done.event.value.output).toBe("[history=0] where am I?\n[user_location] Porto");
   });
 
-  it("over gRPC: an approval decided on the stream runs the tool; a refusal later ends the stream with its status, the run unharmed", async () => {
+  it("over gRPC: an approval decided on the stream runs the tool, and the stream goes on to the run's end", async () => {
     const call = client.duplex(RunService, RunService.method.run, { timeoutMs: 20_000 });
     call.write(startOn('!call refund {"amount":7}\nrefund me'));
-    let runId = "";
     const { responses, status } = await converse(call, (r) => {
-      if (r.message.case === "event") runId = r.message.value.runId;
       const [pending] = pendingOf(r);
-      if (pending) return { action: { case: "approval", value: { toolCallId: pending.call!.toolCallId, approved: true } } };
-      // Answered the approval: now send what the server must refuse (another run's id).
-      if (r.message.case === "approval") return { action: { case: "cancel", value: { runId: "00000000-0000-4000-8000-000000000000" } } };
-      return undefined;
+      return pending ? { action: { case: "approval", value: { toolCallId: pending.call!.toolCallId, approved: true } } } : undefined;
     });
-    expect(status?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(status?.details).toMatch(/cancel.run_id: names run "00000000-0000-4000-8000-000000000000", not this stream's run/);
+    call.end();
+    expect(status).toBeUndefined();
     expect(responses.find((r) => r.message.case === "approval")!.message.value).toMatchObject({ decided: true });
-    // The run went on regardless: attach and read it to its end.
-    const attach = client.duplex(RunService, RunService.method.run, { timeoutMs: 20_000 });
-    attach.write({ action: { case: "attach", value: { runId, userId: "ann", afterSeq: 0n } } });
-    attach.end();
-    const replay = await converse(attach, () => undefined);
-    expect(replay.status).toBeUndefined();
-    const last = replay.responses.at(-1)!.message.value as { event: { case: string; value: { output: string; toolCalls: { outcome: number }[] } } };
+    const last = responses.at(-1)!.message.value as { event: { case: string; value: { output: string; toolCalls: { outcome: number }[] } } };
     expect(last.event.case).toBe("completed");
     expect(last.event.value.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.OK]);
     expect(last.event.value.output).toBe("[history=0] refund me\n[refund] refunded 7");
+  });
+
+  it("over gRPC: a request refused mid-stream ends the stream with its status; the run waits on, and an attached stream finishes it", async () => {
+    const call = client.duplex(RunService, RunService.method.run, { timeoutMs: 20_000 });
+    call.write(startOn('!call refund {"amount":9}\nrefund again'));
+    let runId = "";
+    let toolCallId = "";
+    const first = await converse(call, (r) => {
+      if (r.message.case === "event") runId = r.message.value.runId;
+      const [pending] = pendingOf(r);
+      if (!pending) return undefined;
+      toolCallId = pending.call!.toolCallId;
+      // Another run's id: refused.
+      return { action: { case: "cancel", value: { runId: "00000000-0000-4000-8000-000000000000" } } };
+    });
+    expect(first.status?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(first.status?.details).toMatch(/^cancel.run_id: names run "00000000-0000-4000-8000-000000000000", not this stream's run "[0-9a-f-]{36}"$/);
+    const attach = client.duplex(RunService, RunService.method.run, { timeoutMs: 20_000 });
+    attach.write({ action: { case: "attach", value: { runId, userId: "ann", afterSeq: 0n } } });
+    attach.write({ action: { case: "approval", value: { toolCallId, approved: false, message: "not today" } } });
+    attach.end();
+    const second = await converse(attach, () => undefined);
+    expect(second.status).toBeUndefined();
+    const kinds = eventKinds(second.responses);
+    // The replay holds the run's wait, then it goes on (refused) to its end.
+    expect([kinds[0], kinds.includes("waiting"), kinds.at(-1)]).toEqual(["accepted", true, "completed"]);
+    const last = second.responses.at(-1)!.message.value as { event: { value: { output: string; toolCalls: { outcome: number }[] } } };
+    expect(last.event.value.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.DENIED]);
+    expect(last.event.value.output).toBe("[history=0] refund again\n[refund] refused by the person asked to approve it: not today");
   });
 
   it("over gRPC: cancel on the stream stops a parked run; the answer and the cancelled event both arrive", async () => {

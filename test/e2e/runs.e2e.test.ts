@@ -1,7 +1,8 @@
 // Durable runs through the real server process (Node, or Deno with QINGYU_E2E_RUNTIME=deno):
 // StartRun attached and in the background, dense sequence numbers, WatchRun replay and follow,
 // idempotent starts, cancel (interrupt keeps the turn so far, rollback keeps nothing), and a
-// session's second run rejected or queued.
+// session's second run rejected or queued; approvals asked by a tool, the agent's config or a middleware,
+// and approvals that expire.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +12,7 @@ import { CancelMode, OnDisconnect, RunService, RunStatus, SessionBusy, type RunE
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
-import { runProcess, serveFile, type ServerProcess } from "../support/server-process.ts";
+import { runCli, runProcess, serveFile, type ServerProcess } from "../support/server-process.ts";
 
 const R = RunService.method;
 const api = JSON.stringify(publicApi);
@@ -32,6 +33,23 @@ export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
   execute: (args, ctx) => { appendFileSync(${JSON.stringify(dir)} + "/refunds.log", ctx.runId + " " + args.amount + "\\n"); return "refunded " + args.amount; },
 }) });
 `,
+    // Asks for no approval itself (agents[].approval and the guard middleware do); leaves a line per run.
+    "plugins/ledger.mjs": `import { appendFileSync } from "node:fs";
+import { definePlugin } from ${api};
+export default definePlugin({ name: "ledger", kind: "tool", setup: () => ({
+  name: "ledger", description: "",
+  inputSchema: { type: "object", properties: { amount: { type: "number" } }, required: ["amount"] },
+  execute: (args, ctx) => { appendFileSync(${JSON.stringify(dir)} + "/ledger.log", ctx.runId + " " + args.amount + "\\n"); return "booked " + args.amount; },
+}) });
+`,
+    // Has a person approve large ledger entries.
+    "plugins/guard.mjs": `import { definePlugin } from ${api};
+export default definePlugin({ name: "guard", kind: "middleware", setup: () => ({
+  name: "guard",
+  process: (ctx, next) => next(),
+  toolCall: (ctx, { call, args }) => (call.name === "ledger" && args.amount > 100 ? { approval: "an entry of " + args.amount + " is over 100" } : undefined),
+}) });
+`,
     // Waits until its signal fires, leaving a file that says it did.
     "plugins/waiter.mjs": `import { writeFileSync } from "node:fs";
 import { definePlugin } from ${api};
@@ -48,6 +66,27 @@ export default definePlugin({ name: "waiter", kind: "tool", setup: () => ({
 
 const kinds = (events: RunEvent[]) => events.map((e) => e.event.case);
 
+/** The lines a tool plugin left in `file` of `dir` for `runId` (each is "<run id> <amount>"). */
+function linesOf(dir: string, file: string, runId: string): string[] {
+  const path = join(dir, file);
+  return existsSync(path)
+    ? readFileSync(path, "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith(`${runId} `))
+    : [];
+}
+
+/** The run once GetRun says it is `status` (polled). */
+async function runOnce(client: TestClient, runId: string, status: RunStatus) {
+  let run;
+  for (let i = 0; i < 200; i++) {
+    run = (await client.unary(RunService, R.getRun, { runId, userId: "ann" })).run!;
+    if (run.status === status) return run;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`run ${runId} is ${run?.status}, not ${status}`);
+}
+
 describe("durable runs through the server", () => {
   let dir: string;
   let server: ServerProcess;
@@ -60,8 +99,12 @@ describe("durable runs through the server", () => {
       "config.json": JSON.stringify({
         server: { host: "127.0.0.1" },
         log: { level: "warn" },
-        tools: { plugins: ["weather", "waiter", "refund"] },
-        agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "refund"] }],
+        pipeline: ["logging", "validation", "guard"],
+        tools: { plugins: ["weather", "waiter", "refund", "ledger"] },
+        agents: [
+          { id: "clerk", provider: "echo", model: "echo-1", tools: ["weather", "waiter", "refund", "ledger"] },
+          { id: "strict", provider: "echo", model: "echo-1", tools: ["weather", "ledger"], approval: ["led*"] },
+        ],
         runs: { renewEveryMs: 100, pollMs: 50 },
       }),
     });
@@ -251,5 +294,116 @@ describe("durable runs through the server", () => {
     // Answered again: nothing taken, no error.
     const again = await runProcess("curl", ["-sS", "-X", "POST", "-H", "content-type: application/json", "--data", body, url]);
     expect(JSON.parse(again.stdout).accepted ?? []).toEqual([]);
+  });
+
+  it("agents[].approval parks a run on a tool that does not ask itself; approved, it runs once; another agent's call of it does not wait", async () => {
+    const [accepted] = await events(start('!call ledger {"amount":5}\nbook it', { background: true }, { agentId: "strict" }));
+    const runId = accepted!.runId;
+    const run = await runOnce(client, runId, RunStatus.WAITING);
+    expect([run.pending[0]!.reason, run.pending[0]!.call!.name, run.pending[0]!.call!.arguments]).toEqual(["approval", "ledger", '{"amount":5}']);
+    expect(linesOf(dir, "ledger.log", runId)).toEqual([]);
+    const decided = await client.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: run.pending[0]!.call!.toolCallId, approved: true });
+    expect(decided.decided).toBe(true);
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    const result = all.at(-1)!.event.value as { output: string; toolCalls: { outcome: ToolOutcome }[] };
+    expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.OK]);
+    expect(result.output).toBe("[history=0] book it\n[ledger] booked 5");
+    expect(linesOf(dir, "ledger.log", runId)).toEqual([`${runId} 5`]);
+    // Execute cannot wait, and says what asked; the clerk's own call of the same tool needs nobody.
+    const plain = await client.unary(AgentService, AgentService.method.execute, { agentId: "strict", task: '!call ledger {"amount":1}\nnow', userId: "ann" });
+    expect(plain.result!.toolCalls[0]).toMatchObject({ outcome: ToolOutcome.DENIED });
+    expect(plain.result!.toolCalls[0]!.output).toMatch(/can wait for \(asked by agents\[\]\.approval of agent "strict"\)$/);
+    const free = await events(start('!call ledger {"amount":2}\nsmall', {}, { agentId: "clerk" }));
+    expect(kinds(free)).not.toContain("waiting");
+    expect(linesOf(dir, "ledger.log", free[0]!.runId)).toEqual([`${free[0]!.runId} 2`]);
+  });
+
+  it("a middleware's { approval } parks the call it asks about; approved, it runs once", async () => {
+    const [accepted] = await events(start('!call ledger {"amount":500}\nbig entry', { background: true }));
+    const runId = accepted!.runId;
+    const run = await runOnce(client, runId, RunStatus.WAITING);
+    const call = run.pending[0]!.call!;
+    expect([run.pending[0]!.reason, call.name, call.arguments]).toEqual(["approval", "ledger", '{"amount":500}']);
+    // The approver is told why, and until when.
+    expect(run.pending[0]!.note).toContain("an entry of 500 is over 100");
+    const expires = Number(run.pending[0]!.expireTime!.seconds) * 1000;
+    expect(expires).toBeGreaterThan(Date.now() + 3_600_000);
+    expect(linesOf(dir, "ledger.log", runId)).toEqual([]);
+    expect((await client.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: call.toolCallId, approved: true })).decided).toBe(true);
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    expect((all.at(-1)!.event.value as { output: string }).output).toBe("[history=0] big entry\n[ledger] booked 500");
+    // The journaled waiting event says the same as the run did.
+    const waiting = all.find((e) => e.event.case === "waiting")!.event.value as { pending: { note: string; expireTime?: { seconds: bigint } }[] };
+    expect([waiting.pending[0]!.note, Number(waiting.pending[0]!.expireTime!.seconds) * 1000]).toEqual([run.pending[0]!.note, expires]);
+    // Asked again as the run went on, the guard's approval was the decision made: the entry is booked once.
+    expect(linesOf(dir, "ledger.log", runId)).toEqual([`${runId} 500`]);
+  });
+
+  it("an agents[].approval pattern that matches none of the agent's tools stops start-up, naming it", async () => {
+    writeFiles(dir, {
+      "bad-approval.json": JSON.stringify({
+        server: { host: "127.0.0.1" },
+        tools: { plugins: ["weather", "ledger"] },
+        agents: [{ id: "strict", provider: "echo", model: "echo-1", tools: ["weather"], approval: ["ledger", "weather"] }],
+      }),
+    });
+    const { code, stderr } = await runCli(["serve", "--config", join(dir, "bad-approval.json"), "--port", "0", "--http-port", "0"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('agents.0.approval: "ledger" matches no tool of agent "strict" (its tools: weather)');
+  });
+});
+
+describe("durable runs whose approvals expire (runs.approvalTimeoutSeconds: 1)", () => {
+  let dir: string;
+  let server: ServerProcess;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    dir = projectDir();
+    writeFiles(dir, plugins(dir));
+    writeFiles(dir, {
+      "config.json": JSON.stringify({
+        server: { host: "127.0.0.1" },
+        log: { level: "warn" },
+        tools: { plugins: ["refund"] },
+        agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["refund"] }],
+        runs: { renewEveryMs: 100, pollMs: 50, approvalTimeoutSeconds: 1 },
+      }),
+    });
+    server = await serveFile(join(dir, "config.json"), ["--port", "0", "--http-port", "0"]);
+    client = new TestClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+    removeProjectDirs();
+  });
+
+  it("an approval nobody decides is refused when it expires and the run completes with nobody calling; a late SubmitApproval answers decided=false", async () => {
+    const startedAt = Date.now();
+    const [accepted] = (
+      await client.collect(
+        client.stream(RunService, R.startRun, {
+          execute: { agentId: "clerk", task: '!call refund {"amount":9}\nrefund', userId: "ann" },
+          options: { background: true },
+        }),
+      )
+    ).map((m) => m.event!);
+    const runId = accepted!.runId;
+    const run = await runOnce(client, runId, RunStatus.WAITING);
+    const expireMs = Number(run.pending[0]!.expireTime!.seconds) * 1000 + run.pending[0]!.expireTime!.nanos / 1e6;
+    expect(expireMs).toBeGreaterThanOrEqual(startedAt + 1000);
+    expect(expireMs).toBeLessThanOrEqual(Date.now() + 1000);
+    // Nobody decides: the watch ends with the run's completion.
+    const all = (await client.collect(client.stream(RunService, R.watchRun, { runId, userId: "ann" }))).map((m) => m.event!);
+    expect(kinds(all).at(-1)).toBe("completed");
+    const result = all.at(-1)!.event.value as { output: string; toolCalls: { outcome: ToolOutcome; output: string }[] };
+    expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.DENIED]);
+    expect(result.output).toMatch(/^\[history=0\] refund\n\[refund\] not run: the approval expired: nobody decided by \d{4}-\d\d-\d\dT[\d:.]+Z$/);
+    expect(linesOf(dir, "refunds.log", runId)).toEqual([]);
+    const late = await client.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: run.pending[0]!.call!.toolCallId, approved: true });
+    expect(late.decided).toBe(false);
+    expect(late.run!.status).toBe(RunStatus.COMPLETED);
+    expect(linesOf(dir, "refunds.log", runId)).toEqual([]);
   });
 });

@@ -18,7 +18,7 @@ import { TestClient } from "../support/grpc-client.ts";
 import { projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
 import { signalGroup } from "../support/process-groups.ts";
 import { serveFile, type ServerProcess } from "../support/server-process.ts";
-import { databaseUrl } from "../support/services.ts";
+import { databaseUrl, redisUrl } from "../support/services.ts";
 
 const R = RunService.method;
 const DATABASE = databaseUrl();
@@ -72,7 +72,9 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
         server: { host: "127.0.0.1", shutdownGraceMs: 300 },
         log: { level: "warn" },
         postgres: { url: DATABASE },
-        sessions: { store: "postgres", postgresSchema: schema },
+        // Redis gives each run its live feed: a watcher on another replica than the run's sees its text deltas.
+        redis: { url: redisUrl() },
+        sessions: { store: "postgres", postgresSchema: schema, redisKeyPrefix: `${schema}:` },
         providers: { llm: { plugin: "openai", options: { baseUrl: fake.url, apiKey: "sk-test" } } },
         tools: { plugins: ["counter", "hold", "hold_idem", "approve"] },
         agents: [{ id: "clerk", provider: "llm", model: "fake-model", tools: ["counter", "hold", "hold_idem", "approve"] }],
@@ -131,9 +133,26 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
       { kind: "stream", chunks: ["after ", "failover"] },
     );
     const runId = await background(0, "count, then talk");
-    await waitFor("step 2 to reach the upstream", () => (fake.requests.length >= before + 2 ? true : undefined), 20_000);
+    // Watched live from a replica that neither runs it nor takes it over, through the kill.
+    const live: RunEvent[] = [];
+    const stream = clients[2]!.stream(RunService, R.watchRun, { runId, userId: "ann" }, { timeoutMs: 60_000 });
+    const watched = new Promise<void>((resolve, reject) => {
+      stream.on("data", (m: { event: RunEvent }) => live.push(m.event));
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    });
+    await waitFor("the watcher to see the slow step's text", () => (live.some((e) => e.event.case === "delta") ? true : undefined), 20_000);
     await crash(0);
     const events = await watchToEnd(1, runId);
+    await watched;
+    // Every event once, in order, text deltas too — the dead owner's, then the new owner's numbered on after them.
+    expect(live.map((e) => Number(e.seq))).toEqual(live.map((_, i) => i + 1));
+    const kinds = live.map((e) => e.event.case);
+    const restarted = kinds.indexOf("stepRestarted");
+    expect(kinds.slice(0, restarted).filter((k) => k === "delta").length).toBeGreaterThan(0);
+    const text = live.slice(restarted).flatMap((e) => (e.event.case === "delta" ? [e.event.value.text] : []));
+    expect(text.join("")).toBe("after failover");
+    expect(Number(live.at(-1)!.seq)).toBe(Number(events.at(-1)!.seq));
     expect(events.at(-1)!.event.case).toBe("completed");
     const result = events.at(-1)!.event.value as { output: string; steps: number; toolCalls: { outcome: ToolOutcome }[] };
     expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.OK]);

@@ -5,7 +5,8 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryRunStore } from "../../src/runs/memory-store.ts";
-import type { RunRecord, RunStore } from "../../src/runs/types.ts";
+import { expiredDecision } from "../../src/runs/parked.ts";
+import type { PendingCall, RunRecord, RunStore } from "../../src/runs/types.ts";
 import { rejection } from "../support/rejection.ts";
 import { databaseUrl } from "../support/services.ts";
 import { accepted, newRun, OWNER, Schemas, seq, sleep } from "./run-fixtures.ts";
@@ -416,6 +417,88 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       // Once it has gone on, a repeat is still "already", never an error; the run is there for an orphan sweep.
       expect(await store.decide(run.id, "b", { approved: true })).toBe("already");
       expect((await store.orphans(100)).map((r) => r.id)).toContain(run.id);
+    }),
+  );
+
+  /** A run parked (waiting, released) on `pending`. */
+  const parked = async (store: RunStore, pending: PendingCall[]) => {
+    const run = newRun();
+    await store.create(run, accepted());
+    const waiting = pending.map((p) => ({ toolCallId: p.call.id, reason: p.reason }));
+    await store.append(run.id, OWNER, 2, seq(2, [{ type: "waiting", step: 1, calls: pending.map((p) => p.call), pending: waiting }]), {
+      status: "waiting",
+      pending,
+      release: true,
+    });
+    return run.id;
+  };
+  const call = (id: string, reason: PendingCall["reason"], more: Partial<PendingCall> = {}): PendingCall => ({
+    step: 1,
+    call: { id, name: "refund", arguments: "{}" },
+    reason,
+    ...more,
+  });
+  // Epoch ms of the expiries below; every `now` is given, so no test waits for a clock.
+  const T = 1_900_000_000_000;
+
+  it(
+    "refuses approvals nobody decided by their expiry, once; a run with nothing left undecided becomes running with no owner",
+    withStore(async (store) => {
+      const alone = await parked(store, [call("a", "approval", { expireAt: T })]);
+      const withCaller = await parked(store, [call("a", "approval", { expireAt: T, note: 'middleware "limits": over 100' }), call("c", "caller")]);
+      const later = await parked(store, [call("a", "approval", { expireAt: T }), call("b", "approval", { expireAt: T + 60_000 })]);
+      const never = await parked(store, [call("a", "approval")]);
+      // Decided in time: the decision stands.
+      expect(await store.decide(later, "a", { approved: true }, T - 1)).toBe("decided");
+      expect(await store.expireApprovals(T - 1, 10)).toEqual([]);
+      const first = await store.expireApprovals(T, 1);
+      expect(first).toHaveLength(1);
+      expect([...first, ...(await store.expireApprovals(T, 10))].sort()).toEqual([alone, withCaller].sort());
+      expect(await store.expireApprovals(T, 10)).toEqual([]);
+
+      const ran = (await store.get(alone))!;
+      expect(ran.status).toBe("running");
+      expect(ran.owner).toBeUndefined();
+      expect(ran.pending[0]!.decision).toEqual(expiredDecision(T));
+      expect(ran.pending[0]!.decision!.message).toMatch(/^the approval expired: nobody decided by /);
+      expect((await store.orphans(100)).map((r) => r.id)).toContain(alone);
+      // A late decision finds the call decided: the refusal by expiry stands.
+      expect(await store.decide(alone, "a", { approved: true }, T + 5)).toBe("already");
+      expect((await store.get(alone))!.pending[0]!.decision).toEqual(expiredDecision(T));
+
+      const half = (await store.get(withCaller))!;
+      expect(half.status).toBe("waiting");
+      expect(half.pending).toEqual([
+        call("a", "approval", { expireAt: T, note: 'middleware "limits": over 100', decision: expiredDecision(T) }),
+        call("c", "caller"),
+      ]);
+      expect(await store.decide(withCaller, "c", { approved: true, result: { output: "ok", isError: false } }, T + 5)).toBe("decided");
+      expect((await store.get(withCaller))!.status).toBe("running");
+
+      expect((await store.get(later))!.status).toBe("waiting");
+      expect(await store.expireApprovals(T + 60_000, 10)).toEqual([later]);
+      const both = (await store.get(later))!;
+      expect(both.status).toBe("running");
+      expect(both.pending.map((p) => p.decision)).toEqual([{ approved: true }, expiredDecision(T + 60_000)]);
+
+      expect(await store.expireApprovals(T + 1e9, 10)).toEqual([]);
+      expect((await store.get(never))!).toMatchObject({ status: "waiting", pending: [call("a", "approval")] });
+    }),
+  );
+
+  it(
+    "a decision after the approval expired finds it decided (refused) even before any sweep, and others of the run may still be decided",
+    withStore(async (store) => {
+      const id = await parked(store, [call("a", "approval", { expireAt: T }), call("b", "approval", { expireAt: T + 60_000 })]);
+      expect(await store.decide(id, "a", { approved: true }, T)).toBe("already");
+      const now = (await store.get(id))!;
+      expect(now.status).toBe("waiting");
+      expect(now.pending[0]!.decision).toEqual(expiredDecision(T));
+      expect(await store.decide(id, "b", { approved: true }, T)).toBe("decided");
+      const after = (await store.get(id))!;
+      expect(after).toMatchObject({ status: "running" });
+      expect(after.pending.map((p) => p.decision)).toEqual([expiredDecision(T), { approved: true }]);
+      expect(await store.expireApprovals(T + 1e9, 10)).toEqual([]);
     }),
   );
 

@@ -1,9 +1,14 @@
-import { describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
 import { MemoryRunStore } from "../../src/runs/memory-store.ts";
+import { RedisRunFeed } from "../../src/runs/redis-feed.ts";
 import { RunLog } from "../../src/runs/run-log.ts";
 import type { RunRecord, RunStore, SequencedEvent } from "../../src/runs/types.ts";
-import { watchRun } from "../../src/runs/watch.ts";
-import { accepted, newRun, OWNER } from "./run-fixtures.ts";
+import { watchRun, type WatchSources } from "../../src/runs/watch.ts";
+import { deleteKeys, REDIS_URL } from "../sessions/redis-support.ts";
+import { accepted, newRun, OWNER, sleep } from "./run-fixtures.ts";
 
 /** A store whose journal reads wait for `open()`: events published meanwhile reach the watcher's queue first. */
 function slowJournal(store: RunStore) {
@@ -58,5 +63,108 @@ describe("watchRun on the replica running the run", () => {
     await log.push({ type: "failed", error: { code: 13, message: "x", reason: "INTERNAL" } });
     log.end();
     expect(await watching).toEqual([1, 2, 3]);
+  });
+});
+
+const cleanup: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const undo of cleanup.splice(0).reverse()) await undo();
+});
+
+const silent = pino({ level: "silent" });
+const result = { success: true, output: "ab", model: "m", finishReason: "stop", usage: { inputTokens: 1, outputTokens: 1 }, durationMs: 1, metadata: {} };
+
+/** A run owned by a RunLog publishing to a feed on the run's Redis (a prefix of its own), and how a watcher on another replica sees it. */
+async function remoteRun(feedOf: (redis: Redis, prefix: string) => RedisRunFeed = (redis, prefix) => new RedisRunFeed(redis, silent, { keyPrefix: prefix })) {
+  const prefix = `qingyu:test:watch:${randomUUID()}:`;
+  const redis = new Redis(REDIS_URL);
+  const feed = new RedisRunFeed(redis, silent, { keyPrefix: prefix });
+  const watcherFeed = feedOf(redis, prefix);
+  cleanup.push(async () => {
+    await Promise.all([feed.close(), watcherFeed.close()]);
+    await deleteKeys(redis, prefix);
+    redis.disconnect();
+  });
+  const store = new MemoryRunStore();
+  const first = accepted();
+  const { run } = await store.create(newRun(), first);
+  const log = new RunLog(run.id, OWNER, store, run.lastSeq, first, Date.now, feed);
+  const sources: WatchSources = { store, local: () => undefined, pollMs: 10, feed: watcherFeed };
+  const watch = (afterSeq: number, signal = new AbortController().signal) => collect(watchRun(run as RunRecord, afterSeq, signal, sources));
+  /** One step of text: step_started, two deltas, step_finished. */
+  const step = async (n: number) => {
+    await log.push({ type: "step_started", step: n });
+    await log.push({ type: "delta", text: `${n}a` });
+    await log.push({ type: "delta", text: `${n}b` });
+    await log.push({ type: "step_finished", step: n, finishReason: "stop", usage: { inputTokens: 1, outputTokens: 1 }, toolCalls: 0 });
+  };
+  return { store, run, log, feed, watch, step };
+}
+
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+describe("watchRun on another replica, with the runs' feed in Redis", () => {
+  it("sees every event once and in order, text deltas too, while the run goes on and after it ended", async () => {
+    const { log, watch, step } = await remoteRun();
+    await step(1);
+    const fromStart = watch(0);
+    await sleep(30);
+    await step(2);
+    const midRun = watch(0);
+    await sleep(30);
+    await step(3);
+    await log.push({ type: "completed", result }, { status: "completed", release: true });
+    log.end();
+    expect(await fromStart).toEqual(upTo(14));
+    expect(await midRun).toEqual(upTo(14));
+    expect(await watch(0)).toEqual(upTo(14));
+  });
+
+  it("from a cursor: what comes after it, live and ended", async () => {
+    const { log, watch, step } = await remoteRun();
+    await step(1);
+    const live = watch(3);
+    await sleep(30);
+    await step(2);
+    await log.push({ type: "failed", error: { code: 13, message: "x", reason: "INTERNAL" } }, { status: "failed", release: true });
+    log.end();
+    expect(await live).toEqual([4, 5, 6, 7, 8, 9, 10]);
+    expect(await watch(7)).toEqual([8, 9, 10]);
+    expect(await watch(10)).toEqual([]);
+  });
+
+  it("a run that ends without its feed hearing of it (the last publish lost) ends its watchers from the journal", async () => {
+    const { store, run, log, watch, step } = await remoteRun();
+    await step(1);
+    const watching = watch(0);
+    await sleep(30);
+    // Ended by a replica with no feed, as a parked run cancelled elsewhere might be.
+    const other = new RunLog(run.id, OWNER, store, log.lastSeq);
+    await other.push({ type: "cancelled", mode: "rollback" }, { status: "cancelled", release: true });
+    expect(await watching).toEqual(upTo(6));
+  });
+
+  it("stops when its signal aborts, mid-run", async () => {
+    const { watch, step } = await remoteRun();
+    await step(1);
+    const stop = new AbortController();
+    const watching = watch(0, stop.signal);
+    await sleep(30);
+    stop.abort();
+    expect(await watching).toEqual(upTo(5));
+  });
+
+  it("a Redis that fails: the journal, polled, as without a feed (no deltas)", async () => {
+    const dead = new Redis("redis://127.0.0.1:1", { lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    dead.on("error", () => {});
+    cleanup.push(() => dead.disconnect());
+    const { log, watch, step } = await remoteRun(() => new RedisRunFeed(dead, silent));
+    await step(1);
+    const watching = watch(0);
+    await sleep(30);
+    await step(2);
+    await log.push({ type: "completed", result }, { status: "completed", release: true });
+    log.end();
+    expect(await watching).toEqual([1, 2, 5, 6, 9, 10]);
   });
 });

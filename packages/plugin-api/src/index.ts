@@ -10,6 +10,7 @@ export type {
   GenerationOptions,
   Middleware,
   Next,
+  PendingToolCall,
   RpcCall,
   RunEvent,
   ToolCallDecision,

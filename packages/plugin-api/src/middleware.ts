@@ -87,7 +87,7 @@ export type RunEvent =
    * A durable run parks: tools of this step need a person's approval, or are the caller's own. No
    * process holds it; the run goes on (from the journal) once they are decided.
    */
-  | { type: "waiting"; step: number; calls: ToolCall[]; pending: { toolCallId: string; reason: "approval" | "caller" }[] }
+  | { type: "waiting"; step: number; calls: ToolCall[]; pending: PendingToolCall[] }
   | { type: "completed"; result: AgentRunResult };
 
 /** Per-call generation overrides. */
@@ -105,8 +105,18 @@ export interface GenerationOptions {
   tools?: string[];
 }
 
-/** What a middleware's toolCall hook decides. */
-export type ToolCallDecision = void | undefined | { deny: string } | { arguments: string };
+/** A call a parked durable run waits on: a person's approval, or the caller's answer. */
+export interface PendingToolCall {
+  toolCallId: string;
+  reason: "approval" | "caller";
+  /** Why a person is asked, beyond the tool's own needsApproval: a middleware's reason, the agent's config, an unknown outcome. */
+  note?: string;
+  /** Epoch ms after which an undecided approval is refused (set when a durable run parks). */
+  expireAt?: number;
+}
+
+/** What a middleware's toolCall hook decides: refuse the call, rewrite its arguments, or have a person approve it first (the reason is shown to the approver). */
+export type ToolCallDecision = void | undefined | { deny: string } | { arguments: string } | { approval: string };
 
 /** A tool call as a middleware's hook sees it. */
 export interface ToolCallInfo {
@@ -184,8 +194,11 @@ export interface Middleware {
   admit?(call: RpcCall): void | Promise<void>;
   /**
    * Runs, in pipeline order, before each tool call with checked arguments:
-   * return `{ deny: reason }` to refuse it (the model sees the reason), or
-   * `{ arguments }` (JSON text) to run it with other arguments (checked again).
+   * return `{ deny: reason }` to refuse it (the model sees the reason),
+   * `{ arguments }` (JSON text) to run it with other arguments (checked again),
+   * or `{ approval: reason }` to have a person approve it first (a durable run
+   * parks; Execute, which cannot wait, refuses it). A later hook still runs and
+   * may deny it. Asked again when the run goes on: the decision made stands.
    */
   toolCall?(ctx: AgentContext, call: ToolCallInfo): ToolCallDecision | Promise<ToolCallDecision>;
   /** Runs after each tool call (observation only; a throw is logged). */

@@ -16,7 +16,7 @@ export interface ToolSpec {
   readonly inputSchema: JsonObject;
   /** JSON Schema of the output, when the tool declares one (documentation; not enforced). */
   readonly outputSchema?: JsonObject;
-  /** Reserved for durable runs: a call waits for a person's approval. Ignored until then. */
+  /** A call waits for a person's approval: a durable run parks until SubmitApproval; Execute, which cannot wait, refuses it. */
   readonly needsApproval?: boolean;
   /** Running it twice with the same arguments and idempotency key has the effect of running it once. */
   readonly idempotent?: boolean;

@@ -80,16 +80,18 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PendingToolCall(_message.Message):
-    __slots__ = ["call", "expire_time", "reason", "step"]
+    __slots__ = ["call", "expire_time", "note", "reason", "step"]
     CALL_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     call: _tool_pb2.ToolCall
     expire_time: _timestamp_pb2.Timestamp
+    note: str
     reason: str
     step: int
-    def __init__(self, step: _Optional[int] = ..., call: _Optional[_Union[_tool_pb2.ToolCall, _Mapping]] = ..., reason: _Optional[str] = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, step: _Optional[int] = ..., call: _Optional[_Union[_tool_pb2.ToolCall, _Mapping]] = ..., reason: _Optional[str] = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ["agent_id", "create_time", "error", "idempotency_key", "last_seq", "pending", "result", "run_id", "session_id", "status", "task", "update_time", "user_id"]
