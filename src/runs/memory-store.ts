@@ -8,6 +8,7 @@ import {
   type Decision,
   type CancelMode,
   type NewRun,
+  type Renewal,
   type RunFilter,
   type RunRecord,
   type RunStore,
@@ -109,15 +110,19 @@ export class MemoryRunStore implements RunStore {
     return Promise.resolve(true);
   }
 
-  renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<string[]> {
-    const lost: string[] = [];
+  renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<Renewal> {
+    const renewal: Renewal = { lost: [], cancels: [] };
     const until = this.now() + leaseMs;
     for (const id of runIds) {
       const run = this.runs.get(id);
-      if (run?.owner === owner) run.leaseUntil = until;
-      else lost.push(id);
+      if (run?.owner !== owner) {
+        renewal.lost.push(id);
+        continue;
+      }
+      run.leaseUntil = until;
+      if (run.cancelRequested) renewal.cancels.push({ runId: id, mode: run.cancelRequested });
     }
-    return Promise.resolve(lost);
+    return Promise.resolve(renewal);
   }
 
   orphans(limit: number): Promise<RunRecord[]> {

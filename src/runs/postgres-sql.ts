@@ -96,7 +96,7 @@ export function runSql(schema: string) {
     renew: `
       update ${q}.runs set lease_until = ${NOW_MS} + $3::float8 * interval '1 millisecond'
       where owner = $1::text and id = any($2::uuid[])
-      returning id`,
+      returning id, cancel_requested`,
 
     orphans: `
       select ${COLUMNS} from ${q}.runs

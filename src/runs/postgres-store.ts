@@ -9,7 +9,7 @@ import { expirePending, nextExpiry } from "./parked.ts";
 import { decidePending } from "./pending.ts";
 import { runsMigrationComponent, runsMigrations } from "./postgres-migrations.ts";
 import { runSql, toRunStoreError, type RunSql } from "./postgres-sql.ts";
-import type { CancelMode, Decision, NewRun, PendingCall, RunFilter, RunRecord, RunStatus, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
+import type { CancelMode, Decision, NewRun, PendingCall, Renewal, RunFilter, RunRecord, RunStatus, RunStore, RunUpdate, SequencedEvent } from "./types.ts";
 
 /** Settings of a PostgreSQL run store. */
 export interface PostgresRunStoreSettings {
@@ -150,10 +150,12 @@ export class PostgresRunStore implements RunStore {
     return (await this.query(this.sql.acquire, [runId, owner, leaseMs])).length === 1;
   }
 
-  async renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<string[]> {
+  async renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<Renewal> {
     const ids = runIds.filter((id) => UUID.test(id));
-    const renewed = new Set(ids.length === 0 ? [] : (await this.query(this.sql.renew, [owner, ids, leaseMs])).map((r) => r.id as string));
-    return runIds.filter((id) => !renewed.has(id));
+    const rows = ids.length === 0 ? [] : await this.query(this.sql.renew, [owner, ids, leaseMs]);
+    const renewed = new Set(rows.map((r) => r.id as string));
+    const cancels = rows.filter((r) => r.cancel_requested !== null).map((r) => ({ runId: r.id as string, mode: r.cancel_requested as CancelMode }));
+    return { lost: runIds.filter((id) => !renewed.has(id)), cancels };
   }
 
   async orphans(limit: number): Promise<RunRecord[]> {

@@ -436,16 +436,15 @@ export class RunManager {
     const ids = [...this.local.keys()];
     if (!ids.length) return;
     try {
-      const lost = await this.deps.store.renew(this.replicaId, ids, this.deps.policy.leaseMs);
+      const { lost, cancels } = await this.deps.store.renew(this.replicaId, ids, this.deps.policy.leaseMs);
       for (const id of lost) {
         const run = this.local.get(id);
         if (run) this.lost(id, new Error("lease lost"));
         run?.controller.abort(new ConnectError("this replica lost the run's lease", Code.Aborted));
       }
-      for (const id of ids) {
-        const record = await this.deps.store.get(id);
-        const run = this.local.get(id);
-        if (record?.cancelRequested && run) this.stopLocal(run, record.cancelRequested);
+      for (const { runId, mode } of cancels) {
+        const run = this.local.get(runId);
+        if (run) this.stopLocal(run, mode);
       }
     } catch (err) {
       this.deps.log.warn({ err }, "could not renew run leases");

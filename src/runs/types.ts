@@ -105,6 +105,14 @@ export interface RunUpdate {
   release?: boolean;
 }
 
+/** What a lease renewal found. */
+export interface Renewal {
+  /** Runs the owner no longer holds (taken over, finished elsewhere, or gone). */
+  lost: string[];
+  /** Cancels asked for on any replica of runs it still holds: the owner acts on them. */
+  cancels: { runId: string; mode: CancelMode }[];
+}
+
 /** Which runs ListRuns wants. */
 export interface RunFilter {
   userId?: string;
@@ -139,8 +147,8 @@ export interface RunStore {
   active(sessionId: string): Promise<RunRecord[]>;
   /** Takes `runId` for `owner` until now + leaseMs when it is unowned or its lease ended; false when another holds it, or it has finished or does not exist. */
   acquire(runId: string, owner: string, leaseMs: number): Promise<boolean>;
-  /** Extends the leases `owner` holds; returns the ids it no longer holds. */
-  renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<string[]>;
+  /** Extends the leases `owner` holds, in one round trip: the ids it no longer holds, and the cancels asked for (any replica) of those it does. */
+  renew(owner: string, runIds: readonly string[], leaseMs: number): Promise<Renewal>;
   /** Runs running or queued whose lease ended (their replica died), oldest first, at most `limit`. */
   orphans(limit: number): Promise<RunRecord[]>;
   /**

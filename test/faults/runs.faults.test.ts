@@ -4,7 +4,10 @@
 // (b) between a tool's dispatch and its result: another replica takes the run over after its
 // lease and completes it, asking no finished step again and running no finished tool again;
 // the non-idempotent tool in flight is reported UNKNOWN, the idempotent one is re-sent with the
-// same key. A replica shut down gracefully hands its run over at once.
+// same key. A replica shut down gracefully hands its run over at once. A watcher on a third
+// replica follows a run through its owner's kill -9 (Redis feed: every event, densely numbered); a
+// run taken over is cancelled from another replica; with runs.unknownOutcome: approval the call in
+// flight waits for a person, who has it sent again or recorded UNKNOWN.
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -245,6 +248,40 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
     expect(fake.requests.length - before).toBe(2);
   });
 
+  it("a run taken over after kill -9 is cancelled from a third replica: the new owner stops it; interrupt keeps the finished step's turn", async () => {
+    const { session } = await clients[0]!.unary(SessionService, SessionService.method.createSession, { userId: "ann", agentId: "clerk" });
+    const sessionId = session!.sessionId;
+    const before = fake.requests.length;
+    // Step 1 calls counter; step 2 is slow on the first owner (killed) and slow again on the next (cancelled).
+    const slow = { kind: "stream" as const, chunks: Array(100).fill("slow "), delayMs: 100 };
+    fake.enqueue(toolCall("counter", "call_cx"), slow, slow);
+    const [first] = await clients[0]!.collect(
+      clients[0]!.stream(RunService, R.startRun, {
+        execute: { agentId: "clerk", task: "count, then cancel", userId: "ann", sessionId },
+        options: { background: true },
+      }),
+    );
+    const runId = first!.event!.runId;
+    await waitFor("step 2 to reach the upstream", () => (fake.requests.length >= before + 2 ? true : undefined), 20_000);
+    await crash(0);
+    await waitFor("step 2 asked again by the new owner", () => (fake.requests.length >= before + 3 ? true : undefined), 20_000);
+    // Asked on a replica that does not run it: the owner acts on it at its next renewal.
+    await clients[2]!.unary(RunService, R.cancelRun, { runId, userId: "ann", mode: 1 /* interrupt */ });
+    const events = await watchToEnd(2, runId);
+    expect((await clients[2]!.unary(RunService, R.getRun, { runId, userId: "ann" })).run!.status).toBe(RunStatus.CANCELLED);
+    expect(events.at(-1)!.event.case).toBe("cancelled");
+    expect(events.filter((e) => e.event.case === "stepRestarted")).toHaveLength(1);
+    // The counter ran once; the turn so far (the task, the call and its result) is in the session.
+    expect(executions().filter((e) => e.key.startsWith(`${runId}:`))).toHaveLength(1);
+    const { session: kept } = await clients[1]!.unary(SessionService, SessionService.method.getSession, { sessionId, userId: "ann" });
+    expect(kept!.messages.map((m) => [m.role, m.toolCallId || m.toolCalls.map((c) => c.name).join(",") || m.content])).toEqual([
+      ["user", "count, then cancel"],
+      ["assistant", "counter"],
+      ["tool", "call_cx"],
+    ]);
+    expect(fake.requests.length - before).toBe(3);
+  });
+
   it("two StartRuns on one session through two replicas at once: reject keeps exactly one; enqueue runs both, one after the other", async () => {
     const { session } = await clients[0]!.unary(SessionService, SessionService.method.createSession, { userId: "ann", agentId: "clerk" });
     const sessionId = session!.sessionId;
@@ -275,5 +312,97 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
     ];
     const [[s0, e0], [s1, e1]] = journals.map(span) as [[number, number], [number, number]];
     expect(s0 >= e1 || s1 >= e0).toBe(true);
+  });
+});
+
+describe("runs.unknownOutcome: approval — a call whose replica died mid-call waits for a person", () => {
+  const schema2 = `${schema}_uo`;
+  let fake: FakeOpenAI;
+  let dir: string;
+  let toolLog: string;
+  const replicas: ServerProcess[] = [];
+  const clients: TestClient[] = [];
+  const pool = new pg.Pool({ connectionString: DATABASE, max: 1 });
+  const start = async (i: number) => {
+    replicas[i] = await serveFile(join(dir, "config.json"), ["--port", "0", "--http-port", "0"]);
+    clients[i] = new TestClient(replicas[i]!.grpcPort);
+  };
+
+  beforeAll(async () => {
+    await pool.query(`create schema ${schema2}`);
+    fake = await startFakeOpenAI();
+    dir = projectDir();
+    toolLog = join(dir, "tools.jsonl");
+    writeFiles(dir, tools(toolLog));
+    writeFiles(dir, {
+      "config.json": JSON.stringify({
+        server: { host: "127.0.0.1" },
+        log: { level: "warn" },
+        postgres: { url: DATABASE },
+        sessions: { store: "postgres", postgresSchema: schema2 },
+        providers: { llm: { plugin: "openai", options: { baseUrl: fake.url, apiKey: "sk-test" } } },
+        tools: { plugins: ["hold"] },
+        agents: [{ id: "clerk", provider: "llm", model: "fake-model", tools: ["hold"] }],
+        runs: { leaseMs: 1000, renewEveryMs: 150, pollMs: 50, unknownOutcome: "approval" },
+      }),
+    });
+    await Promise.all([0, 1].map(start));
+  });
+  afterAll(async () => {
+    for (const c of clients) c?.close();
+    await Promise.all(replicas.map((s) => s?.stop("SIGKILL")));
+    await fake?.close();
+    await pool.query(`drop schema ${schema2} cascade`).catch(() => undefined);
+    await pool.end();
+    removeProjectDirs();
+  });
+
+  it("approved, the call is sent again with its key (attempt 2); refused, it is UNKNOWN and the model reads the approver's message", async () => {
+    const executions = () =>
+      existsSync(toolLog)
+        ? readFileSync(toolLog, "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { key: string; attempt: number })
+        : [];
+    for (const approved of [true, false]) {
+      const id = `call_uo_${approved}`;
+      const before = fake.requests.length;
+      fake.enqueue({ kind: "json", content: "", toolCalls: [{ id, name: "hold", arguments: "{}" }] }, { kind: "stream", chunks: ["ok"] });
+      const [first] = await clients[0]!.collect(
+        clients[0]!.stream(RunService, R.startRun, { execute: { agentId: "clerk", task: `hold ${approved}`, userId: "ann" }, options: { background: true } }),
+      );
+      const runId = first!.event!.runId;
+      await waitFor("hold to start", () => (executions().some((e) => e.key === `${runId}:${id}`) ? true : undefined), 20_000);
+      signalGroup(replicas[0]!.child.pid, "SIGKILL");
+      await replicas[0]!.exited;
+      clients[0]!.close();
+      let run;
+      for (let i = 0; i < 400 && run?.status !== RunStatus.WAITING; i++) {
+        run = (await clients[1]!.unary(RunService, R.getRun, { runId, userId: "ann" })).run!;
+        if (run.status !== RunStatus.WAITING) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(run!.status).toBe(RunStatus.WAITING);
+      expect(run!.pending.map((p) => [p.reason, p.call!.toolCallId])).toEqual([["approval", id]]);
+      expect(run!.pending[0]!.note).toMatch(/whether it took effect is unknown/);
+      await clients[1]!.unary(RunService, R.submitApproval, { runId, userId: "ann", toolCallId: id, approved, message: approved ? "" : "it went through" });
+      const events = (await clients[1]!.collect(clients[1]!.stream(RunService, R.watchRun, { runId, userId: "ann" }, { timeoutMs: 30_000 }))).map(
+        (m) => m.event!,
+      );
+      const result = events.at(-1)!.event.value as { toolCalls: { outcome: ToolOutcome; output: string }[] };
+      expect(events.at(-1)!.event.case).toBe("completed");
+      const runs = executions().filter((e) => e.key === `${runId}:${id}`);
+      if (approved) {
+        expect(runs.map((e) => e.attempt)).toEqual([1, 2]);
+        expect(result.toolCalls.map((c) => [c.outcome, c.output])).toEqual([[ToolOutcome.OK, "done on attempt 2"]]);
+      } else {
+        expect(runs.map((e) => e.attempt)).toEqual([1]);
+        expect(result.toolCalls[0]!.outcome).toBe(ToolOutcome.UNKNOWN);
+        const told = (fake.requests.at(-1)!.body as { messages: { role: string; content: string }[] }).messages.find((m) => m.role === "tool")!.content;
+        expect(told).toMatch(/refused: it went through$/);
+      }
+      expect(fake.requests.length - before).toBe(2);
+      await start(0);
+    }
   });
 });

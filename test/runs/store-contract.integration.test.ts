@@ -235,7 +235,7 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
   );
 
   it(
-    "renews the leases the owner holds and returns the ids it no longer holds",
+    "renews the leases the owner holds, returning the ids it no longer holds and the cancels asked for of the others",
     withStore(async (store) => {
       const [kept, lost] = [newRun({ owner: undefined, leaseMs: undefined }), newRun({ owner: undefined, leaseMs: undefined })];
       for (const r of [kept, lost]) {
@@ -245,11 +245,15 @@ describe.each(stores)("%s: the RunStore contract", (_name, make) => {
       await sleep(WAIT);
       expect(await store.acquire(lost.id, "replica-c", LONG)).toBe(true);
       const unknown = randomUUID();
-      expect(await store.renew("replica-b", [kept.id, lost.id, unknown], LONG)).toEqual([lost.id, unknown]);
+      expect(await store.renew("replica-b", [kept.id, lost.id, unknown], LONG)).toEqual({ lost: [lost.id, unknown], cancels: [] });
       // The renewed lease outlasts the short one it replaced.
       await sleep(WAIT);
       expect(await store.acquire(kept.id, "replica-c", LONG)).toBe(false);
-      expect(await store.renew("replica-b", [], LONG)).toEqual([]);
+      expect(await store.renew("replica-b", [], LONG)).toEqual({ lost: [], cancels: [] });
+      // A cancel asked for on another replica reaches the owner with its next renewal; not one of a run it lost.
+      expect(await store.requestCancel(kept.id, "rollback")).toBe(true);
+      expect(await store.requestCancel(lost.id, "interrupt")).toBe(true);
+      expect(await store.renew("replica-b", [kept.id, lost.id], LONG)).toEqual({ lost: [lost.id], cancels: [{ runId: kept.id, mode: "rollback" }] });
     }),
   );
 
