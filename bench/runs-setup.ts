@@ -45,7 +45,7 @@ export function runsConfig(schema: string): Record<string, unknown> {
     postgres: { url: databaseUrl() },
     // Redis gives the runs their live feed, as a shared deployment has it: a second replica's watchers replay from it.
     // Keys under the bench's own prefix; a run's feed expires an hour after the run ends.
-    redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
+    ...(process.env.BENCH_RUNS_FEED === "off" ? {} : { redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" } }),
     sessions: { store: "postgres", postgresSchema: schema, redisKeyPrefix: `qingyu:bench:${schema}:` },
     runs: { store: "postgres" },
     tools: {

@@ -4,9 +4,10 @@
 // makes a schema of its own and drops it. BENCH_RUNS_ROUNDS (default 100)
 // StartRun/ExecuteStream pairs, BENCH_RUNS_REPLAYS (30) journal replays,
 // BENCH_RUNS_REPEATS (9) watches per source; BENCH_RUNS_CPU_PROF=<dir>
-// profiles the owner server. Then, in this process (the servers have no run
-// feed wired in yet), WatchRun replay from the Redis run feed (REDIS_URL,
-// default redis://127.0.0.1:6379; keys of its own, deleted) against the
+// profiles the owner server. The servers have Redis (REDIS_URL, default
+// redis://127.0.0.1:6379) for the runs' live feed; BENCH_RUNS_FEED=off runs
+// them without it, to see what the feed costs. Then, in this process, WatchRun
+// replay from the Redis run feed (keys of its own, deleted) against the
 // journal replay of the same run. Writes bench/results/runs.json.
 import type { NewRun, RunLogEvent, RunRecord } from "../src/runs/types.ts";
 import { randomUUID } from "node:crypto";

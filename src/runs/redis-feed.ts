@@ -9,6 +9,12 @@ export interface RedisRunFeedOptions {
   keyPrefix?: string;
   /** About how many entries one run's feed keeps (XADD MAXLEN ~): older ones are left to the journal. */
   maxLen?: number;
+  /**
+   * Events published within this many ms go to Redis in one pipeline. A run's events come a few at a time
+   * (each barrier waits on its journal write); a pipeline per tick was one Redis round trip per event or two,
+   * which cost a five-step run about 5 ms of its 20 on two cores (npm run bench:runs, BENCH_RUNS_FEED=off to compare).
+   */
+  batchMs?: number;
   /** Seconds a feed lives past its latest entry while its run goes on (a replica that died never ends it). */
   liveTtlSec?: number;
   /** Seconds a feed lives once its run ended. */
@@ -51,14 +57,17 @@ export class RedisRunFeed implements RunFeed {
   private readonly endedTtlSec: number;
   private readonly blockMs: number;
   private readonly maxPending: number;
+  private readonly batchMs: number;
   private readonly publishing: Outage;
   private readonly reading: Outage;
   private ops: Op[] = [];
-  private flushing: ReturnType<typeof setImmediate> | undefined;
+  private flushing: ReturnType<typeof setTimeout> | undefined;
   /** Events queued or in flight. */
   private pending = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly followers = new Set<() => void>();
+  /** When each live stream's expiry was last pushed back (epoch ms): once in a while is enough, not with every flush. */
+  private readonly expirySetAt = new Map<string, number>();
   private closed = false;
 
   constructor(
@@ -72,6 +81,7 @@ export class RedisRunFeed implements RunFeed {
     this.endedTtlSec = options.endedTtlSec ?? 3600;
     this.blockMs = options.blockMs ?? 5000;
     this.maxPending = options.maxPending ?? 10_000;
+    this.batchMs = options.batchMs ?? 5;
     this.publishing = new Outage(log, "run feed: events not published to Redis; watchers on other replicas get them from the journal, without text deltas");
     this.reading = new Outage(log, "run feed: Redis unreadable; watchers on other replicas poll the journal, without text deltas");
   }
@@ -175,17 +185,17 @@ export class RedisRunFeed implements RunFeed {
     if (this.closed) return;
     this.closed = true;
     for (const stop of [...this.followers]) stop();
-    if (this.flushing) clearImmediate(this.flushing);
+    if (this.flushing) clearTimeout(this.flushing);
     this.flush();
     await Promise.allSettled([...this.inFlight]);
   }
 
   private queue(op: Op): void {
     this.ops.push(op);
-    this.flushing ??= setImmediate(() => this.flush());
+    this.flushing ??= setTimeout(() => this.flush(), this.batchMs);
   }
 
-  /** Sends what was queued this tick in one pipeline: the XADDs in order, then each stream's expiry. */
+  /** Sends what was queued in the last batchMs in one pipeline: the XADDs in order, then each stream's expiry. */
   private flush(): void {
     this.flushing = undefined;
     const ops = this.ops;
@@ -202,9 +212,19 @@ export class RedisRunFeed implements RunFeed {
       }
       events++;
       pipeline.xadd(key, "MAXLEN", "~", this.maxLen, `${op.event.seq}-0`, "e", op.data);
-      ttl.set(key, FINAL.has(op.event.event.type) ? this.endedTtlSec : this.liveTtlSec);
+      if (FINAL.has(op.event.event.type)) ttl.set(key, this.endedTtlSec);
+      else if (!ttl.has(key)) ttl.set(key, this.liveTtlSec);
     }
-    for (const [key, seconds] of ttl) pipeline.expire(key, seconds);
+    // A live stream's expiry is pushed back when it was not for a tenth of its span: an EXPIRE per flush
+    // doubled the commands a run sends (two per tick of events), for nothing.
+    const now = Date.now();
+    for (const [key, seconds] of ttl) {
+      const live = seconds === this.liveTtlSec;
+      if (live && now - (this.expirySetAt.get(key) ?? -Infinity) < (this.liveTtlSec * 1000) / 10) continue;
+      pipeline.expire(key, seconds);
+      if (live) this.expirySetAt.set(key, now);
+      else this.expirySetAt.delete(key);
+    }
     const sent = pipeline.exec().then(
       (results) => {
         const failed = (results ?? []).map(([err]) => err).filter((err) => err && !DUPLICATE.test(err.message));

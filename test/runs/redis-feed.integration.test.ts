@@ -26,7 +26,7 @@ function setup(options: RedisRunFeedOptions = {}) {
   const redis = new Redis(REDIS_URL);
   const lines: Line[] = [];
   const log = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
-  const feed = new RedisRunFeed(redis, log, { keyPrefix: prefix, ...options });
+  const feed = new RedisRunFeed(redis, log, { keyPrefix: prefix, batchMs: BATCH_MS, ...options });
   cleanup.push(async () => {
     await feed.close();
     await deleteKeys(redis, prefix);
@@ -44,9 +44,12 @@ const deltas = (from: number, n: number) =>
 const seqs = (events: readonly SequencedEvent[]) => events.map((e) => e.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-/** Resolves once everything published so far has reached Redis (a read on the same client queues behind it). */
+/** How long the feed batches publishes in these tests (its default). */
+const BATCH_MS = 5;
+
+/** Resolves once everything published so far has reached Redis: its batch is sent (batchMs), and a read on the same client queues behind it. */
 const settled = async (feed: RedisRunFeed) => {
-  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, BATCH_MS + 5));
   await feed.lastSeq("none");
 };
 
