@@ -1,11 +1,8 @@
-import { Code, ConnectError, ErrorReason, type EventBus, type EventType, notFound, type RunEvent, withReason } from "@qingyu/plugin-api";
+import { Code, ConnectError, ErrorReason, type EventBus, type EventType, notFound, withReason } from "@qingyu/plugin-api";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { codeName, toConnectError } from "../errors.ts";
 import type { CallInfo } from "../executor/context.ts";
-import { TurnRecorder } from "../executor/turn-recorder.ts";
 import type { LiveRuntime } from "../plugin-host/live-runtime.ts";
-import { reasonOf } from "@qingyu/plugin-api";
 import type { SessionManager } from "../sessions/manager.ts";
 import type { RunFeed } from "./feed.ts";
 import { RunLog } from "./run-log.ts";
@@ -13,7 +10,6 @@ import type { Page } from "../sessions/types.ts";
 import {
   FINISHED_STATUSES,
   type Decision,
-  type PendingCall,
   type CancelMode,
   type RunFilter,
   type RunInput,
@@ -22,10 +18,13 @@ import {
   type RunStore,
   type SequencedEvent,
 } from "./types.ts";
+import { executeRun, type ExecuteDeps, isSessionBusy, type LocalRun, type Resume } from "./execute-run.ts";
+import { Launches } from "./launches.ts";
 import { ParkedRuns } from "./parked.ts";
-import { readJournal, watchRun } from "./watch.ts";
-import { isRunEvent, resumeFromJournal } from "./resume-state.ts";
-import type { ResumeState } from "../executor/resume.ts";
+import { keepPartialTurn } from "./partial-turn.ts";
+import { readJournal } from "./journal-read.ts";
+import { watchRun } from "./watch.ts";
+import { resumeFromJournal } from "./resume-state.ts";
 
 /** How runs are kept and owned (config `runs`). */
 interface RunPolicy {
@@ -60,29 +59,13 @@ export interface RunManagerDeps {
 }
 
 const DEFAULT_PAGE = 20;
+const MAX_PAGE = 100;
 // Runs one replica takes over per renewal: a replica that died with many runs is shared out among the others.
 const ADOPT_AT_ONCE = 4;
 // Pruning is one statement over finished runs: every ten minutes is plenty, whatever the renewal rate.
 const PRUNE_EVERY_MS = 10 * 60_000;
 // runs.approvalTimeoutSeconds' default: a day.
 const DEFAULT_APPROVAL_TIMEOUT_S = 86_400;
-
-/** A run going on from its journal. */
-interface Resume {
-  state: ResumeState;
-  events: RunEvent[];
-}
-const MAX_PAGE = 100;
-
-/** A run this replica is running. */
-interface LocalRun {
-  log: RunLog;
-  controller: AbortController;
-  done: Promise<void>;
-  cancel?: CancelMode;
-  /** Stopped at shutdown to be taken over by another replica: nothing ends it in the journal. */
-  handedOver?: boolean;
-}
 
 /**
  * Durable runs on this replica: starts them (journaled before the first event
@@ -93,18 +76,25 @@ interface LocalRun {
 export class RunManager {
   readonly replicaId: string;
   private readonly local = new Map<string, LocalRun>();
-  /** Watchers here of runs not running here, waiting to be told when one is launched here. */
-  private readonly launchListeners = new Map<string, Set<(log: RunLog) => void>>();
+  private readonly launches = new Launches();
   private readonly timer: ReturnType<typeof setInterval>;
   private closing = false;
   private prunedAt = Date.now();
   private warned = false;
   private readonly parked: ParkedRuns;
+  private readonly executing: ExecuteDeps;
 
   constructor(private readonly deps: RunManagerDeps) {
     this.replicaId = deps.replicaId ?? `replica-${randomUUID()}`;
     const approvalTimeoutMs = (deps.policy.approvalTimeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_S) * 1000;
     this.parked = new ParkedRuns({ store: deps.store, takeOver: (id) => this.takeOver(id), log: deps.log, approvalTimeoutMs });
+    this.executing = {
+      ...deps,
+      parked: this.parked,
+      publish: (type, run, data) => this.publish(type, run, data),
+      lost: (id, err) => this.lost(id, err),
+      waitFor: (ahead, signal) => this.waitFor(ahead, signal),
+    };
     this.timer = setInterval(() => void this.renew(), deps.policy.renewEveryMs);
     this.timer.unref();
   }
@@ -177,15 +167,7 @@ export class RunManager {
       local: (id) => this.local.get(id)?.log,
       pollMs: this.deps.policy.pollMs,
       ...(this.deps.feed ? { feed: this.deps.feed } : {}),
-      launched: (id, listener) => {
-        let listeners = this.launchListeners.get(id);
-        if (!listeners) this.launchListeners.set(id, (listeners = new Set()));
-        listeners.add(listener);
-        return () => {
-          listeners.delete(listener);
-          if (!listeners.size && this.launchListeners.get(id) === listeners) this.launchListeners.delete(id);
-        };
-      },
+      launched: (id, listener) => this.launches.listen(id, listener),
     });
   }
 
@@ -199,7 +181,7 @@ export class RunManager {
     } else if (run.status === "waiting" && (await this.deps.store.acquire(run.id, this.replicaId, this.deps.policy.leaseMs))) {
       // Parked, no owner: this replica ends it.
       const log = new RunLog(run.id, this.replicaId, this.deps.store, run.lastSeq, [], Date.now, this.deps.feed);
-      if (mode === "interrupt") await this.keepPartialTurn(run, log);
+      if (mode === "interrupt") await keepPartialTurn(this.deps.store, this.deps.sessions, run, log);
       await log.push({ type: "cancelled", mode }, { status: "cancelled", release: true });
       this.publish("RUN_CANCELLED", run, { runId: run.id, mode });
     } else if (!(await this.deps.store.requestCancel(run.id, mode))) throw finished((await this.deps.store.get(run.id)) ?? run);
@@ -244,80 +226,6 @@ export class RunManager {
     return active;
   }
 
-  private async execute(run: RunRecord, entry: LocalRun, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): Promise<void> {
-    const { log } = entry;
-    try {
-      for (let waiting = ahead; waiting.length;) {
-        await this.waitFor(waiting, entry.controller.signal);
-        try {
-          await log.flush({ status: "running" });
-          break;
-        } catch (err) {
-          // A run queued on another replica took the session first: wait for it in turn.
-          if (!isSessionBusy(err)) throw err;
-          waiting = (await this.deps.store.active(run.sessionId)).filter((r) => r.id !== run.id && r.status !== "queued");
-        }
-      }
-      if (resume?.state.restartedStep !== undefined) await log.push({ type: "step_restarted", step: resume.state.restartedStep });
-      const gen = this.deps.live.current;
-      gen.enter();
-      try {
-        const call: CallInfo = {
-          signal: entry.controller.signal,
-          header: headers,
-          runId: run.id,
-          ...(run.settings.startedBy ? { principal: run.settings.startedBy } : {}),
-        };
-        // The journal keeps no deltas: each step's text, as it left the onion, goes with its step_finished.
-        let stepText = "";
-        const input = run.settings.callerTools.length ? { ...run.input, callerTools: run.settings.callerTools } : run.input;
-        for await (const event of gen.parts.executor.stream(input, call, resume && { state: resume.state, journal: resume.events })) {
-          // A resumed run has started already: its journal says so once.
-          if (resume && event.type === "started") continue;
-          if (event.type === "completed") {
-            await log.push(event, { status: "completed", result: event.result, release: true });
-            this.publish("RUN_COMPLETED", run, { runId: run.id, lastSeq: log.lastSeq });
-            return;
-          }
-          if (event.type === "waiting") {
-            // Parked: the lease goes, no process holds the run; a decision on any replica (or the approvals' expiry) wakes it.
-            const pending = this.parked.pending(event);
-            // The journaled event says when each approval expires, as the run's pending list does.
-            const expiring = { ...event, pending: event.pending.map((p) => ({ ...p, ...expiryOf(pending, p.toolCallId) })) };
-            await log.push(expiring, { status: "waiting", pending, release: true });
-            this.publish("RUN_WAITING", run, { runId: run.id, toolCallIds: pending.map((p) => p.call.id) });
-            return;
-          }
-          if (event.type === "delta") stepText += event.text;
-          else if (event.type === "step_started") stepText = "";
-          await log.push(event.type === "step_finished" ? { ...event, text: stepText } : event);
-        }
-      } finally {
-        gen.leave();
-      }
-    } catch (err) {
-      if (entry.handedOver) {
-        // What it did is journaled; the lease goes now, so another replica takes it over at once.
-        await log.flush({ release: true }).catch((e: unknown) => this.lost(run.id, e));
-        this.deps.log.info({ run: run.id }, "run handed over at shutdown");
-        return;
-      }
-      if (entry.cancel) {
-        // Interrupt keeps the turn so far; rollback (and a run that never got going) keeps nothing.
-        if (entry.cancel === "interrupt")
-          await this.keepPartialTurn(run, log).catch((e: unknown) => this.deps.log.warn({ err: e, run: run.id }, "could not store an interrupted run's turn"));
-        await log.push({ type: "cancelled", mode: entry.cancel }, { status: "cancelled", release: true }).catch((e: unknown) => this.lost(run.id, e));
-        this.publish("RUN_CANCELLED", run, { runId: run.id, mode: entry.cancel });
-        return;
-      }
-      const error = toConnectError(err);
-      if (error.code === Code.Aborted && reasonOf(error)?.reason === ErrorReason.RUN_NOT_OWNED) return this.lost(run.id, error);
-      const failure = { code: error.code, message: error.rawMessage, reason: reasonOf(error)?.reason ?? codeName(error.code) };
-      await log.push({ type: "failed", error: failure }, { status: "failed", error: failure, release: true }).catch((e: unknown) => this.lost(run.id, e));
-      this.publish("RUN_FAILED", run, { runId: run.id, code: codeName(error.code), message: error.rawMessage });
-    }
-  }
-
   /**
    * Takes over runs whose replica stopped renewing their lease (it died, or lost
    * its store), at most a few at a time: each goes on here from its journal.
@@ -347,11 +255,8 @@ export class RunManager {
   private launch(run: RunRecord, log: RunLog, headers: CallInfo["header"], ahead: RunRecord[], resume?: Resume): void {
     const entry: LocalRun = { log, controller: new AbortController(), done: Promise.resolve() };
     this.local.set(run.id, entry);
-    // Watchers that followed the run through its parking get its live log (its text deltas) from here on.
-    const listeners = this.launchListeners.get(run.id);
-    this.launchListeners.delete(run.id);
-    for (const listener of listeners ?? []) listener(log);
-    entry.done = this.execute(run, entry, headers, ahead, resume).finally(() => {
+    this.launches.launched(run.id, log);
+    entry.done = executeRun(this.executing, run, entry, headers, ahead, resume).finally(() => {
       this.local.delete(run.id);
       log.end();
     });
@@ -397,30 +302,6 @@ export class RunManager {
     }
   }
 
-  /** Stores what an interrupted run did (its journaled steps and tool calls) as its turn. */
-  private async keepPartialTurn(run: RunRecord, log: RunLog): Promise<void> {
-    if (!run.sessionId) return;
-    await log.flush();
-    const recorder = new TurnRecorder();
-    // A parked step's calls have no results to keep: only what ran is the turn.
-    for (const { event } of await readJournal(this.deps.store, run.id, 0)) if (isRunEvent(event) && event.type !== "waiting") recorder.see(event);
-    const turn = recorder.messages(run.input.task, {
-      success: false,
-      output: "",
-      model: "",
-      finishReason: "cancelled",
-      usage: { inputTokens: 0, outputTokens: 0 },
-      durationMs: 0,
-      metadata: {},
-    });
-    // A turn that got no further than the task holds nothing worth keeping.
-    if (turn.length > 1 && turn.some((m) => m.role !== "user" && (m.content || m.toolCalls?.length)))
-      await this.deps.sessions.appendTurn(
-        run.sessionId,
-        turn.filter((m) => m.role !== "assistant" || m.content || m.toolCalls?.length),
-      );
-  }
-
   private stopLocal(run: LocalRun, mode: CancelMode): void {
     run.cancel ??= mode;
     run.controller.abort(new ConnectError(`the run was cancelled (${mode})`, Code.Canceled));
@@ -462,18 +343,9 @@ export class RunManager {
   }
 }
 
-function isSessionBusy(err: unknown): boolean {
-  return reasonOf(err)?.reason === ErrorReason.SESSION_BUSY;
-}
-
 function finished(run: RunRecord): ConnectError {
   return withReason(new ConnectError(`run "${run.id}" has finished (${run.status})`, Code.FailedPrecondition), ErrorReason.RUN_FINISHED, {
     run_id: run.id,
     status: run.status,
   });
-}
-
-function expiryOf(pending: readonly PendingCall[], toolCallId: string): { expireAt?: number } {
-  const at = pending.find((p) => p.call.id === toolCallId)?.expireAt;
-  return at === undefined ? {} : { expireAt: at };
 }
