@@ -2,24 +2,30 @@
 // QINGYU_E2E_RUNTIME=deno): over gRPC (grpc-js) and over Connect on HTTP/2 (connect-node), a
 // run started on the stream, its caller tool answered and its approval decided on the same
 // stream, a cancel on the stream, attach after a sequence number, and refusals that end the
-// stream with their status while the run goes on. examples/python/run_stream.py covers grpcio
-// (tools-example.e2e).
+// stream with their status while the run goes on; a background run's RUN_* events reach
+// Subscribe and a signed webhook. examples/python/run_stream.py covers grpcio (tools-example.e2e).
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import { RunRequestSchema, RunService, type RunResponse } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
+import { EventService, EventType } from "../../src/gen/qingyu/agent/v1/event_pb.ts";
 import { ToolOutcome } from "../../src/gen/qingyu/agent/v1/tool_pb.ts";
+import { verifyWebhook } from "../../src/plugins/builtin/webhooks/signature.ts";
 import { TestClient } from "../support/grpc-client.ts";
-import { projectDir, publicApi, removeProjectDirs, writeFiles } from "../support/plugin-fixtures.ts";
+import { projectDir, publicApi, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
 import { serveFile, type ServerProcess } from "../support/server-process.ts";
 
 type Request = MessageInitShape<typeof RunRequestSchema>;
 const api = JSON.stringify(publicApi);
+const SECRET = "run-events-webhook-secret-0123456789abcdef";
+const RUN_TYPES = ["RUN_STARTED", "RUN_WAITING", "RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELLED"];
 const callerTools = [{ name: "user_location", description: "Where the user is", inputSchema: { type: "object" } }];
 const startOn = (task: string, options: Record<string, unknown> = {}): Request => ({
   action: { case: "start", value: { execute: { agentId: "clerk", task, userId: "ann" }, options: { callerTools, ...options } } },
@@ -50,8 +56,23 @@ describe("the bidirectional Run stream", () => {
   let dir: string;
   let server: ServerProcess;
   let client: TestClient;
+  // A webhook endpoint: what the server POSTs, with whether its signature checks out.
+  const hooks: { type: string; runId: string; signed: boolean }[] = [];
+  let receiver: Server;
 
   beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks);
+        const event = JSON.parse(body.toString()) as { type: string; data: { runId: string } };
+        hooks.push({ type: event.type, runId: event.data.runId, signed: verifyWebhook(SECRET, body, req.headers) });
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
     dir = projectDir();
     writeFiles(dir, {
       "plugins/refund.mjs": `import { definePlugin } from ${api};
@@ -66,6 +87,7 @@ export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
         tools: { plugins: ["refund"] },
         agents: [{ id: "clerk", provider: "echo", model: "echo-1", tools: ["refund"] }],
         runs: { renewEveryMs: 100, pollMs: 50 },
+        eventHandlers: [{ plugin: "webhooks", options: { endpoints: [{ url: hookUrl, secret: SECRET, types: RUN_TYPES }] } }],
       }),
     });
     server = await serveFile(join(dir, "config.json"), ["--port", "0", "--http-port", "0"]);
@@ -74,6 +96,7 @@ export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
   afterAll(async () => {
     client?.close();
     await server?.stop();
+    await new Promise((resolve) => receiver?.close(resolve));
     removeProjectDirs();
   });
 
@@ -156,6 +179,31 @@ export default definePlugin({ name: "refund", kind: "tool", setup: () => ({
     expect(eventKinds(responses).at(-1)).toBe("cancelled");
     const answer = responses.find((r) => r.message.case === "cancel")!.message.value as { run: { status: number } };
     expect(answer.run.status).toBe(6); // RUN_STATUS_CANCELLED
+  });
+
+  it("a background run tells Subscribe and a signed webhook it started, waits, and completed", async () => {
+    const types = [EventType.RUN_STARTED, EventType.RUN_WAITING, EventType.RUN_COMPLETED];
+    const sub = client.stream(EventService, EventService.method.subscribe, { types });
+    const seen: { type: EventType; runId: string }[] = [];
+    sub.on("data", (m: { event: { type: EventType; data?: { runId?: string } } }) => seen.push({ type: m.event.type, runId: String(m.event.data?.runId) }));
+    sub.on("error", () => undefined);
+    // The subscription registers before the run starts.
+    await new Promise((r) => setTimeout(r, 200));
+    const call = client.duplex(RunService, RunService.method.run, { timeoutMs: 20_000 });
+    call.write(startOn('!call refund {"amount":3}\nrefund in the background', { background: true }));
+    call.end();
+    const { responses } = await converse(call, () => undefined);
+    expect(eventKinds(responses)).toEqual(["accepted"]);
+    const runId = (responses[0]!.message.value as { runId: string }).runId;
+    const pending = await waitFor("the run to wait", () => seen.find((e) => e.runId === runId && e.type === EventType.RUN_WAITING), 10_000);
+    expect(pending).toBeDefined();
+    const { run } = await client.unary(RunService, RunService.method.getRun, { runId, userId: "ann" });
+    await client.unary(RunService, RunService.method.submitApproval, { runId, userId: "ann", toolCallId: run!.pending[0]!.call!.toolCallId, approved: true });
+    await waitFor("RUN_COMPLETED", () => seen.find((e) => e.runId === runId && e.type === EventType.RUN_COMPLETED), 10_000);
+    sub.cancel();
+    expect(seen.filter((e) => e.runId === runId).map((e) => e.type)).toEqual(types);
+    await waitFor("the webhook's RUN_COMPLETED", () => hooks.find((h) => h.runId === runId && h.type === "RUN_COMPLETED"), 10_000);
+    expect(hooks.filter((h) => h.runId === runId)).toEqual(["RUN_STARTED", "RUN_WAITING", "RUN_COMPLETED"].map((type) => ({ type, runId, signed: true })));
   });
 
   it("refuses a stream whose first message is not start or attach, and one with no message at all", async () => {
