@@ -156,6 +156,12 @@ describe("durable runs across three replicas, kill -9 of the owner", () => {
     const text = live.slice(restarted).flatMap((e) => (e.event.case === "delta" ? [e.event.value.text] : []));
     expect(text.join("")).toBe("after failover");
     expect(Number(live.at(-1)!.seq)).toBe(Number(events.at(-1)!.seq));
+    // A watcher that reconnects (to another replica, after the run ended) with the last seq it saw gets the rest, each once.
+    const cursor = Math.floor(live.length / 2);
+    const rest = await clients[1]!.collect(
+      clients[1]!.stream(RunService, R.watchRun, { runId, userId: "ann", afterSeq: BigInt(cursor) }, { timeoutMs: 10_000 }),
+    );
+    expect(rest.map((m) => [Number(m.event!.seq), m.event!.event.case])).toEqual(live.slice(cursor).map((e) => [Number(e.seq), e.event.case]));
     expect(events.at(-1)!.event.case).toBe("completed");
     const result = events.at(-1)!.event.value as { output: string; steps: number; toolCalls: { outcome: ToolOutcome }[] };
     expect(result.toolCalls.map((c) => c.outcome)).toEqual([ToolOutcome.OK]);
