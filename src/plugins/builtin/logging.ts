@@ -21,9 +21,12 @@ export default definePlugin({
       async *process(ctx, next): AsyncIterable<RunEvent> {
         let result: AgentRunResult | undefined;
         let failure: ReturnType<typeof toConnectError> | undefined;
+        // A durable run that parks ends its call here, to go on later (on some replica) as another.
+        let parked: number | undefined;
         try {
           for await (const event of next()) {
             if (event.type === "completed") result = event.result;
+            else if (event.type === "waiting") parked = event.pending.length;
             else if (event.type === "tool_result" && logger.isLevelEnabled("debug")) {
               const { record } = event;
               logger.debug(
@@ -46,12 +49,14 @@ export default definePlugin({
           throw err;
         } finally {
           // A consumer that stopped before the result (client gone) is logged as the abort says.
-          if (!failure && !result) failure = abortReason(ctx.signal);
+          if (!failure && !result && parked === undefined) failure = abortReason(ctx.signal);
           const durationMs = Date.now() - ctx.startTime;
           const session = ctx.sessionId || undefined;
           const user = ctx.userId || undefined;
           // Object literals, not a spread: this runs once per call and a spread is several times slower.
-          if (failure) {
+          if (!failure && !result && parked !== undefined) {
+            logger[options.level]({ call: ctx.callId, agent: ctx.agentId, session, user, status: "WAITING", pending: parked, durationMs }, "call parked");
+          } else if (failure) {
             // A client that hangs up is no failure of the server's: logged at the level of a call that succeeded.
             const cancelled = failure.code === Code.Canceled;
             const level = cancelled ? options.level : failure.code === Code.Internal || failure.code === Code.Unavailable ? "error" : "warn";

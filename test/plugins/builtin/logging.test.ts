@@ -54,4 +54,22 @@ describe("logging plugin and tool calls", () => {
     await toolRun(mw);
     expect(lines.map((l) => l.msg)).toEqual(["call"]);
   });
+
+  it("a durable run that parks for an approval logs its call as parked, not cancelled", async () => {
+    const { mw, lines } = await logged("info");
+    const guarded = Object.assign(adder(), { needsApproval: true });
+    const { executor, store } = toolExecutor(
+      scriptedModel(() => ({ calls: [["add", '{"a":1,"b":2}']] })),
+      [guarded],
+      [mw],
+    );
+    try {
+      // As RunManager does: the stream is left once the run parks.
+      for await (const event of executor.stream(input(), { ...callInfo(), runId: "run-1" })) if (event.type === "waiting") break;
+    } finally {
+      await store.close();
+    }
+    expect(lines.map((l) => [l.msg, l.status, l.pending])).toEqual([["call parked", "WAITING", 1]]);
+    expect(guarded.runs).toBe(0);
+  });
 });
