@@ -23,6 +23,7 @@ import { HealthState, healthService } from "./services/health-service.ts";
 import { sessionService } from "./services/session-service.ts";
 import { runService } from "./services/run-service.ts";
 import { RunService } from "./gen/qingyu/agent/v1/run_pb.ts";
+import { workerCount } from "./config/workers-rules.ts";
 import { openRunFeed, openRunStore } from "./runs/open-store.ts";
 import { RunManager } from "./runs/run-manager.ts";
 import { MemoryRunStore } from "./runs/memory-store.ts";
@@ -67,6 +68,8 @@ export interface AppOptions {
   reread?: () => LoadedConfig;
   /** The process's telemetry (started in main); absent records nothing. */
   telemetry?: Telemetry;
+  /** Serve server.metricsPort here (default); false in a worker of server.workers, whose supervisor serves every worker's. */
+  serveMetrics?: boolean;
 }
 
 /** Every plugin the config can use: built-ins, plugin directories, npm packages. */
@@ -160,6 +163,7 @@ export class App {
       policy: config.runs,
       feed: openRunFeed(config, clients, log),
       handOver: !(runStore instanceof MemoryRunStore),
+      workers: workerCount(config.server.workers),
     });
     const health = new HealthState([AgentService.typeName, SessionService.typeName, EventService.typeName, AdminService.typeName, RunService.typeName]);
     // One per server: both ports map failures the same way and share one throttled outage log.
@@ -189,7 +193,8 @@ export class App {
     const http = config.server.httpPort === null ? undefined : new HttpTransport(services, tracker, log, served);
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
-    const metrics = config.server.metricsPort !== null && telemetry.prometheus ? new MetricsServer(telemetry.prometheus) : undefined;
+    const metrics =
+      config.server.metricsPort !== null && telemetry.prometheus && options.serveMetrics !== false ? new MetricsServer(telemetry.prometheus) : undefined;
     return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics, events, runs, runStore);
   }
 

@@ -32,6 +32,15 @@ export function commandArgs<T extends Spec>(command: CommandName, args: readonly
 }
 
 /** A port flag's value: undefined when absent; a UsageError naming the flag when not 0-65535. */
+/** `--workers N|auto`: a count 1-256, or auto (one per core). */
+export function workersFlag(command: CommandName, value: string | undefined): number | "auto" | undefined {
+  if (value === undefined) return undefined;
+  if (value === "auto") return "auto";
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 256)
+    throw new UsageError(`--workers: expected a count 1-256 or auto, got "${value}"`, command);
+  return Number(value);
+}
+
 export function portFlag(command: CommandName, flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) > 65535) throw new UsageError(`${flag}: expected a port number 0-65535, got "${value}"`, command);

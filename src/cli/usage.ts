@@ -2,12 +2,15 @@
 // The README's command table lists the same commands.
 
 const COMMANDS = {
-  serve: `qingyu serve [--config FILE] [--port N] [--http-port M]
+  serve: `qingyu serve [--config FILE] [--port N] [--http-port M] [--workers N|auto]
     Runs the server (the default command).
     --config FILE    YAML or JSON config; \${VAR} and \${VAR:-default} in its values are read from the
                      environment (default: built-in defaults, echo agent only)
     --port N         gRPC port (default server.port, 50051; env PORT)
     --http-port M    Connect / gRPC-Web port (default server.httpPort, 8080; env HTTP_PORT)
+    --workers N|auto server processes sharing both ports, supervised by one more (default
+                     server.workers, 1; auto: one per core). More than one needs shared stores
+                     (sessions, events, runs) and Node.
     SIGHUP re-reads the config and plugins without dropping calls. Logs are JSON lines, or
     lines for a person when stdout is a terminal (LOG_FORMAT=json|pretty to choose).`,
   check: `qingyu check [--config FILE]

@@ -17,6 +17,7 @@ export class ConfigError extends Error {
 export interface ConfigOverrides {
   port?: number;
   httpPort?: number;
+  workers?: number | "auto";
 }
 
 /** A loaded config and where relative paths in it resolve from. */
@@ -35,6 +36,7 @@ export function loadConfig(file: string | undefined, env: Readonly<Record<string
   applyEnv(raw, env);
   if (overrides.port !== undefined) section(raw, "server").port = overrides.port;
   if (overrides.httpPort !== undefined) section(raw, "server").httpPort = overrides.httpPort;
+  if (overrides.workers !== undefined) section(raw, "server").workers = overrides.workers;
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid config${file ? ` (${file})` : ""}:\n${formatIssues(parsed.error)}`);
   return { config: parsed.data, baseDir: file ? dirname(resolve(file)) : process.cwd() };

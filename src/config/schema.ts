@@ -1,5 +1,6 @@
 import { EVENT_TYPES, type EventType } from "@qingyu/plugin-api";
 import { z } from "zod";
+import { workerProblems } from "./workers-rules.ts";
 import { DEFAULT_SESSION_BOUNDS } from "../sessions/bounds.ts";
 import { DEFAULT_MAX_CHECKPOINT_DEPTH, MAX_CHECKPOINT_DEPTH } from "../sessions/checkpoint-depth.ts";
 import { DEFAULT_PAGE_BYTES } from "../sessions/types.ts";
@@ -157,6 +158,8 @@ export const ConfigSchema = z
         metricsPort: port.nullable().default(null),
         /** How long in-flight calls may run after SIGTERM before they are cancelled. */
         shutdownGraceMs: positiveMs.default(10_000),
+        /** Server processes sharing both ports (Node's cluster), supervised by one more; "auto": one per core. More than one needs shared stores. */
+        workers: z.union([z.int().min(1).max(256), z.literal("auto")]).default(1),
         /** Message, deadline and connection limits of both ports (README: `server.limits.*`). */
         limits: ServerLimitsSchema,
         /** Serve gRPC server reflection (grpcurl) on the gRPC port. It lists every service to anyone, without credentials. */
@@ -366,6 +369,7 @@ export const ConfigSchema = z
     if (needsPostgres && !config.postgres.url) {
       ctx.addIssue({ code: "custom", path: ["postgres", "url"], message: `is required by sessions.store: ${config.sessions.store} (or set DATABASE_URL)` });
     }
+    for (const problem of workerProblems(config)) ctx.addIssue({ code: "custom", ...problem });
   });
 
 /** The validated configuration. */

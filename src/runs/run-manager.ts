@@ -56,6 +56,8 @@ export interface RunManagerDeps {
   feed?: RunFeed;
   /** The journal is shared (PostgreSQL): at shutdown, runs still going are handed to another replica instead of interrupted. */
   handOver?: boolean;
+  /** Server processes sharing the ports (server.workers): a journal in one's memory cannot serve runs across them. */
+  workers?: number;
 }
 
 const DEFAULT_PAGE = 20;
@@ -105,6 +107,13 @@ export class RunManager {
    */
   async start(input: RunInput, settings: RunSettings, headers: CallInfo["header"], idempotencyKey: string): Promise<{ run: RunRecord; created: boolean }> {
     const { store, policy } = this.deps;
+    if (!this.deps.handOver && (this.deps.workers ?? 1) > 1) {
+      // A run started here would be unknown to the other workers its watcher, approver or canceller may reach.
+      throw new ConnectError(
+        `durable runs need a journal every worker shares: this server runs ${this.deps.workers} workers and keeps runs in memory; set runs.store: postgres`,
+        Code.FailedPrecondition,
+      );
+    }
     if (!this.deps.handOver && !this.warned) {
       this.warned = true;
       this.deps.log.warn(
