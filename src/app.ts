@@ -113,7 +113,7 @@ export class App {
     // First: a bad certificate file is a config error (exit 2), found before anything is opened.
     const transport = { limits: config.server.limits, tls: loadTls(config.server.tls, baseDir) };
     const telemetry = options.telemetry ?? Telemetry.disabled();
-    const clients = new SharedClients(config, log);
+    const clients = await SharedClients.open(config, log);
     const events: EventBus =
       config.events.bus === "redis"
         ? new RedisEventBus(clients.redis(), log, {
@@ -161,7 +161,7 @@ export class App {
       events,
       log: log.child({ component: "runs" }),
       policy: config.runs,
-      feed: openRunFeed(config, clients, log),
+      feed: await openRunFeed(config, clients, log),
       handOver: !(runStore instanceof MemoryRunStore),
       workers: workerCount(config.server.workers),
     });

@@ -1,12 +1,18 @@
 import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
-import { Redis } from "ioredis";
-import pg from "pg";
+import type { Redis } from "ioredis";
+import type { Pool } from "pg";
 import type { Logger } from "pino";
 
 /** Connection settings for the shared clients, from config. */
 export interface SharedClientSettings {
   redis: { url?: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number };
   postgres: { url?: string | undefined; poolSize: number; connectTimeoutMs: number; statementTimeoutMs: number };
+}
+
+/** The driver modules a SharedClients makes its clients with: only those whose URL is configured. */
+interface Drivers {
+  Redis?: typeof Redis;
+  Pool?: typeof Pool;
 }
 
 /**
@@ -16,17 +22,30 @@ export interface SharedClientSettings {
  */
 export class SharedClients {
   private redisClient: Redis | undefined;
-  private pool: pg.Pool | undefined;
+  private pool: Pool | undefined;
+  /** Without `drivers`, neither client can be made: for a process that configures neither. */
   constructor(
     private readonly settings: SharedClientSettings,
     private readonly log: Logger,
+    private readonly drivers: Drivers = {},
   ) {}
+
+  /**
+   * Shared clients with the drivers of the configured URLs imported. A driver
+   * is loaded only when its URL is set: a server with neither Redis nor
+   * PostgreSQL never has ioredis or pg in memory.
+   */
+  static async open(settings: SharedClientSettings, log: Logger): Promise<SharedClients> {
+    const [redis, postgres] = await Promise.all([settings.redis.url ? import("ioredis") : undefined, settings.postgres.url ? import("pg") : undefined]);
+    return new SharedClients(settings, log, { Redis: redis?.Redis, Pool: postgres?.default.Pool });
+  }
 
   redis(): Redis {
     if (this.redisClient) return this.redisClient;
     const { url, commandTimeoutMs, connectTimeoutMs } = this.settings.redis;
     if (!url) throw new Error("no Redis is configured (set redis.url or REDIS_URL)");
-    const client = new Redis(url, {
+    const Client = loaded(this.drivers.Redis, "ioredis");
+    const client = new Client(url, {
       // Bounded: a command fails with an error rather than waiting forever for a dead Redis.
       commandTimeout: commandTimeoutMs,
       connectTimeout: connectTimeoutMs,
@@ -54,11 +73,12 @@ export class SharedClients {
     return client;
   }
 
-  postgres(): pg.Pool {
+  postgres(): Pool {
     if (this.pool) return this.pool;
     const { url, poolSize, connectTimeoutMs, statementTimeoutMs } = this.settings.postgres;
     if (!url) throw new Error("no PostgreSQL is configured (set postgres.url or DATABASE_URL)");
-    const pool = new pg.Pool({
+    const PgPool = loaded(this.drivers.Pool, "pg");
+    const pool = new PgPool({
       connectionString: url,
       max: poolSize,
       connectionTimeoutMillis: connectTimeoutMs,
@@ -79,6 +99,12 @@ export class SharedClients {
     this.pool = undefined;
     await Promise.allSettled([redis?.quit().catch(() => redis.disconnect()), pool?.end()]);
   }
+}
+
+// A URL without its driver: clients made with `new` and no drivers, a bug in the caller, not a config error.
+function loaded<T>(driver: T | undefined, name: string): T {
+  if (driver === undefined) throw new Error(`${name} was not loaded: make the shared clients with SharedClients.open()`);
+  return driver;
 }
 
 const BACKEND = Symbol("qingyu.store-backend");

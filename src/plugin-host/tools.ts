@@ -4,11 +4,9 @@ import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { shownMessage } from "../errors.ts";
 import { BackendToolsSchema } from "../tools/backend/config.ts";
-import { BackendToolSource } from "../tools/backend/backend-source.ts";
 import { ToolCatalog, ToolCatalogError } from "../tools/catalog.ts";
 import { matchesAny } from "../tools/glob.ts";
 import { McpServerSchema } from "../tools/mcp/config.ts";
-import { McpToolSource } from "../tools/mcp/mcp-source.ts";
 import type { Disposable } from "./generation.ts";
 import { instantiate, refEnabled, type HostBase } from "./instantiate.ts";
 import { PluginError, type CatalogEntry } from "./loader.ts";
@@ -54,15 +52,18 @@ export async function assembleTools(
     if (kind === "tool-source") sources.push({ source: product as ToolSource, where, label });
     else for (const tool of Array.isArray(product) ? (product as Tool[]) : [product as Tool]) entries.push({ tool, source: label });
   }
+  // The MCP client and the backends' gRPC client are imported only when configured: most servers have neither.
+  const mcp = Object.keys(config.tools.mcp).length ? await import("../tools/mcp/mcp-source.ts") : undefined;
+  const backends = Object.keys(config.tools.backends).length ? await import("../tools/backend/backend-source.ts") : undefined;
   for (const [server, raw] of Object.entries(config.tools.mcp)) {
     const where = `tools.mcp.${server}`;
-    const source = new McpToolSource(server, parseSection(McpServerSchema, raw, where), { log: a.log.child({ mcp: server }), baseDir: a.baseDir });
+    const source = new mcp!.McpToolSource(server, parseSection(McpServerSchema, raw, where), { log: a.log.child({ mcp: server }), baseDir: a.baseDir });
     sources.push({ source, where, label: `mcp server "${server}"` });
   }
   for (const [backend, raw] of Object.entries(config.tools.backends)) {
     const where = `tools.backends.${backend}`;
     // Its wire bound (4 MiB) refuses a larger output as a tool error; the loop cuts what the model is given to tools.maxOutputBytes.
-    const source = new BackendToolSource(backend, parseSection(BackendToolsSchema, raw, where), { log: a.log, baseDir: a.baseDir });
+    const source = new backends!.BackendToolSource(backend, parseSection(BackendToolsSchema, raw, where), { log: a.log, baseDir: a.baseDir });
     sources.push({ source, where, label: `backend "${backend}"` });
   }
   for (const { source, where } of sources) if (source.dispose) a.disposables.push({ where, dispose: () => source.dispose!() });

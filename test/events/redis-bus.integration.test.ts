@@ -78,7 +78,7 @@ function freshPrefix(): string {
 async function proc(keyPrefix: string, options: RedisEventBusInput = {}, url = REDIS_URL) {
   const lines: Line[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => void lines.push(JSON.parse(l) as Line) });
-  const clients = new SharedClients(
+  const clients = await SharedClients.open(
     { redis: { url, commandTimeoutMs: 2000, connectTimeoutMs: 2000 }, postgres: { poolSize: 1, connectTimeoutMs: 1000, statementTimeoutMs: 1000 } },
     pino({ level: "silent" }),
   );

@@ -1,7 +1,6 @@
 import { actingUser, after, type AgentContext, definePlugin, ErrorReason, type Principal } from "@qingyu/plugin-api";
 import { createApiKeyVerifier } from "./api-keys.ts";
 import { bearerCredential, looksLikeJwt, unauthenticated } from "./bearer.ts";
-import { createJwtVerifier } from "./jwt.ts";
 import { AuthOptions } from "./options.ts";
 
 /**
@@ -26,7 +25,8 @@ export default definePlugin({
   async setup(host) {
     const { options } = host;
     const apiKey = createApiKeyVerifier(options.apiKeys);
-    const jwt = options.jwt ? await createJwtVerifier(options.jwt, host) : undefined;
+    // JWT support (jose) is imported only by a pipeline that accepts JWTs.
+    const jwt = options.jwt ? await (await import("./jwt.ts")).createJwtVerifier(options.jwt, host) : undefined;
 
     /**
      * The caller's principal; undefined only for an anonymous call that
