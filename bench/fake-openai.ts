@@ -6,7 +6,10 @@
 // stream_options.include_usage, then [DONE]), or as one JSON completion when not
 // streamed. A model name ending in "-gap<N>ms" spaces the content chunks N ms
 // apart (the first comes at once), so each reaches the server in a read of its
-// own as a real model's tokens do. Prints {"port":N} on stdout once listening.
+// own as a real model's tokens do. "-stamp" after it (e.g. "bench-gap1ms-stamp")
+// ends each content piece with the time it was written, "~<epoch ms, µs
+// decimals>~", for measuring each token's way to a client (bench/openai-real.ts).
+// Prints {"port":N} on stdout once listening.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -27,14 +30,17 @@ function stream(res: ServerResponse, body: any, model: string, pieces: string[],
   const created = Math.floor(Date.now() / 1000);
   const chunk = (delta: object, finish: string | null) =>
     `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-  const gapMs = Number(/-gap(\d+)ms$/.exec(model)?.[1] ?? 0);
+  const gapMs = Number(/-gap(\d+)ms(?:-|$)/.exec(model)?.[1] ?? 0);
+  // Taken just before the write: what a token's latency to a client is measured from.
+  const stamp = model.endsWith("-stamp") ? (piece: string) => `${piece}~${(performance.timeOrigin + performance.now()).toFixed(3)}~` : undefined;
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
   res.write(chunk({ role: "assistant", content: "" }, null));
   let i = 0;
   const next = () => {
     if (res.destroyed) return; // the client went away
     if (i < pieces.length) {
-      res.write(chunk({ content: pieces[i++] }, null));
+      const piece = pieces[i++]!;
+      res.write(chunk({ content: stamp ? stamp(piece) : piece }, null));
       if (gapMs) return void setTimeout(next, gapMs);
       return next();
     }
