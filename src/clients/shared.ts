@@ -56,6 +56,7 @@ export class SharedClients {
       // replayed script (a session append, a rate-limit charge) would then apply twice. Such a
       // command fails by its commandTimeout instead (test/faults/stores.faults).
       autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
     });
     let down = false;
     client.on("error", (err) => {
