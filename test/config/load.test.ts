@@ -36,6 +36,7 @@ describe("loadConfig: defaults", () => {
       httpPort: 8080,
       metricsPort: null,
       shutdownGraceMs: 10_000,
+      workers: 1,
       reflection: true,
       limits: {
         maxMessageBytes: 4 * 1024 * 1024,
@@ -364,5 +365,17 @@ describe("the configurations the repository ships", () => {
     expect(loadConfig(join(root, "config/example.yaml"), {}).config.sessions.store).toBe("memory");
     const { config } = loadConfig(join(root, "config/compose.yaml"), { REDIS_URL: "redis://redis:6379", DATABASE_URL: "postgres://q@postgres/q" });
     expect([config.sessions.store, config.events.bus, config.server.metricsPort]).toEqual(["redis+postgres", "redis", 9464]);
+  });
+});
+
+describe("loadConfig: server.workers", () => {
+  it("takes a count or auto; more than one refuses stores kept in one process's memory, naming each and the fix", () => {
+    expect(() => loadConfig(undefined, {}, { workers: 3 })).toThrow(
+      /sessions\.store: memory keeps sessions in each worker's own memory with server\.workers: 3: set redis, postgres or redis\+postgres/,
+    );
+    const shared = { REDIS_URL: "redis://127.0.0.1:6379" };
+    const path = file(JSON.stringify({ sessions: { store: "redis" }, events: { bus: "redis" } }), ".json");
+    expect(loadConfig(path, shared, { workers: 2 }).config.server.workers).toBe(2);
+    expect(loadConfig(path, shared, { workers: "auto" }).config.server.workers).toBe("auto");
   });
 });
