@@ -38,7 +38,7 @@ import { HttpTransport } from "./transport/http-server.ts";
 import type { Admit } from "./transport/preflight.ts";
 import { loadTls } from "./transport/tls.ts";
 import { hosted } from "./transport/types.ts";
-import { MetricsServer } from "./telemetry/metrics-server.ts";
+import { exporterHandler, MetricsServer } from "./telemetry/metrics-server.ts";
 import { instrumentService } from "./telemetry/rpc.ts";
 import { Telemetry } from "./telemetry/setup.ts";
 import { TracedSessionStore } from "./telemetry/traced-store.ts";
@@ -194,7 +194,9 @@ export class App {
     // The memory store is always there; the others are watched so readiness tells the truth.
     const monitor = config.sessions.store === "memory" ? undefined : new StoreMonitor(store, health, config.sessions.healthCheckIntervalMs, log);
     const metrics =
-      config.server.metricsPort !== null && telemetry.prometheus && options.serveMetrics !== false ? new MetricsServer(telemetry.prometheus) : undefined;
+      config.server.metricsPort !== null && telemetry.prometheus && options.serveMetrics !== false
+        ? new MetricsServer(exporterHandler(telemetry.prometheus))
+        : undefined;
     return new App(options, grpc, http, tracker, health, store, live, clients, monitor, metrics, events, runs, runStore);
   }
 

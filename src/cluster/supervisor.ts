@@ -1,9 +1,8 @@
 import cluster, { type Worker } from "node:cluster";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { exit, onReloadSignal, onShutdownSignal, runtimeName } from "../runtime/process.ts";
 import { isMessage, type ListeningMessage, type MetricsReply, type MetricsRequest, WORKER_SLOT_ENV } from "./messages.ts";
+import { MetricsServer } from "../telemetry/metrics-server.ts";
 import { mergeMetrics } from "./metrics-merge.ts";
 
 /** How the supervisor runs `server.workers` processes. */
@@ -46,7 +45,7 @@ export class Supervisor {
   private announced = false;
   private stopping = false;
   private failed = 0;
-  private metrics: Server | undefined;
+  private metrics: MetricsServer | undefined;
   private metricsPort: number | undefined;
   private nextRequest = 1;
   private readonly replies = new Map<number, (text: string) => void>();
@@ -56,7 +55,13 @@ export class Supervisor {
   /** Starts the workers and the metrics port; resolves once they are started (not yet serving). */
   async start(): Promise<void> {
     if (runtimeName !== "node") throw new Error("server.workers needs Node's cluster module");
-    if (this.o.metricsPort !== null) this.metricsPort = await this.serveMetrics(this.o.metricsPort);
+    if (this.o.metricsPort !== null) {
+      // Every serving worker's metrics, each sample labelled with its worker's slot.
+      this.metrics = new MetricsServer(
+        (_req, res) => void this.collect().then((text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(text)),
+      );
+      this.metricsPort = await this.metrics.listen(this.o.host, this.o.metricsPort);
+    }
     onShutdownSignal((signal) => this.stop(signal));
     onReloadSignal(() => {
       this.o.log.info({ workers: this.slots.size }, "reloading every worker");
@@ -148,29 +153,10 @@ export class Supervisor {
   }
 
   private finish(): void {
-    void (this.metrics ? new Promise((r) => this.metrics!.close(r)) : Promise.resolve()).then(() => {
+    void (this.metrics?.close() ?? Promise.resolve()).then(() => {
       this.o.log.info({ status: this.failed }, "stopped");
       this.o.flush();
       exit(this.failed);
-    });
-  }
-
-  /** Serves GET /metrics: every serving worker's metrics, each sample labelled with its worker's slot. */
-  private serveMetrics(port: number): Promise<number> {
-    const server = createServer((req, res) => {
-      if (req.method !== "GET" || !(req.url === "/metrics" || req.url?.startsWith("/metrics?"))) {
-        res.writeHead(404, { "content-type": "text/plain" }).end("not found: metrics are at GET /metrics\n");
-        return;
-      }
-      void this.collect().then((text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(text));
-    });
-    this.metrics = server;
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, this.o.host, () => {
-        server.off("error", reject);
-        resolve((server.address() as AddressInfo).port);
-      });
     });
   }
 
