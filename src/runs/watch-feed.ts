@@ -1,5 +1,5 @@
 import type { RunFeed } from "./feed.ts";
-import { journalBetween, LAST, readJournal } from "./journal-read.ts";
+import { journalBetween, LAST, readJournal, readPages } from "./journal-read.ts";
 import { FINISHED_STATUSES, type SequencedEvent } from "./types.ts";
 import type { WatchSources } from "./watch.ts";
 
@@ -159,14 +159,8 @@ class Follower {
 
 /** What the feed holds after `afterSeq`, or undefined when Redis fails (the feed logs it). */
 async function readFeed(feed: RunFeed, runId: string, afterSeq: number): Promise<SequencedEvent[] | undefined> {
-  const out: SequencedEvent[] = [];
   try {
-    for (let last = afterSeq; ;) {
-      const page = await feed.read(runId, last, FEED_PAGE);
-      out.push(...page);
-      if (page.length < FEED_PAGE) return out;
-      last = page.at(-1)!.seq;
-    }
+    return await readPages((after, limit) => feed.read(runId, after, limit), afterSeq, FEED_PAGE);
   } catch {
     return undefined;
   }
