@@ -29,8 +29,10 @@ export interface H2loadCell {
 export interface H2loadCellOptions {
   name: string;
   url: string;
-  /** HTTP/1.1, one call in flight per connection (the upstream); else HTTP/2, one connection. */
+  /** HTTP/1.1, one call in flight per connection (the upstream); else HTTP/2, on `connections` connections (default one). */
   h1: boolean;
+  /** HTTP/2 connections sharing `inFlight` (a divisor of it): with server.workers, each connection reaches one worker. */
+  connections?: number;
   headers: readonly string[];
   bodyFile: string;
   inFlight: number;
@@ -53,7 +55,8 @@ const ms = (s: number) => `${Math.round(s * 1000)}ms`;
 
 export async function h2loadCell(o: H2loadCellOptions): Promise<H2loadCell> {
   const log = join(tempDir(), "h2load.tsv");
-  const shape = o.h1 ? ["--h1", "-c", String(o.inFlight), "-m", "1"] : ["-c", "1", "-m", String(o.inFlight)];
+  const connections = o.connections ?? 1;
+  const shape = o.h1 ? ["--h1", "-c", String(o.inFlight), "-m", "1"] : ["-c", String(connections), "-m", String(o.inFlight / connections)];
   const headers = o.headers.flatMap((h) => ["-H", h]);
   const args = [...shape, "-D", ms(o.seconds), `--warm-up-time=${ms(o.warmupSeconds)}`, `--log-file=${log}`, ...headers, "-d", o.bodyFile, o.url];
   const child = track(spawn("sh", ["-c", WRAPPER, "sh", ...args], { stdio: ["ignore", "pipe", "pipe"] }));

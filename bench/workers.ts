@@ -7,15 +7,15 @@
 // load generator shares the cores with the server. Needs Redis (REDIS_URL, default
 // redis://127.0.0.1:6379; keys under a prefix of its own) and h2load (apt-get install nghttp2-client).
 import { create, toBinary } from "@bufbuild/protobuf";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { ExecuteRequestSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
-import { cpuMicros, installCleanup, startOurs, stopAll, tempDir, track, type ServerChild } from "./children.ts";
+import { installCleanup, startOurs, stopAll, tempDir, type ServerChild } from "./children.ts";
 import { EXECUTE } from "./grpc-client.ts";
 import { writeGrpcFrame } from "./h2load.ts";
+import { h2loadCell } from "./openai-real-h2load.ts";
 import { median } from "./report.ts";
 import { oursConfig } from "./servers.ts";
 
@@ -35,54 +35,32 @@ function serverPids(pid: number): number[] {
   return [pid, ...children];
 }
 
-const cpuOf = (pids: readonly number[]) =>
-  pids.reduce(
-    (sum, p) =>
-      sum +
-      (() => {
-        try {
-          return cpuMicros(p);
-        } catch {
-          return 0;
-        }
-      })(),
-    0,
-  );
-
 interface Round {
   reqPerSec: number;
   serverCores: number;
   loadCores: number;
 }
 
-/** One h2load run; CPU of the server's processes and of h2load over its measured seconds. */
+/** One h2load run (bench/openai-real-h2load.ts), and the cores the server's processes and h2load itself used meanwhile. */
 async function drive(server: ServerChild, bodyFile: string): Promise<Round> {
-  const args = ["-c", String(CONNECTIONS), "-m", String(STREAMS), "-D", String(SECONDS), "--warm-up-time=1"];
-  args.push("-H", "content-type: application/grpc", "-H", "te: trailers", "-d", bodyFile, `http://127.0.0.1:${server.port}${EXECUTE}`);
-  const child = track(spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] }));
-  let out = "";
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
-  let loadCpu = 0;
-  // h2load's own CPU, read while it runs (it is gone once it exits).
-  const poll = setInterval(() => {
-    try {
-      loadCpu = cpuMicros(child.pid!);
-    } catch {
-      // exited
-    }
-  }, 100);
-  await new Promise((r) => setTimeout(r, 1000));
-  const pids = serverPids(server.pid);
-  const [cpu0, load0, t0] = [cpuOf(pids), loadCpu, performance.now()];
-  await new Promise((r) => setTimeout(r, SECONDS * 1000 - 200));
-  const [cpu1, load1, t1] = [cpuOf(pids), loadCpu, performance.now()];
-  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-  clearInterval(poll);
-  const rps = /finished in [^,]+, ([\d.]+) req\/s/.exec(out);
-  const failed = /(\d+) failed, (\d+) errored/.exec(out);
-  if (code !== 0 || !rps || (failed && (failed[1] !== "0" || failed[2] !== "0"))) throw new Error(`h2load failed:\n${out}`);
-  const wallUs = (t1 - t0) * 1000;
-  return { reqPerSec: Number(rps[1]), serverCores: (cpu1 - cpu0) / wallUs, loadCores: (load1 - load0) / wallUs };
+  const pids = Object.fromEntries(serverPids(server.pid).map((pid) => [String(pid), pid]));
+  const headers = ["content-type: application/grpc", "te: trailers"];
+  const url = `http://127.0.0.1:${server.port}${EXECUTE}`;
+  const cell = await h2loadCell({
+    name: server.name,
+    url,
+    h1: false,
+    headers,
+    bodyFile,
+    inFlight: CONNECTIONS * STREAMS,
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    warmupSeconds: 1,
+    pids,
+  });
+  if (cell.errors) throw new Error(`${server.name}: ${cell.firstError}`);
+  const serverMicros = Object.entries(cell.cpuMicros).reduce((sum, [name, us]) => sum + (name === "client" ? 0 : us), 0);
+  return { reqPerSec: cell.reqPerSec, serverCores: serverMicros / cell.windowMicros, loadCores: cell.cpuMicros.client! / cell.windowMicros };
 }
 
 async function main(): Promise<void> {
