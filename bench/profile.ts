@@ -2,7 +2,8 @@
 // same h2load load as its throughput row (1 connection, 64 in flight), run with
 // --cpu-prof, then where its CPU went: self time by function and by package.
 // For finding what a missed speed target costs; the .cpuprofile is kept for
-// Chrome DevTools. Servers: ours, no-pipeline, full-suite, full-redact, full-traced, observed, openai.
+// Chrome DevTools. Servers: ours, no-pipeline, full-suite, full-redact, full-traced, observed, openai,
+// openai-fast (bench:openai's target row: 20 tokens from an upstream that answers at once).
 import { create, toBinary } from "@bufbuild/protobuf";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,11 +12,12 @@ import { installCleanup, root, startOurs, stop, stopAll, tempDir } from "./child
 import { checkExecute, EXECUTE } from "./grpc-client.ts";
 import { h2load, writeGrpcFrame } from "./h2load.ts";
 import { openaiConfig, startUpstream } from "./openai-phase.ts";
+import { AGENTS, task } from "./openai-real-targets.ts";
 import { FULL_SUITE, FULL_SUITE_REDACT, oursConfig, otlpSink } from "./servers.ts";
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
 
-type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string }>;
+type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string; task?: string }>;
 
 const traced = async () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
 const SERVERS: Record<string, Setup> = {
@@ -26,6 +28,8 @@ const SERVERS: Record<string, Setup> = {
   "full-traced": async () => ({ config: oursConfig(FULL_SUITE), env: { ...(await traced()), OTEL_METRICS_EXPORTER: "none" } }),
   observed: async () => ({ config: { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, env: await traced() }),
   openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),
+  // The row of bench:openai's targets: an upstream that answers at once, 20 tokens.
+  "openai-fast": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(20) }),
 };
 
 interface ProfileNode {
@@ -82,12 +86,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   installCleanup();
-  const { config, env, agent = "echo" } = await setup();
+  const { config, env, agent = "echo", task = TASK } = await setup();
   const dir = tempDir();
   const server = await startOurs(`profile-${name}`, config, env, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
-  await checkExecute(server.port, TASK, agent);
+  await checkExecute(server.port, task, agent);
   const bodyFile = join(tempDir(), "request.bin");
-  writeGrpcFrame(bodyFile, toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: agent, task: TASK })));
+  writeGrpcFrame(bodyFile, toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: agent, task })));
   const run = await h2load(server, { connections: 1, streams: 64, seconds: Number(secondsArg), warmupSeconds: 1, path: EXECUTE, bodyFile });
   await stop(server.child);
   await stopAll();

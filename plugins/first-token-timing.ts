@@ -9,6 +9,8 @@ export default definePlugin({
   setup() {
     return {
       name: "first-token-timing",
+      // Times the first piece of text the model writes: a unary call must stream for there to be one.
+      needsStreaming: true,
       async *process(ctx, next): AsyncIterable<RunEvent> {
         let firstTokenMs: number | undefined;
         for await (const event of next()) {

@@ -43,6 +43,8 @@ export interface AgentCallDeps {
   middleware: readonly Middleware[];
   /** tools.maxOutputBytes and tools.abandonAfterMs. */
   toolLimits: { maxOutputBytes: number; abandonAfterMs: number };
+  /** No middleware needs a call streamed (Middleware.needsStreaming): a call that reads only the result may be answered whole (absent: every step streams). */
+  wholeAnswers?: boolean;
 }
 
 /**
@@ -122,6 +124,7 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       callId: ctx.callId,
       agentId: agent.id,
       deadline: ctx.deadline,
+      whole: deps.wholeAnswers === true && ctx.whole && typeof provider.generate === "function",
       firstText: metrics
         ? () => {
             if (!output)

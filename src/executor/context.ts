@@ -55,6 +55,8 @@ export interface ExecutionContext extends AgentContext {
   readonly resume?: ResumeState;
   /** This generation's agents (their refusal names an unavailable agent's missing variable). */
   readonly agents: AgentRegistry;
+  /** The caller reads only the result (Execute, a batch item), not the deltas as they stream: a step may be answered whole. */
+  readonly whole: boolean;
 }
 
 /**
@@ -69,8 +71,9 @@ export async function createContext(
   sessions: SessionManager,
   guarded = false,
   resume?: ResumeState,
+  whole = false,
 ): Promise<ExecutionContext> {
-  const ctx = new CallAgentContext(input, call, agents, sessions, guarded, resume);
+  const ctx = new CallAgentContext(input, call, agents, sessions, guarded, resume, whole);
   // A session that cannot be read (missing, another user's) is not reported here: auth in the
   // onion must answer first, and whoever next asks for the session gets the error.
   if (!ctx.agentId && input.sessionId) await ctx.adoptSessionAgent().catch(() => undefined);
@@ -105,7 +108,8 @@ class CallAgentContext implements ExecutionContext {
     private readonly sessions: SessionManager,
     /** Auth is configured: a call no principal vouched for owns no session. */
     readonly guarded: boolean,
-    readonly resume?: ResumeState,
+    readonly resume: ResumeState | undefined,
+    readonly whole: boolean,
   ) {
     this.agentId = input.agentId;
     this.agent = input.agentId ? agents.get(input.agentId) : undefined;

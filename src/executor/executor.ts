@@ -56,9 +56,10 @@ export interface ExecutorDeps {
 export type BatchOutcome = { result: AgentRunResult; sessionId: string } | { error: ConnectError; sessionId: string };
 
 /**
- * Runs agents. Stream-first: `stream` is the one path through the onion, and
- * `execute` and `batch` collect it, so every middleware sees every call the
- * same way.
+ * Runs agents. Stream-first: one path through the onion, which `execute` and
+ * `batch` collect, so every middleware sees every call the same way. Only the
+ * model step differs: a call that reads only the result may have its answer
+ * asked for whole (one delta) when no middleware needs it streamed.
  */
 export class Executor {
   private readonly pipeline: Pipeline;
@@ -75,6 +76,7 @@ export class Executor {
         tools: deps.tools,
         outputSchemas: deps.outputSchemas ?? new OutputSchemas(),
         middleware: deps.middleware.filter((m) => m.toolCall || m.toolResult || m.stepFinished),
+        wholeAnswers: !deps.middleware.some((m) => m.needsStreaming),
         toolLimits: deps.toolLimits ?? { maxOutputBytes: 64 * 1024, abandonAfterMs: 1000 },
       }),
     );
@@ -86,11 +88,30 @@ export class Executor {
    * stored in the session before `completed` is yielded, so a client that has
    * the answer can rely on the next call seeing it in the history.
    */
-  async *stream(input: ExecuteInput, call: CallInfo, resume?: { state: ResumeState; journal: readonly RunEvent[] }): AsyncGenerator<RunEvent> {
+  stream(input: ExecuteInput, call: CallInfo, resume?: { state: ResumeState; journal: readonly RunEvent[] }): AsyncGenerator<RunEvent> {
+    return this.run(input, call, resume, false);
+  }
+
+  /** The whole answer of one call; its model steps may be asked for whole (unless a middleware sets needsStreaming). */
+  async execute(input: ExecuteInput, call: CallInfo): Promise<AgentRunResult> {
+    let result: AgentRunResult | undefined;
+    for await (const event of this.run(input, call, undefined, true)) {
+      if (event.type === "completed") result = event.result;
+    }
+    return result!;
+  }
+
+  // `whole`: the caller reads only the result, so a model step may be asked for its whole answer at once.
+  private async *run(
+    input: ExecuteInput,
+    call: CallInfo,
+    resume: { state: ResumeState; journal: readonly RunEvent[] } | undefined,
+    whole: boolean,
+  ): AsyncGenerator<RunEvent> {
     const { events } = this.deps;
     let ctx: ExecutionContext | undefined;
     try {
-      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true, resume?.state);
+      ctx = await createContext(input, call, this.deps.agents, this.deps.sessions, this.deps.authenticated === true, resume?.state, whole);
       // Admitted on its headers before it was decoded (or, resumed, when it started): the onion's auth need not verify the credential again.
       const admitted = call.principal ? Promise.resolve(call.principal) : this.deps.admission?.admittedWith(call);
       if (admitted) ctx.principal = await admitted;
@@ -172,15 +193,6 @@ export class Executor {
       });
       throw error;
     }
-  }
-
-  /** The whole answer of one call. */
-  async execute(input: ExecuteInput, call: CallInfo): Promise<AgentRunResult> {
-    let result: AgentRunResult | undefined;
-    for await (const event of this.stream(input, call)) {
-      if (event.type === "completed") result = event.result;
-    }
-    return result!;
   }
 
   /**

@@ -25,7 +25,9 @@ export interface StepDeps {
   agentId: string;
   /** Epoch ms of the call's deadline, for retries. */
   deadline: number | undefined;
-  /** Called at the step's first text (time to first token). */
+  /** Ask the provider for the whole answer (`generate`, which it has): the caller reads only the result and no middleware needs the answer streamed. */
+  whole: boolean;
+  /** Called at the step's first streamed text (time to first token); not for a step answered whole, which has no first token. */
   firstText?(): void;
 }
 
@@ -34,8 +36,11 @@ export interface StepDeps {
  * first output (text or tool call) is retried when the provider says it may
  * be; after it, never, because the client has seen part of this step. Earlier
  * steps and their tools are never redone: a retry repeats this request only.
+ * A step answered whole gives the events a stream of the same answer gives.
  */
 export async function* modelStep(req: ProviderRequest, step: number, signal: AbortSignal, deps: StepDeps): AsyncGenerator<RunEvent, StepAnswer> {
+  const { provider, whole } = deps;
+  const open = whole ? (r: ProviderRequest) => answerChunks(provider, r, signal) : (r: ProviderRequest) => provider.stream(r, signal);
   for (let attempt = 1; ; attempt++) {
     let text = "";
     const toolCalls: ToolCall[] = [];
@@ -44,9 +49,7 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
     let finish: StepAnswer["finish"];
     let streamed = false;
     try {
-      const chunks = deps.telemetry?.tracing
-        ? tracedProviderCall(deps.telemetry, deps.providerName, req, attempt, signal, deps.provider)
-        : deps.provider.stream(req, signal);
+      const chunks = deps.telemetry?.tracing ? tracedProviderCall(deps.telemetry, deps.providerName, req, attempt, open, !whole) : open(req);
       for await (const chunk of chunks) {
         if (signal.aborted) throw abortReason(signal);
         switch (chunk.type) {
@@ -55,7 +58,7 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
             break;
           case "delta":
             if (!chunk.text) break;
-            if (!text) deps.firstText?.();
+            if (!text && !whole) deps.firstText?.();
             streamed = true;
             text += chunk.text;
             yield { type: "delta", text: chunk.text };
@@ -89,19 +92,33 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
 }
 
 /**
- * One attempt of the provider call inside a CLIENT span with the GenAI
- * semantic conventions, an event at the first token, and the span's trace
- * context handed to the provider to send upstream.
+ * A whole answer as the chunks a stream of it gives: its text as one delta,
+ * each tool call's arguments as one fragment, the complete calls, the finish.
+ */
+async function* answerChunks(provider: LlmProvider, req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
+  const { text, toolCalls = [], finishReason, usage, model } = await provider.generate!(req, signal);
+  if (text) yield { type: "delta", text };
+  for (const [index, call] of toolCalls.entries()) yield { type: "tool_call_delta", index, id: call.id, name: call.name, argumentsDelta: call.arguments };
+  for (const [index, call] of toolCalls.entries()) yield { type: "tool_call", index, call };
+  yield { type: "finish", finishReason, usage, model };
+}
+
+/**
+ * One attempt of the provider call (`open`: its chunks, streamed or of the
+ * whole answer) inside a CLIENT span with the GenAI semantic conventions, an
+ * event at the first token of a streamed answer, and the span's trace context
+ * handed to the provider to send upstream.
  */
 function tracedProviderCall(
   telemetry: Telemetry,
   providerName: string,
   req: ProviderRequest,
   attempt: number,
-  signal: AbortSignal,
-  provider: LlmProvider,
+  open: (req: ProviderRequest) => AsyncIterable<ProviderChunk>,
+  streamed: boolean,
 ): AsyncIterable<ProviderChunk> {
-  let first = true;
+  // A whole answer has no first token: its one delta comes with everything else.
+  let first = streamed;
   return spanIterable<ProviderChunk>(
     telemetry.tracer,
     `chat ${req.model}`,
@@ -119,7 +136,7 @@ function tracedProviderCall(
     () => {
       const traceHeaders: Record<string, string> = {};
       propagation.inject(context.active(), traceHeaders);
-      return provider.stream({ ...req, traceHeaders }, signal);
+      return open({ ...req, traceHeaders });
     },
     {
       item(span, chunk) {

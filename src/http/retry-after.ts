@@ -1,9 +1,14 @@
+/** What the function reads headers through: a fetch Headers, or anything with its `get`. */
+export interface HeaderReader {
+  get(name: string): string | null | undefined;
+}
+
 /**
  * How long an HTTP answer asks to wait before trying again, in milliseconds:
  * OpenAI's `retry-after-ms` first, then the standard `Retry-After` (seconds or
  * an HTTP date). Undefined when it says nothing readable.
  */
-export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+export function retryAfterMs(headers: HeaderReader | undefined, now = Date.now()): number | undefined {
   const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
   if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
   const value = headers?.get("retry-after")?.trim();

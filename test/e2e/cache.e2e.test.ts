@@ -54,7 +54,11 @@ describe(`cache on a shared Redis across two server processes (${runtime})`, () 
     fake.enqueue({ kind: "stream", chunks, usage: { prompt_tokens: 12, completion_tokens: 4 } });
     const before = fake.requests.length;
 
-    const first = await a.unary(AgentService, A.execute, { agentId: "gpt", task });
+    // Filled by a stream, so the entry keeps the answer's chunks (a unary Execute's answer is one whole delta).
+    const filled = await a.collect(a.stream(AgentService, A.executeStream, { agentId: "gpt", task }));
+    const last = filled.at(-1)!.event;
+    const first = { result: last.case === "completed" ? last.value : undefined };
+    expect(filled.filter((e) => e.event.case === "delta")).toHaveLength(chunks.length);
     expect(first.result?.output).toBe("The capital is Paris.");
     expect(first.result?.metadata.cache).toBe("miss");
     expect(fake.requests.length - before).toBe(1);

@@ -184,6 +184,8 @@ export interface RpcCall {
 /** One layer of the onion: code before `next()` pre-processes, after it post-processes. */
 export interface Middleware {
   readonly name: string;
+  /** Set when this middleware must see a unary call's answer as the model streams it (e.g. to stop a long answer early); otherwise a unary Execute may get the whole answer as one delta. */
+  readonly needsStreaming?: boolean;
   process(ctx: AgentContext, next: Next): AsyncIterable<RunEvent>;
   /**
    * Runs, in pipeline order, on the headers of every RPC but health checks,

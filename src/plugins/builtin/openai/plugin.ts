@@ -1,14 +1,15 @@
-import { Code, definePlugin, type ProviderChunk, ProviderError, type ProviderRequest, type ProviderResult, type TokenUsage } from "@qingyu/plugin-api";
-import OpenAI from "openai";
+import { Code, definePlugin, type ProviderChunk, ProviderError, type ProviderRequest, type ProviderResult, type ToolCall } from "@qingyu/plugin-api";
 import { z } from "zod";
-import { linkSignals } from "../../../abort.ts";
 import { runtimeName } from "../../../runtime/process.ts";
-import { PREFIX, toProviderError } from "./errors.ts";
+import { answerError, CHAT_PATH, MAX_ERROR_BODY, PREFIX, toProviderError } from "./errors.ts";
+import { FetchUpstream } from "./fetch-upstream.ts";
 import { IdleWatchdog } from "./idle-watchdog.ts";
-import { NodeFetch } from "./node-fetch.ts";
+import { NodeUpstream } from "./node-upstream.ts";
 import { requestParams } from "./request.ts";
-import { SseParser, type SseEvent } from "./sse.ts";
-import { messageToolCalls, ToolCallAssembler, type ToolCallFragment } from "./tool-calls.ts";
+import { parseJson } from "./json.ts";
+import { StreamedAnswer } from "./streamed-answer.ts";
+import { messageToolCalls, type ToolCallFragment } from "./tool-calls.ts";
+import type { Upstream, UpstreamAnswer } from "./upstream.ts";
 
 const configSchema = z.strictObject({
   /** API root, e.g. a local OpenAI-compatible server; defaults to OPENAI_BASE_URL, then api.openai.com. */
@@ -25,55 +26,41 @@ const configSchema = z.strictObject({
    * arrive, so without this a stalled stream would hang until the call's deadline.
    */
   idleTimeoutMs: z.number().int().positive().default(30_000),
+  /**
+   * How the whole answer a unary Execute wants is asked of the upstream.
+   * "stream" (default): streamed, and read to its end here, so timeoutMs and
+   * idleTimeoutMs mean what they mean for a streamed call. "json": one
+   * non-streamed answer, which costs the runtime less CPU per call, but the
+   * upstream sends nothing until it has generated all of it: timeoutMs must
+   * then cover the longest generation, and a stalled upstream is noticed only
+   * when it passes.
+   */
+  wholeAnswers: z.enum(["stream", "json"]).default("stream"),
   /** Sent as OpenAI-Organization. */
   organization: z.string().min(1).optional(),
   /** Extra headers sent with every request (gateways, proxies). */
   headers: z.record(z.string(), z.string()).optional(),
 });
 
-/** What a chat-completions stream chunk carries that the provider reads. */
-interface StreamChunk {
+/** What a non-streamed chat completion carries that the provider reads. */
+interface Completion {
   model?: string;
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
-  choices?: Array<{ delta?: { content?: string | null; tool_calls?: ToolCallFragment[] | null }; finish_reason?: string | null }>;
-  error?: { message?: string };
+  choices?: Array<{ message?: { content?: string | null; tool_calls?: ToolCallFragment[] | null }; finish_reason?: string | null }>;
+  error?: { message?: string } | string;
 }
 
-/** What the chunks of one streamed answer have said so far. */
-class AnswerState {
-  finishReason: string | undefined;
-  usage: TokenUsage | undefined;
-  model: string | undefined;
-  /** The answer's tool calls, made at the first fragment: a text-only answer never has one. */
-  tools: ToolCallAssembler | undefined;
-  /** Set by [DONE]: the body is still read to its end, so the connection can serve the next request. */
-  private done = false;
+// The largest non-streamed answer read: far above any model's output, it bounds what a broken upstream can make the runtime hold.
+const MAX_ANSWER_BODY = 32 * 1024 * 1024;
 
-  /** Reads one event; returns the text it adds to the answer, if any (its tool-call fragments go to `tools`). */
-  take(message: SseEvent): string | undefined {
-    if (this.done || message.data.startsWith("[DONE]")) {
-      this.done = true;
-      return undefined;
-    }
-    const chunk = JSON.parse(message.data) as StreamChunk;
-    if (message.event === "error" || chunk?.error) {
-      const said = chunk?.error?.message ?? (chunk as { message?: unknown })?.message;
-      throw new ProviderError(`${PREFIX}: upstream reported an error mid-stream: ${typeof said === "string" ? said : message.data}`, Code.Unavailable, true);
-    }
-    this.model = chunk.model || this.model;
-    if (chunk.usage) this.usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
-    const choice = chunk.choices?.[0];
-    if (choice?.finish_reason) this.finishReason = choice.finish_reason;
-    const delta = choice?.delta;
-    if (delta?.tool_calls) {
-      const tools = (this.tools ??= new ToolCallAssembler());
-      for (const fragment of delta.tool_calls) tools.add(fragment);
-    }
-    return delta?.content || undefined;
-  }
+const USER_AGENT = "qingyu-agent-runtime";
+
+/** Header names as HTTP/1.1 sends them, lower-case, so an option can replace a default. */
+function lowerCased(headers: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) out[name.toLowerCase()] = value;
+  return out;
 }
-
-const noBody: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: async () => ({ done: true as const, value: undefined }) }) };
 
 export default definePlugin({
   name: "openai",
@@ -86,116 +73,127 @@ export default definePlugin({
       throw new Error(`${PREFIX}: no API key; set the apiKey option or the OPENAI_API_KEY environment variable`);
     }
     const baseURL = options.baseUrl ?? env.OPENAI_BASE_URL ?? "https://api.openai.com/v1";
-    // On Node, fetch (undici) and its web streams cost more CPU than the rest of a call; Deno's fetch is
-    // native and fast, and its node:http did not always close an aborted request's connection at once.
-    const upstreamFetch = runtimeName === "node" ? new NodeFetch() : undefined;
-    const client = new OpenAI({
-      ...(upstreamFetch ? { fetch: upstreamFetch.fetch } : {}),
-      apiKey,
-      baseURL,
-      organization: options.organization ?? null,
-      defaultHeaders: options.headers,
-      // The runtime's executor retries (with backoff, within the call's deadline); retrying here too would multiply attempts.
-      maxRetries: 0,
-      timeout: options.timeoutMs,
-    });
+    const url = `${baseURL.replace(/\/+$/, "")}${CHAT_PATH}`;
+    const organization = options.organization;
+    const headers: Readonly<Record<string, string>> = {
+      "content-type": "application/json",
+      accept: "application/json",
+      "user-agent": USER_AGENT,
+      authorization: `Bearer ${apiKey}`,
+      ...(organization ? { "openai-organization": organization } : {}),
+      ...lowerCased(options.headers),
+    };
+    // On Node, node:http: fetch (undici) and its web streams cost more CPU than the rest of a call.
+    const upstream: Upstream = runtimeName === "node" ? new NodeUpstream() : new FetchUpstream();
+
+    /** Posts one request; resolves with a 2xx answer whose body is on the idle clock, else throws what its status means. */
+    async function post(req: ProviderRequest, body: object, watchdog: IdleWatchdog): Promise<UpstreamAnswer> {
+      const sent = req.traceHeaders ? { ...headers, ...lowerCased(req.traceHeaders) } : headers;
+      // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs between reads.
+      watchdog.awaitHeaders();
+      const answer = await upstream.post(url, sent, JSON.stringify(body), watchdog.signal);
+      watchdog.arm();
+      if (answer.status >= 200 && answer.status < 300) return answer;
+      const text = await answer.text(MAX_ERROR_BODY).catch(() => "");
+      throw answerError(answer.status, { get: (name) => answer.header(name) }, text, { baseURL, model: req.model });
+    }
+
+    /** A non-streamed completion: one JSON body. */
+    async function json(req: ProviderRequest, idle: IdleWatchdog): Promise<ProviderResult> {
+      const answer = await post(req, { ...requestParams(req), stream: false }, idle);
+      // The whole body has idleTimeoutMs to arrive.
+      const text = await answer.text(MAX_ANSWER_BODY);
+      idle.disarm();
+      const res = parseJson(text, "answered with a body that is not JSON") as Completion | null;
+      if (res?.error) {
+        const said = typeof res.error === "string" ? res.error : (res.error.message ?? JSON.stringify(res.error));
+        throw new ProviderError(`${PREFIX}: upstream reported an error: ${said}`, Code.Unavailable, true);
+      }
+      const choice = res?.choices?.[0];
+      if (!choice) throw new ProviderError(`${PREFIX}: ${baseURL} answered without a choice: not an OpenAI chat completion`, Code.Unavailable, true);
+      const toolCalls = messageToolCalls(choice.message?.tool_calls);
+      return {
+        text: choice.message?.content ?? "",
+        ...(toolCalls ? { toolCalls } : {}),
+        finishReason: choice.finish_reason ?? "stop",
+        usage: res.usage ? { inputTokens: res.usage.prompt_tokens, outputTokens: res.usage.completion_tokens } : undefined,
+        model: res.model ?? req.model,
+      };
+    }
 
     return {
       capabilities: { tools: true, structuredOutput: true },
 
       async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
-        const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
-        // Aborting `upstream` (the caller went, or the body stalled) closes the connection.
-        const upstream = linkSignals(signal, idle.signal);
+        // Its signal ends the request when the caller goes or the upstream goes quiet.
+        const idle = new IdleWatchdog(signal, options.idleTimeoutMs, options.timeoutMs, baseURL);
         try {
           signal.throwIfAborted();
-          // The client builds and sends the request and turns an error answer into its APIError;
-          // the event stream itself is read here, from the socket (see NodeFetch).
-          const response = await client.chat.completions
-            .create({ ...requestParams(req), stream: true, stream_options: { include_usage: true } }, { signal: upstream.signal, headers: req.traceHeaders })
-            .asResponse();
-          const body = upstreamFetch?.bodyOf(response) ?? response.body ?? noBody;
-          const answer = new AnswerState();
-          const parser = new SseParser();
+          const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
+          const streamed = new StreamedAnswer();
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
-          idle.arm();
-          for await (const bytes of body) {
+          for await (const bytes of answer.chunks()) {
             idle.disarm();
-            for (const message of parser.push(bytes)) {
-              const text = answer.take(message);
-              if (text) {
-                idle.yielded = true;
-                yield { type: "delta", text };
-              }
-              if (answer.tools?.hasDeltas) {
-                idle.yielded = true;
-                yield* answer.tools.takeDeltas();
-              }
+            for (const chunk of streamed.read(bytes)) {
+              idle.yielded = true;
+              yield chunk;
             }
+            if (streamed.failure) throw streamed.failure;
             idle.arm();
           }
-          for (const message of parser.end()) {
-            const text = answer.take(message);
-            if (text) {
-              idle.yielded = true;
-              yield { type: "delta", text };
-            }
-            if (answer.tools?.hasDeltas) {
-              idle.yielded = true;
-              yield* answer.tools.takeDeltas();
-            }
-          }
           idle.disarm();
-          // A body cut by an abort may end quietly: the abort, not a short answer, is the outcome.
-          signal.throwIfAborted();
-          idle.signal.throwIfAborted();
-          // Every complete OpenAI answer names why it finished: without one the answer was cut short
-          // (or was not an OpenAI stream at all, e.g. a gateway's HTML page) and is not a success.
-          const { finishReason, usage, model } = answer;
-          if (finishReason === undefined) {
-            throw new ProviderError(`${baseURL} ended its answer without a finish reason: truncated, or not an OpenAI stream`, Code.Unavailable, !idle.yielded);
+          for (const chunk of streamed.end()) {
+            idle.yielded = true;
+            yield chunk;
           }
-          // The calls, not the finish reason, say the model wants tools run: some servers finish them with "stop".
-          if (answer.tools) yield* answer.tools.complete(!idle.yielded);
-          yield { type: "finish", finishReason, usage, model };
+          if (streamed.failure) throw streamed.failure;
+          // A body cut by an abort may end quietly: the abort, not a short answer, is the outcome.
+          idle.signal.throwIfAborted();
+          yield* streamed.complete(baseURL, !idle.yielded);
         } catch (err) {
-          throw toProviderError(err, signal, idle.signal, req.model, baseURL);
+          throw toProviderError(err, signal, idle.signal, baseURL);
         } finally {
           idle.close();
-          upstream.unlink();
         }
       },
 
+      /**
+       * The whole answer, asked for as wholeAnswers says. Streamed, what it
+       * saves over stream() is passing each piece on through the runtime.
+       */
       async generate(req: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
-        const idle = new IdleWatchdog(options.idleTimeoutMs, baseURL);
-        const upstream = linkSignals(signal, idle.signal);
+        const idle = new IdleWatchdog(signal, options.idleTimeoutMs, options.timeoutMs, baseURL);
         try {
           signal.throwIfAborted();
-          const pending = client.chat.completions.create({ ...requestParams(req), stream: false }, { signal: upstream.signal, headers: req.traceHeaders });
-          // timeoutMs covers the wait for the headers; from then on the body has idleTimeoutMs to arrive.
-          pending.asResponse().then(
-            () => idle.arm(),
-            () => undefined,
-          );
-          const res = await pending;
-          const choice = res.choices[0];
-          const toolCalls = messageToolCalls(choice?.message?.tool_calls as ToolCallFragment[] | undefined);
-          return {
-            text: choice?.message?.content ?? "",
-            ...(toolCalls ? { toolCalls } : {}),
-            finishReason: choice?.finish_reason ?? "stop",
-            usage: res.usage ? { inputTokens: res.usage.prompt_tokens, outputTokens: res.usage.completion_tokens } : undefined,
-            model: res.model,
-          };
+          if (options.wholeAnswers === "json") return await json(req, idle);
+          const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
+          const streamed = new StreamedAnswer();
+          let text = "";
+          for await (const bytes of answer.chunks()) {
+            idle.disarm();
+            for (const chunk of streamed.read(bytes)) if (chunk.type === "delta") text += chunk.text;
+            if (streamed.failure) throw streamed.failure;
+            idle.arm();
+          }
+          idle.disarm();
+          for (const chunk of streamed.end()) if (chunk.type === "delta") text += chunk.text;
+          if (streamed.failure) throw streamed.failure;
+          idle.signal.throwIfAborted();
+          const toolCalls: ToolCall[] = [];
+          let result: ProviderResult | undefined;
+          for (const chunk of streamed.complete(baseURL, true)) {
+            if (chunk.type === "tool_call") toolCalls.push(chunk.call);
+            else if (chunk.type === "finish") result = { text, finishReason: chunk.finishReason, usage: chunk.usage, model: chunk.model ?? req.model };
+          }
+          return toolCalls.length ? { ...result!, toolCalls } : result!;
         } catch (err) {
-          throw toProviderError(err, signal, idle.signal, req.model, baseURL);
+          throw toProviderError(err, signal, idle.signal, baseURL);
         } finally {
           idle.close();
-          upstream.unlink();
         }
       },
 
-      dispose: () => upstreamFetch?.close(),
+      dispose: () => upstream.close(),
     };
   },
 });

@@ -87,13 +87,43 @@ describe("openai provider: streaming", () => {
     expect(fake.requests[0]!.body).not.toHaveProperty("max_tokens");
   });
 
-  it("generate returns the whole answer of a non-streamed completion", async () => {
-    fake.enqueue({ kind: "json", content: "all at once", usage: { prompt_tokens: 2, completion_tokens: 3 } });
+  it("generate reads a streamed answer to its end and returns it whole (wholeAnswers: stream, the default)", async () => {
+    fake.enqueue({ kind: "stream", chunks: ["all ", "at ", "once"], usage: { prompt_tokens: 2, completion_tokens: 3 }, finishReason: "length" });
 
     const result = await provider.generate!(request, new AbortController().signal);
 
+    expect(result).toEqual({ text: "all at once", finishReason: "length", usage: { inputTokens: 2, outputTokens: 3 }, model: "gpt-test" });
+    expect(fake.requests[0]!.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+  });
+
+  it("generate with wholeAnswers: json asks for one non-streamed completion", async () => {
+    const json = await setup({ baseUrl: fake.url, apiKey: "sk-test", wholeAnswers: "json" });
+    fake.enqueue({ kind: "json", content: "all at once", usage: { prompt_tokens: 2, completion_tokens: 3 } });
+
+    const result = await json.generate!(request, new AbortController().signal);
+
     expect(result).toEqual({ text: "all at once", finishReason: "stop", usage: { inputTokens: 2, outputTokens: 3 }, model: "gpt-test" });
     expect(fake.requests[0]!.body.stream).toBe(false);
+  });
+
+  it("generate returns the tool calls of a streamed answer, complete", async () => {
+    fake.enqueue({
+      kind: "deltas",
+      deltas: [
+        { content: "Let me look. " },
+        { tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "weather", arguments: '{"city":' } }] },
+        { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] },
+      ],
+      finishReason: "tool_calls",
+    });
+
+    const result = await provider.generate!(request, new AbortController().signal);
+
+    expect(result).toMatchObject({
+      text: "Let me look. ",
+      finishReason: "tool_calls",
+      toolCalls: [{ id: "call_1", name: "weather", arguments: '{"city":"Paris"}' }],
+    });
   });
 });
 
