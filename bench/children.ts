@@ -192,6 +192,14 @@ async function startOursOnce(name: string, config: unknown, env: Record<string, 
   return server;
 }
 
+/** The HTTP port children.ts chose for the server, read back from its command line. */
+export function httpPortOf(server: ServerChild): number {
+  const args = server.child.spawnargs;
+  const port = Number(args[args.indexOf("--http-port") + 1]);
+  if (!port) throw new Error(`no --http-port in ${args.join(" ")}`);
+  return port;
+}
+
 const CLK_TCK = (() => {
   try {
     return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;

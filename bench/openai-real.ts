@@ -34,7 +34,7 @@
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
-import { installCleanup, root, startOurs, stop, type ServerChild } from "./children.ts";
+import { httpPortOf, installCleanup, root, startOurs, stop } from "./children.ts";
 import { EXECUTE, EXECUTE_STREAM } from "./grpc-client.ts";
 import { LightClient } from "./openai-real-client.ts";
 import { h2loadCell } from "./openai-real-h2load.ts";
@@ -92,14 +92,6 @@ function serverConfig(upstreamUrl: string): Record<string, unknown> {
     providers: { openai: { plugin: "openai", options: { baseUrl: upstreamUrl, apiKey: UPSTREAM_KEY } } },
     agents: Object.values(AGENTS).map((a) => ({ id: a.id, provider: "openai", model: a.model })),
   };
-}
-
-/** The HTTP port children.ts chose for the server, read back from its command line. */
-function httpPortOf(server: ServerChild): number {
-  const args = server.child.spawnargs;
-  const port = Number(args[args.indexOf("--http-port") + 1]);
-  if (!port) throw new Error(`no --http-port in ${args.join(" ")}`);
-  return port;
 }
 
 const rotate = <T>(xs: readonly T[], by: number): T[] => xs.map((_, i) => xs[(i + by) % xs.length]!);

@@ -7,17 +7,20 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ExecuteRequestSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
-import { installCleanup, root, startOurs, stop, stopAll, tempDir } from "./children.ts";
-import { checkExecute, EXECUTE } from "./grpc-client.ts";
+import { ExecuteRequestSchema, ExecuteStreamRequestSchema } from "../src/gen/qingyu/agent/v1/agent_pb.ts";
+import { httpPortOf, installCleanup, root, startOurs, stop, stopAll, tempDir, type ServerChild } from "./children.ts";
+import { checkExecute, EXECUTE, EXECUTE_STREAM } from "./grpc-client.ts";
+import { LightClient } from "./openai-real-client.ts";
 import { h2load, writeGrpcFrame } from "./h2load.ts";
 import { openaiConfig, startUpstream } from "./openai-phase.ts";
-import { AGENTS, task } from "./openai-real-targets.ts";
+import { AGENTS, connectStream, task } from "./openai-real-targets.ts";
 import { FULL_SUITE, FULL_SUITE_REDACT, oursConfig, otlpSink } from "./servers.ts";
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
 
-type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string; task?: string }>;
+/** How the server is loaded: unary Execute or ExecuteStream by h2load on the gRPC port, or ExecuteStream by the light client over Connect. */
+type Load = "unary" | "grpc-stream" | "connect-stream";
+type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string; task?: string; load?: Load }>;
 
 const traced = async () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
 const SERVERS: Record<string, Setup> = {
@@ -30,6 +33,19 @@ const SERVERS: Record<string, Setup> = {
   openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),
   // The row of bench:openai's targets: an upstream that answers at once, 20 tokens.
   "openai-fast": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(20) }),
+  // The same answers streamed: bench:openai's "Connect streaming CPU vs the gRPC port's" target, one side each.
+  "openai-grpc-stream": async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
+    agent: "openai",
+    task: task(20),
+    load: "grpc-stream",
+  }),
+  "openai-connect-stream": async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
+    agent: "openai",
+    task: task(20),
+    load: "connect-stream",
+  }),
 };
 
 interface ProfileNode {
@@ -86,13 +102,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   installCleanup();
-  const { config, env, agent = "echo", task = TASK } = await setup();
+  const { config, env, agent = "echo", task = TASK, load = "unary" } = await setup();
   const dir = tempDir();
   const server = await startOurs(`profile-${name}`, config, env, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
   await checkExecute(server.port, task, agent);
-  const bodyFile = join(tempDir(), "request.bin");
-  writeGrpcFrame(bodyFile, toBinary(ExecuteRequestSchema, create(ExecuteRequestSchema, { agentId: agent, task })));
-  const run = await h2load(server, { connections: 1, streams: 64, seconds: Number(secondsArg), warmupSeconds: 1, path: EXECUTE, bodyFile });
+  const seconds = Number(secondsArg);
+  const run = await drive(server, load, agent, task, seconds);
   await stop(server.child);
   await stopAll();
   // One profile per thread, named CPU.<date>.<time>.<pid>.<thread id>.<seq>: thread 0 is the main thread,
@@ -105,7 +120,7 @@ async function main(): Promise<void> {
   mkdirSync(join(root, "bench/results"), { recursive: true });
   writeFileSync(kept, text);
   // The profile spans start-up and warm-up too; per-call figures divide by every call h2load made.
-  const calls = Math.round(run.reqPerSec * (Number(secondsArg) + 1)) + 1;
+  const calls = Math.round(run.reqPerSec * (seconds + 1)) + 1;
   console.log(`${name}: ${run.reqPerSec.toFixed(0)} calls/s, ${run.cpuMicrosPerCall.toFixed(1)} µs CPU/call (whole process)\n`);
   console.log(summarise(JSON.parse(text) as CpuProfile, calls));
   for (const other of files.filter((f) => f !== file)) {
@@ -113,6 +128,25 @@ async function main(): Promise<void> {
     console.log(`\nthread ${other.split(".")[4]}: ${summarise(p, calls).split("\n")[0]}`);
   }
   console.log(`\nprofile: ${kept}`);
+}
+
+/** Loads the server for `seconds` after a second's warm-up, 64 calls in flight: calls/s and server CPU per call. */
+async function drive(server: ServerChild, load: Load, agent: string, task: string, seconds: number): Promise<{ reqPerSec: number; cpuMicrosPerCall: number }> {
+  if (load === "connect-stream") {
+    const client = await LightClient.start();
+    try {
+      const endpoints = { upstreamUrl: "", grpcPort: server.port, httpPort: httpPortOf(server) };
+      const r = await client.loop({ target: connectStream(endpoints, 20), inFlight: 64, seconds, warmupSeconds: 1, pids: { server: server.child.pid! } });
+      if (r.errors) throw new Error(`connect stream calls failed: ${r.firstError}`);
+      return { reqPerSec: r.reqPerSec, cpuMicrosPerCall: r.cpuMicros.server! / r.calls };
+    } finally {
+      await client.close();
+    }
+  }
+  const bodyFile = join(tempDir(), "request.bin");
+  const schema = load === "unary" ? ExecuteRequestSchema : ExecuteStreamRequestSchema;
+  writeGrpcFrame(bodyFile, toBinary(schema, create(schema, { agentId: agent, task })));
+  return h2load(server, { connections: 1, streams: 64, seconds, warmupSeconds: 1, path: load === "unary" ? EXECUTE : EXECUTE_STREAM, bodyFile });
 }
 
 main().then(

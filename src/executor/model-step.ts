@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
 
 /** What one model step answered. */
@@ -56,13 +57,18 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
           case "finish":
             finish = chunk;
             break;
-          case "delta":
+          case "delta": {
             if (!chunk.text) break;
-            if (!text && !whole) deps.firstText?.();
+            const first = !text && !whole;
+            if (first) deps.firstText?.();
             streamed = true;
             text += chunk.text;
             yield { type: "delta", text: chunk.text };
+            // The rest of a read's text is passed on in the next turn: the first token's write goes out now instead
+            // of after the whole read's (transports flush once the current turn's work is done).
+            if (first) await nextTurn();
             break;
+          }
           case "tool_call_delta": {
             streamed = true;
             let id = started.get(chunk.index);

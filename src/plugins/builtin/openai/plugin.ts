@@ -7,6 +7,7 @@ import { IdleWatchdog } from "./idle-watchdog.ts";
 import { NodeUpstream } from "./node-upstream.ts";
 import { requestParams } from "./request.ts";
 import { parseJson } from "./json.ts";
+import type { SseEvent } from "./sse.ts";
 import { StreamedAnswer } from "./streamed-answer.ts";
 import { messageToolCalls, type ToolCallFragment } from "./tool-calls.ts";
 import type { Upstream, UpstreamAnswer } from "./upstream.ts";
@@ -134,19 +135,21 @@ export default definePlugin({
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
           for await (const bytes of answer.chunks()) {
             idle.disarm();
-            for (const chunk of streamed.read(bytes)) {
-              idle.yielded = true;
-              yield chunk;
+            for (const event of streamed.events(bytes)) {
+              for (const chunk of streamed.take(event)) {
+                idle.yielded = true;
+                yield chunk;
+              }
             }
-            if (streamed.failure) throw streamed.failure;
             idle.arm();
           }
           idle.disarm();
-          for (const chunk of streamed.end()) {
-            idle.yielded = true;
-            yield chunk;
+          for (const event of streamed.end()) {
+            for (const chunk of streamed.take(event)) {
+              idle.yielded = true;
+              yield chunk;
+            }
           }
-          if (streamed.failure) throw streamed.failure;
           // A body cut by an abort may end quietly: the abort, not a short answer, is the outcome.
           idle.signal.throwIfAborted();
           yield* streamed.complete(baseURL, !idle.yielded);
@@ -169,15 +172,16 @@ export default definePlugin({
           const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
           const streamed = new StreamedAnswer();
           let text = "";
+          const read = (events: SseEvent[]) => {
+            for (const event of events) for (const chunk of streamed.take(event)) if (chunk.type === "delta") text += chunk.text;
+          };
           for await (const bytes of answer.chunks()) {
             idle.disarm();
-            for (const chunk of streamed.read(bytes)) if (chunk.type === "delta") text += chunk.text;
-            if (streamed.failure) throw streamed.failure;
+            read(streamed.events(bytes));
             idle.arm();
           }
           idle.disarm();
-          for (const chunk of streamed.end()) if (chunk.type === "delta") text += chunk.text;
-          if (streamed.failure) throw streamed.failure;
+          read(streamed.end());
           idle.signal.throwIfAborted();
           const toolCalls: ToolCall[] = [];
           let result: ProviderResult | undefined;

@@ -12,12 +12,13 @@ interface StreamChunk {
   error?: { message?: string };
 }
 
+const NOTHING: readonly ProviderChunk[] = [];
+
 /**
- * One streamed chat completion, read as its body arrives: each read gives the
- * chunks it completes, a delta per event, in order. An event the upstream
- * reports an error in ends the answer: the chunks before it in the same read
- * are still given, and `failure` is set for the reader to throw once it has
- * passed them on (the client has seen that much).
+ * One streamed chat completion, read as its body arrives: each read of the
+ * body gives its events (cheap: the text split at blank lines), and each event
+ * is read when the reader gets to it, so the first token of a read that holds
+ * a whole answer goes on before the rest of it is parsed.
  */
 export class StreamedAnswer {
   finishReason: string | undefined;
@@ -28,17 +29,23 @@ export class StreamedAnswer {
   private readonly parser = new SseParser();
   /** Set by [DONE]: the body is still read to its end, so the connection can serve the next request. */
   private done = false;
-  /** Why the answer ended early, once an event said so. */
-  failure: unknown;
 
-  /** The chunks a read of the body completes. */
-  read(bytes: Uint8Array): ProviderChunk[] {
-    return this.take(this.parser.push(bytes));
+  /** The events a read of the body completes. */
+  events(bytes: Uint8Array): SseEvent[] {
+    return this.parser.push(bytes);
   }
 
-  /** The chunks the end of the body completes. */
-  end(): ProviderChunk[] {
-    return this.take(this.parser.end());
+  /** The events the end of the body completes. */
+  end(): SseEvent[] {
+    return this.parser.end();
+  }
+
+  /** The chunks one event gives: its text, then its tool-call fragments; throws what an error event reports. */
+  take(event: SseEvent): readonly ProviderChunk[] {
+    const text = this.event(event);
+    const tools = this.tools?.hasDeltas ? this.tools.takeDeltas() : undefined;
+    if (!tools) return text ? [{ type: "delta", text }] : NOTHING;
+    return text ? [{ type: "delta", text }, ...tools] : tools;
   }
 
   /**
@@ -56,21 +63,6 @@ export class StreamedAnswer {
     const calls: ProviderChunk[] = this.tools ? this.tools.complete(retryable) : [];
     calls.push({ type: "finish", finishReason, usage, model });
     return calls;
-  }
-
-  private take(events: SseEvent[]): ProviderChunk[] {
-    if (this.failure) throw this.failure;
-    const out: ProviderChunk[] = [];
-    try {
-      for (const event of events) {
-        const text = this.event(event);
-        if (text) out.push({ type: "delta", text });
-        if (this.tools?.hasDeltas) out.push(...this.tools.takeDeltas());
-      }
-    } catch (err) {
-      this.failure = err;
-    }
-    return out;
   }
 
   /** Reads one event; returns the text it adds to the answer, if any (its tool-call fragments go to `tools`). */
