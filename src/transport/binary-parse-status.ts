@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { COMPRESSED, END_STREAM, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 
@@ -24,9 +25,23 @@ export function reportBinaryParseErrorsAsInvalid(handlers: UniversalHandler[]): 
   });
 }
 
+/** The gRPC port's words for a body that does not decode as `typeName`, given connect-es's parse error message. */
+function invalidMessage(typeName: string, message: string): string {
+  return `request: is not a valid ${typeName} message (${message.slice(PREFIX.length).trim()})`;
+}
+
+/**
+ * For code that decodes a binary request itself (server-streams.ts): connect-es's
+ * parse error as INVALID_ARGUMENT in the gRPC port's words; any other error as it is.
+ */
+export function binaryParseError(err: unknown, typeName: string): unknown {
+  if (!(err instanceof ConnectError) || err.code !== Code.Internal || !err.rawMessage.startsWith(PREFIX)) return err;
+  return new ConnectError(invalidMessage(typeName, err.rawMessage), Code.InvalidArgument);
+}
+
 async function rewrite(res: UniversalServerResponse, typeName: string): Promise<UniversalServerResponse> {
   // The gRPC port's words for the same bytes.
-  const say = (message: string) => `request: is not a valid ${typeName} message (${message.slice(PREFIX.length).trim()})`;
+  const say = (message: string) => invalidMessage(typeName, message);
   const type = res.header?.get("content-type") ?? "";
   // Connect unary: the error is the whole (uncompressed) JSON body of a 500.
   if (res.status === 500 && type.startsWith("application/json") && !res.header?.has("content-encoding") && res.body) {

@@ -9,6 +9,7 @@ import { registerConnectServices } from "./connect-adapter.ts";
 import { nodeRequestValues } from "./stalled-stream.ts";
 import { guardRequests } from "./preflight.ts";
 import { SseStreams } from "./sse.ts";
+import { ConnectStreams } from "./connect-stream.ts";
 import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
 
@@ -43,7 +44,13 @@ export class HttpTransport {
     });
     // The Server-Sent Events form of ExecuteStream: same path, for clients that accept text/event-stream.
     const sse = new SseStreams(services, tracker, { limits, admit, edge });
-    const handler: typeof connect = (req, res) => (sse.handles(req) ? void sse.serve(req, res as never) : connect(req, res));
+    // Connect streaming calls, the common (uncompressed) case: served without connect-node's pipeline.
+    const streams = new ConnectStreams(services, tracker, { limits, admit, edge });
+    const handler: typeof connect = (req, res) => {
+      if (sse.handles(req)) return void sse.serve(req, res as never);
+      if (streams.handles(req)) return void streams.serve(req, res as never);
+      return connect(req, res);
+    };
     if (!tls) {
       // Node answers 431 to a request head larger than maxHeaderSize, before any handler runs.
       this.server = createServer({ maxHeaderSize: limits.maxMetadataBytes }, handler);

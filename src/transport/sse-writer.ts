@@ -5,6 +5,7 @@ import type { Http2ServerResponse } from "node:http2";
 import { once } from "node:events";
 import { codeName } from "../errors.ts";
 import { sentReason } from "./edge-error.ts";
+import type { StreamWriter } from "./server-streams.ts";
 
 /** How often an open stream with nothing to say sends a comment, so proxies (60 s idle limits are common) keep it open. */
 const HEARTBEAT_MS = 15_000;
@@ -35,7 +36,7 @@ const decoder = new TextDecoder();
  * event, so a call that fails before it has any answers with the status its
  * code maps to in Connect (401 for UNAUTHENTICATED...) as well as the event.
  */
-export class SseWriter {
+export class SseWriter implements StreamWriter {
   private nextId = 1;
   private heartbeat: NodeJS.Timeout | undefined;
   private needsDrain = false;
@@ -45,15 +46,17 @@ export class SseWriter {
 
   constructor(
     private readonly res: ServerResponse | Http2ServerResponse,
+    /** The event name of a response message. */
+    private readonly nameOf: (message: unknown) => string,
     private readonly heartbeatMs = HEARTBEAT_MS,
   ) {
     // A write to a client that has gone is dropped; its 'error' must not end the process.
     res.on("error", () => undefined);
   }
 
-  /** Writes a message's event; false when the client has not taken the previous ones yet (wait for `drained`). */
-  event(name: string, json: Uint8Array): boolean {
-    return this.write(200, sseEvent(name, this.nextId++, decoder.decode(json)));
+  /** Writes a message's event (`json`: the message as JSON); false when the client has not taken the previous ones yet (wait for `drained`). */
+  message(value: unknown, json: Uint8Array): boolean {
+    return this.write(200, sseEvent(this.nameOf(value), this.nextId++, decoder.decode(json)));
   }
 
   /** Resolves once the client has read what was written; rejects with the signal's reason when it aborts first. */
@@ -80,7 +83,7 @@ export class SseWriter {
     this.res.end();
   }
 
-  /** Ends the response (once). */
+  /** Ends the response (once); an event stream has no trailers. */
   end(): void {
     clearInterval(this.heartbeat);
     if (this.ended) return;

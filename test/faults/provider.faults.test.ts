@@ -129,7 +129,8 @@ describe("provider faults", () => {
   // Each: what the upstream does per attempt, the status the client must get, how many attempts.
   type Case = { name: string; answers: RawAnswer[]; code: string; attempts: number };
   const malformed: Case[] = [
-    { name: "SSE data that is not JSON", answers: [sse(["data: {not json"])], code: "INTERNAL", attempts: 1 },
+    // Broken upstream output is the upstream's failure: UNAVAILABLE, retried.
+    { name: "SSE data that is not JSON", answers: [1, 2, 3].map(() => sse(["data: {not json"])), code: "UNAVAILABLE", attempts: 3 },
     { name: "an error event before any token, three times", answers: [1, 2, 3].map(() => sse([errorEvent("overloaded")])), code: "UNAVAILABLE", attempts: 3 },
     {
       name: "an error event, then a good stream",
@@ -137,13 +138,15 @@ describe("provider faults", () => {
       code: "OK",
       attempts: 2,
     },
+    // A unary Execute reads the whole answer: a failure part-way reached no client, so it is retried
+    // (ExecuteStream, below, is not: its client saw the first token).
     {
-      name: "an error event after the first token (not retried: the client saw part of an answer)",
-      answers: [sse([chunk("half"), errorEvent("died")])],
+      name: "an error event after the first token",
+      answers: [1, 2, 3].map(() => sse([chunk("half"), errorEvent("died")])),
       code: "UNAVAILABLE",
-      attempts: 1,
+      attempts: 3,
     },
-    { name: "the connection cut after the first token", answers: [sse([chunk("half")], "cut")], code: "UNAVAILABLE", attempts: 1 },
+    { name: "the connection cut after the first token", answers: [1, 2, 3].map(() => sse([chunk("half")], "cut")), code: "UNAVAILABLE", attempts: 3 },
     {
       name: "the connection reset before any answer, then a good stream",
       answers: [(q) => q.socket.destroy(), sse([chunk("fine"), finish(), "data: [DONE]"])],
@@ -170,6 +173,31 @@ describe("provider faults", () => {
     await expectServing(server);
   });
 
+  // Streamed, a failure after the first token is not retried: the client has part of an answer.
+  it.each([
+    { name: "an error event after the first token", answers: [sse([chunk("half"), errorEvent("died")])], deltas: 1 },
+    { name: "the connection cut after the first token", answers: [sse([chunk("half")], "cut")], deltas: 1 },
+    { name: "a stream that ends after one token without a finish reason", answers: [sse([chunk("half")])], deltas: 1 },
+  ] as Array<{ name: string; answers: RawAnswer[]; deltas: number }>)(
+    "ExecuteStream, $name: UNAVAILABLE after one attempt, the token already out",
+    async (c) => {
+      const first = raw.count();
+      raw.enqueue(...c.answers);
+      const seen: string[] = [];
+      const failure = await (async () => {
+        for await (const m of client.stream(AgentService, A.executeStream, { agentId: "raw", task: "x" }, { timeoutMs: 10_000 })) seen.push(m.event.case ?? "");
+      })().then(
+        () => undefined,
+        (err: grpc.ServiceError) => err,
+      );
+      expect(grpc.status[failure?.code ?? 0], failure?.details).toBe("UNAVAILABLE");
+      expect(failure?.details).toContain("openai provider");
+      expect(seen.filter((e) => e === "delta")).toHaveLength(c.deltas);
+      expect(raw.count() - first).toBe(1);
+      await expectServing(server);
+    },
+  );
+
   // An answer without any finish_reason was cut short (or is not an OpenAI stream): UNAVAILABLE,
   // retried only while nothing reached the client.
   it.each([
@@ -186,9 +214,9 @@ describe("provider faults", () => {
     },
     {
       name: "a stream that ends cleanly after one token, with no finish_reason and no [DONE]",
-      answers: [sse([chunk("half")])],
+      answers: [1, 2, 3].map(() => sse([chunk("half")])),
       code: "UNAVAILABLE",
-      attempts: 1,
+      attempts: 3,
     },
   ] as Case[])("$name is not a success: $code after $attempts attempt(s)", async (c) => {
     const outcome = await run(c);

@@ -37,7 +37,7 @@ describe("SseWriter on a real HTTP response", () => {
 
   /** Serves one response written by `write`, and returns what a client received. */
   async function respond(write: (writer: SseWriter) => Promise<void> | void, heartbeatMs?: number) {
-    server = createServer((_req, res) => void Promise.resolve(write(new SseWriter(res, heartbeatMs))));
+    server = createServer((_req, res) => void Promise.resolve(write(new SseWriter(res, (m) => (m as { event: string }).event, heartbeatMs))));
     await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
     const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
     return { status: res.status, headers: res.headers, body: await res.text() };
@@ -45,8 +45,8 @@ describe("SseWriter on a real HTTP response", () => {
 
   it("sends 200 and the event-stream headers with the first event, ids counting from 1", async () => {
     const got = await respond((w) => {
-      w.event("started", utf8.encode('{"started":{}}'));
-      w.event("completed", utf8.encode('{"completed":{}}'));
+      w.message({ event: "started" }, utf8.encode('{"started":{}}'));
+      w.message({ event: "completed" }, utf8.encode('{"completed":{}}'));
       w.end();
     });
     expect(got.status).toBe(200);
@@ -70,7 +70,7 @@ describe("SseWriter on a real HTTP response", () => {
 
   it("ends a stream that already started with the error as its last event, status 200", async () => {
     const got = await respond((w) => {
-      w.event("started", utf8.encode("{}"));
+      w.message({ event: "started" }, utf8.encode("{}"));
       w.error(new ConnectError("the deadline passed", Code.DeadlineExceeded));
       w.end();
     });
@@ -83,7 +83,7 @@ describe("SseWriter on a real HTTP response", () => {
 
   it("keeps an idle stream open with comment lines once it has started", async () => {
     const got = await respond(async (w) => {
-      w.event("started", utf8.encode("{}"));
+      w.message({ event: "started" }, utf8.encode("{}"));
       // Timers run in order of expiry: the 10 ms heartbeat fires before this one, however busy the machine.
       await new Promise((resolve) => setTimeout(resolve, 50));
       w.end();

@@ -57,7 +57,11 @@ export class StreamedAnswer {
   complete(baseURL: string, retryable: boolean): ProviderChunk[] {
     const { finishReason, usage, model } = this;
     if (finishReason === undefined) {
-      throw new ProviderError(`${baseURL} ended its answer without a finish reason: truncated, or not an OpenAI stream`, Code.Unavailable, retryable);
+      throw new ProviderError(
+        `${PREFIX}: ${baseURL} ended its answer without a finish reason: truncated, or not an OpenAI stream`,
+        Code.Unavailable,
+        retryable,
+      );
     }
     // The calls, not the finish reason, say the model wants tools run: some servers finish them with "stop".
     const calls: ProviderChunk[] = this.tools ? this.tools.complete(retryable) : [];
