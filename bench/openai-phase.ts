@@ -72,10 +72,10 @@ export async function startUpstream(): Promise<{ url: string; child: ReturnType<
 }
 
 /** Our server's config for this phase: one agent on the `openai` provider, pointed at the upstream. */
-export function openaiConfig(base: Record<string, unknown>, baseUrl: string, model = MODEL): Record<string, unknown> {
+export function openaiConfig(base: Record<string, unknown>, baseUrl: string, model = MODEL, options: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     ...base,
-    providers: { openai: { plugin: "openai", options: { baseUrl, apiKey: UPSTREAM_KEY } } },
+    providers: { openai: { plugin: "openai", options: { baseUrl, apiKey: UPSTREAM_KEY, ...options } } },
     agents: [{ id: "openai", provider: "openai", model }],
   };
 }

@@ -30,7 +30,8 @@
 //   BENCH_OPENAI_GAP_CALLS (6) calls each. Clock offsets between the processes
 //   cancel in the difference.
 // BENCH_OPENAI_IN_FLIGHT ("1,16,64") and BENCH_OPENAI_TOKENS ("20,200") narrow
-// the matrix. About 3 minutes. Writes bench/results/openai.json.
+// the matrix; BENCH_OPENAI_WHOLE_ANSWERS=json sets the provider's wholeAnswers
+// option (a unary Execute asks the upstream for one JSON answer, not a stream). About 3 minutes. Writes bench/results/openai.json.
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -81,6 +82,8 @@ const settings = {
   gapCalls: Math.round(positive("BENCH_OPENAI_GAP_CALLS", 6)),
   /** The answer size of the TTFT and token-latency rows (the target's). */
   streamTokens: 200,
+  /** The provider's wholeAnswers option: how a unary Execute asks the upstream (stream, the default, or json). */
+  wholeAnswers: process.env.BENCH_OPENAI_WHOLE_ANSWERS === "json" ? "json" : "stream",
 };
 const UPSTREAM_KEY = "bench-upstream-key";
 
@@ -89,7 +92,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 function serverConfig(upstreamUrl: string): Record<string, unknown> {
   return {
     ...oursConfig(),
-    providers: { openai: { plugin: "openai", options: { baseUrl: upstreamUrl, apiKey: UPSTREAM_KEY } } },
+    providers: { openai: { plugin: "openai", options: { baseUrl: upstreamUrl, apiKey: UPSTREAM_KEY, wholeAnswers: settings.wholeAnswers } } },
     agents: Object.values(AGENTS).map((a) => ({ id: a.id, provider: "openai", model: a.model })),
   };
 }
@@ -101,7 +104,9 @@ async function main(): Promise<void> {
   installCleanup();
   const started = Date.now();
   const load = { start: loadavg() };
-  log(`bench:openai: ${settings.rounds} round(s) x ${settings.seconds}s (+${settings.warmupSeconds}s warm-up) per cell and side, Node ${process.version}`);
+  log(
+    `bench:openai: ${settings.rounds} round(s) x ${settings.seconds}s (+${settings.warmupSeconds}s warm-up) per cell and side, Node ${process.version}, wholeAnswers: ${settings.wholeAnswers}`,
+  );
   const upstream = await startUpstream();
   const server = await startOurs("ours-openai", serverConfig(upstream.url));
   const client = await LightClient.start();
@@ -248,7 +253,7 @@ function print({ summary, ttft, tokenLatency, tokenGaps, targets, problems, load
       "Server CPU is our server's process alone (/proc/<pid>/stat utime+stime over the measured window / calls in it); the upstream's and the load generator's own",
       "(the light client's /proc; h2load's through its shell's reaped-child time) are read the same way and shown beside it, since all three share",
       `${cpus().length} cores. /proc counts in clock ticks (10 ms): a per-call figure under 10 ms / calls (h2load's, at low rates) is at that resolution.`,
-      "Unary Execute: direct asks the upstream for one JSON answer; ours asks what the provider asks (compare the upstream's µs/call).",
+      `Unary Execute: direct asks the upstream for one JSON answer; ours asks what the provider's wholeAnswers says (here: ${settings.wholeAnswers}; compare the upstream's µs/call).`,
       `Load average at start ${loadStart.map(f).join(" ")}, at end ${loadavg().map(f).join(" ")}.`,
     ].join(" "),
   );

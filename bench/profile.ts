@@ -33,6 +33,18 @@ const SERVERS: Record<string, Setup> = {
   openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),
   // The row of bench:openai's targets: an upstream that answers at once, 20 tokens.
   "openai-fast": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(20) }),
+  "openai-fast-200": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(200) }),
+  // The provider's wholeAnswers: json, one non-streamed completion per unary call.
+  "openai-json": async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model, { wholeAnswers: "json" }),
+    agent: "openai",
+    task: task(20),
+  }),
+  "openai-json-200": async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model, { wholeAnswers: "json" }),
+    agent: "openai",
+    task: task(200),
+  }),
   // The same answers streamed: bench:openai's "Connect streaming CPU vs the gRPC port's" target, one side each.
   "openai-grpc-stream": async () => ({
     config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
