@@ -6,6 +6,7 @@ import { z } from "zod";
 import { DEFAULT_MAX_EVENT_BYTES } from "./event-size.ts";
 import { MemoryEventBus, stampEvent } from "./memory-bus.ts";
 import { compareIds, decodeEvent, entryFields, fieldsOf, isEventType, type RawEntry } from "./stream-entry.ts";
+import { RemoteInterest } from "./interest.ts";
 import { ThrottledWarning } from "./throttled-warning.ts";
 
 /** Settings of a RedisEventBus. */
@@ -16,8 +17,12 @@ export const RedisEventBusOptions = z.strictObject({
   maxLen: z.int().positive().default(10_000),
   /** Largest event, in estimated JSON bytes; bigger ones are cut, so the stream holds about maxLen × this at most. */
   maxEventBytes: z.int().positive().default(DEFAULT_MAX_EVENT_BYTES),
-  /** The types that cross processes, both ways; default all. Each costs one XADD per event, listened to anywhere or not. */
+  /** The types that may cross processes, both ways; default all. An event goes to the stream (one XADD) only while another process listens to its type. */
   types: z.array(z.enum(EVENT_TYPES as [EventType, ...EventType[]])).optional(),
+  /** How long a process's announcement of the types it listens to from afar holds unless renewed (a process that died stops counting then). */
+  interestTtlMs: z.int().positive().default(15_000),
+  /** How often a process renews its announcement and re-reads the others' (they also tell each other at once through the stream). */
+  interestRefreshMs: z.int().positive().default(5_000),
   /** How long one XREAD blocks waiting for events. */
   blockMs: z.int().positive().default(5000),
   /** Most entries one XREAD returns. */
@@ -44,9 +49,10 @@ const READ_GRACE_MS = 3000;
 
 /**
  * An event bus shared by every server process on one Redis, through one
- * stream. A publish is delivered here exactly as the MemoryEventBus does, and
- * appended to the stream without waiting (a failed append is logged, throttled;
- * the local delivery happens anyway). A dedicated reader connection (XREAD
+ * stream. A publish is delivered here exactly as the MemoryEventBus does, and,
+ * while another process listens to its type from afar (interest.ts), appended to
+ * the stream without waiting (a failed append is logged, throttled; the local
+ * delivery happens anyway). A dedicated reader connection (XREAD
  * BLOCK holds its connection) reads the other processes' events and hands them,
  * with `remote: true`, only to subscriptions made with `{ remote: true }`: a
  * webhook or alert handler acts on its own process's events only, or every
@@ -71,6 +77,10 @@ export class RedisEventBus implements EventBus {
   /** The `{ remote: true }` subscriptions again: get the other processes' events. */
   private readonly remote: MemoryEventBus;
   private readonly notShared: ThrottledWarning;
+  /** Which types other processes listen to from afar; an event of another type is not appended. */
+  private readonly interest: RemoteInterest;
+  /** This process's `{ remote: true }` subscriptions: how many listen to each type. */
+  private readonly remoteTypes = new Map<EventType, number>();
   private readonly unreadable: ThrottledWarning;
   private pending = 0;
   private reader: Redis | undefined;
@@ -100,10 +110,12 @@ export class RedisEventBus implements EventBus {
     const every = `; at most one line per ${this.settings.warnIntervalMs} ms`;
     this.notShared = new ThrottledWarning(log, `event not shared with other processes (delivered here only)${every}`, this.settings.warnIntervalMs);
     this.unreadable = new ThrottledWarning(log, `unreadable entry in the event stream skipped${every}`, this.settings.warnIntervalMs);
+    const timing = { ttlMs: this.settings.interestTtlMs, refreshMs: this.settings.interestRefreshMs };
+    this.interest = new RemoteInterest(redis, `${this.key}:interest`, this.origin, log, timing, () => this.tellInterestChanged());
   }
 
   publish(init: EventInit): void {
-    const share = !this.closed && this.shared.has(init.type);
+    const share = this.shares(init.type);
     if (!share && !this.local.hasSubscribers(init.type)) return;
     const event = stampEvent(init, this.settings.maxEventBytes);
     this.local.dispatch(event);
@@ -135,16 +147,23 @@ export class RedisEventBus implements EventBus {
 
   subscribe(types: readonly EventType[] | "any", listener: EventListener, options?: SubscribeOptions): () => void {
     const offLocal = this.local.subscribe(types, listener);
-    const offRemote = options?.remote ? this.remote.subscribe(types, listener) : undefined;
+    if (!options?.remote) return offLocal;
+    const offRemote = this.remote.subscribe(types, listener);
+    const counted = (types === "any" ? EVENT_TYPES : types).filter((t) => this.shared.has(t));
+    this.countRemote(counted, 1);
+    let off = false;
     return () => {
       offLocal();
-      offRemote?.();
+      offRemote();
+      if (off) return;
+      off = true;
+      this.countRemote(counted, -1);
     };
   }
 
-  /** True for every shared type, since another process may listen: the price is one XADD per such event. */
+  /** True for a type another process listens to (or may: until that is known, every shared type). */
   hasSubscribers(type: EventType): boolean {
-    return this.local.hasSubscribers(type) || (!this.closed && this.shared.has(type));
+    return this.local.hasSubscribers(type) || this.shares(type);
   }
 
   /**
@@ -175,9 +194,10 @@ export class RedisEventBus implements EventBus {
       if (this.reading) this.abandon?.(new Error("connection to Redis lost"));
     });
     this.reader = reader;
-    this.started = new Promise<void>((ready) => {
+    const reading = new Promise<void>((ready) => {
       this.loop = this.read(reader, ready);
     });
+    this.started = Promise.all([reading, this.interest.start()]).then(() => undefined);
     return this.started;
   }
 
@@ -187,7 +207,7 @@ export class RedisEventBus implements EventBus {
     this.closed = true;
     clearTimeout(this.backoff);
     this.abandon?.(new Error("closed"));
-    await this.loop;
+    await Promise.all([this.loop, this.interest.close()]);
     this.reader?.disconnect();
     this.notShared.close();
     this.unreadable.close();
@@ -275,12 +295,41 @@ export class RedisEventBus implements EventBus {
     }
   }
 
+  /** Whether an event of this type goes to the stream now: shared, and another process listens to it (or may: not known yet). */
+  shares(type: EventType): boolean {
+    return !this.closed && this.shared.has(type) && this.interest.wants(type);
+  }
+
+  private countRemote(types: readonly EventType[], by: 1 | -1): void {
+    for (const type of types) {
+      const n = (this.remoteTypes.get(type) ?? 0) + by;
+      if (n > 0) this.remoteTypes.set(type, n);
+      else this.remoteTypes.delete(type);
+    }
+    this.interest.announce([...this.remoteTypes.keys()]);
+  }
+
+  // A control entry: the other processes re-read the announcements when they read it, instead of at their next refresh.
+  private tellInterestChanged(): void {
+    if (this.closed) return;
+    this.redis.xadd(this.key, "MAXLEN", "~", this.settings.maxLen, "*", "o", this.origin, "c", "interest").catch((err: unknown) => {
+      this.log.warn(
+        { err: (err as Error).message, stream: this.key },
+        "could not tell other processes this one's event subscriptions changed; they learn it at their next refresh",
+      );
+    });
+  }
+
   private receive(entries: RawEntry[]): void {
     for (const entry of entries) {
       this.lastId = entry[0];
       const fields = fieldsOf(entry);
       const type = fields.get("t");
       if (fields.get("o") === this.origin) continue;
+      if (fields.get("c") === "interest") {
+        void this.interest.refresh();
+        continue;
+      }
       if (!isEventType(type)) {
         this.unreadable.note(new Error(`unknown event type ${type}`), { id: entry[0], type: type as EventType }, { streamId: entry[0] });
         continue;

@@ -65,6 +65,12 @@ describe("config/durable.yaml, started as the README says", () => {
     const second = await serveFile(durable, ["--port", "0", "--http-port", "0"], env);
     servers.push(second);
     client = new TestClient(second.grpcPort);
+    // Another replica listens to AGENT_COMPLETED (as its Subscribe streams announce it): this one appends them to the stream.
+    const events = new Redis(env.REDIS_URL);
+    const replica = `durable-config-${process.pid}`;
+    await events.hset("qingyu:events:interest", replica, `${Date.now() + 60_000} AGENT_COMPLETED`);
+    await events.xadd("qingyu:events", "*", "o", replica, "c", "interest");
+    await new Promise((resolve) => setTimeout(resolve, 300));
     const res = await client.unary(AgentService, AgentService.method.execute, { sessionId: session!.sessionId, userId: "u1", task: "second turn" });
     // echo prefixes the history length it was given: the first turn's two messages.
     expect(res.result?.output).toBe("[history=2] second turn");
@@ -81,10 +87,11 @@ describe("config/durable.yaml, started as the README says", () => {
     } finally {
       await pool.end();
     }
-    const events = new Redis(env.REDIS_URL);
     try {
-      expect(await events.xlen("qingyu:events")).toBeGreaterThan(0);
+      const entries = await events.xrange("qingyu:events", "-", "+");
+      expect(entries.some(([, fields]) => fields.includes("AGENT_COMPLETED"))).toBe(true);
     } finally {
+      await events.hdel("qingyu:events:interest", replica);
       events.disconnect();
     }
   });

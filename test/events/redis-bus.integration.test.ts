@@ -95,6 +95,13 @@ async function proc(keyPrefix: string, options: RedisEventBusInput = {}, url = R
 }
 
 const REMOTE = { remote: true } as const;
+
+/** Waits until `publisher` has learned that another process listens to these types (it appends only then). */
+const heard = (publisher: { bus: RedisEventBus }, ...types: EventType[]) =>
+  until(`the publisher to learn of a listener to ${types.join(", ")}`, () => types.every((t) => publisher.bus.shares(t)));
+
+/** The stream's event entries (not the control entries processes tell each other about subscriptions with). */
+const eventEntries = (entries: [string, string[]][]) => entries.filter(([, f]) => f.includes("t"));
 const ns = (events: RuntimeEvent[]) => events.map((e) => e.data.n);
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -113,6 +120,7 @@ describe("RedisEventBus across processes", () => {
     const published = a.collect();
     const received = b.collect("any", REMOTE);
     const types: EventType[] = ["AGENT_STARTED", "MIDDLEWARE_EXECUTED", "AGENT_COMPLETED", "SESSION_CREATED"];
+    await heard(a, ...types);
     for (const n of range(40)) {
       a.bus.publish({ type: types[n % 4]!, agentId: "helper", sessionId: `s${n}`, userId: "u1", data: { n, nested: { ok: true, list: [1, "two"] } } });
     }
@@ -137,6 +145,8 @@ describe("RedisEventBus across processes", () => {
     const aRemote = a.collect("any", REMOTE);
     const bPlain = b.collect();
     const bRemote = b.collect("any", REMOTE);
+    await heard(a, "SESSION_CREATED");
+    await heard(b, "SESSION_DELETED");
     for (const n of range(5)) a.bus.publish({ type: "SESSION_CREATED", data: { n } });
     await until("A's events on B", () => bRemote.length >= 5);
     // A marker from B: once A's reader has it, it has read past A's own entries (one stream, read in order).
@@ -157,6 +167,7 @@ describe("RedisEventBus across processes", () => {
     const b = await proc(prefix);
     const onlyErrors = b.collect(["ERROR_OCCURRED"], REMOTE);
     const all = b.collect("any", REMOTE);
+    await heard(a, "AGENT_STARTED", "ERROR_OCCURRED", "AGENT_COMPLETED");
     a.bus.publish({ type: "AGENT_STARTED", data: { n: 1 } });
     a.bus.publish({ type: "ERROR_OCCURRED", data: { n: 2 } });
     a.bus.publish({ type: "AGENT_COMPLETED", data: { n: 3 } });
@@ -184,6 +195,7 @@ describe("RedisEventBus across processes", () => {
       REMOTE,
     );
     const received = b.collect("any", REMOTE);
+    await heard(a, "AGENT_COMPLETED");
     for (const n of range(3)) a.bus.publish({ type: "AGENT_COMPLETED", data: { n } });
     await until("3 events on B", () => received.length >= 3);
     a.bus.publish({ type: "AGENT_COMPLETED", data: { n: 3 } });
@@ -201,6 +213,7 @@ describe("RedisEventBus across processes", () => {
     const a = await proc(prefix, { types: ["SESSION_CREATED"] });
     const b = await proc(prefix);
     const received = b.collect("any", REMOTE);
+    await heard(a, "SESSION_CREATED");
     expect(a.bus.hasSubscribers("SESSION_CREATED")).toBe(true);
     expect(a.bus.hasSubscribers("AGENT_STARTED")).toBe(false);
     const aLocal = a.collect(["AGENT_STARTED"]);
@@ -211,7 +224,7 @@ describe("RedisEventBus across processes", () => {
     await sleep(100);
     expect(ns(received)).toEqual([2]);
     expect(ns(aLocal)).toEqual([1]);
-    const entries = await b.redis.xrange(`${prefix}events`, "-", "+");
+    const entries = eventEntries(await b.redis.xrange(`${prefix}events`, "-", "+"));
     expect(entries.map(([, f]) => f[f.indexOf("t") + 1])).toEqual(["SESSION_CREATED"]);
   });
 
@@ -220,6 +233,7 @@ describe("RedisEventBus across processes", () => {
     const a = await proc(prefix);
     const b = await proc(prefix, { types: ["SESSION_DELETED"] });
     const received = b.collect("any", REMOTE);
+    await heard(a, "SESSION_DELETED");
     a.bus.publish({ type: "SESSION_CREATED", data: { n: 1 } });
     a.bus.publish({ type: "SESSION_DELETED", data: { n: 2 } });
     await until("the shared event on B", () => received.length >= 1);
@@ -234,6 +248,7 @@ describe("RedisEventBus across processes", () => {
     const admin = new Redis(REDIS_URL);
     cleanup.push(() => admin.quit());
     const received = b.collect("any", REMOTE);
+    await heard(a, "AGENT_STARTED");
     a.bus.publish({ type: "AGENT_STARTED", data: { n: 0 } });
     await until("the first event", () => received.length >= 1);
     for (let round = 1; round <= 3; round++) {
@@ -258,6 +273,10 @@ describe("RedisEventBus across processes", () => {
     // A's events only: a remote subscription also gets this process's own events.
     const received = b.collect(["AGENT_STARTED"], REMOTE);
     const bLocal = b.collect(["CHECKPOINT_SAVED"]);
+    // Someone on A listens to B's checkpoints: B's appends of them are what fail during the outage.
+    a.collect(["CHECKPOINT_SAVED"], REMOTE);
+    await heard(a, "AGENT_STARTED");
+    await heard(b, "CHECKPOINT_SAVED");
     a.bus.publish({ type: "AGENT_STARTED", data: { n: 0 } });
     await until("the first event", () => received.length >= 1);
 
@@ -297,6 +316,7 @@ describe("RedisEventBus across processes", () => {
     const a = await proc(prefix, { maxLen: 10 });
     const b = await proc(prefix, { retryMaxMs: 500 }, proxy.url);
     const received = b.collect("any", REMOTE);
+    await heard(a, "AGENT_STARTED");
     a.bus.publish({ type: "AGENT_STARTED", data: { n: 0 } });
     await until("the first event", () => received.length >= 1);
     proxy.cut();
@@ -321,9 +341,10 @@ describe("RedisEventBus across processes", () => {
     const a = await proc(prefix, { maxEventBytes: 4096 });
     const b = await proc(prefix, { maxEventBytes: 4096 });
     const received = b.collect("any", REMOTE);
+    await heard(a, "ERROR_OCCURRED");
     a.bus.publish({ type: "ERROR_OCCURRED", agentId: "echo", sessionId: "s".repeat(4_194_200), data: { message: "m".repeat(4_000_000), code: "NOT_FOUND" } });
     await until("the event on B", () => received.length === 1);
-    const [[, fields]] = (await a.redis.xrange(`${prefix}events`, "-", "+")) as [[string, string[]]];
+    const [[, fields]] = eventEntries(await a.redis.xrange(`${prefix}events`, "-", "+")) as [[string, string[]]];
     expect(Buffer.byteLength(fields[fields.indexOf("e") + 1]!)).toBeLessThanOrEqual(4096);
     expect(received[0]).toMatchObject({ type: "ERROR_OCCURRED", agentId: "echo", data: { code: "NOT_FOUND", truncated: true } });
     // An entry some other writer made (an older process, a larger bound) is cut on the way in.
@@ -338,6 +359,43 @@ describe("RedisEventBus across processes", () => {
     await until("the foreign entry on B", () => received.length === 2);
     expect(received[1]).toMatchObject({ id: "x-1", data: { n: 7, truncated: true } });
     expect(Buffer.byteLength(JSON.stringify(received[1]))).toBeLessThanOrEqual(4096);
+  });
+
+  it("appends an event only while another process listens to its type, and stops when it no longer does", async () => {
+    const prefix = freshPrefix();
+    const a = await proc(prefix, { interestRefreshMs: 200 });
+    const b = await proc(prefix, { interestRefreshMs: 200 });
+    const local = a.collect("any");
+    const stream = async () => eventEntries(await a.redis.xrange(`${prefix}events`, "-", "+")).map(([, f]) => f[f.indexOf("t") + 1]);
+    // Nobody elsewhere listens: delivered here, nothing appended.
+    a.bus.publish({ type: "AGENT_STARTED", data: { n: 1 } });
+    expect(a.bus.shares("AGENT_STARTED")).toBe(false);
+    const received: RuntimeEvent[] = [];
+    const off = b.bus.subscribe(["AGENT_COMPLETED"], (e) => void received.push(e), REMOTE);
+    await heard(a, "AGENT_COMPLETED");
+    expect(a.bus.shares("AGENT_STARTED")).toBe(false);
+    a.bus.publish({ type: "AGENT_STARTED", data: { n: 2 } });
+    a.bus.publish({ type: "AGENT_COMPLETED", data: { n: 3 } });
+    await until("the listened-to event on B", () => received.length >= 1);
+    off();
+    await until("A to learn nobody listens any more", () => !a.bus.shares("AGENT_COMPLETED"));
+    a.bus.publish({ type: "AGENT_COMPLETED", data: { n: 4 } });
+    await sleep(100);
+    expect(ns(received)).toEqual([3]);
+    expect(await stream()).toEqual(["AGENT_COMPLETED"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(ns(local)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("a listener's process that died stops counting once its announcement expires", async () => {
+    const prefix = freshPrefix();
+    const a = await proc(prefix, { interestRefreshMs: 100 });
+    const b = await proc(prefix, { interestTtlMs: 300, interestRefreshMs: 100 });
+    b.collect(["AGENT_STARTED"], REMOTE);
+    await heard(a, "AGENT_STARTED");
+    // Gone without a word: no withdrawal, no renewal (its client is cut, as by kill -9).
+    b.redis.disconnect();
+    await until("A to stop appending for the dead listener", () => !a.bus.shares("AGENT_STARTED"), 5_000);
   });
 
   it("close() stops the reader promptly, also during an outage, without unhandled rejections", async () => {
