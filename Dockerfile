@@ -1,15 +1,18 @@
-# Qingyu Agent Runtime. Runs from source: tsx loads TypeScript (ours and operators' plugins)
-# with no build step. The one thing built is the plugin SDK (packages/plugin-api → dist),
-# which the server and plugins import as @qingyu/plugin-api.
+# Qingyu Agent Runtime. The server runs as JavaScript built from src/ (dist/, `npm run build`):
+# no TypeScript compiler in memory unless an operator's plugin is TypeScript (tsx then loads it).
+# The plugin SDK (packages/plugin-api → dist) is built too; the server and plugins import it as
+# @qingyu/plugin-api.
 
-# 1. Dependencies from the lockfile, the SDK built (needs the dev dependencies), then
-#    the dev dependencies dropped.
+# 1. Dependencies from the lockfile, the SDK and the server built by npm ci's "prepare" (needs
+#    the dev dependencies), then the dev dependencies dropped.
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY scripts ./scripts
 COPY packages/plugin-api/package.json packages/plugin-api/tsconfig.json ./packages/plugin-api/
 COPY packages/plugin-api/src ./packages/plugin-api/src
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # 2. The runtime image: no npm cache, no dev tools, not root.
@@ -18,6 +21,8 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/packages ./packages
+# Built after src/ was copied there, so bin/qingyu.mjs finds it current and runs it.
+COPY --from=deps /app/dist ./dist
 COPY package.json ./
 COPY proto ./proto
 COPY src ./src

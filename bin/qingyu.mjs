@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Node cannot load TypeScript by itself: register tsx first, so the server and
-// users' .ts plugins run from source with no build step. Deno needs none of this.
+// Node cannot load TypeScript by itself. The server runs from dist/ (JavaScript
+// built by `npm install`) when that is current, else from src/ with tsx registered
+// first, so it also runs with no build step. Deno runs src/ and needs none of this.
 //
 // `import("tsx")` is what `node --import tsx` does: tsx's ES module hooks *and*
 // its CommonJS hooks. Both are needed. Node decides a plugin file's format from
@@ -10,7 +11,9 @@
 // compile TypeScript or ES module syntax, tries require(esm) on a module the ES
 // loader is already loading, and every such plugin fails with "Cannot require()
 // ES Module ... in a cycle" (a syntax error in it is reported as that too).
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 // `qingyu health` is a container's probe, run every few seconds: it loads neither tsx nor the server.
 const [command, ...args] = process.argv.slice(2);
@@ -25,6 +28,33 @@ if (command === "health" && !args.some((a) => a === "-h" || a === "--help")) {
     process.stderr.write("qingyu: the plugin SDK (packages/plugin-api) is not built: run `npm run build:plugin-api` (npm install does it)\n");
     process.exit(1);
   }
-  if (!("Deno" in globalThis)) await import("tsx");
-  await import("../src/main.ts");
+  if (!("Deno" in globalThis) && builtIsCurrent()) {
+    await import("../dist/main.js");
+  } else {
+    if (!("Deno" in globalThis)) await import("tsx");
+    await import("../src/main.ts");
+  }
+}
+
+/**
+ * Whether dist/ (`npm run build`, run by `npm install`) holds the server as it is in
+ * src/: built after every file there last changed. Then it runs without tsx, about
+ * 30 MiB less at rest; a .ts plugin still loads (tsx is registered for it then).
+ * QINGYU_FROM_SOURCE=1 runs src/ regardless.
+ */
+function builtIsCurrent() {
+  if (process.env.QINGYU_FROM_SOURCE === "1") return false;
+  const stamp = new URL("../dist/.built", import.meta.url);
+  let builtAt;
+  try {
+    builtAt = statSync(stamp).mtimeMs;
+  } catch {
+    return false;
+  }
+  const newer = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).some((entry) => {
+      const path = join(dir, entry.name);
+      return entry.isDirectory() ? newer(path) : statSync(path).mtimeMs > builtAt;
+    });
+  return !newer(fileURLToPath(new URL("../src", import.meta.url)));
 }

@@ -1,6 +1,6 @@
 import { ConnectError } from "@qingyu/plugin-api";
 import pino, { type Logger, type LoggerOptions } from "pino";
-import pinoPretty from "pino-pretty";
+import { createRequire } from "node:module";
 import { onExit } from "./runtime/process.ts";
 
 /** How long a blocked stdout may hold up a flush before the remaining lines are dropped. */
@@ -41,6 +41,8 @@ export const logSerializers: LoggerOptions["serializers"] = {
 export function createLogger(settings: LoggerSettings): { log: Logger; flush: () => void } {
   const options: LoggerOptions = { level: settings.level, base: { service: "qingyu" }, serializers: logSerializers };
   if (logFormat(settings.format ?? "json", settings.stdoutIsTTY === true) === "pretty") {
+    // Required here, not imported at the top: a server logging JSON (any not at a terminal) never loads it.
+    const pinoPretty = createRequire(import.meta.url)("pino-pretty") as typeof import("pino-pretty");
     const pretty = pinoPretty({
       destination: 1,
       sync: true,

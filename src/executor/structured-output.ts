@@ -1,5 +1,9 @@
 import { type JsonObject, type JsonValue, invalidArgument } from "@qingyu/plugin-api";
-import { Ajv, type ValidateFunction } from "ajv";
+import type { Ajv, ValidateFunction } from "ajv";
+import { createRequire } from "node:module";
+
+// ajv loads with the first schema compiled: a server with no output schema never loads it (bench:idle).
+const requireHere = createRequire(import.meta.url);
 
 /** A compiled output schema and the schema itself (sent as response_format). */
 export interface OutputSchema {
@@ -12,7 +16,7 @@ const KEPT = 256;
 
 /** Compiles output schemas once: each agent's, and recent per-call ones. */
 export class OutputSchemas {
-  private readonly ajv = new Ajv({ allErrors: true, strict: false });
+  private ajv: Ajv | undefined;
   private readonly recent = new Map<string, OutputSchema>();
 
   /** The compiled schema; a schema that does not compile is INVALID_ARGUMENT naming `field`. */
@@ -22,6 +26,7 @@ export class OutputSchemas {
     if (known) return known;
     let validate: ValidateFunction;
     try {
+      this.ajv ??= new (requireHere("ajv") as typeof import("ajv")).Ajv({ allErrors: true, strict: false });
       validate = this.ajv.compile(schema);
     } catch (err) {
       throw invalidArgument(field, `is not a usable JSON Schema: ${(err as Error).message}`);

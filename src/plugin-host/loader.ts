@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { forgetCommonJs } from "../runtime/module-cache.ts";
 import { cachedPlugin, contentHash, rememberPlugin } from "./import-cache.ts";
 import { loadFailureReason } from "./load-error.ts";
+import { allowTypeScript, isTypeScript, neededTypeScript } from "../runtime/typescript.ts";
 
 /** A plugin that could not be loaded or set up; start-up stops with exit status 2. */
 export class PluginError extends Error {
@@ -75,6 +76,8 @@ export async function discoverPlugins(
     }
   };
   for (const def of builtins) add(def, "builtin");
+  // Before any plugin is imported: a JavaScript plugin may import a .ts file beside it, which only works once tsx is in.
+  if (dirs.some(holdsTypeScript)) await allowTypeScript();
   for (const dir of dirs) {
     if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir).sort()) {
@@ -94,6 +97,35 @@ export async function discoverPlugins(
     });
   }
   return catalog;
+}
+
+/**
+ * Whether a plugin folder's plugins hold a TypeScript module: a .ts entry, or one
+ * anywhere in a folder plugin (outside its node_modules). Folders that are not
+ * plugins (no package.json, such as plugins/examples) are not looked into.
+ */
+function holdsTypeScript(dir: string): boolean {
+  let budget = 5000;
+  const typescript = (name: string) => isTypeScript(name) && !/\.d\.[cm]?ts$/.test(name);
+  const walk = (at: string): boolean => {
+    for (const entry of entries(at)) {
+      if (--budget < 0) return false;
+      if (entry.name.startsWith(".") || entry.name === "node_modules") continue;
+      if (entry.isDirectory() ? walk(join(at, entry.name)) : typescript(entry.name)) return true;
+    }
+    return false;
+  };
+  return entries(dir).some((entry) =>
+    entry.isDirectory() ? existsSync(join(dir, entry.name, "package.json")) && walk(join(dir, entry.name)) : typescript(entry.name),
+  );
+}
+
+function entries(dir: string) {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
 }
 
 /** Whether a plugin-directory entry (a file, with or without its extension, or a folder) is named in plugins.disabled. */
@@ -158,8 +190,13 @@ async function importPlugin(file: string, bust: string | undefined, label = file
   if (unchanged) return unchanged;
   if (bust) forgetCommonJs(path);
   try {
+    if (isTypeScript(path)) await allowTypeScript();
     mod = await import(bust ? `${url}?${bust}` : url);
   } catch (cause) {
+    if (neededTypeScript(cause)) {
+      const why = `it imports TypeScript from outside the plugin folders (${(cause as Error).message}); the built server loads TypeScript support for plugin folders that hold .ts files, or run it from source with QINGYU_FROM_SOURCE=1`;
+      throw new PluginError(`${label}: cannot be loaded: ${why}`, { cause });
+    }
     throw new PluginError(`${label}: cannot be loaded: ${await loadFailureReason(cause, path)}`, { cause });
   }
   const exported = defaultExport(mod);

@@ -53,8 +53,8 @@ describe("qingyu health (the container health check)", () => {
     expect(stderr).toBe("");
     expect(stdout).toBe("SERVING\n");
     expect(code).toBe(0);
-    // The hook does refuse what it should: the full CLI (TypeScript) cannot load under it.
-    const full = await runCli(["check"], { NODE_OPTIONS: `--import ${join(dir, "register.mjs")}` });
+    // The hook does refuse what it should: the full CLI from its TypeScript source cannot load under it.
+    const full = await runCli(["check"], { NODE_OPTIONS: `--import ${join(dir, "register.mjs")}`, QINGYU_FROM_SOURCE: "1" });
     expect(full.code).not.toBe(0);
     expect(full.stderr).toContain("the probe loaded");
   });

@@ -20,8 +20,10 @@ const A = AgentService.method;
 const S = SessionService.method;
 const root = resolve(import.meta.dirname, "../..");
 const RECORDER = pathToFileURL(join(root, "test/fixtures/record-modules.mjs")).href;
-/** What a config that names no Redis, PostgreSQL, JWT or telemetry must not load. */
-const UNCONFIGURED = ["ioredis", "pg", "jose", "@opentelemetry/sdk-node"];
+/** What a config that names no Redis, PostgreSQL, JWT, telemetry or usable openai provider must not load. */
+const UNCONFIGURED = ["ioredis", "pg", "jose", "@opentelemetry/sdk-node", "undici"];
+/** What the built server (dist/) with no TypeScript plugin does not load either. */
+const UNCOMPILED = ["tsx", "esbuild", "ajv", "pino-pretty"];
 
 /**
  * The environment of a server that records its modules into a fresh file: none of the
@@ -31,8 +33,16 @@ function recording(): { env: Record<string, string>; file: string } {
   const file = join(tempDir("qingyu-e2e-modules-"), "modules.txt");
   writeFileSync(file, "");
   const env: Record<string, string> = { QINGYU_TEST_MODULES_FILE: file, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${RECORDER}`.trim() };
-  for (const key of Object.keys(process.env)) if (/^(REDIS_URL|DATABASE_URL|OTEL_.*|HOST)$/.test(key)) env[key] = "";
+  for (const key of Object.keys(process.env)) if (/^(REDIS_URL|DATABASE_URL|OTEL_.*|OPENAI_.*|HOST)$/.test(key)) env[key] = "";
   return { env, file };
+}
+
+/** The modules of this repository's src/ and dist/ a stopped server loaded, as paths from the root. */
+function ownModules(file: string): string[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((url) => url.startsWith(pathToFileURL(root).href) && !url.includes("/node_modules/"))
+    .map((url) => url.slice(pathToFileURL(root).href.length + 1).replace(/\?.*$/, ""));
 }
 
 /** The npm packages a stopped server loaded modules of, by name. */
@@ -54,7 +64,7 @@ describe.runIf(runtime === "node")("lighter at rest: libraries load only when th
     await Promise.all(servers.map((s) => s.stop()));
   });
 
-  it("npm start's config (config/example.yaml) serves a call without loading ioredis, pg, jose or the OpenTelemetry SDK", async () => {
+  it("npm start's config (config/example.yaml) serves a call without loading ioredis, pg, jose, the OpenTelemetry SDK or undici", async () => {
     const { env, file } = recording();
     const server = await serveFile(join(root, "config/example.yaml"), ["--port", "0", "--http-port", "0"], env);
     servers.push(server);
@@ -68,9 +78,52 @@ describe.runIf(runtime === "node")("lighter at rest: libraries load only when th
     // The recorder sees what the server does load: an empty record would prove nothing.
     expect(loaded).toContain("@grpc/grpc-js");
     expect(UNCONFIGURED.filter((name) => loaded.has(name))).toEqual([]);
+    // npm install built dist/ (npm test builds it first too): the server ran from it, with no TypeScript compiler.
+    expect(UNCOMPILED.filter((name) => loaded.has(name))).toEqual([]);
+    const own = ownModules(file);
+    expect(own).toContain("dist/main.js");
+    expect(own.filter((path) => path.startsWith("src/") && path.endsWith(".ts"))).toEqual([]);
   });
 
-  it("a config with Redis sessions, a PostgreSQL URL, JWT auth and metrics loads them all, and its sessions live in Redis", async () => {
+  it("QINGYU_FROM_SOURCE=1 runs src/ through tsx instead", async () => {
+    const { env, file } = recording();
+    const server = await serveFile(join(root, "config/example.yaml"), ["--port", "0", "--http-port", "0"], { ...env, QINGYU_FROM_SOURCE: "1" });
+    servers.push(server);
+    expect(await server.stop()).toBe(0);
+    expect(packagesLoaded(file)).toContain("tsx");
+    expect(ownModules(file)).toContain("src/main.ts");
+  });
+
+  it("the built server loads TypeScript plugins, and a JavaScript plugin that imports a .ts file beside it (a helper named _*, which is not a plugin)", async () => {
+    const dir = tempDir("qingyu-e2e-ts-plugins-");
+    const api = JSON.stringify(pathToFileURL(join(root, "packages/plugin-api/dist/index.js")).href);
+    writeFileSync(join(dir, "_shout.ts"), `export const shout = (text: string): string => text.toUpperCase();\n`);
+    writeFileSync(
+      join(dir, "loud.mjs"),
+      `import { definePlugin } from ${api};
+import { shout } from "./_shout.ts";
+export default definePlugin({ name: "loud", kind: "middleware", setup: () => ({ name: "loud", async *process(ctx, next) {
+  for await (const e of next()) yield e.type === "completed" ? { ...e, result: { ...e.result, output: shout(e.result.output) } } : e;
+} }) });\n`,
+    );
+    const config = join(dir, "server.yaml");
+    writeFileSync(
+      config,
+      `server: { host: 127.0.0.1 }\nlog: { level: warn }\npipeline: [loud]\nplugins: { dirs: [${JSON.stringify(dir)}] }\nagents: [{ id: echo, provider: echo, model: echo-1 }]\n`,
+    );
+    const { env, file } = recording();
+    const server = await serveFile(config, ["--port", "0", "--http-port", "0"], env);
+    servers.push(server);
+    const client = new TestClient(server.grpcPort);
+    clients.push(client);
+    const res = await client.unary(AgentService, A.execute, { agentId: "echo", task: "quiet" }, { timeoutMs: 10_000 });
+    expect(res.result?.output).toBe("[HISTORY=0] QUIET");
+    expect(await server.stop()).toBe(0);
+    expect(ownModules(file)).toContain("dist/main.js");
+    expect(packagesLoaded(file)).toContain("tsx");
+  });
+
+  it("a config with Redis sessions, a PostgreSQL URL, JWT auth, metrics and an openai agent loads them all, and its sessions live in Redis", async () => {
     const secret = randomBytes(32).toString("hex");
     const prefix = `qingyu:e2e:at-rest:${randomUUID()}:`;
     const config = {
@@ -80,8 +133,11 @@ describe.runIf(runtime === "node")("lighter at rest: libraries load only when th
       postgres: { url: databaseUrl() },
       sessions: { store: "redis", redisKeyPrefix: prefix },
       pipeline: [{ plugin: "auth", options: { jwt: { algorithms: ["HS256"], secret } } }, "validation"],
-      providers: { echo: { plugin: "echo" } },
-      agents: [{ id: "echo", provider: "echo", model: "echo-1" }],
+      providers: { echo: { plugin: "echo" }, openai: { plugin: "openai", options: { baseUrl: "http://127.0.0.1:9/v1", apiKey: "unused" } } },
+      agents: [
+        { id: "echo", provider: "echo", model: "echo-1" },
+        { id: "assistant", provider: "openai", model: "m" },
+      ],
       plugins: { dirs: [] },
     };
     const redis = new Redis(redisUrl());

@@ -10,8 +10,8 @@ import type { ServerProcess } from "./server-process.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 
-/** What plugins import definePlugin from (outside this repository: "@qingyu/plugin-api"). */
-export const publicApi = pathToFileURL(join(repo, "src/index.ts")).href;
+/** What plugins import definePlugin from (outside this repository: "@qingyu/plugin-api"): the SDK as built, JavaScript. */
+export const publicApi = pathToFileURL(join(repo, "packages/plugin-api/dist/index.js")).href;
 
 const roots: string[] = [];
 

@@ -4,7 +4,6 @@ import { runtimeName } from "../../../runtime/process.ts";
 import { answerError, CHAT_PATH, MAX_ERROR_BODY, PREFIX, toProviderError } from "./errors.ts";
 import { FetchUpstream } from "./fetch-upstream.ts";
 import { IdleWatchdog } from "./idle-watchdog.ts";
-import { NodeUpstream } from "./node-upstream.ts";
 import { requestParams } from "./request.ts";
 import { parseJson } from "./json.ts";
 import type { SseEvent } from "./sse.ts";
@@ -67,7 +66,7 @@ export default definePlugin({
   name: "openai",
   kind: "llm-provider",
   configSchema,
-  setup(host) {
+  async setup(host) {
     const { options, env } = host;
     const apiKey = options.apiKey ?? env.OPENAI_API_KEY;
     if (!apiKey) {
@@ -84,8 +83,9 @@ export default definePlugin({
       ...(organization ? { "openai-organization": organization } : {}),
       ...lowerCased(options.headers),
     };
-    // On Node, node:http: fetch (undici) and its web streams cost more CPU than the rest of a call.
-    const upstream: Upstream = runtimeName === "node" ? new NodeUpstream() : new FetchUpstream();
+    // On Node, undici's pool: the global fetch and its web streams cost more CPU than the rest of a call.
+    // Imported here, not at the top: a server whose config sets up no openai provider never loads undici (~12 MiB).
+    const upstream: Upstream = runtimeName === "node" ? new (await import("./node-upstream.ts")).NodeUpstream() : new FetchUpstream();
 
     /** Posts one request; resolves with a 2xx answer whose body is on the idle clock, else throws what its status means. */
     async function post(req: ProviderRequest, body: object, watchdog: IdleWatchdog): Promise<UpstreamAnswer> {
