@@ -26,7 +26,9 @@ export class OutputSchemas {
     if (known) return known;
     let validate: ValidateFunction;
     try {
-      this.ajv ??= new (requireHere("ajv") as typeof import("ajv")).Ajv({ allErrors: true, strict: false });
+      // Named before `new`: TypeScript 7's emit drops the parentheses of `new (x as T).Ajv()`.
+      const { Ajv: AjvClass } = requireHere("ajv") as typeof import("ajv");
+      this.ajv ??= new AjvClass({ allErrors: true, strict: false });
       validate = this.ajv.compile(schema);
     } catch (err) {
       throw invalidArgument(field, `is not a usable JSON Schema: ${(err as Error).message}`);

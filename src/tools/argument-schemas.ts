@@ -6,6 +6,16 @@ import { createRequire } from "node:module";
 // ajv loads with the first tool schema compiled: a server with no tools never loads it (bench:idle).
 const requireHere = createRequire(import.meta.url);
 
+function draft07(options: { allErrors: boolean; strict: boolean }): Ajv {
+  const { Ajv: AjvClass } = requireHere("ajv") as typeof import("ajv");
+  return new AjvClass(options);
+}
+
+function draft2020(options: { allErrors: boolean; strict: boolean }): Ajv2020 {
+  const { Ajv2020: Ajv2020Class } = requireHere("ajv/dist/2020.js") as typeof import("ajv/dist/2020.js");
+  return new Ajv2020Class(options);
+}
+
 /** A compiled argument check: the errors, one line each; empty when the arguments match. */
 export type ArgumentCheck = (args: unknown) => string[];
 
@@ -21,9 +31,8 @@ export class ArgumentSchemas {
 
   compile(schema: JsonObject): ArgumentCheck {
     const options = { allErrors: true, strict: false };
-    const validator = String(schema.$schema ?? "").includes("2020-12")
-      ? (this.draft2020 ??= new (requireHere("ajv/dist/2020.js") as typeof import("ajv/dist/2020.js")).Ajv2020(options))
-      : (this.draft07 ??= new (requireHere("ajv") as typeof import("ajv")).Ajv(options));
+    // The classes named before `new`: TypeScript 7's emit drops the parentheses of `new (x as T).Ajv()`.
+    const validator = String(schema.$schema ?? "").includes("2020-12") ? (this.draft2020 ??= draft2020(options)) : (this.draft07 ??= draft07(options));
     const validate: ValidateFunction = validator.compile(schema);
     return (args) => (validate(args) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "(arguments)"} ${e.message ?? "is invalid"}`));
   }
