@@ -97,6 +97,12 @@ async function main(): Promise<void> {
       `| ${which === "one" ? "1 worker" : "2 workers"} | ${m(which, "reqPerSec").toFixed(0)} | ${m(which, "serverCores").toFixed(2)} | ${m(which, "loadCores").toFixed(2)} |`,
     );
   console.log(`\n2 workers / 1 worker: ${ratio.toFixed(2)}× (target ≥ 1.6×: ${ratio >= 1.6 ? "met" : "NOT met"})`);
+  // The load generator and Redis take their share of the same cores: per core the servers got, the scaling itself.
+  const perCore = (which: "one" | "two") => m(which, "reqPerSec") / m(which, "serverCores");
+  console.log(
+    `req/s per core the server processes used: ${perCore("one").toFixed(0)} (1 worker), ${perCore("two").toFixed(0)} (2 workers): ${(perCore("two") / perCore("one")).toFixed(2)}×; ` +
+      `the rest of the ${cpus().length} cores went to h2load (counted above) and Redis`,
+  );
   console.log(
     `load average at end ${loadavg()
       .map((l) => l.toFixed(2))
