@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { COMPRESSED, END_STREAM, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
+import { COMPRESSED, END_STREAM, envelope, GRPC_WEB_TRAILER, wrapHandlers } from "./universal-handlers.ts";
 
 // connect-es reports a request body it cannot decode as protobuf with this message prefix and
 // the code INTERNAL (the same decoder serves its clients, where such a body is the server's
@@ -134,12 +134,4 @@ function grpcStatus(headers: Headers, say: Say): boolean {
 async function* afterBody(body: AsyncIterable<Uint8Array>, then: () => void): AsyncIterable<Uint8Array> {
   yield* body;
   then();
-}
-
-function envelope(flags: number, data: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(5 + data.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(data.byteLength, 1);
-  out.set(data, 5);
-  return out;
 }

@@ -9,12 +9,11 @@
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
-import { once } from "node:events";
-import type { ServerResponse } from "node:http";
 import type { HostedService } from "./types.ts";
 import type { CallTracker } from "./call-tracker.ts";
 import { type NodeRequest, type NodeResponse, type RequestMessage, ServerStreams, type ServerStreamOptions, type StreamWriter } from "./server-streams.ts";
-import { envelopeLength } from "./universal-handlers.ts";
+import { ResponseWrites } from "./response-writes.ts";
+import { envelope, envelopeLength } from "./universal-handlers.ts";
 
 const CONTENT_TYPE = /^application\/connect\+(json|proto)\s*(;|$)/i;
 
@@ -85,7 +84,7 @@ const endStream = createEndStreamSerialization(undefined);
  * trailers. The status and headers go with the first bytes.
  */
 class ConnectStreamWriter implements StreamWriter {
-  private needsDrain = false;
+  private readonly writes: ResponseWrites;
   private ended = false;
   failure: ConnectError | undefined;
 
@@ -93,21 +92,15 @@ class ConnectStreamWriter implements StreamWriter {
     private readonly res: NodeResponse,
     private readonly contentType: string,
   ) {
-    // A write to a client that has gone is dropped; its 'error' must not end the process.
-    res.on("error", () => undefined);
+    this.writes = new ResponseWrites(res);
   }
 
   message(_value: unknown, bytes: Uint8Array): boolean {
     return this.write(envelope(0, bytes));
   }
 
-  async drained(signal: AbortSignal): Promise<void> {
-    if (!this.needsDrain || this.gone) return;
-    try {
-      await once(this.res, "drain", { signal });
-    } catch (err) {
-      throw signal.aborted ? signal.reason : err;
-    }
+  drained(signal: AbortSignal): Promise<void> {
+    return this.writes.drained(signal);
   }
 
   error(error: ConnectError): void {
@@ -117,35 +110,15 @@ class ConnectStreamWriter implements StreamWriter {
   end(trailers: Headers): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.gone) return;
+    if (this.writes.gone) return;
     // Ours is shaped like connect-es's ConnectError (plugin-api/errors.ts), which is all the serializer reads.
     const error = this.failure as Parameters<typeof endStream.serialize>[0]["error"];
     this.write(envelope(endStreamFlag, endStream.serialize({ metadata: trailers, error })));
     this.res.end();
   }
 
-  private get gone(): boolean {
-    return this.res.destroyed || this.res.writableEnded;
-  }
-
   private write(bytes: Uint8Array): boolean {
-    if (this.gone) return true;
-    if (!this.res.headersSent) this.res.writeHead(200, { "content-type": this.contentType });
-    // Either response type takes bytes; TypeScript cannot call a union of their overloads.
-    const flushed = (this.res as ServerResponse).write(bytes);
-    if (!flushed && !this.needsDrain) {
-      this.needsDrain = true;
-      this.res.once("drain", () => (this.needsDrain = false));
-    }
-    return flushed;
+    if (!this.res.headersSent && !this.writes.gone) this.res.writeHead(200, { "content-type": this.contentType });
+    return this.writes.write(bytes);
   }
-}
-
-/** A message in its 5-byte envelope: flags, then the length, big-endian. */
-function envelope(flags: number, bytes: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafe(5 + bytes.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(bytes.byteLength, 1);
-  out.set(bytes, 5);
-  return out;
 }

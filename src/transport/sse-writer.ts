@@ -2,9 +2,9 @@ import type { ConnectError } from "@qingyu/plugin-api";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
-import { once } from "node:events";
 import { codeName } from "../errors.ts";
 import { sentReason } from "./edge-error.ts";
+import { ResponseWrites } from "./response-writes.ts";
 import type { StreamWriter } from "./server-streams.ts";
 
 /** How often an open stream with nothing to say sends a comment, so proxies (60 s idle limits are common) keep it open. */
@@ -39,7 +39,7 @@ const decoder = new TextDecoder();
 export class SseWriter implements StreamWriter {
   private nextId = 1;
   private heartbeat: NodeJS.Timeout | undefined;
-  private needsDrain = false;
+  private readonly writes: ResponseWrites;
   private ended = false;
   /** The error the stream ended with, if it did. */
   failure: ConnectError | undefined;
@@ -50,8 +50,7 @@ export class SseWriter implements StreamWriter {
     private readonly nameOf: (message: unknown) => string,
     private readonly heartbeatMs = HEARTBEAT_MS,
   ) {
-    // A write to a client that has gone is dropped; its 'error' must not end the process.
-    res.on("error", () => undefined);
+    this.writes = new ResponseWrites(res);
   }
 
   /** Writes a message's event (`json`: the message as JSON); false when the client has not taken the previous ones yet (wait for `drained`). */
@@ -60,19 +59,14 @@ export class SseWriter implements StreamWriter {
   }
 
   /** Resolves once the client has read what was written; rejects with the signal's reason when it aborts first. */
-  async drained(signal: AbortSignal): Promise<void> {
-    if (!this.needsDrain || this.gone) return;
-    try {
-      await once(this.res, "drain", { signal });
-    } catch (err) {
-      throw signal.aborted ? signal.reason : err;
-    }
+  drained(signal: AbortSignal): Promise<void> {
+    return this.writes.drained(signal);
   }
 
   /** Ends the stream with an `error` event (and, before anything was sent, the code's HTTP status and the error's headers). */
   error(error: ConnectError): void {
     this.failure = error;
-    if (!this.res.headersSent && !this.gone) error.metadata.forEach((value, name) => this.res.setHeader(name, value));
+    if (!this.res.headersSent && !this.writes.gone) error.metadata.forEach((value, name) => this.res.setHeader(name, value));
     this.write(codeToHttpStatus(error.code), sseEvent("error", this.nextId++, JSON.stringify(errorData(error))));
   }
 
@@ -88,33 +82,23 @@ export class SseWriter implements StreamWriter {
     clearInterval(this.heartbeat);
     if (this.ended) return;
     this.ended = true;
-    if (this.gone) return;
+    if (this.writes.gone) return;
     // Nothing was sent: the stream ended without an event (a service that yields nothing).
     if (!this.res.headersSent) this.head(200);
     this.res.end();
   }
 
-  private get gone(): boolean {
-    return this.res.destroyed || this.res.writableEnded;
-  }
-
   private write(status: number, text: string): boolean {
-    if (this.ended || this.gone) return true;
+    if (this.ended || this.writes.gone) return true;
     if (!this.res.headersSent) {
       this.head(status);
       this.heartbeat = setInterval(() => {
         // A comment line; skipped while the client is behind, so it cannot grow what is buffered.
-        if (!this.needsDrain && !this.gone) this.write(200, ": keep-alive\n\n");
+        if (!this.writes.behind && !this.writes.gone) this.write(200, ": keep-alive\n\n");
       }, this.heartbeatMs);
       this.heartbeat.unref();
     }
-    // Either response type takes a string; TypeScript cannot call a union of their overloads.
-    const flushed = (this.res as ServerResponse).write(text);
-    if (!flushed && !this.needsDrain) {
-      this.needsDrain = true;
-      this.res.once("drain", () => (this.needsDrain = false));
-    }
-    return flushed;
+    return this.writes.write(text);
   }
 
   private head(status: number): void {

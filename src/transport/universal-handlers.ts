@@ -15,6 +15,15 @@ export function envelopeLength(bytes: Uint8Array, at = 0): number {
   return ((bytes[at + 1]! << 24) >>> 0) + (bytes[at + 2]! << 16) + (bytes[at + 3]! << 8) + bytes[at + 4]!;
 }
 
+/** A message in its 5-byte envelope: the flags, then the length, big-endian. */
+export function envelope(flags: number, data: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(5 + data.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(data.byteLength, 1);
+  out.set(data, 5);
+  return out;
+}
+
 /**
  * Replaces each handler with `wrap(inner)`, keeping the properties connect-node's
  * adapter routes requests by (path, protocols, methods, content types, service, method).

@@ -66,6 +66,18 @@ async function run(p: LlmProvider, signal = new AbortController().signal): Promi
   return { text: chunks.map((c) => (c.type === "delta" ? c.text : "")).join(""), chunks };
 }
 
+/** Streams one answer that fails: the chunks that came before the failure, and the failure. */
+async function failedStream(): Promise<{ seen: ProviderChunk[]; err: { code: Code; message: string } | undefined }> {
+  const seen: ProviderChunk[] = [];
+  const err = await (async () => {
+    for await (const c of (await open()).stream({ model: "m-1", messages: [] }, new AbortController().signal)) seen.push(c);
+  })().then(
+    () => undefined,
+    (e: unknown) => e as { code: Code; message: string },
+  );
+  return { seen, err };
+}
+
 describe("the openai provider on the wire", () => {
   it("reads an event stream the upstream gzips", async () => {
     answers.push((_req, res) => {
@@ -96,13 +108,7 @@ describe("the openai provider on the wire", () => {
       res.writeHead(200, { "content-type": "text/event-stream" });
       res.end(delta("half ") + `event: error\ndata: ${JSON.stringify({ message: "engine overloaded" })}\n\n`);
     });
-    const seen: ProviderChunk[] = [];
-    const err = await (async () => {
-      for await (const c of (await open()).stream({ model: "m-1", messages: [] }, new AbortController().signal)) seen.push(c);
-    })().then(
-      () => undefined,
-      (e: unknown) => e as { code: Code; message: string },
-    );
+    const { seen, err } = await failedStream();
     expect(seen).toEqual([{ type: "delta", text: "half " }]);
     expect(err?.code).toBe(Code.Unavailable);
     expect(err?.message).toContain("upstream reported an error mid-stream: engine overloaded");
@@ -113,13 +119,7 @@ describe("the openai provider on the wire", () => {
       res.writeHead(200, { "content-type": "text/event-stream" });
       res.end(delta("ok ") + "data: <html>bad gateway</html>\n\n");
     });
-    const seen: ProviderChunk[] = [];
-    const err = await (async () => {
-      for await (const c of (await open()).stream({ model: "m-1", messages: [] }, new AbortController().signal)) seen.push(c);
-    })().then(
-      () => undefined,
-      (e: unknown) => e as { code: Code; message: string },
-    );
+    const { seen, err } = await failedStream();
     expect(seen).toEqual([{ type: "delta", text: "ok " }]);
     expect(err?.code).toBe(Code.Unavailable);
     expect(err?.message).toContain("upstream sent an event that is not JSON: <html>bad gateway</html>");
