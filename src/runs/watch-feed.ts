@@ -41,11 +41,18 @@ export async function* fromFeed(
     yield e;
     return LAST.has(e.event.type);
   }
-  /** The journal has events after the cursor that the feed does not (or the run ended): they are passed on. */
-  async function* catchUp(): AsyncGenerator<SequencedEvent, "over" | "going" | "down"> {
+  /**
+   * The journal has events after the cursor that the feed does not (or the run ended): they are passed on.
+   * `feedMayLag`: the feed is published a few milliseconds after the journal is written (in batches), so
+   * while the run goes on, its next events may be in the journal and not yet in the feed; taken from the
+   * journal then, the feed's text and tool-call deltas between them would be skipped. Only once the follower
+   * has been quiet is the journal ahead of the feed a sign that a publish failed.
+   */
+  async function* catchUp(feedMayLag: boolean): AsyncGenerator<SequencedEvent, "over" | "going" | "down"> {
     const run = await store.get(runId);
     // Read after the status: a run that ended before it has its last event in the journal.
     const over = !run || FINISHED_STATUSES.includes(run.status);
+    if (!over && feedMayLag) return "going";
     if (!(await store.events(runId, last, 1)).length) return over ? "over" : "going";
     const held = await readFeed(feed, runId, last);
     if (!held) return "down";
@@ -63,7 +70,8 @@ export async function* fromFeed(
   const held = await readFeed(feed, runId, last);
   if (!held) return yield* fallback(last);
   for (const e of held) if (yield* pass(e)) return;
-  const caught = yield* catchUp();
+  // A feed that holds the run's events is being published to: it brings the rest. One that holds none may never have been.
+  const caught = yield* catchUp(held.length > 0);
   if (caught === "over") return;
   if (caught === "down") return yield* fallback(last);
   const follower = new Follower(feed, runId, last, signal);
@@ -84,7 +92,7 @@ export async function* fromFeed(
       }
       if (await follower.wait(quietMs - (Date.now() - heard))) continue;
       heard = Date.now();
-      const state = yield* catchUp();
+      const state = yield* catchUp(false);
       if (state === "over") return;
       if (state === "down") return yield* fallback(last);
     }
