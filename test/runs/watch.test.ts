@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { RunFeed } from "../../src/runs/feed.ts";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
@@ -75,7 +76,11 @@ const silent = pino({ level: "silent" });
 const result = { success: true, output: "ab", model: "m", finishReason: "stop", usage: { inputTokens: 1, outputTokens: 1 }, durationMs: 1, metadata: {} };
 
 /** A run owned by a RunLog publishing to a feed on the run's Redis (a prefix of its own), and how a watcher on another replica sees it. */
-async function remoteRun(feedOf: (redis: Redis, prefix: string) => RedisRunFeed = (redis, prefix) => new RedisRunFeed(redis, silent, { keyPrefix: prefix })) {
+async function remoteRun(
+  feedOf: (redis: Redis, prefix: string) => RedisRunFeed = (redis, prefix) => new RedisRunFeed(redis, silent, { keyPrefix: prefix }),
+  /** What the owner publishes through (default: the feed itself). */
+  ownerFeed: (feed: RedisRunFeed) => RunFeed = (feed) => feed,
+) {
   const prefix = `qingyu:test:watch:${randomUUID()}:`;
   const redis = new Redis(REDIS_URL);
   const feed = new RedisRunFeed(redis, silent, { keyPrefix: prefix });
@@ -88,7 +93,7 @@ async function remoteRun(feedOf: (redis: Redis, prefix: string) => RedisRunFeed 
   const store = new MemoryRunStore();
   const first = accepted();
   const { run } = await store.create(newRun(), first);
-  const log = new RunLog(run.id, OWNER, store, run.lastSeq, first, Date.now, feed);
+  const log = new RunLog(run.id, OWNER, store, run.lastSeq, first, Date.now, ownerFeed(feed));
   const sources: WatchSources = { store, local: () => undefined, pollMs: 10, feed: watcherFeed };
   const watch = (afterSeq: number, signal = new AbortController().signal) => collect(watchRun(run as RunRecord, afterSeq, signal, sources));
   /** One step of text: step_started, two deltas, step_finished. */
@@ -118,6 +123,29 @@ describe("watchRun on another replica, with the runs' feed in Redis", () => {
     expect(await fromStart).toEqual(upTo(14));
     expect(await midRun).toEqual(upTo(14));
     expect(await watch(0)).toEqual(upTo(14));
+  });
+
+  it("a watcher that comes while the feed lags the journal gets the deltas between, from the feed", async () => {
+    // The owner's publishes reach the feed 100 ms late, in order: the journal has a step's barriers before the feed has them.
+    const lagging = (feed: RedisRunFeed): RunFeed => ({
+      publish: (runId, event) => void setTimeout(() => feed.publish(runId, event), 100),
+      end: (runId) => void setTimeout(() => feed.end(runId), 100),
+      read: (runId, afterSeq, limit) => feed.read(runId, afterSeq, limit),
+      follow: (runId, afterSeq, signal) => feed.follow(runId, afterSeq, signal),
+      lastSeq: (runId) => feed.lastSeq(runId),
+      close: () => feed.close(),
+    });
+    const { log, watch, step } = await remoteRun(undefined, lagging);
+    await step(1);
+    await sleep(150);
+    // The feed holds step 1. Step 2 and the tool call after it are journaled (its deltas as bare seqs) before the feed has any of it.
+    await step(2);
+    await log.push({ type: "tool_call", step: 2, call: { id: "c1", name: "t", arguments: "{}" } });
+    const watching = watch(0);
+    await sleep(150);
+    await log.push({ type: "completed", result }, { status: "completed", release: true });
+    log.end();
+    expect(await watching).toEqual(upTo(11));
   });
 
   it("from a cursor: what comes after it, live and ended", async () => {
