@@ -125,8 +125,6 @@ export function agentCall(deps: AgentCallDeps): Terminal {
       agentId: agent.id,
       deadline: ctx.deadline,
       whole: deps.wholeAnswers === true && ctx.whole && typeof provider.generate === "function",
-      // No client waits on a unary call's first token: its transport has nothing to flush early.
-      flushFirstText: !ctx.whole,
       firstText: metrics
         ? () => {
             if (!output)

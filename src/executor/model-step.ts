@@ -4,7 +4,6 @@ import type { Logger } from "pino";
 import { abortReason } from "../errors.ts";
 import type { Telemetry } from "../telemetry/setup.ts";
 import { spanIterable } from "../telemetry/span-iterable.ts";
-import { setImmediate as nextTurn } from "node:timers/promises";
 import { retryDelay, sleep, type RetryPolicy } from "./retry.ts";
 
 /** What one model step answered. */
@@ -28,8 +27,6 @@ export interface StepDeps {
   deadline: number | undefined;
   /** Ask the provider for the whole answer (`generate`, which it has): the caller reads only the result and no middleware needs the answer streamed. */
   whole: boolean;
-  /** Give the transports a turn after the step's first text, so its write goes out before the rest of the read is processed (absent: true). */
-  flushFirstText?: boolean;
   /** Called at the step's first streamed text (time to first token); not for a step answered whole, which has no first token. */
   firstText?(): void;
 }
@@ -61,15 +58,10 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
             break;
           case "delta": {
             if (!chunk.text) break;
-            const first = !text && !whole;
-            if (first) deps.firstText?.();
-            const flush = first && deps.flushFirstText !== false;
+            if (!text && !whole) deps.firstText?.();
             streamed = true;
             text += chunk.text;
             yield { type: "delta", text: chunk.text };
-            // The rest of a read's text is passed on in the next turn: the first token's write goes out now instead
-            // of after the whole read's (transports flush once the current turn's work is done).
-            if (flush) await nextTurn();
             break;
           }
           case "tool_call_delta": {

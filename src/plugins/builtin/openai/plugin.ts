@@ -1,4 +1,5 @@
 import { Code, definePlugin, type ProviderChunk, ProviderError, type ProviderRequest, type ProviderResult, type ToolCall } from "@qingyu/plugin-api";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { z } from "zod";
 import { runtimeName } from "../../../runtime/process.ts";
 import { answerError, CHAT_PATH, MAX_ERROR_BODY, PREFIX, toProviderError } from "./errors.ts";
@@ -133,12 +134,21 @@ export default definePlugin({
           const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
           const streamed = new StreamedAnswer();
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
+          let turned = false;
           for await (const bytes of answer.chunks()) {
             idle.disarm();
-            for (const event of streamed.events(bytes)) {
-              for (const chunk of streamed.take(event)) {
+            const events = streamed.events(bytes);
+            for (let i = 0; i < events.length; i++) {
+              for (const chunk of streamed.take(events[i]!)) {
                 idle.yielded = true;
                 yield chunk;
+              }
+              // A read that holds much of the answer: the rest goes on in the next turn, so the first token's write
+              // is out before the rest is processed (transports flush once a turn's work is done). Here, not in the
+              // model step: there, for every provider, the turn cost a flat-out echo stream 15% of its messages/s.
+              if (!turned && idle.yielded && i < events.length - 1) {
+                turned = true;
+                await nextTurn();
               }
             }
             idle.arm();
