@@ -34,14 +34,17 @@ export class ConnectStreams extends ServerStreams {
   }
 
   protected writer(req: NodeRequest, res: NodeResponse): StreamWriter {
-    const binary = CONTENT_TYPE.exec(req.headers["content-type"] ?? "")![1]!.toLowerCase() === "proto";
-    return new ConnectStreamWriter(res, binary ? "application/connect+proto" : "application/connect+json");
+    return new ConnectStreamWriter(res, isBinary(req.headers["content-type"]) ? "application/connect+proto" : "application/connect+json");
   }
 
   protected async readRequest(ureq: UniversalServerRequest, max: number): Promise<RequestMessage> {
-    const binary = CONTENT_TYPE.exec(ureq.header.get("content-type") ?? "")![1]!.toLowerCase() === "proto";
-    return { bytes: await readEnvelope(ureq.body as AsyncIterable<Uint8Array>, max), binary };
+    return { bytes: await readEnvelope(ureq.body as AsyncIterable<Uint8Array>, max), binary: isBinary(ureq.header.get("content-type")) };
   }
+}
+
+/** Whether a content type this form takes (CONTENT_TYPE) is protobuf, not JSON. */
+function isBinary(contentType: string | null | undefined): boolean {
+  return CONTENT_TYPE.exec(contentType ?? "")?.[1]?.toLowerCase() === "proto";
 }
 
 /**

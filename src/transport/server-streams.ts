@@ -98,8 +98,8 @@ export abstract class ServerStreams {
   /** Whether the request is this form's (its path is one served here). */
   abstract handles(req: NodeRequest): boolean;
 
-  /** The writer of one call's response. */
-  protected abstract writer(req: NodeRequest, res: NodeResponse): StreamWriter;
+  /** The writer of one call's response to the method `served`. */
+  protected abstract writer(req: NodeRequest, res: NodeResponse, served: Served): StreamWriter;
 
   /** The request message, after the form's checks on the request's headers; throws a ConnectError for a malformed one. */
   protected abstract readRequest(ureq: UniversalServerRequest, max: number): Promise<RequestMessage>;
@@ -118,7 +118,7 @@ export abstract class ServerStreams {
   async serve(req: NodeRequest, res: NodeResponse): Promise<void> {
     const served = this.served.get(pathOf(req.url))!;
     const { method } = served;
-    const writer = this.writer(req, res);
+    const writer = this.writer(req, res, served);
     if (this.answeredWithoutCall(req, writer)) return;
     let hctx: CallHandlerContext | undefined;
     let call: ReturnType<typeof beginCall> | undefined;
@@ -198,7 +198,7 @@ export abstract class ServerStreams {
 }
 
 /** The path of a request URL, without its query. */
-export function pathOf(url: string | undefined): string {
+function pathOf(url: string | undefined): string {
   const path = url ?? "";
   const query = path.indexOf("?");
   return query < 0 ? path : path.slice(0, query);

@@ -10,9 +10,9 @@ import type { CallTracker } from "./call-tracker.ts";
 import {
   type NodeRequest,
   type NodeResponse,
-  pathOf,
   readBody,
   type RequestMessage,
+  type Served,
   ServerStreams,
   type ServerStreamOptions,
   type StreamWriter,
@@ -43,11 +43,9 @@ export function acceptsEventStream(accept: string | undefined): boolean {
  */
 export class SseStreams extends ServerStreams {
   protected readonly protocolName = "sse";
-  private readonly methods = new Map<string, DescMethod>();
 
   constructor(services: readonly HostedService[], tracker: CallTracker, options: SseOptions) {
     super(services, tracker, options, SSE_PATHS);
-    for (const { service } of services) for (const method of service.methods) this.methods.set(`/${service.typeName}/${method.name}`, method);
   }
 
   /** Whether this request is for the SSE form (anything else is connect-node's). */
@@ -59,8 +57,7 @@ export class SseStreams extends ServerStreams {
     return this.serves(req.url);
   }
 
-  protected writer(req: NodeRequest, res: NodeResponse): StreamWriter {
-    const method = this.methods.get(pathOf(req.url))!;
+  protected writer(_req: NodeRequest, res: NodeResponse, { method }: Served): StreamWriter {
     return new SseWriter(res, (message) => eventName(method, message), (this.options as SseOptions).heartbeatMs);
   }
 
