@@ -56,6 +56,11 @@ const MAX_ANSWER_BODY = 32 * 1024 * 1024;
 
 const USER_AGENT = "qingyu-agent-runtime";
 
+/** The body of a streamed request: the answer's usage comes in its last event. */
+function streamedBody(req: ProviderRequest): object {
+  return { ...requestParams(req), stream: true, stream_options: { include_usage: true } };
+}
+
 /** Header names as HTTP/1.1 sends them, lower-case, so an option can replace a default. */
 function lowerCased(headers: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -75,13 +80,12 @@ export default definePlugin({
     }
     const baseURL = options.baseUrl ?? env.OPENAI_BASE_URL ?? "https://api.openai.com/v1";
     const url = `${baseURL.replace(/\/+$/, "")}${CHAT_PATH}`;
-    const organization = options.organization;
     const headers: Readonly<Record<string, string>> = {
       "content-type": "application/json",
       accept: "application/json",
       "user-agent": USER_AGENT,
       authorization: `Bearer ${apiKey}`,
-      ...(organization ? { "openai-organization": organization } : {}),
+      ...(options.organization ? { "openai-organization": options.organization } : {}),
       ...lowerCased(options.headers),
     };
     // On Node, undici's pool: the global fetch and its web streams cost more CPU than the rest of a call.
@@ -131,7 +135,7 @@ export default definePlugin({
         const idle = new IdleWatchdog(signal, options.idleTimeoutMs, options.timeoutMs, baseURL);
         try {
           signal.throwIfAborted();
-          const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
+          const answer = await post(req, streamedBody(req), idle);
           const streamed = new StreamedAnswer();
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
           let turned = false;
@@ -179,7 +183,7 @@ export default definePlugin({
         try {
           signal.throwIfAborted();
           if (options.wholeAnswers === "json") return await json(req, idle);
-          const answer = await post(req, { ...requestParams(req), stream: true, stream_options: { include_usage: true } }, idle);
+          const answer = await post(req, streamedBody(req), idle);
           const streamed = new StreamedAnswer();
           let text = "";
           const read = (events: SseEvent[]) => {
