@@ -4,38 +4,23 @@
 // under src/, so a server starts without tsx (about 30 MiB less resident memory at rest,
 // `npm run bench:idle`), and from src/ through tsx otherwise. Built beside dist/ and swapped
 // in, so a server starting meanwhile finds the old files or the new ones, never half of them.
-import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { compileInto, findTsc } from "./compile.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // An install without the server's sources has nothing to build.
 if (!existsSync(join(root, "src", "main.ts"))) process.exit(0);
-let tsc;
-try {
-  tsc = join(dirname(createRequire(join(root, "package.json")).resolve("typescript/package.json")), "bin", "tsc");
-} catch {
-  // A production install (no dev dependencies) runs what was built before it, or src/ through tsx.
-  process.exit(0);
-}
-const next = join(root, "dist.next");
-rmSync(next, { recursive: true, force: true });
-const built = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", next], { stdio: "inherit" });
-if (built.status !== 0) {
-  rmSync(next, { recursive: true, force: true });
-  process.exit(built.status ?? 1);
-}
-// The JavaScript modules of src/ (their .d.mts is what the compiler reads) go as they are.
-copyJavaScript(join(root, "src"), next);
-// Its mtime is the build's: bin/qingyu.mjs compares it with src/'s files.
-writeFileSync(join(next, ".built"), `${new Date().toISOString()}\n`);
-const old = join(root, "dist.old");
-rmSync(old, { recursive: true, force: true });
-if (existsSync(join(root, "dist"))) renameSync(join(root, "dist"), old);
-renameSync(next, join(root, "dist"));
-rmSync(old, { recursive: true, force: true });
+const tsc = findTsc(root);
+// A production install (no dev dependencies) runs what was built before it, or src/ through tsx.
+if (!tsc) process.exit(0);
+compileInto(tsc, join(root, "tsconfig.build.json"), join(root, "dist"), (next) => {
+  // The JavaScript modules of src/ (their .d.mts is what the compiler reads) go as they are.
+  copyJavaScript(join(root, "src"), next);
+  // Its mtime is the build's: bin/qingyu.mjs compares it with src/'s files.
+  writeFileSync(join(next, ".built"), `${new Date().toISOString()}\n`);
+});
 
 function copyJavaScript(from, to) {
   for (const entry of readdirSync(from, { withFileTypes: true })) {
