@@ -8,23 +8,14 @@ import { execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpuMicros, tempDir, track } from "./children.ts";
-import type { Summary } from "./light-client.ts";
+import type { LoopResult, Summary } from "./light-client.ts";
 
-/** One h2load run, reported in the light client's shape so both sum up alike. */
-export interface H2loadCell {
-  target: string;
-  inFlight: number;
-  calls: number;
-  /** Failed, errored, timed-out and non-2xx calls. */
-  errors: number;
-  firstError?: string;
-  reqPerSec: number;
-  latencyMs: Summary;
-  bytesPerCall: number;
-  /** CPU µs over the measured window per pid name, and "client" for h2load. */
-  cpuMicros: Record<string, number>;
-  windowMicros: number;
-}
+/**
+ * One h2load run, reported in the light client's shape so both sum up alike (no time to first
+ * token: h2load does not read the body as it comes). `errors` counts failed, errored, timed-out
+ * and non-2xx calls; in `cpuMicros`, "client" is h2load.
+ */
+export type H2loadCell = Omit<LoopResult, "ttftMs">;
 
 export interface H2loadCellOptions {
   name: string;
