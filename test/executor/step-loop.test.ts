@@ -3,7 +3,6 @@ import {
   type ChatMessage,
   Code,
   ConnectError,
-  defineTool,
   type LlmProvider,
   type Middleware,
   type ProviderChunk,
@@ -16,10 +15,9 @@ import {
 } from "@qingyu/plugin-api";
 import { afterEach, describe, expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import { z } from "zod";
 import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
-import { testExecutor } from "../support/executor.ts";
+import { add, agent, testExecutor } from "../support/executor.ts";
 import { rejection } from "../support/rejection.ts";
 
 /** What the stand-in model does at step n: text and/or tool calls ([name, argumentsJson]). */
@@ -46,17 +44,6 @@ function scriptedModel(script: (n: number, req: ProviderRequest) => Turn, capabi
     },
   };
   return provider;
-}
-
-const add = defineTool({
-  name: "add",
-  description: "Adds two numbers",
-  input: z.object({ a: z.number(), b: z.number() }),
-  execute: ({ a, b }: { a: number; b: number }) => ({ sum: a + b }),
-});
-
-function agent(overrides: Partial<AgentDefinition> = {}): AgentDefinition {
-  return { id: "helper", description: "", provider: "model", model: "m", systemPrompt: "", defaults: {}, tools: ["*"], ...overrides };
 }
 
 const stores: SessionStore[] = [];

@@ -2,10 +2,8 @@
 // that streams (ExecuteStream, durable runs) and every middleware that asks to see the answer
 // as it streams keeps `stream`. Both paths must give the client and the middleware the same run.
 import {
-  type AgentDefinition,
   type AgentRunResult,
   Code,
-  defineTool,
   type LlmProvider,
   type Middleware,
   type ProviderChunk,
@@ -19,13 +17,12 @@ import type { DataPoint, Histogram } from "@opentelemetry/sdk-metrics";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import type { CallInfo, ExecuteInput } from "../../src/executor/context.ts";
 import { Executor } from "../../src/executor/executor.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { Telemetry } from "../../src/telemetry/setup.ts";
-import { testExecutor } from "../support/executor.ts";
+import { add, agent, testExecutor } from "../support/executor.ts";
 import { rejection } from "../support/rejection.ts";
 
 /** What the stand-in model answers to its nth request: text, tool calls ([name, argumentsJson]), or a failure. */
@@ -76,18 +73,7 @@ function model(script: (n: number) => Turn, options: { generate?: boolean; piece
   return provider;
 }
 
-const add = defineTool({
-  name: "add",
-  description: "Adds two numbers",
-  input: z.object({ a: z.number(), b: z.number() }),
-  execute: ({ a, b }: { a: number; b: number }) => ({ sum: a + b }),
-});
-
 const addThenAnswer = (n: number): Turn => (n === 1 ? { say: "Let me add. ", calls: [["add", '{"a":1,"b":2}']] } : { say: "It is 3." });
-
-function agent(overrides: Partial<AgentDefinition> = {}): AgentDefinition {
-  return { id: "helper", description: "", provider: "model", model: "m", systemPrompt: "", defaults: {}, tools: ["*"], ...overrides };
-}
 
 const stores: SessionStore[] = [];
 afterEach(async () => {

@@ -1,4 +1,5 @@
-import type { AgentDefinition, LlmProvider, Middleware, Tool } from "@qingyu/plugin-api";
+import { type AgentDefinition, defineTool, type LlmProvider, type Middleware, type Tool } from "@qingyu/plugin-api";
+import { z } from "zod";
 import pino, { type Logger } from "pino";
 import { AgentRegistry } from "../../src/agents/registry.ts";
 import { MemoryEventBus } from "../../src/events/memory-bus.ts";
@@ -9,6 +10,19 @@ import { SessionManager } from "../../src/sessions/manager.ts";
 import { MemorySessionStore } from "../../src/sessions/memory-store.ts";
 import type { SessionStore } from "../../src/sessions/types.ts";
 import { ToolCatalog } from "../../src/tools/catalog.ts";
+
+/** A tool for step-loop tests: adds two numbers, `{ sum }`. */
+export const add = defineTool({
+  name: "add",
+  description: "Adds two numbers",
+  input: z.object({ a: z.number(), b: z.number() }),
+  execute: ({ a, b }: { a: number; b: number }) => ({ sum: a + b }),
+});
+
+/** The agent "helper" on the provider named "model", with every tool; `overrides` change any of it. */
+export function agent(overrides: Partial<AgentDefinition> = {}): AgentDefinition {
+  return { id: "helper", description: "", provider: "model", model: "m", systemPrompt: "", defaults: {}, tools: ["*"], ...overrides };
+}
 
 /** What an executor under test is built from; everything else has the defaults below. */
 export interface TestExecutorParts {
