@@ -8,6 +8,7 @@
 import type { EventType } from "@qingyu/plugin-api";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { RedisOutage } from "../clients/redis-outage.ts";
 import { isEventType } from "./stream-entry.ts";
 
 /** How an announcement is kept. */
@@ -29,18 +30,25 @@ export class RemoteInterest {
   private timer: ReturnType<typeof setInterval> | undefined;
   private reading: Promise<void> | undefined;
   private closed = false;
-  private failing = false;
+  private readonly readFailures: RedisOutage;
+  private readonly announceFailures: RedisOutage;
 
   constructor(
     private readonly redis: Redis,
     /** The hash's key. */
     private readonly key: string,
     private readonly origin: string,
-    private readonly log: Logger,
+    log: Logger,
     private readonly timing: InterestTiming,
     /** Called after this process's announcement changed, to tell the others at once (a control entry in the stream). */
     private readonly changed: () => void,
-  ) {}
+  ) {
+    this.readFailures = new RedisOutage(log, "event interest: could not read which event types other processes listen to; sharing as before");
+    this.announceFailures = new RedisOutage(
+      log,
+      "event interest: could not announce which event types this process's subscribers want from other processes; retrying every refresh",
+    );
+  }
 
   /** Whether another process may listen to this type (true while that is not known yet). */
   wants(type: EventType): boolean {
@@ -98,10 +106,10 @@ export class RemoteInterest {
       }
       this.wanted = wanted;
       if (forgotten.length) await this.redis.hdel(this.key, ...forgotten);
-      this.recovered();
+      this.readFailures.ok();
     } catch (err) {
       // The last answer stands (or, never read, every type counts as wanted).
-      this.failed(err, "could not read which event types other processes listen to; sharing as before");
+      this.readFailures.note(err);
     }
   }
 
@@ -109,24 +117,11 @@ export class RemoteInterest {
     try {
       if (this.own.length) await this.redis.hset(this.key, this.origin, `${Date.now() + this.timing.ttlMs} ${this.own.join(",")}`);
       else await this.redis.hdel(this.key, this.origin);
-      this.recovered();
+      this.announceFailures.ok();
       return true;
     } catch (err) {
-      this.failed(err, "could not announce which event types this process's subscribers want from other processes; retrying");
+      this.announceFailures.note(err);
       return false;
     }
-  }
-
-  // One line when announcements start failing, one when they work again: the refresh retries every refreshMs.
-  private failed(err: unknown, message: string): void {
-    if (this.failing || this.closed) return;
-    this.failing = true;
-    this.log.warn({ err: (err as Error).message, key: this.key }, message);
-  }
-
-  private recovered(): void {
-    if (!this.failing) return;
-    this.failing = false;
-    this.log.info({ key: this.key }, "event interest announcements work again");
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { RedisOutage } from "../clients/redis-outage.ts";
 import type { RunFeed } from "./feed.ts";
 import type { RunLogEvent, SequencedEvent } from "./types.ts";
 
@@ -58,8 +59,8 @@ export class RedisRunFeed implements RunFeed {
   private readonly blockMs: number;
   private readonly maxPending: number;
   private readonly batchMs: number;
-  private readonly publishing: Outage;
-  private readonly reading: Outage;
+  private readonly publishing: RedisOutage;
+  private readonly reading: RedisOutage;
   private ops: Op[] = [];
   private flushing: ReturnType<typeof setTimeout> | undefined;
   /** Events queued or in flight. */
@@ -82,8 +83,11 @@ export class RedisRunFeed implements RunFeed {
     this.blockMs = options.blockMs ?? 5000;
     this.maxPending = options.maxPending ?? 10_000;
     this.batchMs = options.batchMs ?? 5;
-    this.publishing = new Outage(log, "run feed: events not published to Redis; watchers on other replicas get them from the journal, without text deltas");
-    this.reading = new Outage(log, "run feed: Redis unreadable; watchers on other replicas poll the journal, without text deltas");
+    this.publishing = new RedisOutage(
+      log,
+      "run feed: events not published to Redis; watchers on other replicas get them from the journal, without text deltas",
+    );
+    this.reading = new RedisOutage(log, "run feed: Redis unreadable; watchers on other replicas poll the journal, without text deltas");
   }
 
   /** The stream of `runId`. */
@@ -251,32 +255,5 @@ export class RedisRunFeed implements RunFeed {
       }
     }
     return out;
-  }
-}
-
-/** One warning when failures start, a count while they go on, one line when they stop: an outage fails every event alike. */
-class Outage {
-  private since: number | undefined;
-  private failures = 0;
-
-  constructor(
-    private readonly log: Logger,
-    private readonly message: string,
-  ) {}
-
-  note(err: unknown, count = 1): void {
-    if (this.since !== undefined) {
-      this.failures += count;
-      return;
-    }
-    this.since = Date.now();
-    this.failures = count;
-    this.log.warn({ err: err instanceof Error ? err.message : String(err) }, this.message);
-  }
-
-  ok(): void {
-    if (this.since === undefined) return;
-    this.log.info({ outageMs: Date.now() - this.since, failures: this.failures }, `${this.message}: over, Redis answers again`);
-    this.since = undefined;
   }
 }
