@@ -56,14 +56,13 @@ export async function* modelStep(req: ProviderRequest, step: number, signal: Abo
           case "finish":
             finish = chunk;
             break;
-          case "delta": {
+          case "delta":
             if (!chunk.text) break;
             if (!text && !whole) deps.firstText?.();
             streamed = true;
             text += chunk.text;
             yield { type: "delta", text: chunk.text };
             break;
-          }
           case "tool_call_delta": {
             streamed = true;
             let id = started.get(chunk.index);
