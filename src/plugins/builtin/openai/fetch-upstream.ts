@@ -34,12 +34,22 @@ class FetchAnswer implements UpstreamAnswer {
     return this.res.headers.get(name) ?? undefined;
   }
 
-  chunks(): AsyncIterable<Uint8Array> {
-    return (this.res.body ?? []) as AsyncIterable<Uint8Array>;
+  async *texts(): AsyncIterable<string> {
+    const decoder = new TextDecoder();
+    for await (const bytes of this.bytes()) {
+      const text = decoder.decode(bytes, { stream: true });
+      if (text) yield text;
+    }
+    const rest = decoder.decode();
+    if (rest) yield rest;
   }
 
   text(limit: number): Promise<string> {
-    return collectText(this.chunks(), limit);
+    return collectText(this.bytes(), limit);
+  }
+
+  private bytes(): AsyncIterable<Uint8Array> {
+    return (this.res.body ?? []) as AsyncIterable<Uint8Array>;
   }
 
   discard(): void {

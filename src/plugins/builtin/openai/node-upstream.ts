@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { Agent, type Dispatcher } from "undici";
 import { BodyTooLarge, type Upstream, type UpstreamAnswer, UpstreamUnreachable } from "./upstream.ts";
@@ -63,8 +64,15 @@ class NodeAnswer implements UpstreamAnswer {
     return headerValue(this.res.headers, name);
   }
 
-  chunks(): AsyncIterable<Uint8Array> {
-    return this.body;
+  // Not the body's setEncoding: undici's decodes each read alone, cutting a character split between two.
+  async *texts(): AsyncIterable<string> {
+    const decoder = new StringDecoder("utf8");
+    for await (const bytes of this.body as AsyncIterable<Buffer>) {
+      const text = decoder.write(bytes);
+      if (text) yield text;
+    }
+    const rest = decoder.end();
+    if (rest) yield rest;
   }
 
   // Events rather than the stream's async iterator: a JSON answer is a read or two, and the iterator costs more than they do.

@@ -139,9 +139,9 @@ export default definePlugin({
           const streamed = new StreamedAnswer();
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
           let turned = false;
-          for await (const bytes of answer.chunks()) {
+          for await (const text of answer.texts()) {
             idle.disarm();
-            const events = streamed.events(bytes);
+            const events = streamed.events(text);
             for (let i = 0; i < events.length; i++) {
               for (const chunk of streamed.take(events[i]!)) {
                 idle.yielded = true;
@@ -189,9 +189,9 @@ export default definePlugin({
           const read = (events: SseEvent[]) => {
             for (const event of events) for (const chunk of streamed.take(event)) if (chunk.type === "delta") text += chunk.text;
           };
-          for await (const bytes of answer.chunks()) {
+          for await (const text of answer.texts()) {
             idle.disarm();
-            read(streamed.events(bytes));
+            read(streamed.events(text));
             idle.arm();
           }
           idle.disarm();

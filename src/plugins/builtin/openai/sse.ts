@@ -9,22 +9,22 @@ export const MAX_SSE_LINE_CHARS = 8 * 1024 * 1024;
 
 /**
  * Reads a `text/event-stream` body as the HTML standard defines it: lines end
- * in LF, CRLF or CR, wherever the network splits them (UTF-8 too); `data`
+ * in LF, CRLF or CR, wherever the reads split them; `data`
  * lines accumulate, `event` names the type, a blank line dispatches, lines
  * starting with ":" are comments. `id` and `retry` mean nothing to one request
  * and are ignored; an event the stream ends before its blank line is dropped.
- * Synchronous, fed chunk by chunk: the reader's loop is the only await per read.
+ * Synchronous, fed the body's text as it is read (decoded by the upstream
+ * client): the reader's loop is the only await per read.
  */
 export class SseParser {
-  private readonly decoder = new TextDecoder();
   private pending = "";
   private event: string | null = null;
   private data: string[] = [];
   private dataChars = 0;
 
-  /** The events a chunk of the body completes. */
-  push(chunk: Uint8Array | string): SseEvent[] {
-    this.pending += typeof chunk === "string" ? chunk : this.decoder.decode(chunk, { stream: true });
+  /** The events a piece of the body's text completes. */
+  push(text: string): SseEvent[] {
+    this.pending += text;
     const out = this.lines(false);
     if (this.pending.length > MAX_SSE_LINE_CHARS) throw new Error(`event stream: a line passed ${MAX_SSE_LINE_CHARS} characters without ending`);
     return out;
@@ -32,7 +32,6 @@ export class SseParser {
 
   /** The events the end of the body completes (a last line ended by a lone CR). */
   end(): SseEvent[] {
-    this.pending += this.decoder.decode();
     return this.lines(true);
   }
 

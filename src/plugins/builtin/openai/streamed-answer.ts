@@ -1,6 +1,7 @@
 import { Code, type ProviderChunk, ProviderError, type TokenUsage } from "@qingyu/plugin-api";
 import { PREFIX } from "./errors.ts";
 import { parseJson } from "./json.ts";
+import { RepeatedChunks } from "./repeated-chunks.ts";
 import { SseParser, type SseEvent } from "./sse.ts";
 import { ToolCallAssembler, type ToolCallFragment } from "./tool-calls.ts";
 
@@ -27,12 +28,13 @@ export class StreamedAnswer {
   /** The answer's tool calls, made at the first fragment: a text-only answer never has one. */
   private tools: ToolCallAssembler | undefined;
   private readonly parser = new SseParser();
+  private readonly repeats = new RepeatedChunks();
   /** Set by [DONE]: the body is still read to its end, so the connection can serve the next request. */
   private done = false;
 
   /** The events a read of the body completes. */
-  events(bytes: Uint8Array): SseEvent[] {
-    return this.parser.push(bytes);
+  events(text: string): SseEvent[] {
+    return this.parser.push(text);
   }
 
   /** The events the end of the body completes. */
@@ -75,12 +77,17 @@ export class StreamedAnswer {
       this.done = true;
       return undefined;
     }
+    if (message.event === null) {
+      const text = this.repeats.text(message.data);
+      if (text !== undefined) return text || undefined;
+    }
     const chunk = parseJson(message.data, "sent an event that is not JSON") as StreamChunk | null;
     if (message.event === "error" || chunk?.error) {
       const said = chunk?.error?.message ?? (chunk as { message?: unknown } | null)?.message;
       throw new ProviderError(`${PREFIX}: upstream reported an error mid-stream: ${typeof said === "string" ? said : message.data}`, Code.Unavailable, true);
     }
     if (!chunk) return undefined;
+    if (message.event === null) this.repeats.learn(message.data, chunk);
     this.model = chunk.model || this.model;
     if (chunk.usage) this.usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
     const choice = chunk.choices?.[0];

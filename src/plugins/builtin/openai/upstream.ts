@@ -3,8 +3,13 @@ export interface UpstreamAnswer {
   readonly status: number;
   /** A response header by lower-case name. */
   header(name: string): string | undefined;
-  /** The body's bytes as they arrive, decompressed. Read once. */
-  chunks(): AsyncIterable<Uint8Array>;
+  /**
+   * The body as UTF-8 text, decompressed, a piece per read as it arrives (a
+   * character split between reads comes whole in the later piece). Read once.
+   * Decoding is the client's: Node's StringDecoder reads an answer 5× faster
+   * than TextDecoder (bench:profile -- openai-fast-200), Deno's TextDecoder is native.
+   */
+  texts(): AsyncIterable<string>;
   /** The whole body as UTF-8 text; rejects once it passes `limit` bytes. */
   text(limit: number): Promise<string>;
   /** Drops an unread body, closing its connection. */

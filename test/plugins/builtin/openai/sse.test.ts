@@ -2,16 +2,16 @@ import { describe, expect, it } from "vitest";
 import { MAX_SSE_LINE_CHARS, SseParser, type SseEvent } from "../../../../src/plugins/builtin/openai/sse.ts";
 
 /** Feeds the pieces in order, as reads from a socket, and returns every event with the end's. */
-function parse(pieces: Array<string | Uint8Array>): SseEvent[] {
+function parse(pieces: string[]): SseEvent[] {
   const parser = new SseParser();
   return [...pieces.flatMap((p) => parser.push(p)), ...parser.end()];
 }
 
-/** The body cut into pieces of `size` bytes, wherever that falls (inside CRLF, inside a UTF-8 character). */
-function cut(body: string, size: number): Uint8Array[] {
-  const bytes = new TextEncoder().encode(body);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < bytes.length; i += size) out.push(bytes.subarray(i, i + size));
+/** The body cut into pieces of `size` characters, wherever that falls (inside CRLF, between an event's lines). */
+function cut(body: string, size: number): string[] {
+  const chars = Array.from(body);
+  const out: string[] = [];
+  for (let i = 0; i < chars.length; i += size) out.push(chars.slice(i, i + size).join(""));
   return out;
 }
 
@@ -42,7 +42,7 @@ const expected: SseEvent[] = [
 describe("SseParser", () => {
   it("reads events, names, multi-line data and comments, however the body is split", () => {
     expect(parse([stream])).toEqual(expected);
-    for (const size of [1, 2, 3, 5, 7, 64]) expect(parse(cut(stream, size)), `pieces of ${size} bytes`).toEqual(expected);
+    for (const size of [1, 2, 3, 5, 7, 64]) expect(parse(cut(stream, size)), `pieces of ${size} characters`).toEqual(expected);
   });
 
   it("takes CRLF and lone CR as line ends, including a CRLF split between two reads", () => {
