@@ -55,6 +55,7 @@ import {
 import { referenceBytes } from "./openai-real-check.ts";
 import { AGENTS, connectStream, connectUnary, direct, grpcStream, h2loadBodies, sse, type Endpoints } from "./openai-real-targets.ts";
 import { startUpstream } from "./openai-phase.ts";
+import { ceiling, ceilingTable, ECHO_AGENT, ECHO_PROVIDER, type CeilingRow } from "./openai-real-ceiling.ts";
 import { oursConfig } from "./servers.ts";
 import { writeJson } from "./report.ts";
 
@@ -92,8 +93,11 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 function serverConfig(upstreamUrl: string): Record<string, unknown> {
   return {
     ...oursConfig(),
-    providers: { openai: { plugin: "openai", options: { baseUrl: upstreamUrl, apiKey: UPSTREAM_KEY, wholeAnswers: settings.wholeAnswers } } },
-    agents: Object.values(AGENTS).map((a) => ({ id: a.id, provider: "openai", model: a.model })),
+    providers: {
+      openai: { plugin: "openai", options: { baseUrl: upstreamUrl, apiKey: UPSTREAM_KEY, wholeAnswers: settings.wholeAnswers } },
+      [ECHO_AGENT.provider]: ECHO_PROVIDER,
+    },
+    agents: [...Object.values(AGENTS).map((a) => ({ id: a.id, provider: "openai", model: a.model })), ECHO_AGENT],
   };
 }
 
@@ -175,6 +179,21 @@ async function main(): Promise<void> {
       }
     }
 
+    const top = Math.max(...settings.inFlight);
+    log(`  the ceiling: the mock, ours (openai, echo) and bare grpc-js, unary, ${top} in flight`);
+    const ceilings = await ceiling({
+      tokens: settings.tokens,
+      inFlight: top,
+      rounds: settings.rounds,
+      seconds: settings.seconds,
+      warmupSeconds: settings.warmupSeconds,
+      upstreamUrl: e.upstreamUrl,
+      server,
+      upstreamPid: upstream.child.pid!,
+      bodies: (t) => bodies[t]!,
+      log,
+    });
+
     const t = settings.streamTokens;
     log(`  time to first token, ${t} tokens, one call at a time, alternating (${settings.ttftSeconds} s)`);
     const ttftRun = await client.alternate({
@@ -200,7 +219,7 @@ async function main(): Promise<void> {
     const tokenLatency = pooled(tokenRun, "tokenLatencyMs");
     const tokenGaps = pooled(tokenRun, "tokenGapMs");
     const targets = targetRows({ cells: summary, top: Math.max(...settings.inFlight), ttft, tokenLatency, streamTokens: t });
-    print({ summary, ttft, tokenLatency, tokenGaps, targets, problems, loadStart: load.start });
+    print({ summary, ttft, tokenLatency, tokenGaps, targets, ceilings, problems, loadStart: load.start });
     const file = join(root, "bench/results/openai.json");
     writeJson(file, {
       date: new Date().toISOString(),
@@ -215,6 +234,7 @@ async function main(): Promise<void> {
       tokenLatency,
       tokenGaps,
       targets,
+      ceilings: ceilings.map(({ runs: _, ...row }) => row),
       problems,
       raw: { measured, ttftSamples: ttftRun, tokenCalls: Object.fromEntries(Object.entries(tokenRun.byTarget).map(([k, v]) => [k, v.calls])) },
       wallSeconds: (Date.now() - started) / 1000,
@@ -231,11 +251,12 @@ interface Printed {
   tokenLatency: Record<string, Summary>;
   tokenGaps: Record<string, Summary>;
   targets: TargetRow[];
+  ceilings: CeilingRow[];
   problems: string[];
   loadStart: number[];
 }
 
-function print({ summary, ttft, tokenLatency, tokenGaps, targets, problems, loadStart }: Printed): void {
+function print({ summary, ttft, tokenLatency, tokenGaps, targets, ceilings, problems, loadStart }: Printed): void {
   const f = (x: number) => x.toFixed(2);
   console.log(`\n## openai provider, real path (medians of ${settings.rounds} rounds; ours and direct in the same rounds)\n`);
   console.log(`${throughputTable(summary)}\n`);
@@ -248,6 +269,7 @@ function print({ summary, ttft, tokenLatency, tokenGaps, targets, problems, load
   for (const [name, s] of Object.entries(tokenLatency))
     console.log(`${line(name, s, tokenLatency.direct!)} ${f(tokenGaps[name]!.p50)} / ${f(tokenGaps[name]!.p99)} |`);
   console.log(`\n${targetsTable(targets)}\n`);
+  console.log(`${ceilingTable(ceilings, Math.max(...settings.inFlight))}\n`);
   console.log(
     [
       "Server CPU is our server's process alone (/proc/<pid>/stat utime+stime over the measured window / calls in it); the upstream's and the load generator's own",

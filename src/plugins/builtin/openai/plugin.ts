@@ -187,7 +187,7 @@ export default definePlugin({
           const streamed = new StreamedAnswer();
           let text = "";
           const read = (events: SseEvent[]) => {
-            for (const event of events) for (const chunk of streamed.take(event)) if (chunk.type === "delta") text += chunk.text;
+            for (const event of events) text += streamed.text(event) ?? "";
           };
           for await (const text of answer.texts()) {
             idle.disarm();

@@ -50,6 +50,13 @@ export class StreamedAnswer {
     return text ? [{ type: "delta", text }, ...tools] : tools;
   }
 
+  /** One event's text, for a reader of the whole answer: tool-call fragments go only to `complete`'s calls. */
+  text(event: SseEvent): string | undefined {
+    const text = this.event(event);
+    if (this.tools?.hasDeltas) this.tools.takeDeltas();
+    return text;
+  }
+
   /**
    * The answer's last chunks: its complete tool calls, then its finish. Every
    * complete OpenAI answer names why it finished: without one the answer was
