@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentService } from "../../src/gen/qingyu/agent/v1/agent_pb.ts";
 import { RunService } from "../../src/gen/qingyu/agent/v1/run_pb.ts";
 import { TestClient, statusOf } from "../support/grpc-client.ts";
 import { projectDir, removeProjectDirs, waitFor, writeFiles } from "../support/plugin-fixtures.ts";
@@ -107,6 +108,38 @@ describe.skipIf(runtime === "deno")("server.workers: 2 on Node", () => {
     // One TYPE line per family, whatever the number of workers.
     const types = text.split("\n").filter((l) => l.startsWith("# TYPE rpc_server_duration "));
     expect(types).toHaveLength(1);
+  });
+
+  it("calls spread by connection: grpc-js channels share one connection, so one worker, unless each keeps its own (grpc.use_local_subchannel_pool)", async () => {
+    const grpcCalls = async () => {
+      const text = await get(metricsPort, "/metrics");
+      const byWorker = new Map<string, number>();
+      for (const line of text.split("\n")) {
+        if (!line.startsWith("rpc_server_duration_count{") || !line.includes('rpc_system="grpc"') || !line.includes('rpc_method="Execute"')) continue;
+        const worker = /worker="(\d+)"/.exec(line)![1]!;
+        byWorker.set(worker, (byWorker.get(worker) ?? 0) + Number(line.split(" ").at(-1)));
+      }
+      return byWorker;
+    };
+    const spread = async (options: Record<string, number>) => {
+      const before = await grpcCalls();
+      const clients = Array.from({ length: 4 }, () => new TestClient(server.grpcPort, options));
+      try {
+        for (let i = 0; i < 20; i++) {
+          const reply = await clients[i % 4]!.unary(AgentService, AgentService.method.execute, { agentId: "echo", task: `spread ${i}` });
+          expect(reply.result?.output).toBe(`[history=0] spread ${i}`);
+        }
+      } finally {
+        for (const c of clients) c.close();
+      }
+      const after = await grpcCalls();
+      return [...after].map(([w, n]) => n - (before.get(w) ?? 0)).filter((n) => n > 0);
+    };
+    // Four channels to one address share grpc-js's global subchannel pool: one HTTP/2 connection, one worker.
+    expect(await spread({})).toEqual([20]);
+    // Each with its own connection: the supervisor hands them to the workers in turn.
+    const own = await spread({ "grpc.use_local_subchannel_pool": 1 });
+    expect([own.length, own.reduce((a, b) => a + b, 0)]).toEqual([2, 20]);
   });
 
   it("RunService refuses durable runs it could keep only in one worker's memory, naming the fix", async () => {

@@ -27,8 +27,8 @@ const deserializer = (schema: DescMessage) => (b: Buffer) => fromBinary(schema, 
 export class TestClient {
   readonly raw: grpc.Client;
 
-  constructor(port: number) {
-    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  constructor(port: number, options?: grpc.ChannelOptions) {
+    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
   }
 
   private args(opts: CallOptions) {
