@@ -13,13 +13,13 @@ import { checkExecute, EXECUTE, EXECUTE_STREAM } from "./grpc-client.ts";
 import { LightClient } from "./openai-real-client.ts";
 import { h2load, writeGrpcFrame } from "./h2load.ts";
 import { openaiConfig, startUpstream } from "./openai-phase.ts";
-import { AGENTS, connectStream, sse, task } from "./openai-real-targets.ts";
+import { AGENTS, connectStream, connectUnary, sse, task } from "./openai-real-targets.ts";
 import { FULL_SUITE, FULL_SUITE_REDACT, oursConfig, otlpSink } from "./servers.ts";
 
 const TASK = "summarise the quarterly report for the board in three short sentences";
 
 /** How the server is loaded: unary Execute or ExecuteStream by h2load on the gRPC port, or ExecuteStream by the light client over Connect. */
-type Load = "unary" | "grpc-stream" | "connect-stream" | "sse-stream";
+type Load = "unary" | "grpc-stream" | "connect-unary" | "connect-stream" | "sse-stream";
 type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string; task?: string; load?: Load }>;
 
 const traced = async () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
@@ -63,6 +63,13 @@ const SERVERS: Record<string, Setup> = {
     agent: "openai",
     task: task(20),
     load: "connect-stream",
+  }),
+  // Unary Execute as Connect JSON over HTTP/1.1, bench:openai's "Connect, light" Execute row.
+  "openai-connect-unary": async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
+    agent: "openai",
+    task: task(20),
+    load: "connect-unary",
   }),
 };
 
@@ -150,12 +157,12 @@ async function main(): Promise<void> {
 
 /** Loads the server for `seconds` after a second's warm-up, 64 calls in flight: calls/s and server CPU per call. */
 async function drive(server: ServerChild, load: Load, agent: string, task: string, seconds: number): Promise<{ reqPerSec: number; cpuMicrosPerCall: number }> {
-  if (load === "connect-stream" || load === "sse-stream") {
+  if (load === "connect-unary" || load === "connect-stream" || load === "sse-stream") {
     const client = await LightClient.start();
     try {
       const endpoints = { upstreamUrl: "", grpcPort: server.port, httpPort: httpPortOf(server) };
       const r = await client.loop({
-        target: (load === "sse-stream" ? sse : connectStream)(endpoints, 20),
+        target: (load === "sse-stream" ? sse : load === "connect-unary" ? connectUnary : connectStream)(endpoints, 20),
         inFlight: 64,
         seconds,
         warmupSeconds: 1,

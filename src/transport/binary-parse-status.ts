@@ -31,7 +31,7 @@ function invalidMessage(typeName: string, message: string): string {
 }
 
 /**
- * For code that decodes a binary request itself (server-streams.ts): connect-es's
+ * For code that decodes a binary request itself (framed-calls.ts): connect-es's
  * parse error as INVALID_ARGUMENT in the gRPC port's words; any other error as it is.
  */
 export function binaryParseError(err: unknown, typeName: string): unknown {

@@ -11,17 +11,17 @@ import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import type { HostedService } from "./types.ts";
 import type { CallTracker } from "./call-tracker.ts";
-import { type NodeRequest, type NodeResponse, type RequestMessage, ServerStreams, type ServerStreamOptions, type StreamWriter } from "./server-streams.ts";
+import { type NodeRequest, type NodeResponse, type RequestMessage, FramedCalls, type FramedCallOptions, type StreamWriter } from "./framed-calls.ts";
 import { ResponseWrites } from "./response-writes.ts";
 import { envelope, envelopeLength } from "./universal-handlers.ts";
 
 const CONTENT_TYPE = /^application\/connect\+(json|proto)\s*(;|$)/i;
 
 /** Serves Connect server-streaming calls whose request is not compressed. */
-export class ConnectStreams extends ServerStreams {
+export class ConnectStreams extends FramedCalls {
   protected readonly protocolName = "connect";
 
-  constructor(services: readonly HostedService[], tracker: CallTracker, options: ServerStreamOptions) {
+  constructor(services: readonly HostedService[], tracker: CallTracker, options: FramedCallOptions) {
     super(services, tracker, options);
   }
 

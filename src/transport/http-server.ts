@@ -10,6 +10,7 @@ import { nodeRequestValues } from "./stalled-stream.ts";
 import { guardRequests } from "./preflight.ts";
 import { SseStreams } from "./sse.ts";
 import { ConnectStreams } from "./connect-stream.ts";
+import { ConnectUnary } from "./connect-unary.ts";
 import type { TransportOptions } from "./grpc-server.ts";
 import type { HostedService } from "./types.ts";
 
@@ -46,9 +47,12 @@ export class HttpTransport {
     const sse = new SseStreams(services, tracker, { limits, admit, edge });
     // Connect streaming calls, the common (uncompressed) case: served without connect-node's pipeline.
     const streams = new ConnectStreams(services, tracker, { limits, admit, edge });
+    // And Connect unary calls, the common case (a POST, not compressed).
+    const unary = new ConnectUnary(services, tracker, { limits, admit, edge });
     const handler: typeof connect = (req, res) => {
       if (sse.handles(req)) return void sse.serve(req, res as never);
       if (streams.handles(req)) return void streams.serve(req, res as never);
+      if (unary.handles(req)) return void unary.serve(req, res as never);
       return connect(req, res);
     };
     if (!tls) {

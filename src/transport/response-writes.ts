@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import type { ServerResponse } from "node:http";
-import type { NodeResponse } from "./server-streams.ts";
+import type { NodeResponse } from "./framed-calls.ts";
 
 /**
  * The writes of one streamed response: each says whether the client has taken

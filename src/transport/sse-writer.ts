@@ -5,7 +5,7 @@ import type { Http2ServerResponse } from "node:http2";
 import { codeName } from "../errors.ts";
 import { sentReason } from "./edge-error.ts";
 import { ResponseWrites } from "./response-writes.ts";
-import type { StreamWriter } from "./server-streams.ts";
+import type { StreamWriter } from "./framed-calls.ts";
 
 /** How often an open stream with nothing to say sends a comment, so proxies (60 s idle limits are common) keep it open. */
 const HEARTBEAT_MS = 15_000;

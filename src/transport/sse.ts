@@ -1,7 +1,7 @@
 // The Server-Sent Events form of a server-streaming method on the HTTP port, for
 // browsers (fetch, EventSource) and any HTTP client: the same request JSON as
 // Connect, answered as `text/event-stream`, one event per response message.
-// It runs the hosted service as every form in server-streams.ts does; only the framing differs.
+// It runs the hosted service as every form in framed-calls.ts does; only the framing differs.
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
@@ -13,17 +13,17 @@ import {
   readBody,
   type RequestMessage,
   type Served,
-  ServerStreams,
-  type ServerStreamOptions,
+  FramedCalls,
+  type FramedCallOptions,
   type StreamWriter,
-} from "./server-streams.ts";
+} from "./framed-calls.ts";
 import { SseWriter } from "./sse-writer.ts";
 
 /** The methods served as SSE, by path. Server-streaming only. */
 const SSE_PATHS = new Set(["/qingyu.agent.v1.AgentService/ExecuteStream"]);
 
 /** What the SSE form shares with the rest of the HTTP port. */
-export interface SseOptions extends ServerStreamOptions {
+export interface SseOptions extends FramedCallOptions {
   /** How often a comment line keeps an idle stream open through proxies (default 15 s). */
   heartbeatMs?: number;
 }
@@ -41,11 +41,11 @@ export function acceptsEventStream(accept: string | undefined): boolean {
  * Serves `POST <method path>` with a JSON body, or `GET <method path>?message=<JSON>`
  * (EventSource), to a client that accepts `text/event-stream`.
  */
-export class SseStreams extends ServerStreams {
+export class SseStreams extends FramedCalls {
   protected readonly protocolName = "sse";
 
   constructor(services: readonly HostedService[], tracker: CallTracker, options: SseOptions) {
-    super(services, tracker, options, SSE_PATHS);
+    super(services, tracker, options, "server_streaming", SSE_PATHS);
   }
 
   /** Whether this request is for the SSE form (anything else is connect-node's). */

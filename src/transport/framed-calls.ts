@@ -1,16 +1,16 @@
-// Server-streaming methods on the HTTP port served by our own code rather than
-// connect-node's handler pipeline: the event-stream form (sse.ts) and Connect's
-// streaming protocol for the common case (connect-stream.ts). Each call runs the
-// hosted service exactly as the Connect adapter does (same admission, limits,
-// deadline, call tracking, cancellation); only the framing differs, and that is
-// the subclass's.
+// Calls on the HTTP port served by our own code rather than connect-node's
+// handler pipeline: server-streaming methods in the event-stream form (sse.ts)
+// and in Connect's streaming protocol (connect-stream.ts), and unary methods in
+// Connect's unary protocol (connect-unary.ts), each for its common case. Each call
+// runs the hosted service exactly as the Connect adapter does (same admission,
+// limits, deadline, call tracking, cancellation); only the framing differs, and
+// that is the subclass's.
 import { Code, ConnectError } from "@qingyu/plugin-api";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { createHandlerContext } from "@connectrpc/connect";
 import { createMethodSerializationLookup, readAllBytes, type UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
-import { universalRequestFromNodeRequest } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { untilAborted } from "../abort.ts";
@@ -22,7 +22,8 @@ import { binaryParseError } from "./binary-parse-status.ts";
 import { checkJsonMaps } from "./json-map-scan.ts";
 import { checkBinaryMaps } from "./wire-limits.ts";
 import { type Preflight, preflightCall } from "./preflight.ts";
-import { nodeRequestValues, resetConnectWhenStalled } from "./stalled-stream.ts";
+import { requestView } from "./request-view.ts";
+import { resetConnectWhenStalled } from "./stalled-stream.ts";
 import type { CallContext, HostedService } from "./types.ts";
 import type { CallLimits } from "./limits.ts";
 
@@ -36,13 +37,14 @@ type CallHandlerContext = ReturnType<typeof createHandlerContext>;
 /** One method served here, with what runs it. */
 export interface Served {
   method: DescMethod;
-  fn: (req: never, call: CallContext) => AsyncIterable<unknown>;
+  /** A server-streaming method's messages, or a unary method's one. */
+  fn: (req: never, call: CallContext) => AsyncIterable<unknown> | Promise<unknown>;
   track: HostedService["track"];
   serialization: ReturnType<typeof createMethodSerializationLookup>;
 }
 
 /** What the served forms share with the rest of the HTTP port. */
-export interface ServerStreamOptions extends Preflight {
+export interface FramedCallOptions extends Preflight {
   limits: Preflight["limits"] & CallLimits;
 }
 
@@ -52,7 +54,7 @@ export interface RequestMessage {
   binary: boolean;
 }
 
-/** Writes one call's response in a form's framing. */
+/** Writes one call's response in a form's framing (a unary call's is one message). */
 export interface StreamWriter {
   /** The error the stream ended with, if it did. */
   readonly failure: ConnectError | undefined;
@@ -69,15 +71,17 @@ export interface StreamWriter {
 // connect's HandlerContext makes a DOMException when aborted without a reason; the call is over, nobody reads it.
 const CALL_OVER = new ConnectError("the call is over", Code.Canceled);
 
-/** Serves the server-streaming methods a form takes; the form decides which requests are its own and how they are framed. */
-export abstract class ServerStreams {
+/** Serves the methods of one kind a form takes; the form decides which requests are its own and how they are framed. */
+export abstract class FramedCalls {
   private readonly served = new Map<string, Served>();
 
   constructor(
     services: readonly HostedService[],
     private readonly tracker: CallTracker,
-    protected readonly options: ServerStreamOptions,
-    /** Which server-streaming methods, by path; all of them when absent. */
+    protected readonly options: FramedCallOptions,
+    /** The kind of method the form frames. */
+    kind: "server_streaming" | "unary" = "server_streaming",
+    /** Which of those methods, by path; all of them when absent. */
     paths?: ReadonlySet<string>,
   ) {
     const { maxMessageBytes } = options.limits;
@@ -85,7 +89,7 @@ export abstract class ServerStreams {
       for (const method of service.methods) {
         const path = `/${service.typeName}/${method.name}`;
         const fn = impl[method.localName];
-        if ((paths && !paths.has(path)) || method.methodKind !== "server_streaming" || !fn) continue;
+        if ((paths && !paths.has(path)) || method.methodKind !== kind || !fn) continue;
         const serialization = createMethodSerializationLookup(method, undefined, undefined, { readMaxBytes: maxMessageBytes, writeMaxBytes: maxMessageBytes });
         this.served.set(path, { method, fn: fn as Served["fn"], track, serialization });
       }
@@ -122,10 +126,12 @@ export abstract class ServerStreams {
     if (this.answeredWithoutCall(req, writer)) return;
     let hctx: CallHandlerContext | undefined;
     let call: ReturnType<typeof beginCall> | undefined;
-    // Aborted once the response is ended: a client that does not read it has its stream reset after a grace.
-    const ended = new AbortController();
+    const unary = method.methodKind === "unary";
+    // A stream's: aborted once the response is ended, so a client that does not read it has its stream reset
+    // after a grace. A unary answer is one write, as under connect-node's handler, which had no such reset either.
+    const ended = unary ? undefined : new AbortController();
     try {
-      const ureq = universalRequestFromNodeRequest(req, res as never, undefined, nodeRequestValues(req));
+      const ureq = requestView(req, res);
       hctx = createHandlerContext({
         service: method.parent,
         method,
@@ -140,20 +146,28 @@ export abstract class ServerStreams {
       const { input, binary } = await this.admitAndDecode(ureq, hctx, served);
       // Gone or past its deadline while being admitted or read: beginCall would listen to a signal that already fired.
       if (hctx.signal.aborted) throw whyEnded(hctx.signal);
-      call = beginCall(hctx, this.tracker, served.track, this.options.limits);
-      const disarm = resetConnectWhenStalled(hctx, ended.signal, () => undefined);
-      // Done once the response is out ('finish') or the connection is gone ('close'):
-      // only a response stuck behind a client that does not read is reset.
-      res.once("finish", disarm);
-      res.once("close", disarm);
-      await untilAborted(this.pump(served, binary, served.fn(input as never, call.ctx), writer, call.ctx.signal), call.ctx.signal);
+      call = beginCall(hctx, this.tracker, unary ? { ...served.track, longLived: false } : served.track, this.options.limits);
+      if (ended) {
+        const disarm = resetConnectWhenStalled(hctx, ended.signal, () => undefined);
+        // Done once the response is out ('finish') or the connection is gone ('close'):
+        // only a response stuck behind a client that does not read is reset.
+        res.once("finish", disarm);
+        res.once("close", disarm);
+      }
+      const { signal } = call.ctx;
+      if (unary) {
+        const output = await untilAborted(served.fn(input as never, call.ctx) as Promise<unknown>, signal);
+        writer.message(output, served.serialization.getO(binary).serialize(output as never));
+      } else {
+        await untilAborted(this.pump(served, binary, served.fn(input as never, call.ctx) as AsyncIterable<unknown>, writer, signal), signal);
+      }
     } catch (err) {
       writer.error(this.options.edge.toClient(err, method));
     } finally {
       call?.end();
       hctx?.abort(CALL_OVER);
       writer.end(hctx?.responseTrailer ?? new Headers());
-      ended.abort(writer.failure ?? CALL_OVER);
+      ended?.abort(writer.failure ?? CALL_OVER);
     }
   }
 
