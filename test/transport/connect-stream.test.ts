@@ -5,8 +5,6 @@ import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api"
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, ConnectError as EsConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -21,6 +19,7 @@ import { ConnectStreams } from "../../src/transport/connect-stream.ts";
 import { ErrorEdge } from "../../src/transport/edge-error.ts";
 import { OutageLog } from "../../src/transport/outage-log.ts";
 import type { CallContext, HostedService } from "../../src/transport/types.ts";
+import { closeFormServers, serveForm } from "../support/form-server.ts";
 
 const silent = pino({ level: "silent" });
 const LIMITS = { maxMessageBytes: 4096, maxMetadataBytes: 8192, maxMapEntries: 4, maxMapBytes: 1000, defaultDeadlineMs: 60_000, maxDeadlineMs: 120_000 };
@@ -31,28 +30,13 @@ type Impl = (req: ExecuteStreamRequest, call: CallContext) => AsyncIterable<Exec
 const delta = (text: string) => create(ExecuteStreamResponseSchema, { event: { case: "delta", value: { text } } });
 const completed = (output: string) => create(ExecuteStreamResponseSchema, { event: { case: "completed", value: { success: true, output } } });
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
+afterEach(closeFormServers);
 
 /** ConnectStreams in front of a 404, on a real HTTP/1.1 server, as HttpTransport mounts it in front of connect-node. */
 async function serve(impl: Impl) {
   const services: HostedService[] = [{ service: AgentService as never, impl: { executeStream: impl } as never, track: {} }];
   const streams = new ConnectStreams(services, new CallTracker(), { limits: LIMITS, edge: new ErrorEdge(silent, new OutageLog(silent, 30_000)) });
-  let handled = 0;
-  const server = createServer((req, res) => {
-    if (!streams.handles(req)) return void res.writeHead(404).end();
-    handled++;
-    void streams.serve(req, res);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { base, handled: () => handled };
+  return serveForm(streams);
 }
 
 const clientOf = (base: string, useBinaryFormat: boolean) =>

@@ -4,8 +4,6 @@
 import { Code, ConnectError, ErrorReason, withReason } from "@qingyu/plugin-api";
 import { createClient, ConnectError as EsConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
@@ -15,6 +13,7 @@ import { ConnectUnary } from "../../src/transport/connect-unary.ts";
 import { ErrorEdge } from "../../src/transport/edge-error.ts";
 import { OutageLog } from "../../src/transport/outage-log.ts";
 import type { CallContext, HostedService } from "../../src/transport/types.ts";
+import { closeFormServers, serveForm } from "../support/form-server.ts";
 
 const silent = pino({ level: "silent" });
 const LIMITS = { maxMessageBytes: 4096, maxMetadataBytes: 8192, maxMapEntries: 4, maxMapBytes: 1000, defaultDeadlineMs: 60_000, maxDeadlineMs: 120_000 };
@@ -22,27 +21,13 @@ const PATH = "/qingyu.agent.v1.AgentService/Execute";
 
 type Impl = (req: ExecuteRequest, call: CallContext) => Promise<unknown>;
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
+afterEach(closeFormServers);
 
 /** ConnectUnary in front of a 404 standing for connect-node, on a real HTTP/1.1 server, as HttpTransport mounts it. */
 async function serve(impl: Impl) {
   const services: HostedService[] = [{ service: AgentService as never, impl: { execute: impl } as never, track: {} }];
   const unary = new ConnectUnary(services, new CallTracker(), { limits: LIMITS, edge: new ErrorEdge(silent, new OutageLog(silent, 30_000)) });
-  let handled = 0;
-  const server = createServer((req, res) => {
-    if (!unary.handles(req)) return void res.writeHead(404).end();
-    handled++;
-    void unary.serve(req, res);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, handled: () => handled };
+  return serveForm(unary);
 }
 
 const clientOf = (base: string, useBinaryFormat: boolean) =>
