@@ -68,7 +68,15 @@ async function readEnvelope(body: AsyncIterable<Uint8Array>, max: number): Promi
   const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
   if (size === 0) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.InvalidArgument);
   if (size < 5 || size < 5 + declared!) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (size > 5 + declared!) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.InvalidArgument);
+  if (size > 5 + declared!) {
+    // As connect-node words it: a second whole envelope is an extra message; bytes that do not make one are a cut envelope.
+    const rest = whole.subarray(5 + declared!);
+    const extra = rest.byteLength >= 5 && rest.byteLength >= 5 + envelopeLength(rest);
+    throw new ConnectError(
+      extra ? "protocol error: received extra input message for server-streaming method" : "protocol error: incomplete envelope",
+      Code.InvalidArgument,
+    );
+  }
   const flags = whole[0]!;
   if (flags !== 0) {
     throw new ConnectError(

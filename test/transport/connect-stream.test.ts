@@ -127,6 +127,9 @@ describe("Connect streaming served without connect-node", () => {
       [new Uint8Array(0), "invalid_argument", "missing input message"],
       [envelope(message, 0, message.length + 10), "invalid_argument", "incomplete envelope"],
       [Buffer.concat([envelope(message), envelope(message)]), "invalid_argument", "extra input message"],
+      // Bytes after the message that are not a whole envelope: a cut one, as connect-node says.
+      [Buffer.concat([envelope(message), Buffer.from([0, 0, 0])]), "invalid_argument", "incomplete envelope"],
+      [Buffer.concat([envelope(message), envelope(message, 0, message.length + 1)]), "invalid_argument", "incomplete envelope"],
       [envelope(message, 1), "invalid_argument", "compressed message without connect-content-encoding"],
       [envelope(Buffer.alloc(10), 0, LIMITS.maxMessageBytes + 1), "resource_exhausted", `larger than configured readMaxBytes ${LIMITS.maxMessageBytes}`],
     ];
