@@ -60,7 +60,9 @@ export async function ceiling(o: CeilingOptions): Promise<CeilingRow[]> {
         bodyFile,
         pids: { server: pid },
       });
-      const shapes: Record<Side, Parameters<typeof h2loadCell>[0]> = {
+      // Each side's request; the timing, the same for all, is added where a cell runs.
+      type Shape = Omit<Parameters<typeof h2loadCell>[0], "inFlight" | "seconds" | "warmupSeconds">;
+      const shapes: Record<Side, Shape> = {
         direct: {
           name: "direct",
           url: `${o.upstreamUrl}/chat/completions`,
@@ -68,17 +70,16 @@ export async function ceiling(o: CeilingOptions): Promise<CeilingRow[]> {
           headers: ["content-type: application/json"],
           bodyFile: b.directUnary,
           pids: { server: o.upstreamPid },
-          ...timing(o),
         },
-        openai: { ...grpc("openai", o.server.port, b.unary, o.server.pid), ...timing(o) },
-        echo: { ...grpc("echo", o.server.port, echoBody, o.server.pid), ...timing(o) },
-        bare: { ...grpc("bare", bare.port, echoBody, bare.pid), ...timing(o) },
+        openai: grpc("openai", o.server.port, b.unary, o.server.pid),
+        echo: grpc("echo", o.server.port, echoBody, o.server.pid),
+        bare: grpc("bare", bare.port, echoBody, bare.pid),
       };
       const runs = Object.fromEntries(SIDES.map((s) => [s, [] as H2loadCell[]])) as Record<Side, H2loadCell[]>;
       for (let round = 0; round < o.rounds; round++) {
         for (let i = 0; i < SIDES.length; i++) {
           const side = SIDES[(i + round) % SIDES.length]!;
-          const run = await h2loadCell(shapes[side]);
+          const run = await h2loadCell({ ...shapes[side], inFlight: o.inFlight, seconds: o.seconds, warmupSeconds: o.warmupSeconds });
           if (run.errors) throw new Error(`ceiling ${side} ${tokens} tokens: ${run.firstError}`);
           runs[side].push(run);
           o.log(`  ceiling r${round} ${side.padEnd(6)} ${tokens}t ${run.reqPerSec.toFixed(0).padStart(6)} req/s`);
@@ -98,8 +99,6 @@ export async function ceiling(o: CeilingOptions): Promise<CeilingRow[]> {
     await stop(bare.child);
   }
 }
-
-const timing = (o: CeilingOptions) => ({ inFlight: o.inFlight, seconds: o.seconds, warmupSeconds: o.warmupSeconds });
 
 /** The rows as a markdown table, each side's req/s as a ratio to the mock's. */
 export function ceilingTable(rows: readonly CeilingRow[], inFlight: number): string {

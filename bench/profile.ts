@@ -22,6 +22,16 @@ const TASK = "summarise the quarterly report for the board in three short senten
 type Load = "unary" | "grpc-stream" | "connect-unary" | "connect-stream" | "sse-stream";
 type Setup = () => Promise<{ config: Record<string, unknown>; env?: Record<string, string>; agent?: string; task?: string; load?: Load }>;
 
+/** The openai provider in front of an upstream that answers at once (bench:openai's fast agent): `tokens` words a call, loaded as `load`. */
+function fastOpenai(tokens: number, load: Load = "unary", options?: Record<string, unknown>): Setup {
+  return async () => ({
+    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model, options),
+    agent: "openai",
+    task: task(tokens),
+    load,
+  });
+}
+
 const traced = async () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: (await otlpSink()).url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
 const SERVERS: Record<string, Setup> = {
   ours: async () => ({ config: oursConfig() }),
@@ -32,45 +42,17 @@ const SERVERS: Record<string, Setup> = {
   observed: async () => ({ config: { ...oursConfig(), server: { host: "127.0.0.1", shutdownGraceMs: 1000, metricsPort: 0 } }, env: await traced() }),
   openai: async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url), agent: "openai" }),
   // The row of bench:openai's targets: an upstream that answers at once, 20 tokens.
-  "openai-fast": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(20) }),
-  "openai-fast-200": async () => ({ config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model), agent: "openai", task: task(200) }),
+  "openai-fast": fastOpenai(20),
+  "openai-fast-200": fastOpenai(200),
   // The provider's wholeAnswers: json, one non-streamed completion per unary call.
-  "openai-json": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model, { wholeAnswers: "json" }),
-    agent: "openai",
-    task: task(20),
-  }),
-  "openai-json-200": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model, { wholeAnswers: "json" }),
-    agent: "openai",
-    task: task(200),
-  }),
+  "openai-json": fastOpenai(20, "unary", { wholeAnswers: "json" }),
+  "openai-json-200": fastOpenai(200, "unary", { wholeAnswers: "json" }),
   // The same answers streamed: bench:openai's "Connect streaming CPU vs the gRPC port's" target, one side each.
-  "openai-grpc-stream": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
-    agent: "openai",
-    task: task(20),
-    load: "grpc-stream",
-  }),
-  "openai-sse-stream": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
-    agent: "openai",
-    task: task(20),
-    load: "sse-stream",
-  }),
-  "openai-connect-stream": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
-    agent: "openai",
-    task: task(20),
-    load: "connect-stream",
-  }),
+  "openai-grpc-stream": fastOpenai(20, "grpc-stream"),
+  "openai-sse-stream": fastOpenai(20, "sse-stream"),
+  "openai-connect-stream": fastOpenai(20, "connect-stream"),
   // Unary Execute as Connect JSON over HTTP/1.1, bench:openai's "Connect, light" Execute row.
-  "openai-connect-unary": async () => ({
-    config: openaiConfig(oursConfig(), (await startUpstream()).url, AGENTS.fast.model),
-    agent: "openai",
-    task: task(20),
-    load: "connect-unary",
-  }),
+  "openai-connect-unary": fastOpenai(20, "connect-unary"),
 };
 
 interface ProfileNode {
