@@ -8,7 +8,7 @@
 // connect-node's, which also answers its errors.
 import type { ConnectError } from "@qingyu/plugin-api";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { CallTracker } from "./call-tracker.ts";
 import { type FramedCallOptions, FramedCalls, type NodeRequest, type NodeResponse, readBody, type RequestMessage, type StreamWriter } from "./framed-calls.ts";
 import type { HostedService } from "./types.ts";
@@ -78,21 +78,26 @@ class ConnectUnaryWriter implements StreamWriter {
     this.ended = true;
     const { res, failure } = this;
     if (res.destroyed || res.writableEnded) return;
-    const header = new Headers();
+    // Built as Node's header object at once, in connect-node's order: the type, the error's
+    // metadata, the call's trailers as `trailer-` headers, the length.
+    const out: Record<string, string> = {};
     let status = 200;
     let body = this.body ?? new Uint8Array(0);
     if (failure) {
-      // Ours is shaped like connect-es's ConnectError (plugin-api/errors.ts), which is all these read.
-      const error = failure as unknown as Parameters<typeof errorToJsonBytes>[0];
+      // Ours is shaped like connect-es's ConnectError (plugin-api/errors.ts), which is all errorToJsonBytes reads.
       status = codeToHttpStatus(failure.code);
-      header.set("content-type", "application/json");
-      failure.metadata.forEach((value, key) => header.set(key, value));
-      body = errorToJsonBytes(error, {});
+      out["content-type"] = "application/json";
+      failure.metadata.forEach((value, key) => (out[key] = value));
+      body = errorToJsonBytes(failure as unknown as Parameters<typeof errorToJsonBytes>[0], {});
     } else {
-      header.set("content-type", this.binary ? "application/proto" : "application/json");
+      out["content-type"] = this.binary ? "application/proto" : "application/json";
     }
-    const out: Record<string, string> = { "content-length": String(body.byteLength) };
-    trailerMux(header, trailers).forEach((value, key) => (out[key] = value));
+    // Appended, as connect's trailerMux does: a metadata entry of the same name keeps its value first.
+    trailers.forEach((value, key) => {
+      const name = `trailer-${key}`;
+      out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+    });
+    out["content-length"] = String(body.byteLength);
     res.writeHead(status, out);
     res.end(body);
   }
