@@ -139,9 +139,9 @@ export default definePlugin({
           const streamed = new StreamedAnswer();
           // The clock runs only while waiting on the upstream, never while a consumer holds a chunk.
           let turned = false;
-          for await (const text of answer.texts()) {
+          for await (const piece of answer.texts()) {
             idle.disarm();
-            const events = streamed.events(text);
+            const events = streamed.events(piece);
             for (let i = 0; i < events.length; i++) {
               for (const chunk of streamed.take(events[i]!)) {
                 idle.yielded = true;
@@ -189,9 +189,9 @@ export default definePlugin({
           const read = (events: SseEvent[]) => {
             for (const event of events) text += streamed.text(event) ?? "";
           };
-          for await (const text of answer.texts()) {
+          for await (const piece of answer.texts()) {
             idle.disarm();
-            read(streamed.events(text));
+            read(streamed.events(piece));
             idle.arm();
           }
           idle.disarm();
